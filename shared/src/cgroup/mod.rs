@@ -1,0 +1,150 @@
+//! The cgroup side of the model: which hierarchies the host mounts
+//! ([`Layout`]), which cgroups are containers ([`discover`]), and what their
+//! pids and memory controllers report ([`read_pids`], [`read_memory`]).
+//!
+//! Parsing is split from reading: the `parse_*` functions take file contents
+//! and are tested on literal strings; the `read_*` functions do the I/O.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::{Limit, Result, Roots};
+
+/// How the cgroup filesystem is mounted under the cgroup root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// cgroup v2 unified tree (`<root>` itself on pure v2, `<root>/unified` on hybrid).
+    pub unified: Option<PathBuf>,
+    /// cgroup v1 `pids` hierarchy, when mounted.
+    pub v1_pids: Option<PathBuf>,
+    /// cgroup v1 `memory` hierarchy, when mounted.
+    pub v1_memory: Option<PathBuf>,
+    /// cgroup v1 named `systemd` hierarchy, when mounted.
+    pub v1_systemd: Option<PathBuf>,
+    /// Whether the unified tree carries the pids/memory controllers (pure v2).
+    pub unified_controllers: bool,
+}
+
+/// The container runtime that created a cgroup, told from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Docker (`docker/<id>`, `docker-<id>.scope`).
+    Docker,
+    /// Podman (`libpod-<id>.scope`, `libpod_parent/libpod-<id>`).
+    Podman,
+    /// containerd, usually under Kubernetes (`cri-containerd-<id>.scope`, `kubepods/…/<id>`).
+    Containerd,
+    /// CRI-O (`crio-<id>.scope`).
+    Crio,
+}
+
+impl Runtime {
+    /// The label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Podman => "podman",
+            Runtime::Containerd => "containerd",
+            Runtime::Crio => "crio",
+        }
+    }
+}
+
+/// A container found in the cgroup filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    /// The full container id (64 lowercase hex characters).
+    pub id: String,
+    /// Who created it.
+    pub runtime: Runtime,
+    /// The Kubernetes pod uid, for containers under `kubepods`.
+    pub pod_uid: Option<String>,
+    /// The container's cgroup path relative to the hierarchy root, e.g.
+    /// `system.slice/docker-<id>.scope` (the same in every v1 hierarchy on
+    /// ordinary hosts; see [`Container::dirs`]).
+    pub rel_path: PathBuf,
+    /// Absolute directories of the container's cgroup per hierarchy.
+    pub dirs: CgroupDirs,
+}
+
+/// Absolute directories of one container's cgroup, per hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CgroupDirs {
+    /// Directory holding `pids.*` files (v1 pids hierarchy or v2 unified).
+    pub pids: Option<PathBuf>,
+    /// Directory holding `memory.*` files (v1 memory hierarchy or v2 unified).
+    pub memory: Option<PathBuf>,
+    /// Directory whose `cgroup.procs` (recursively) lists the container's processes.
+    pub procs: Option<PathBuf>,
+    /// Whether `memory` is a v1 directory (file names differ).
+    pub memory_v1: bool,
+}
+
+/// What the pids controller reports for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PidsStats {
+    /// `pids.current`: tasks (threads, zombies included) charged to the cgroup.
+    pub current: u64,
+    /// Smallest `pids.max` of the cgroup and its ancestors.
+    pub limit: Limit,
+    /// Smallest `pids.max - pids.current` over the cgroup and its ancestors; `None` when all are unlimited.
+    pub headroom: Option<u64>,
+    /// `pids.events` `max`: forks refused at the limit.
+    pub limit_hits: u64,
+}
+
+/// What the memory controller reports for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryStats {
+    /// `memory.current` (v2) / `memory.usage_in_bytes` (v1).
+    pub usage: u64,
+    /// usage minus inactive file pages, floored at 0.
+    pub working_set: u64,
+    /// Smallest memory limit of the cgroup and its ancestors.
+    pub limit: Limit,
+    /// OOM kills in the cgroup.
+    pub oom_kills: u64,
+}
+
+/// Recognises the hierarchies mounted under `roots.cgroup`.
+pub fn detect_layout(roots: &Roots) -> Result<Layout> {
+    let _ = roots;
+    unimplemented!("detect_layout")
+}
+
+/// Tells whether a cgroup path (relative to a hierarchy root) is a container,
+/// and which. Pure: no I/O.
+pub fn classify(rel_path: &str) -> Option<(Runtime, String, Option<String>)> {
+    let _ = rel_path;
+    unimplemented!("classify")
+}
+
+/// Walks the cgroup filesystem and returns every container cgroup, once each
+/// (nested cgroups inside a container belong to it). Sorted by id.
+pub fn discover(layout: &Layout) -> Result<Vec<Container>> {
+    let _ = layout;
+    unimplemented!("discover")
+}
+
+/// Reads the pids controller of a container; `Ok(None)` when the cgroup vanished
+/// or has no pids controller.
+pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
+    let _ = (layout, c);
+    unimplemented!("read_pids")
+}
+
+/// Reads the memory controller of a container; `Ok(None)` when the cgroup
+/// vanished or has no memory controller.
+pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>> {
+    let _ = (layout, c);
+    unimplemented!("read_memory")
+}
+
+/// Lists the PIDs (thread-group leaders) in a cgroup directory and all its
+/// descendants (`cgroup.procs` of each). A vanished directory yields what was read.
+pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
+    let _ = dir;
+    unimplemented!("read_procs_recursive")
+}
