@@ -1,13 +1,20 @@
 //! Reading processes from `/proc`, cheaply: what cannot change for a live
 //! process (its command line and start time) is cached by (pid, start time),
 //! so a scrape of an unchanged host re-reads only what can change.
+//!
+//! Parsing ([`parse_stat`], [`parse_cmdline`]) is pure and tested on literal
+//! strings; reading goes through one reusable buffer per [`ProcessReader`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::{Result, Roots};
+use crate::error::is_vanished;
+use crate::{Error, Result, Roots};
 
 /// One process as read from `/proc/<pid>/stat` and `/proc/<pid>/cmdline`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +39,13 @@ pub struct Process {
     pub cpu_ticks: u64,
 }
 
+impl Process {
+    /// Whether the process is a zombie (exited, not yet reaped).
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
 /// Fields parsed from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
@@ -51,23 +65,226 @@ pub struct Stat {
     pub start_time: u64,
 }
 
+/// `stat` fields with `comm` borrowed from the content: the allocation-free
+/// form the reader uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatRef<'a> {
+    pid: i32,
+    comm: &'a str,
+    state: char,
+    ppid: i32,
+    cpu_ticks: u64,
+    threads: u64,
+    start_time: u64,
+}
+
+/// Parses `stat` content. `comm` may hold spaces and `)`, so the fields after
+/// it start after the *last* `)`.
+fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
+    let open = content.find('(')?;
+    let close = content.rfind(')')?;
+    if close < open {
+        return None;
+    }
+    let pid = content[..open].trim().parse().ok()?;
+    let comm = &content[open + 1..close];
+    // Fields from 3 (state) on; index i is field i + 3.
+    let mut rest = content[close + 1..].split_ascii_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    // Skip fields 5..=13 (pgrp … cmajflt) to reach utime (14).
+    let mut rest = rest.skip(9);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    // Skip 16..=19 (cutime, cstime, priority, nice) to reach num_threads (20).
+    let mut rest = rest.skip(4);
+    let threads = rest.next()?.parse().ok()?;
+    // Skip 21 (itrealvalue) to reach starttime (22).
+    let start_time = rest.nth(1)?.parse().ok()?;
+    Some(StatRef {
+        pid,
+        comm,
+        state,
+        ppid,
+        cpu_ticks: utime.saturating_add(stime),
+        threads,
+        start_time,
+    })
+}
+
 /// Parses the content of `/proc/<pid>/stat` (comm may contain spaces and
 /// parentheses). Pure.
 pub fn parse_stat(content: &str) -> Option<Stat> {
-    let _ = content;
-    unimplemented!("parse_stat")
+    let s = parse_stat_ref(content)?;
+    Some(Stat {
+        pid: s.pid,
+        comm: s.comm.to_owned(),
+        state: s.state,
+        ppid: s.ppid,
+        cpu_ticks: s.cpu_ticks,
+        threads: s.threads,
+        start_time: s.start_time,
+    })
 }
 
-/// Turns `/proc/<pid>/cmdline` bytes (NUL-separated) into one line joined by spaces. Pure.
+/// Turns `/proc/<pid>/cmdline` bytes (NUL-separated) into one line joined by
+/// spaces. Trailing NULs (the terminator, or the padding left by programs
+/// that rewrite their title) are dropped; invalid UTF-8 is replaced. Pure.
 pub fn parse_cmdline(raw: &[u8]) -> String {
-    let _ = raw;
-    unimplemented!("parse_cmdline")
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let joined: Vec<u8> = raw[..end]
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    match String::from_utf8(joined) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Parses a `children` file: pids separated by spaces. Pure.
+fn parse_children(content: &str, out: &mut Vec<i32>) {
+    out.extend(
+        content
+            .split_ascii_whitespace()
+            .filter_map(|t| t.parse::<i32>().ok()),
+    );
+}
+
+/// Reads a whole file into `buf` (cleared first), reusing its capacity.
+/// With `line`, a read that ends in a newline with room to spare is taken as
+/// the end of the file: single-line proc files (`stat`) are produced in one
+/// piece, which saves the second `read` that would return 0.
+fn read_into(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+    buf.clear();
+    let mut file = File::open(path)?;
+    if buf.capacity() < 1024 {
+        buf.reserve(1024);
+    }
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let len = buf.len();
+        let cap = buf.capacity();
+        buf.resize(cap, 0);
+        let n = match file.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                buf.truncate(len);
+                continue;
+            }
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        };
+        buf.truncate(len + n);
+        if n == 0 || (line && buf.len() < cap && buf.last() == Some(&b'\n')) {
+            return Ok(());
+        }
+    }
+}
+
+/// A reusable `<proc>/<pid>/<file>` path: no allocation per process.
+#[derive(Debug)]
+struct PathBuilder {
+    root: PathBuf,
+    path: PathBuf,
+    tail: String,
+}
+
+impl PathBuilder {
+    fn new(proc_root: &Path) -> Self {
+        PathBuilder {
+            root: proc_root.to_path_buf(),
+            path: PathBuf::with_capacity(proc_root.as_os_str().len() + 48),
+            tail: String::with_capacity(48),
+        }
+    }
+
+    /// `<proc>/<pid>/<rest>`; `rest` may contain further `/`.
+    fn pid_file(&mut self, pid: i32, rest: std::fmt::Arguments<'_>) -> &Path {
+        use std::fmt::Write;
+        self.tail.clear();
+        let _ = write!(self.tail, "/{pid}/{rest}");
+        let s = self.path.as_mut_os_string();
+        s.clear();
+        s.push(self.root.as_os_str());
+        s.push(&self.tail);
+        &self.path
+    }
+}
+
+/// What [`read_stat_with`] found.
+enum StatRead {
+    Vanished,
+    Found,
+}
+
+fn read_stat_with(path: &Path, buf: &mut Vec<u8>) -> Result<StatRead> {
+    match read_into(path, buf, true) {
+        Ok(()) => Ok(StatRead::Found),
+        Err(e) if is_vanished(&e) => Ok(StatRead::Vanished),
+        Err(e) => Err(Error::read(path, e)),
+    }
+}
+
+fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
+    // An empty read means the process went away between open and read.
+    let text = std::str::from_utf8(buf).map_err(|_| Error::Parse {
+        path: path.to_path_buf(),
+        msg: "stat is not UTF-8".into(),
+    })?;
+    parse_stat_ref(text).ok_or_else(|| Error::Parse {
+        path: path.to_path_buf(),
+        msg: format!("unrecognised stat line {text:?}"),
+    })
+}
+
+/// Reads `cmdline`; a vanished file is an empty command line (the process
+/// was exiting; its stat was read a moment ago).
+fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<String> {
+    match read_into(path, buf, false) {
+        Ok(()) => Ok(parse_cmdline(buf)),
+        Err(e) if is_vanished(&e) => Ok(String::new()),
+        Err(e) => Err(Error::read(path, e)),
+    }
 }
 
 /// Reads one process; `Ok(None)` when it vanished.
 pub fn read_process(roots: &Roots, pid: i32) -> Result<Option<Process>> {
-    let _ = (roots, pid);
-    unimplemented!("read_process")
+    let mut buf = Vec::with_capacity(1024);
+    let mut paths = PathBuilder::new(&roots.proc);
+    let path = paths.pid_file(pid, format_args!("stat")).to_path_buf();
+    if let StatRead::Vanished = read_stat_with(&path, &mut buf)? {
+        return Ok(None);
+    }
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let (state, ppid, start_time, threads, cpu_ticks, comm): (char, i32, u64, u64, u64, Arc<str>) = {
+        let s = stat_of(&path, &buf)?;
+        (
+            s.state,
+            s.ppid,
+            s.start_time,
+            s.threads,
+            s.cpu_ticks,
+            Arc::from(s.comm),
+        )
+    };
+    let cmdline = read_cmdline_with(paths.pid_file(pid, format_args!("cmdline")), &mut buf)?;
+    Ok(Some(Process {
+        pid,
+        ppid,
+        start_time,
+        state,
+        comm,
+        cmdline: Arc::from(cmdline),
+        threads,
+        cpu_ticks,
+    }))
 }
 
 /// The processes of one container, as read in one pass.
@@ -86,6 +303,10 @@ pub struct ContainerProcesses {
 pub struct ProcessReader {
     roots: Roots,
     cache: HashMap<i32, Cached>,
+    generation: u64,
+    buf: Vec<u8>,
+    paths: PathBuilder,
+    children: Vec<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,28 +321,170 @@ impl ProcessReader {
     /// A reader with an empty cache.
     pub fn new(roots: Roots) -> Self {
         ProcessReader {
+            paths: PathBuilder::new(&roots.proc),
             roots,
             cache: HashMap::new(),
+            generation: 0,
+            buf: Vec::with_capacity(4096),
+            children: Vec::new(),
         }
+    }
+
+    /// The roots it reads.
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+
+    /// Reads one process through the cache; `Ok(None)` when it vanished.
+    fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
+        let path = self.paths.pid_file(pid, format_args!("stat"));
+        if let StatRead::Vanished = read_stat_with(path, &mut self.buf)? {
+            return Ok(None);
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let s = stat_of(path, &self.buf)?;
+        let generation = self.generation;
+        // The same process (pid, start time) with the same comm: nothing that
+        // the cache holds can have changed, short of an exec that kept comm.
+        if let Some(c) = self.cache.get_mut(&pid) {
+            if c.start_time == s.start_time && *c.comm == *s.comm {
+                c.generation = generation;
+                return Ok(Some(Process {
+                    pid,
+                    ppid: s.ppid,
+                    start_time: s.start_time,
+                    state: s.state,
+                    comm: Arc::clone(&c.comm),
+                    cmdline: Arc::clone(&c.cmdline),
+                    threads: s.threads,
+                    cpu_ticks: s.cpu_ticks,
+                }));
+            }
+        }
+        // New, recycled or exec'd: read the command line.
+        let (state, ppid, start_time, threads, cpu_ticks) =
+            (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
+        let comm: Arc<str> = Arc::from(s.comm);
+        let path = self.paths.pid_file(pid, format_args!("cmdline"));
+        let cmdline: Arc<str> = Arc::from(read_cmdline_with(path, &mut self.buf)?);
+        self.cache.insert(
+            pid,
+            Cached {
+                start_time,
+                comm: Arc::clone(&comm),
+                cmdline: Arc::clone(&cmdline),
+                generation,
+            },
+        );
+        Ok(Some(Process {
+            pid,
+            ppid,
+            start_time,
+            state,
+            comm,
+            cmdline,
+            threads,
+            cpu_ticks,
+        }))
+    }
+
+    /// Appends the children of `pid` (all its threads') to `self.children`.
+    /// A single-threaded process has one task, named after the pid, so no
+    /// directory listing is needed.
+    fn collect_children(&mut self, pid: i32, threads: u64) -> Result<()> {
+        if threads <= 1 {
+            let path = self
+                .paths
+                .pid_file(pid, format_args!("task/{pid}/children"));
+            match read_into(path, &mut self.buf, false) {
+                Ok(()) => {
+                    parse_children(&String::from_utf8_lossy(&self.buf), &mut self.children);
+                    return Ok(());
+                }
+                // The leader is gone but other threads may live: list them.
+                Err(e) if is_vanished(&e) => {}
+                Err(e) => return Err(Error::read(path, e)),
+            }
+        }
+        let found = read_children(&self.roots, pid)?;
+        self.children.extend(found);
+        Ok(())
     }
 
     /// Reads the given pids (from `cgroup.procs`) and finds their zombie
     /// children. `tasks` is the cgroup's `pids.current`, when known: the
     /// zombie search is skipped when the live processes' threads already
     /// account for every task. Vanished processes are skipped.
+    ///
+    /// A listed process that is itself in state `Z` is reported among the
+    /// zombies, so `live` holds no zombie.
     pub fn read_container(
         &mut self,
         pids: &[i32],
         tasks: Option<u64>,
     ) -> Result<ContainerProcesses> {
-        let _ = (pids, tasks, &self.roots, &self.cache);
-        unimplemented!("read_container")
+        let mut out = ContainerProcesses {
+            live: Vec::with_capacity(pids.len()),
+            zombies: Vec::new(),
+        };
+        let mut threads: u64 = 0;
+        for &pid in pids {
+            if let Some(p) = self.read_cached(pid)? {
+                threads = threads.saturating_add(p.threads.max(1));
+                if p.is_zombie() {
+                    out.zombies.push(p);
+                } else {
+                    out.live.push(p);
+                }
+            }
+        }
+        out.live.sort_unstable_by_key(|p| p.pid);
+        out.live.dedup_by_key(|p| p.pid);
+
+        let search = match tasks {
+            Some(t) => t > threads,
+            None => true,
+        };
+        if search {
+            self.children.clear();
+            for i in 0..out.live.len() {
+                let (pid, threads) = (out.live[i].pid, out.live[i].threads);
+                self.collect_children(pid, threads)?;
+            }
+            let mut children = std::mem::take(&mut self.children);
+            children.sort_unstable();
+            children.dedup();
+            let known: HashSet<i32> = out
+                .live
+                .iter()
+                .chain(out.zombies.iter())
+                .map(|p| p.pid)
+                .collect();
+            for &child in &children {
+                if known.contains(&child) {
+                    continue;
+                }
+                if let Some(p) = self.read_cached(child)? {
+                    if p.is_zombie() {
+                        out.zombies.push(p);
+                    }
+                }
+            }
+            self.children = children;
+        }
+        out.zombies.sort_unstable_by_key(|p| p.pid);
+        out.zombies.dedup_by_key(|p| p.pid);
+        Ok(out)
     }
 
     /// Drops cache entries not seen since the last call to `end_scrape`
     /// and starts a new generation. Call once per collection.
     pub fn end_scrape(&mut self) {
-        unimplemented!("end_scrape")
+        let generation = self.generation;
+        self.cache.retain(|_, c| c.generation == generation);
+        self.generation = generation.wrapping_add(1);
     }
 
     /// Number of cached processes (for tests and self metrics).
@@ -131,13 +494,281 @@ impl ProcessReader {
 }
 
 /// Children of `pid` (all threads' `children` files), read from `/proc`.
+/// A vanished process has no children.
 pub fn read_children(roots: &Roots, pid: i32) -> Result<Vec<i32>> {
-    let _ = (roots, pid);
-    unimplemented!("read_children")
+    let task_dir = roots.proc.join(pid.to_string()).join("task");
+    let entries = match std::fs::read_dir(&task_dir) {
+        Ok(e) => e,
+        Err(e) if is_vanished(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(Error::read(&task_dir, e)),
+    };
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if is_vanished(&e) => continue,
+            Err(e) => return Err(Error::read(&task_dir, e)),
+        };
+        let path = entry.path().join("children");
+        match read_into(&path, &mut buf, false) {
+            Ok(()) => parse_children(&String::from_utf8_lossy(&buf), &mut out),
+            Err(e) if is_vanished(&e) => continue,
+            Err(e) => return Err(Error::read(&path, e)),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
-/// Keeps the compiler quiet about the stub's fields until implemented.
-#[allow(dead_code)]
-fn _unused(c: &Cached) -> (u64, &str, &str, u64) {
-    (c.start_time, &c.comm, &c.cmdline, c.generation)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "7378 (cat) R 7375 7375 5668 0 -1 4194304 100 0 0 0 3 4 0 0 20 0 1 0 59100 3133440 383 18446744073709551615 0 0\n";
+
+    #[test]
+    fn parses_a_plain_stat_line() {
+        let s = parse_stat(STAT).unwrap();
+        assert_eq!(
+            s,
+            Stat {
+                pid: 7378,
+                comm: "cat".into(),
+                state: 'R',
+                ppid: 7375,
+                cpu_ticks: 7,
+                threads: 1,
+                start_time: 59100,
+            }
+        );
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parentheses_splits_at_the_last_paren() {
+        let line = "42 (a) b (c)) Z 1 42 42 0 -1 0 0 0 0 0 10 20 0 0 20 0 3 0 777 0 0\n";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.pid, 42);
+        assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(s.state, 'Z');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.cpu_ticks, 30);
+        assert_eq!(s.threads, 3);
+        assert_eq!(s.start_time, 777);
+    }
+
+    #[test]
+    fn empty_comm_and_unicode_comm_parse() {
+        let s = parse_stat("5 () S 0 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 0\n").unwrap();
+        assert_eq!(s.comm, "");
+        assert_eq!(s.start_time, 9);
+        let s = parse_stat("6 (nöde ✓) S 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0\n").unwrap();
+        assert_eq!(s.comm, "nöde ✓");
+    }
+
+    #[test]
+    fn malformed_stat_lines_are_rejected() {
+        for bad in [
+            "",
+            "12",
+            "12 (x",
+            "x) 12 (",
+            "12 (x) S",
+            "12 (x) S 1 2 3",
+            "abc (x) S 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0",
+            "12 (x) S 1 0 0 0 -1 0 0 0 0 0 q 0 0 0 20 0 1 0 10 0",
+        ] {
+            assert_eq!(parse_stat(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cmdline_is_joined_by_spaces() {
+        assert_eq!(parse_cmdline(b"sleep\x001000\x00"), "sleep 1000");
+        assert_eq!(parse_cmdline(b"sh\x00-c\x00echo a b\x00"), "sh -c echo a b");
+        assert_eq!(parse_cmdline(b""), "");
+        assert_eq!(parse_cmdline(b"\x00\x00"), "");
+        assert_eq!(
+            parse_cmdline(b"nginx: worker process\x00\x00\x00"),
+            "nginx: worker process"
+        );
+        assert_eq!(parse_cmdline(b"no-terminator"), "no-terminator");
+        assert_eq!(parse_cmdline(b"a\x00\x00b\x00"), "a  b");
+        assert_eq!(parse_cmdline(b"bad\xff\x00utf8\x00"), "bad\u{fffd} utf8");
+    }
+
+    #[test]
+    fn children_files_parse() {
+        let mut v = Vec::new();
+        parse_children("12 34 \n", &mut v);
+        parse_children("", &mut v);
+        parse_children("56", &mut v);
+        assert_eq!(v, vec![12, 34, 56]);
+    }
+
+    #[test]
+    fn reads_this_process_from_the_host_proc() {
+        let me = std::process::id() as i32;
+        let p = read_process(&Roots::default(), me).unwrap().unwrap();
+        assert_eq!(p.pid, me);
+        assert_eq!(p.ppid, std::os::unix::process::parent_id() as i32);
+        assert!(p.threads >= 1);
+        assert!(!p.cmdline.is_empty());
+        let exe = std::env::args().next().unwrap();
+        assert!(p.cmdline.starts_with(&exe), "{} vs {exe}", p.cmdline);
+    }
+
+    /// A fixture `/proc` entry.
+    fn put(
+        root: &Path,
+        pid: i32,
+        ppid: i32,
+        state: char,
+        start: u64,
+        cmdline: &[u8],
+        children: &[i32],
+    ) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(dir.join("task").join(pid.to_string())).unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            format!("{pid} (x y) {state} {ppid} 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 {start} 0 0\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+        let kids: String = children.iter().map(|c| format!("{c} ")).collect();
+        std::fs::write(
+            dir.join("task").join(pid.to_string()).join("children"),
+            kids,
+        )
+        .unwrap();
+    }
+
+    fn pids(v: &[Process]) -> Vec<i32> {
+        v.iter().map(|p| p.pid).collect()
+    }
+
+    #[test]
+    fn cmdline_is_cached_by_pid_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'S', 100, b"app\0--serve\0", &[]);
+
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].cmdline, "app --serve");
+        assert_eq!(&*got.live[0].comm, "x y");
+        assert_eq!(got.live[0].cpu_ticks, 11);
+        assert_eq!(r.cached(), 1);
+        r.end_scrape();
+
+        // Same start time: the cached command line stays even though the file changed.
+        std::fs::write(root.join("10/cmdline"), b"other\0").unwrap();
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].cmdline, "app --serve");
+        r.end_scrape();
+
+        // New start time: the pid was recycled, the command line is re-read.
+        put(root, 10, 1, 'S', 200, b"other\0", &[]);
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].cmdline, "other");
+        assert_eq!(got.live[0].start_time, 200);
+        assert_eq!(r.cached(), 1);
+    }
+
+    #[test]
+    fn entries_not_seen_in_a_scrape_are_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'S', 100, b"a\0", &[]);
+        put(root, 11, 1, 'S', 101, b"b\0", &[]);
+        r.read_container(&[10, 11], Some(2)).unwrap();
+        r.end_scrape();
+        assert_eq!(r.cached(), 2);
+        // Only 10 is read in this scrape: 11 goes at its end.
+        r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(r.cached(), 2);
+        r.end_scrape();
+        assert_eq!(r.cached(), 1);
+        r.end_scrape();
+        assert_eq!(r.cached(), 0);
+    }
+
+    #[test]
+    fn vanished_pids_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'S', 100, b"a\0", &[]);
+        let got = r.read_container(&[9, 10, 12], None).unwrap();
+        assert_eq!(pids(&got.live), vec![10]);
+        assert!(got.zombies.is_empty());
+        // A pid whose directory exists but lost its stat is skipped too.
+        std::fs::remove_file(root.join("10/stat")).unwrap();
+        let got = r.read_container(&[10], None).unwrap();
+        assert!(got.live.is_empty());
+    }
+
+    #[test]
+    fn zombies_are_found_as_children_when_tasks_are_unaccounted_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        // 10 is listed; its children 20 (zombie, not listed) and 21 (live,
+        // elsewhere); 22 vanished after the children file was read.
+        put(root, 10, 1, 'S', 100, b"sh\0", &[20, 21, 22]);
+        put(root, 20, 10, 'Z', 150, b"", &[]);
+        put(root, 21, 10, 'S', 151, b"other\0", &[]);
+
+        // Two tasks charged, one thread seen: search.
+        let got = r.read_container(&[10], Some(2)).unwrap();
+        assert_eq!(pids(&got.live), vec![10]);
+        assert_eq!(pids(&got.zombies), vec![20]);
+        assert_eq!(got.zombies[0].state, 'Z');
+        assert_eq!(got.zombies[0].ppid, 10);
+        assert_eq!(&*got.zombies[0].cmdline, "");
+
+        // Unknown task count: search as well.
+        let got = r.read_container(&[10], None).unwrap();
+        assert_eq!(pids(&got.zombies), vec![20]);
+
+        // Every task accounted for: no search (the zombie goes unseen, by design).
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert!(got.zombies.is_empty());
+    }
+
+    #[test]
+    fn a_listed_zombie_counts_as_a_zombie_and_empty_cmdlines_are_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'Z', 100, b"", &[]);
+        put(root, 11, 1, 'S', 100, b"", &[]);
+        let got = r.read_container(&[11, 10], Some(2)).unwrap();
+        assert_eq!(pids(&got.live), vec![11]);
+        assert_eq!(pids(&got.zombies), vec![10]);
+        assert_eq!(&*got.live[0].cmdline, "");
+    }
+
+    #[test]
+    fn children_of_all_threads_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        put(root, 10, 1, 'S', 100, b"a\0", &[30, 20]);
+        let t = root.join("10/task/11");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("children"), "40 20 ").unwrap();
+        let got = read_children(&Roots::new(root, root), 10).unwrap();
+        assert_eq!(got, vec![20, 30, 40]);
+    }
+
+    #[test]
+    fn a_missing_pid_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots::new(dir.path(), dir.path());
+        assert_eq!(read_process(&roots, 123).unwrap(), None);
+        assert_eq!(read_children(&roots, 123).unwrap(), Vec::<i32>::new());
+    }
 }
