@@ -5,11 +5,22 @@
 //! Parsing is split from reading: the `parse_*` functions take file contents
 //! and are tested on literal strings; the `read_*` functions do the I/O.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::{Limit, Result, Roots};
+use crate::Limit;
+
+mod classify;
+mod discover;
+mod layout;
+pub mod parse;
+mod stats;
+
+pub use classify::{classify, is_container_id};
+pub use discover::discover;
+pub use layout::detect_layout;
+pub use stats::{read_memory, read_pids, read_procs_recursive};
 
 /// How the cgroup filesystem is mounted under the cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,45 +117,4 @@ pub struct MemoryStats {
     pub limit: Limit,
     /// OOM kills in the cgroup.
     pub oom_kills: u64,
-}
-
-/// Recognises the hierarchies mounted under `roots.cgroup`.
-pub fn detect_layout(roots: &Roots) -> Result<Layout> {
-    let _ = roots;
-    unimplemented!("detect_layout")
-}
-
-/// Tells whether a cgroup path (relative to a hierarchy root) is a container,
-/// and which. Pure: no I/O.
-pub fn classify(rel_path: &str) -> Option<(Runtime, String, Option<String>)> {
-    let _ = rel_path;
-    unimplemented!("classify")
-}
-
-/// Walks the cgroup filesystem and returns every container cgroup, once each
-/// (nested cgroups inside a container belong to it). Sorted by id.
-pub fn discover(layout: &Layout) -> Result<Vec<Container>> {
-    let _ = layout;
-    unimplemented!("discover")
-}
-
-/// Reads the pids controller of a container; `Ok(None)` when the cgroup vanished
-/// or has no pids controller.
-pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
-    let _ = (layout, c);
-    unimplemented!("read_pids")
-}
-
-/// Reads the memory controller of a container; `Ok(None)` when the cgroup
-/// vanished or has no memory controller.
-pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>> {
-    let _ = (layout, c);
-    unimplemented!("read_memory")
-}
-
-/// Lists the PIDs (thread-group leaders) in a cgroup directory and all its
-/// descendants (`cgroup.procs` of each). A vanished directory yields what was read.
-pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
-    let _ = dir;
-    unimplemented!("read_procs_recursive")
 }

@@ -1,0 +1,202 @@
+//! Reading the pids and memory controllers of a container, and the processes
+//! of a cgroup subtree.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::discover::subdirs;
+use super::parse::{flat_keyed_value, limit_from_value, parse_limit, parse_procs, parse_u64};
+use super::{Container, Layout, MemoryStats, PidsStats};
+use crate::error::is_vanished;
+use crate::{Error, Limit, Result};
+
+/// Reads a control file; `Ok(None)` when it (or its cgroup) does not exist.
+fn read_opt(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if is_vanished(&e) => Ok(None),
+        Err(e) => Err(Error::read(path, e)),
+    }
+}
+
+fn parse_err(path: &Path, what: &str, content: &str) -> Error {
+    let shown: String = content.trim().chars().take(40).collect();
+    Error::Parse {
+        path: path.to_path_buf(),
+        msg: format!("expected {what}, found {shown:?}"),
+    }
+}
+
+/// Reads a single-number file; `Ok(None)` when missing.
+fn read_u64(path: &Path) -> Result<Option<u64>> {
+    match read_opt(path)? {
+        None => Ok(None),
+        Some(s) => parse_u64(&s)
+            .map(Some)
+            .ok_or_else(|| parse_err(path, "an unsigned number", &s)),
+    }
+}
+
+/// Reads a limit file; `Ok(None)` when missing.
+fn read_limit(path: &Path) -> Result<Option<Limit>> {
+    match read_opt(path)? {
+        None => Ok(None),
+        Some(s) => parse_limit(&s)
+            .map(Some)
+            .ok_or_else(|| parse_err(path, "a limit (`max` or a number)", &s)),
+    }
+}
+
+/// Reads one key of a flat-keyed file; `Ok(None)` when the file is missing,
+/// `Some(None)` when the key is.
+fn read_key(path: &Path, key: &str) -> Result<Option<Option<u64>>> {
+    Ok(read_opt(path)?.map(|s| flat_keyed_value(&s, key)))
+}
+
+/// `dir` and its ancestors up to, but excluding, the hierarchy root it lives
+/// under (only `dir` when it is under none of the layout's roots).
+fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let Some(root) = layout.hierarchy_root(dir) else {
+        return out;
+    };
+    let mut cur = dir.parent();
+    while let Some(p) = cur {
+        if p == root || !p.starts_with(root) {
+            break;
+        }
+        out.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    out
+}
+
+/// Reads the pids controller of a container; `Ok(None)` when the cgroup vanished
+/// or has no pids controller.
+///
+/// The effective limit is the smallest `pids.max` of the cgroup and its
+/// ancestors (up to, excluding, the hierarchy root); the headroom the
+/// smallest `pids.max - pids.current` over those levels that have a limit.
+pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
+    let Some(dir) = c.dirs.pids.as_deref() else {
+        return Ok(None);
+    };
+    let Some(current) = read_u64(&dir.join("pids.current"))? else {
+        return Ok(None);
+    };
+    let mut limit = Limit::Unlimited;
+    let mut headroom: Option<u64> = None;
+    for (i, level) in levels(layout, dir).iter().enumerate() {
+        let Some(level_limit) = read_limit(&level.join("pids.max"))? else {
+            if i == 0 {
+                return Ok(None);
+            }
+            // an ancestor without the controller enabled: no limit there
+            continue;
+        };
+        let Limit::Max(max) = level_limit else {
+            continue;
+        };
+        let level_current = if i == 0 {
+            current
+        } else {
+            match read_u64(&level.join("pids.current"))? {
+                Some(v) => v,
+                None => return Ok(None),
+            }
+        };
+        limit = limit.min(level_limit);
+        let h = max.saturating_sub(level_current);
+        headroom = Some(headroom.map_or(h, |old| old.min(h)));
+    }
+    let limit_hits = read_key(&dir.join("pids.events"), "max")?
+        .flatten()
+        .unwrap_or(0);
+    Ok(Some(PidsStats {
+        current,
+        limit,
+        headroom,
+        limit_hits,
+    }))
+}
+
+/// Reads the memory controller of a container; `Ok(None)` when the cgroup
+/// vanished or has no memory controller.
+///
+/// cgroup v2: `memory.current`, `memory.stat` `inactive_file`, the smallest
+/// `memory.max` over the cgroup and its ancestors, `memory.events`
+/// `oom_kill`. cgroup v1: `memory.usage_in_bytes`, `memory.stat`
+/// `total_inactive_file`, the smallest `memory.limit_in_bytes` over the
+/// cgroup and its ancestors and `hierarchical_memory_limit`,
+/// `memory.oom_control` `oom_kill`.
+pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>> {
+    let Some(dir) = c.dirs.memory.as_deref() else {
+        return Ok(None);
+    };
+    let v1 = c.dirs.memory_v1;
+    let (usage_file, limit_file, events_file) = if v1 {
+        (
+            "memory.usage_in_bytes",
+            "memory.limit_in_bytes",
+            "memory.oom_control",
+        )
+    } else {
+        ("memory.current", "memory.max", "memory.events")
+    };
+    let Some(usage) = read_u64(&dir.join(usage_file))? else {
+        return Ok(None);
+    };
+    let Some(stat) = read_opt(&dir.join("memory.stat"))? else {
+        return Ok(None);
+    };
+    let inactive_file = if v1 {
+        flat_keyed_value(&stat, "total_inactive_file")
+            .or_else(|| flat_keyed_value(&stat, "inactive_file"))
+    } else {
+        flat_keyed_value(&stat, "inactive_file")
+    }
+    .unwrap_or(0);
+
+    let mut limit = Limit::Unlimited;
+    if v1 {
+        if let Some(h) = flat_keyed_value(&stat, "hierarchical_memory_limit") {
+            limit = limit.min(limit_from_value(h));
+        }
+    }
+    for (i, level) in levels(layout, dir).iter().enumerate() {
+        match read_limit(&level.join(limit_file))? {
+            Some(l) => limit = limit.min(l),
+            None if i == 0 => return Ok(None),
+            None => {}
+        }
+    }
+    let oom_kills = read_key(&dir.join(events_file), "oom_kill")?
+        .flatten()
+        .unwrap_or(0);
+    Ok(Some(MemoryStats {
+        usage,
+        working_set: usage.saturating_sub(inactive_file),
+        limit,
+        oom_kills,
+    }))
+}
+
+/// Lists the PIDs (thread-group leaders) in a cgroup directory and all its
+/// descendants (`cgroup.procs` of each), sorted and deduplicated. Directories
+/// that vanish are skipped; a vanished `dir` yields an empty list.
+pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Some(content) = read_opt(&d.join("cgroup.procs"))? else {
+            continue;
+        };
+        pids.extend(parse_procs(&content));
+        if let Some(names) = subdirs(&d)? {
+            stack.extend(names.into_iter().map(|n| d.join(n)));
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
