@@ -1,0 +1,47 @@
+//! Test kit for pidwarden's end-to-end tests.
+//!
+//! Everything here is synchronous and talks to the real thing: the `docker`
+//! command line against a running dockerd, the cgroup v1/v2 filesystem under
+//! `/sys/fs/cgroup`, child processes and plain HTTP on 127.0.0.1. Every
+//! resource a helper creates is owned by a guard whose `Drop` removes it, so a
+//! failing test still cleans up:
+//!
+//! - [`TestContainer`] — a busybox container named `pidwarden-test-*`,
+//!   removed with `docker rm -f` on drop;
+//! - [`TestCgroup`] — cgroups `/sys/fs/cgroup/<ctrl>/pidwarden-test-*`, whose
+//!   processes are killed and whose directories are removed on drop;
+//! - [`ChildGuard`] and [`Daemon`] — spawned processes, ended by PID on drop.
+//!
+//! Tests that need Docker or root cgroups start with [`require_docker`] or
+//! [`require_cgroups`]: they fail with a clear message when the facility is
+//! missing, unless `PIDWARDEN_SKIP_DOCKER=1` is set, in which case they print
+//! `skipped: PIDWARDEN_SKIP_DOCKER=1` and return early.
+//!
+//! ```no_run
+//! use pidwarden_tests::{require_docker, TestContainer};
+//!
+//! if !require_docker() {
+//!     return;
+//! }
+//! let c = TestContainer::run(&["--pids-limit", "50"], &["sleep", "300"]);
+//! assert!(c.init_pid() > 0);
+//! ```
+
+#![deny(missing_docs)]
+
+mod cgroup;
+mod docker;
+mod http;
+mod process;
+mod util;
+
+pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
+pub use docker::{
+    docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,
+    TestContainer, TEST_IMAGE,
+};
+pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
+pub use process::{ChildGuard, Daemon};
+pub use util::{
+    poll_until, skip_docker, unique_name, workspace_bin, workspace_root, NAME_PREFIX, SKIP_ENV,
+};

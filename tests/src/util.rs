@@ -1,0 +1,96 @@
+//! Small shared helpers: unique names, polling, workspace paths, the skip switch.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Prefix of every container, cgroup and temp resource the kit creates.
+pub const NAME_PREFIX: &str = "pidwarden-test-";
+
+/// Environment variable that turns Docker/cgroup tests into early returns.
+pub const SKIP_ENV: &str = "PIDWARDEN_SKIP_DOCKER";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique across threads and processes: `pidwarden-test-<pid>-<n>-<salt>`.
+///
+/// The salt (low bits of the wall clock) keeps names apart even when a PID is
+/// recycled by a later test process.
+pub fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() & 0xffff)
+        .unwrap_or(0);
+    format!("{NAME_PREFIX}{}-{n}-{salt:04x}", std::process::id())
+}
+
+/// True when `PIDWARDEN_SKIP_DOCKER=1`; prints the skip notice in that case.
+pub fn skip_docker() -> bool {
+    if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
+        println!("skipped: {SKIP_ENV}=1");
+        true
+    } else {
+        false
+    }
+}
+
+/// Calls `f` every `interval` until it returns `Some`, or `timeout` has passed.
+///
+/// `f` is always called at least once, and once more at the deadline.
+pub fn poll_until<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(interval.min(deadline - now));
+    }
+}
+
+/// The workspace root (the directory holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Path of the workspace binary `name` built by `cargo build` (debug profile).
+///
+/// Looks beside the running test executable first (`target/debug/deps/..`),
+/// then in `$CARGO_TARGET_DIR/debug`, then `<workspace>/target/debug`.
+/// Panics with "run `cargo build --workspace` first" when it is missing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            if dir.file_name().is_some_and(|n| n == "deps") {
+                if let Some(profile) = dir.parent() {
+                    candidates.push(profile.join(name));
+                }
+            }
+        }
+    }
+    let root = workspace_root();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        let t = PathBuf::from(t);
+        let t = if t.is_absolute() { t } else { root.join(t) };
+        candidates.push(t.join("debug").join(name));
+    }
+    candidates.push(root.join("target").join("debug").join(name));
+    for c in &candidates {
+        if c.is_file() {
+            return c.clone();
+        }
+    }
+    panic!(
+        "binary `{name}` not found (looked in {candidates:?}): run `cargo build --workspace` first"
+    );
+}
