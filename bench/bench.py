@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""Scrape-cost benchmark: pidwarden-exporter against prometheus-process-exporter.
+
+Driven by scripts/bench.sh, which starts the containers and the exporters.
+Python standard library only.
+
+Subcommands:
+
+  wait    block (bounded) until the benchmark containers hold the expected
+          number of processes, counted from their cgroups' cgroup.procs
+  run     warm up, then scrape every target in turn for N rounds, measure
+          CPU per scrape (utime+stime from /proc/<pid>/stat), scrape latency
+          and memory (VmRSS, VmHWM), check that each scrape actually saw the
+          processes, and append one JSON record per target to a JSON-lines file
+  report  turn the JSON-lines file into a markdown table plus a description
+          of the machine
+"""
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from datetime import datetime, timezone
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+# --------------------------------------------------------------------------
+# /proc and cgroup readers
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the whole process (all threads, live and exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    utime = int(fields[11])
+    stime = int(fields[12])
+    return (utime + stime) / CLK_TCK
+
+
+def proc_status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def proc_threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def cgroup_dir_of(pid):
+    """The directory under /sys/fs/cgroup whose cgroup.procs lists `pid`.
+
+    Prefers the v1 pids controller, falls back to the unified (v2) hierarchy.
+    """
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for hid, ctrls, path in lines:
+        if "pids" in ctrls.split(","):
+            return os.path.join("/sys/fs/cgroup/pids", path.lstrip("/"))
+    for hid, ctrls, path in lines:
+        if hid == "0" and ctrls == "":
+            for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+                d = os.path.join(base, path.lstrip("/"))
+                if os.path.exists(os.path.join(d, "cgroup.procs")):
+                    return d
+    raise RuntimeError(f"no cgroup found for pid {pid}")
+
+
+def count_cgroup_procs(d):
+    """Processes in a cgroup subtree."""
+    n = 0
+    for root, _dirs, files in os.walk(d):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(root, "cgroup.procs")) as f:
+                    n += sum(1 for line in f if line.strip())
+            except OSError:
+                pass
+    return n
+
+
+def host_process_count():
+    return sum(1 for e in os.listdir("/proc") if e.isdigit())
+
+
+def read_ids(path):
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def container_init_pid(cid):
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", cid],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout.strip())
+
+
+# --------------------------------------------------------------------------
+# exposition parsing
+
+
+def parse_exposition(text):
+    """Yield (name, labels dict, value) for every sample line."""
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            labels_part, value_part = rest.rsplit("}", 1)
+            labels = dict(LABEL_RE.findall(labels_part))
+        else:
+            name, value_part = line.split(" ", 1)
+            labels = {}
+        value = value_part.strip().split(" ")[0]
+        try:
+            yield name, labels, float(value)
+        except ValueError:
+            continue
+
+
+def count_seen(kind, text, ids):
+    """Processes the exporter reported: (seen in the benchmark containers, extra info)."""
+    if kind == "pidwarden":
+        total = 0.0
+        matched = 0
+        self_ms = None
+        for name, labels, value in parse_exposition(text):
+            if name == "pidwarden_container_processes" and labels.get("id") in ids:
+                total += value
+                matched += 1
+            elif name == "pidwarden_scrape_duration_seconds":
+                self_ms = value * 1000.0
+        return int(total), {"containers_matched": matched, "self_reported_ms": self_ms}
+    # process-exporter: every process on the host grouped by comm
+    total = 0.0
+    sleep = 0.0
+    groups = 0
+    for name, labels, value in parse_exposition(text):
+        if name.endswith("namegroup_num_procs"):
+            total += value
+            groups += 1
+            if labels.get("groupname") == "sleep":
+                sleep += value
+    return int(total), {"sleep_group": int(sleep), "groups": groups}
+
+
+# --------------------------------------------------------------------------
+# scraping
+
+
+def scrape(url, timeout):
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    t0 = time.perf_counter()
+    try:
+        conn.request("GET", u.path or "/", headers={"Accept": "text/plain"})
+        resp = conn.getresponse()
+        body = resp.read()
+        elapsed = time.perf_counter() - t0
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"{url}: HTTP {resp.status}: {body[:200]!r}")
+    return elapsed, body.decode("utf-8", "replace")
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+# --------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_wait(args):
+    ids = read_ids(args.ids_file)
+    dirs = [cgroup_dir_of(container_init_pid(cid)) for cid in ids]
+    deadline = time.monotonic() + args.timeout
+    n = 0
+    while True:
+        n = sum(count_cgroup_procs(d) for d in dirs)
+        if n >= args.expect:
+            print(f"containers hold {n} processes (expected {args.expect})")
+            return 0
+        if time.monotonic() >= deadline:
+            print(
+                f"timeout: containers hold {n} processes, expected {args.expect}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(1.0)
+
+
+def parse_target(spec):
+    # kind,pid,url,name (the name may hold anything but is last)
+    kind, pid, url, name = spec.split(",", 3)
+    if kind not in ("pidwarden", "process-exporter"):
+        raise argparse.ArgumentTypeError(f"unknown target kind {kind}")
+    return {"name": name, "kind": kind, "url": url, "pid": int(pid)}
+
+
+def time_snapshot(binary, runs):
+    """Wall and CPU time of `pidwarden-exporter snapshot` (one collection, then exit)."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([binary, "snapshot"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _pid, status, ru = os.wait4(p.pid, 0)
+        walls.append((time.perf_counter() - t0) * 1000.0)
+        cpus.append((ru.ru_utime + ru.ru_stime) * 1000.0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            return {"error": f"snapshot exited with {p.returncode}"}
+    return {
+        "runs": runs,
+        "wall_ms_p50": statistics.median(walls),
+        "cpu_ms_p50": statistics.median(cpus),
+        "max_rss_kib": ru.ru_maxrss,
+    }
+
+
+def cmd_run(args):
+    ids = set(read_ids(args.ids_file))
+    targets = args.target
+    expected = args.containers * args.procs
+    expected_sleeps = args.containers * (args.procs - 1)
+
+    def check_alive():
+        for t in targets:
+            if not os.path.exists(f"/proc/{t['pid']}"):
+                raise RuntimeError(f"{t['name']} (pid {t['pid']}) is not running")
+
+    # warm-up: also proves every endpoint answers
+    for _ in range(args.warmup):
+        for t in targets:
+            scrape(t["url"], args.timeout)
+            time.sleep(args.interval)
+
+    samples = {t["name"]: [] for t in targets}
+    seen = {t["name"]: [] for t in targets}
+    extra = {t["name"]: [] for t in targets}
+    sizes = {t["name"]: 0 for t in targets}
+    series = {t["name"]: 0 for t in targets}
+    host_counts = []
+    check_alive()
+    cpu0 = {t["name"]: proc_cpu_seconds(t["pid"]) for t in targets}
+    t_start = time.monotonic()
+    for r in range(args.rounds):
+        for t in targets:
+            host_counts.append(host_process_count())
+            elapsed, body = scrape(t["url"], args.timeout)
+            samples[t["name"]].append(elapsed * 1000.0)
+            n, info = count_seen(t["kind"], body, ids)
+            seen[t["name"]].append(n)
+            extra[t["name"]].append(info)
+            sizes[t["name"]] = len(body.encode())
+            series[t["name"]] = sum(
+                1 for line in body.splitlines() if line and not line.startswith("#")
+            )
+            time.sleep(args.interval)
+        print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+    wall = time.monotonic() - t_start
+    cpu1 = {t["name"]: proc_cpu_seconds(t["pid"]) for t in targets}
+    check_alive()
+
+    records = []
+    for t in targets:
+        name = t["name"]
+        lat = samples[name]
+        rec = {
+            "scenario": args.scenario,
+            "containers": args.containers,
+            "procs_per_container": args.procs,
+            "expected_processes": expected,
+            "expected_sleeps": expected_sleeps,
+            "host_processes_median": int(statistics.median(host_counts)),
+            "target": name,
+            "kind": t["kind"],
+            "scrapes": len(lat),
+            "wall_s": wall,
+            "cpu_ms_per_scrape": (cpu1[name] - cpu0[name]) * 1000.0 / len(lat),
+            "cpu_total_s": cpu1[name] - cpu0[name],
+            "latency_ms_p50": statistics.median(lat),
+            "latency_ms_p90": percentile(lat, 90),
+            "latency_ms_max": max(lat),
+            "vm_rss_kib": proc_status_kib(t["pid"], "VmRSS"),
+            "vm_hwm_kib": proc_status_kib(t["pid"], "VmHWM"),
+            "threads": proc_threads(t["pid"]),
+            "body_bytes": sizes[name],
+            "series": series[name],
+            "seen_min": min(seen[name]),
+            "seen_max": max(seen[name]),
+        }
+        if t["kind"] == "pidwarden":
+            rec["containers_matched_min"] = min(e["containers_matched"] for e in extra[name])
+            selfs = [e["self_reported_ms"] for e in extra[name] if e["self_reported_ms"] is not None]
+            rec["self_reported_ms_p50"] = statistics.median(selfs) if selfs else None
+            rec["saw_all"] = rec["seen_min"] >= expected and rec["containers_matched_min"] == len(ids)
+        else:
+            rec["sleep_group_min"] = min(e["sleep_group"] for e in extra[name])
+            rec["groups"] = extra[name][-1]["groups"]
+            rec["saw_all"] = rec["sleep_group_min"] >= expected_sleeps
+        records.append(rec)
+
+    if args.snapshot_bin:
+        snap = time_snapshot(args.snapshot_bin, args.snapshot_runs)
+        for rec in records:
+            if rec["kind"] == "pidwarden":
+                rec["snapshot"] = snap
+
+    with open(args.out, "a") as f:
+        for rec in records:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(scenario_table(records))
+    bad = [r["target"] for r in records if not r["saw_all"]]
+    if bad:
+        print(f"ERROR: these exporters did not see all processes: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# --------------------------------------------------------------------------
+# reporting
+
+
+def mib(kib):
+    return f"{kib / 1024.0:.1f}" if kib is not None else "?"
+
+
+def seen_cell(r):
+    if r["kind"] == "pidwarden":
+        s = f"{r['seen_min']}" if r["seen_min"] == r["seen_max"] else f"{r['seen_min']}–{r['seen_max']}"
+        return f"{s} / {r['expected_processes']}"
+    # process-exporter reports the whole host: show the sleep group against the sleeps started
+    return f"{r['sleep_group_min']} sleep / {r['expected_sleeps']} (host total {r['seen_max']})"
+
+
+def scenario_table(records):
+    lines = [
+        "| scenario | exporter | processes seen / expected | CPU ms/scrape | p50 ms | p90 ms | VmRSS MiB | VmHWM MiB | body KiB | series |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            "| {sc} | {t} | {seen} | {cpu:.1f} | {p50:.1f} | {p90:.1f} | {rss} | {hwm} | {kb:.0f} | {ser} |".format(
+                sc=r["scenario"],
+                t=r["target"],
+                seen=seen_cell(r),
+                cpu=r["cpu_ms_per_scrape"],
+                p50=r["latency_ms_p50"],
+                p90=r["latency_ms_p90"],
+                rss=mib(r["vm_rss_kib"]),
+                hwm=mib(r["vm_hwm_kib"]),
+                kb=r["body_bytes"] / 1024.0,
+                ser=r["series"],
+            )
+        )
+    return "\n".join(lines)
+
+
+def ratio_lines(records):
+    out = []
+    by_scn = {}
+    for r in records:
+        by_scn.setdefault(r["scenario"], []).append(r)
+    for scn, recs in by_scn.items():
+        pw = [r for r in recs if r["kind"] == "pidwarden"]
+        pe = [r for r in recs if r["kind"] == "process-exporter"]
+        if not pw:
+            continue
+        p = pw[0]
+        for o in pe:
+            if p["cpu_ms_per_scrape"] > 0:
+                ratio = o["cpu_ms_per_scrape"] / p["cpu_ms_per_scrape"]
+                out.append(
+                    f"- {scn}: {o['target']} uses {ratio:.1f}× the CPU per scrape of {p['target']}"
+                    f" ({o['cpu_ms_per_scrape']:.1f} ms vs {p['cpu_ms_per_scrape']:.1f} ms)"
+                )
+        if p.get("self_reported_ms_p50") is not None:
+            out.append(
+                f"- {scn}: pidwarden_scrape_duration_seconds (self-reported collection time) p50 = "
+                f"{p['self_reported_ms_p50']:.1f} ms"
+            )
+        snap = p.get("snapshot")
+        if snap and "error" not in snap:
+            out.append(
+                f"- {scn}: `pidwarden-exporter snapshot` (one collection, process start to exit, "
+                f"{snap['runs']} runs): wall p50 {snap['wall_ms_p50']:.0f} ms, CPU p50 {snap['cpu_ms_p50']:.0f} ms,"
+                f" max RSS {mib(snap['max_rss_kib'])} MiB"
+            )
+    return out
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.rstrip()
+    except Exception as e:  # noqa: BLE001 - best effort description
+        return f"? ({e})"
+
+
+def machine_description():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    fs = sh("stat -fc %T /sys/fs/cgroup")
+    if fs == "cgroup2fs":
+        cg = "v2 (unified)"
+    elif os.path.isdir("/sys/fs/cgroup/unified"):
+        cg = "v1 hybrid (controllers on v1, empty cgroup2 at /sys/fs/cgroup/unified)"
+    else:
+        cg = "v1"
+    return [
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- CPU: {cpu}, `nproc` = {sh('nproc')}",
+        f"- memory (`free -g`):\n\n```\n{sh('free -g')}\n```\n",
+        f"- kernel: {platform.release()}, pid_max {sh('cat /proc/sys/kernel/pid_max')}",
+        f"- cgroup: {cg}",
+        f"- Docker: {sh('docker version -f {{.Server.Version}}')}",
+        f"- process-exporter: {sh('prometheus-process-exporter -version 2>&1 | head -1')}",
+        f"- pidwarden-exporter: commit {sh('git rev-parse --short HEAD')}",
+    ]
+
+
+def cmd_report(args):
+    with open(args.input) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if not records:
+        print("no results", file=sys.stderr)
+        return 1
+    rounds = records[0]["scrapes"]
+    text = [
+        "# Benchmark results",
+        "",
+        "Produced by `scripts/bench.sh`; see bench/README.md for the method.",
+        "",
+        "## Machine",
+        "",
+        *machine_description(),
+        "",
+        "## Figures",
+        "",
+        f"{rounds} scrapes per exporter per scenario after 2 warm-up scrapes, exporters scraped in turn"
+        " with a pause between scrapes. CPU = utime+stime of the exporter process over the measured"
+        " scrapes, divided by the number of scrapes. Latency = request sent to last byte read,"
+        " uncompressed text format, new connection per scrape. Memory: VmRSS after the run, VmHWM = peak.",
+        "",
+        scenario_table(records),
+        "",
+        *ratio_lines(records),
+        "",
+        "Targets (issue acceptance, 50 × 100 = 5,000 processes): CPU per scrape ≤ 1/3 of process-exporter"
+        " with `-gather-smaps=false -threads=false`, p50 scrape < 100 ms, RSS < 40 MB.",
+        "",
+    ]
+    if args.notes and os.path.exists(args.notes):
+        with open(args.notes) as f:
+            text += ["## Notes", "", f.read().strip(), ""]
+    out = "\n".join(text)
+    with open(args.output, "w") as f:
+        f.write(out)
+    print(out)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    w = sub.add_parser("wait", help="wait until the containers hold the expected processes")
+    w.add_argument("--ids-file", required=True)
+    w.add_argument("--expect", type=int, required=True)
+    w.add_argument("--timeout", type=float, default=180.0)
+    w.set_defaults(func=cmd_wait)
+
+    r = sub.add_parser("run", help="scrape and measure")
+    r.add_argument("--scenario", required=True)
+    r.add_argument("--ids-file", required=True)
+    r.add_argument("--containers", type=int, required=True)
+    r.add_argument("--procs", type=int, required=True)
+    r.add_argument("--target", type=parse_target, action="append", required=True,
+                   help="kind,pid,url,name where kind is pidwarden or process-exporter")
+    r.add_argument("--rounds", type=int, default=30)
+    r.add_argument("--warmup", type=int, default=2)
+    r.add_argument("--interval", type=float, default=0.5)
+    r.add_argument("--timeout", type=float, default=60.0)
+    r.add_argument("--snapshot-bin", help="time `<bin> snapshot` after the scrapes")
+    r.add_argument("--snapshot-runs", type=int, default=3)
+    r.add_argument("--out", required=True, help="JSON-lines file to append to")
+    r.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the markdown report")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--notes", help="markdown file appended under ## Notes")
+    p.set_defaults(func=cmd_report)
+
+    args = ap.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Scrape-cost benchmark: pidwarden-exporter against prometheus-process-exporter.
+#
+#   scripts/bench.sh                                   # both default scenarios
+#   scripts/bench.sh --containers 50 --procs 100       # one scenario
+#   scripts/bench.sh --containers 50 --procs 100 --containers 200 --procs 50
+#   options: --rounds N (30)  --interval SECS (0.5)  --no-build  --no-snapshot
+#   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
+#
+# For every scenario it starts N busybox containers (`pidwarden-test-bench-<i>`,
+# --network none) with M processes each (a shell plus M-1 sleeps), starts
+# pidwarden-exporter and two prometheus-process-exporter instances (defaults,
+# and -gather-smaps=false -threads=false) on 127.0.0.1, scrapes them in turn
+# and measures CPU per scrape, scrape latency and memory (bench/bench.py).
+# Results: bench/results.md (table + machine) and bench/results.jsonl (raw).
+# Containers and exporters are removed on exit, on failure and on Ctrl-C too.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+IMAGE="pidwarden-test-busybox:latest"
+PREFIX="pidwarden-test-bench-"
+ROUNDS=30
+INTERVAL=0.5
+BUILD=1
+SNAPSHOT=1
+SCENARIOS=()
+pending_containers=""
+
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --containers) pending_containers="$2"; shift 2 ;;
+    --procs)
+        [[ -n "$pending_containers" ]] || { echo "--procs needs a --containers before it" >&2; exit 64; }
+        SCENARIOS+=("${pending_containers}x$2"); pending_containers=""; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --interval) INTERVAL="$2"; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --no-snapshot) SNAPSHOT=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
+    esac
+done
+[[ -z "$pending_containers" ]] || { echo "--containers $pending_containers needs a --procs" >&2; exit 64; }
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("50x100" "200x50")
+
+PE_BIN="$(command -v prometheus-process-exporter || true)"
+[[ -n "$PE_BIN" ]] || { echo "prometheus-process-exporter not installed (apt-get install prometheus-process-exporter)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "docker is not reachable" >&2; exit 1; }
+
+WORK="$(mktemp -d /tmp/pidwarden-bench.XXXXXX)"
+EXPORTER_PIDS=()
+
+stop_exporters() {
+    local pid
+    for pid in "${EXPORTER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${EXPORTER_PIDS[@]}"; do
+        # bounded wait, then SIGKILL
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    EXPORTER_PIDS=()
+}
+
+remove_containers() {
+    local ids
+    ids="$(docker ps -aq --filter "name=${PREFIX}" 2>/dev/null || true)"
+    if [[ -n "$ids" ]]; then
+        echo "removing $(echo "$ids" | wc -l) benchmark containers" >&2
+        # shellcheck disable=SC2086
+        docker rm -f $ids >/dev/null 2>&1 || true
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_exporters
+    remove_containers
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# build and image
+
+if [[ "$BUILD" == 1 ]]; then
+    echo "building pidwarden-exporter (release)" >&2
+    cargo build --release -p pidwarden-exporter
+fi
+PW_BIN="${PIDWARDEN_EXPORTER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pidwarden-exporter}"
+[[ -x "$PW_BIN" ]] || { echo "$PW_BIN missing: run cargo build --release -p pidwarden-exporter" >&2; exit 1; }
+
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    echo "building $IMAGE from the static busybox" >&2
+    BB="$(command -v busybox || true)"
+    [[ -n "$BB" ]] || { echo "busybox not found (apt-get install busybox-static)" >&2; exit 1; }
+    file -L "$BB" 2>/dev/null | grep -q 'statically linked' ||
+        echo "warning: $BB may not be statically linked" >&2
+    mkdir -p "$WORK/image/bin"
+    cp "$BB" "$WORK/image/bin/busybox"
+    for applet in sh sleep cat ps; do ln -s busybox "$WORK/image/bin/$applet"; done
+    printf 'FROM scratch\nCOPY bin /bin\nCMD ["/bin/sh"]\n' >"$WORK/image/Dockerfile"
+    docker build -q -t "$IMAGE" "$WORK/image" >/dev/null
+fi
+
+# ---------------------------------------------------------------------------
+# process-exporter config: every process, grouped by comm
+
+cat >"$WORK/process-exporter.yml" <<'EOF'
+process_names:
+  - name: "{{.Comm}}"
+    cmdline:
+      - ".+"
+EOF
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_http() { # url, bounded to ~30 s
+    local i
+    for i in $(seq 1 60); do
+        curl -fsS -o /dev/null --max-time 20 "$1" && return 0
+        sleep 0.5
+    done
+    echo "$1 did not answer" >&2
+    return 1
+}
+
+# The process tree inside every container: the shell (PID 1) and M-1 sleeps.
+# Most sleeps fall in two duplicate groups (`sleep 100000`, `sleep 200000`);
+# every tenth has a command line of its own.
+container_script() {
+    cat <<EOF
+i=1
+while [ \$i -lt $1 ]; do
+  if [ \$((i % 10)) -eq 0 ]; then sleep \$((300000 + i)) &
+  elif [ \$((i % 2)) -eq 0 ]; then sleep 100000 &
+  else sleep 200000 &
+  fi
+  i=\$((i + 1))
+done
+wait
+EOF
+}
+
+start_containers() { # count, procs
+    local n="$1" m="$2" script i batch=0
+    script="$(container_script "$m")"
+    : >"$WORK/start.err"
+    for i in $(seq 1 "$n"); do
+        docker run -d --name "${PREFIX}${i}" --network none --label pidwarden.bench=1 \
+            "$IMAGE" sh -c "$script" >/dev/null 2>>"$WORK/start.err" &
+        batch=$((batch + 1))
+        if [[ $batch -ge 8 ]]; then
+            wait
+            batch=0
+        fi
+    done
+    wait
+    docker ps -q --no-trunc --filter "name=${PREFIX}" >"$WORK/ids"
+    local got
+    got="$(wc -l <"$WORK/ids")"
+    if [[ "$got" -ne "$n" ]]; then
+        echo "only $got of $n containers are running:" >&2
+        head -5 "$WORK/start.err" >&2
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
+
+RESULTS="$ROOT/bench/results.jsonl"
+: >"$WORK/results.jsonl"
+STATUS=0
+
+for scn in "${SCENARIOS[@]}"; do
+    n="${scn%x*}"
+    m="${scn#*x}"
+    name="${n} × ${m}"
+    echo "== scenario ${name}: $((n * m)) processes" >&2
+    remove_containers
+    start_containers "$n" "$m"
+    python3 bench/bench.py wait --ids-file "$WORK/ids" --expect "$((n * m))" --timeout 180
+
+    p1="$(free_port)"; p2="$(free_port)"; p3="$(free_port)"
+    "$PW_BIN" --listen "127.0.0.1:$p1" >"$WORK/pidwarden.log" 2>&1 &
+    pw_pid=$!
+    EXPORTER_PIDS+=("$pw_pid")
+    "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p2" \
+        >"$WORK/pe-default.log" 2>&1 &
+    pe_pid=$!
+    EXPORTER_PIDS+=("$pe_pid")
+    "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p3" \
+        -gather-smaps=false -threads=false >"$WORK/pe-lean.log" 2>&1 &
+    pl_pid=$!
+    EXPORTER_PIDS+=("$pl_pid")
+    for u in "http://127.0.0.1:$p1/metrics" "http://127.0.0.1:$p2/metrics" "http://127.0.0.1:$p3/metrics"; do
+        if ! wait_http "$u"; then
+            tail -20 "$WORK"/*.log >&2
+            exit 1
+        fi
+    done
+
+    snap_args=()
+    [[ "$SNAPSHOT" == 1 ]] && snap_args=(--snapshot-bin "$PW_BIN")
+    rc=0
+    python3 bench/bench.py run --scenario "$name" --ids-file "$WORK/ids" \
+        --containers "$n" --procs "$m" --rounds "$ROUNDS" --interval "$INTERVAL" \
+        --target "pidwarden,$pw_pid,http://127.0.0.1:$p1/metrics,pidwarden-exporter" \
+        --target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)" \
+        --target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)" \
+        "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "scenario ${name}: measurement reported a problem (exit $rc)" >&2
+        tail -5 "$WORK/pidwarden.log" >&2 || true
+        STATUS=1
+    fi
+    stop_exporters
+    remove_containers
+done
+
+cp "$WORK/results.jsonl" "$RESULTS"
+python3 bench/bench.py report --input "$RESULTS" --output "$ROOT/bench/results.md" --notes "$ROOT/bench/notes.md"
+exit "$STATUS"
