@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# The pidwarden test suite: one command, from a fresh Debian (bookworm-based)
+# machine to a verdict.
+#
+#   scripts/test.sh
+#
+# 1. installs the Debian packages the tests use when any is missing
+#    (docker.io busybox-static prometheus prometheus-alertmanager
+#    prometheus-process-exporter wrk) — needs root (or sudo);
+# 2. starts dockerd (--bridge=none --iptables=false --ip6tables=false) when
+#    `docker info` fails, and leaves it running;
+# 3. removes leftovers of earlier runs (containers and empty cgroups named
+#    pidwarden-test-*) before and after the run;
+# 4. builds the local image pidwarden-test-busybox:latest when missing;
+# 5. runs cargo fmt --check, clippy -D warnings, build, test for the whole
+#    workspace, then promtool/amtool checks of alerts/ when those files exist.
+#
+# Every step runs even when an earlier check failed; the exit status is
+# non-zero when any step failed. The last line is the summary:
+#   pidwarden tests: N passed, M failed
+#
+# Environment: PIDWARDEN_LOG_DIR (default /tmp/pidwarden-test-logs) keeps the
+# dockerd and cargo test logs; PIDWARDEN_TEST_TIMEOUT (seconds, default 1200)
+# bounds `cargo test`; PIDWARDEN_SKIP_INSTALL=1 skips the package step.
+
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$(pwd)
+
+LOG_DIR=${PIDWARDEN_LOG_DIR:-/tmp/pidwarden-test-logs}
+mkdir -p "$LOG_DIR"
+TMP=${TMPDIR:-/tmp}
+IMAGE=pidwarden-test-busybox:latest
+PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk)
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+passed=0
+failed=0
+failed_steps=()
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# step NAME COMMAND...: runs one step, records its result, never exits.
+step() {
+    local name=$1
+    shift
+    say "$name"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        printf -- '--- ok: %s (%ss)\n' "$name" $((SECONDS - t0))
+    else
+        failed=$((failed + 1))
+        failed_steps+=("$name")
+        printf -- '--- FAILED: %s (%ss)\n' "$name" $((SECONDS - t0))
+    fi
+}
+
+# A step that must succeed for the rest to make sense.
+fatal() {
+    echo "error: $*" >&2
+    echo "pidwarden tests: $passed passed, $((failed + 1)) failed"
+    exit 1
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
+# --- 1. packages ------------------------------------------------------------
+
+installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+install_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all present: ${PACKAGES[*]}"
+        return 0
+    fi
+    echo "installing: ${missing[*]}"
+    # Keep the packages' own services (prometheus, alertmanager, …) from being
+    # started by their install scripts: the tests start what they need.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy" && added_policy=1
+    fi
+    local rc=0
+    as_root apt-get update || rc=$?
+    if [ $rc -eq 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" || rc=$?
+    fi
+    [ $added_policy -eq 1 ] && as_root rm -f "$policy"
+    return $rc
+}
+
+ensure_toolchain() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found (install a Rust toolchain)" >&2
+        return 1
+    fi
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 && rustup component add rustfmt clippy
+    fi
+    cargo --version && cargo fmt --version && cargo clippy --version
+}
+
+# --- 2. dockerd -------------------------------------------------------------
+
+start_docker() {
+    if docker info >/dev/null 2>&1; then
+        echo "dockerd already answering: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+        return 0
+    fi
+    command -v dockerd >/dev/null 2>&1 || { echo "error: dockerd not installed" >&2; return 1; }
+    local log="$LOG_DIR/dockerd.log"
+    echo "starting dockerd (log: $log)"
+    as_root setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false >>"$log" 2>&1 </dev/null &
+    local i
+    for i in $(seq 1 60); do
+        if docker info >/dev/null 2>&1; then
+            echo "dockerd up after ${i}s: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+            return 0
+        fi
+        sleep 1
+    done
+    echo "error: dockerd did not answer within 60s; last log lines:" >&2
+    tail -n 30 "$log" >&2
+    return 1
+}
+
+# --- 3. leftovers -----------------------------------------------------------
+
+# Names are pidwarden-test-<pid>-<n>-<salt>: a resource whose creating test
+# process is still alive belongs to a run in progress and is left alone.
+owner_alive() {
+    local name=$1 pid
+    pid=$(sed -n 's/.*pidwarden-test-\([0-9][0-9]*\)-.*/\1/p' <<<"$name")
+    [ -n "$pid" ] && [ -d "/proc/$pid" ]
+}
+
+cleanup_leftovers() {
+    local n_ct=0 n_cg=0 n_img=0
+    if docker info >/dev/null 2>&1; then
+        local id name
+        while read -r id name; do
+            [ -n "$id" ] || continue
+            owner_alive "$name" && continue
+            docker rm -f -v "$id" >/dev/null 2>&1 && n_ct=$((n_ct + 1))
+        done < <(docker ps -a --filter name=pidwarden-test- --format '{{.ID}} {{.Names}}' 2>/dev/null)
+        local ref
+        while read -r ref; do
+            [ -n "$ref" ] || continue
+            [ "$ref" = "$IMAGE" ] && continue
+            owner_alive "$ref" && continue
+            docker rmi -f "$ref" >/dev/null 2>&1 && n_img=$((n_img + 1))
+        done < <(docker images --format '{{.Repository}}:{{.Tag}}' pidwarden-test-busybox 2>/dev/null)
+    fi
+    local d sub
+    for d in /sys/fs/cgroup/*/pidwarden-test-* /sys/fs/cgroup/pidwarden-test-*; do
+        [ -d "$d" ] && [ ! -L "$d" ] || continue
+        owner_alive "$d" && continue
+        # Deepest first; rmdir refuses cgroups that still hold processes.
+        while read -r sub; do
+            rmdir "$sub" 2>/dev/null
+        done < <(find "$d" -depth -type d 2>/dev/null)
+        if [ -d "$d" ]; then
+            echo "warning: $d still holds processes: $(cat "$d"/cgroup.procs 2>/dev/null | tr '\n' ' ')" >&2
+        else
+            n_cg=$((n_cg + 1))
+        fi
+    done
+    echo "removed leftovers: $n_ct containers, $n_cg cgroups, $n_img images"
+}
+
+# --- 4. image ---------------------------------------------------------------
+
+# Same recipe as the test kit (tests/src/docker.rs), under the same lock.
+build_image() {
+    exec 9>"$TMP/pidwarden-test-image.lock"
+    flock 9
+    if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+        echo "$IMAGE present"
+        exec 9>&-
+        return 0
+    fi
+    local ctx rc=0
+    ctx=$(mktemp -d "$TMP/pidwarden-test-image.XXXXXX")
+    mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/tmp" "$ctx/rootfs/root"
+    chmod 1777 "$ctx/rootfs/tmp"
+    cp /bin/busybox "$ctx/rootfs/bin/busybox"
+    local a
+    for a in $(/bin/busybox --list); do
+        [ "$a" = busybox ] || ln -s busybox "$ctx/rootfs/bin/$a"
+    done
+    printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$ctx" 2>&1 | grep -v -e DEPRECATED -e 'legacy builder' -e buildx -e '^ *$' || true
+    docker image inspect "$IMAGE" >/dev/null 2>&1 || rc=1
+    rm -rf "$ctx"
+    exec 9>&-
+    return $rc
+}
+
+# --- 5. checks --------------------------------------------------------------
+
+cargo_test() {
+    local log="$LOG_DIR/cargo-test.log" rc
+    timeout --kill-after=30 "${PIDWARDEN_TEST_TIMEOUT:-1200}" \
+        cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 124 ] && echo "error: cargo test timed out after ${PIDWARDEN_TEST_TIMEOUT:-1200}s" >&2
+    echo
+    echo "cargo test summaries (full log: $log):"
+    awk '
+        /^ *Running / { bin = $2 }
+        /^ *Doc-tests / { bin = "doc-tests " $2 }
+        /^test result:/ {
+            printf "  %-60s %s\n", bin, $0
+            for (i = 1; i <= NF; i++) {
+                if ($(i+1) ~ /^passed/) p += $i
+                if ($(i+1) ~ /^failed/) f += $i
+            }
+        }
+        /^---- .* stdout ----$/ { failing[++nf] = $2 }
+        END {
+            printf "cargo test: %d passed, %d failed\n", p, f
+            for (i = 1; i <= nf; i++) printf "  failed: %s\n", failing[i]
+        }' "$log"
+    return "$rc"
+}
+
+rule_files() {
+    local f
+    for f in alerts/*.yml alerts/*.yaml; do
+        [ -f "$f" ] || continue
+        case "$(basename "$f")" in alertmanager*) continue ;; esac
+        echo "$f"
+    done
+}
+
+alert_checks() {
+    local -a rules tests
+    mapfile -t rules < <(rule_files)
+    mapfile -t tests < <(ls alerts/tests/*.yml alerts/tests/*.yaml 2>/dev/null)
+    if [ ${#rules[@]} -gt 0 ]; then
+        step "promtool check rules" promtool check rules "${rules[@]}"
+    else
+        echo "no rule files under alerts/: promtool check rules not run"
+    fi
+    if [ ${#tests[@]} -gt 0 ]; then
+        # Rule tests name their rule files relative to the test file's folder.
+        step "promtool test rules" promtool test rules "${tests[@]}"
+    else
+        echo "no rule tests under alerts/tests/: promtool test rules not run"
+    fi
+    if [ -f alerts/alertmanager.yml ]; then
+        step "amtool check-config" amtool check-config alerts/alertmanager.yml
+    else
+        echo "no alerts/alertmanager.yml: amtool check-config not run"
+    fi
+}
+
+# --- run --------------------------------------------------------------------
+
+echo "pidwarden test suite in $ROOT ($(date -u +%FT%TZ), $(nproc) cores)"
+
+if [ "${PIDWARDEN_SKIP_INSTALL:-0}" != 1 ]; then
+    step "packages" install_packages
+    [ $failed -eq 0 ] || fatal "package installation failed"
+fi
+step "rust toolchain" ensure_toolchain
+[ $failed -eq 0 ] || fatal "no usable Rust toolchain"
+step "dockerd" start_docker
+[ $failed -eq 0 ] || fatal "Docker is not reachable (log: $LOG_DIR/dockerd.log)"
+
+finish() {
+    local rc=$?
+    trap - EXIT
+    step "remove leftovers (after)" cleanup_leftovers
+    echo
+    if [ $failed -gt 0 ]; then
+        printf 'failed steps:'
+        printf ' [%s]' "${failed_steps[@]}"
+        echo
+    fi
+    echo "pidwarden tests: $passed passed, $failed failed"
+    [ $failed -gt 0 ] && [ $rc -eq 0 ] && rc=1
+    exit $rc
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+step "remove leftovers" cleanup_leftovers
+step "test image" build_image
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo build" cargo build --workspace --all-targets
+step "cargo test" cargo_test
+alert_checks
+exit 0
