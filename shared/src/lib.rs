@@ -18,6 +18,7 @@ pub mod procfs;
 pub mod redact;
 pub mod roots;
 pub mod signal;
+pub mod victims;
 
 pub use error::{Error, Result};
 pub use limit::Limit;
