@@ -146,46 +146,65 @@ start_docker() {
 
 # --- 3. leftovers -----------------------------------------------------------
 
-# Names are pidwarden-test-<pid>-<n>-<salt>: a resource whose creating test
-# process is still alive belongs to a run in progress and is left alone.
-owner_alive() {
-    local name=$1 pid
-    pid=$(sed -n 's/.*pidwarden-test-\([0-9][0-9]*\)-.*/\1/p' <<<"$name")
-    [ -n "$pid" ] && [ -d "/proc/$pid" ]
+# The test kit names resources pidwarden-test-<pid>-<n>-<salt>: one whose
+# creating test process is still alive belongs to a run in progress and is left
+# alone. Other pidwarden-test-* names (benchmarks, manual runs) are taken as
+# leftovers only when stopped or older than an hour.
+kit_owner() {
+    sed -n 's/.*pidwarden-test-\([0-9][0-9]*\)-[0-9][0-9]*-[0-9a-f]*$/\1/p' <<<"$1"
+}
+
+in_use() {
+    local name=$1 running=$2 created=$3 pid
+    pid=$(kit_owner "$name")
+    if [ -n "$pid" ]; then
+        [ -d "/proc/$pid" ]
+    else
+        [ "$running" = true ] && [ $(($(date +%s) - created)) -lt 3600 ]
+    fi
 }
 
 cleanup_leftovers() {
-    local n_ct=0 n_cg=0 n_img=0
+    local n_ct=0 n_cg=0 n_img=0 kept=0
     if docker info >/dev/null 2>&1; then
-        local id name
-        while read -r id name; do
+        local id name running created ref
+        while read -r id; do
             [ -n "$id" ] || continue
-            owner_alive "$name" && continue
+            read -r name running created < <(docker inspect --format \
+                '{{.Name}} {{.State.Running}} {{.Created}}' "$id" 2>/dev/null) || continue
+            created=$(date -d "$created" +%s 2>/dev/null || echo 0)
+            if in_use "${name#/}" "$running" "$created"; then
+                kept=$((kept + 1))
+                continue
+            fi
             docker rm -f -v "$id" >/dev/null 2>&1 && n_ct=$((n_ct + 1))
-        done < <(docker ps -a --filter name=pidwarden-test- --format '{{.ID}} {{.Names}}' 2>/dev/null)
-        local ref
+        done < <(docker ps -aq --filter name=pidwarden-test- 2>/dev/null)
         while read -r ref; do
             [ -n "$ref" ] || continue
             [ "$ref" = "$IMAGE" ] && continue
-            owner_alive "$ref" && continue
+            [ -n "$(kit_owner "$ref")" ] || continue
+            in_use "$ref" false 0 && continue
             docker rmi -f "$ref" >/dev/null 2>&1 && n_img=$((n_img + 1))
         done < <(docker images --format '{{.Repository}}:{{.Tag}}' pidwarden-test-busybox 2>/dev/null)
     fi
     local d sub
     for d in /sys/fs/cgroup/*/pidwarden-test-* /sys/fs/cgroup/pidwarden-test-*; do
         [ -d "$d" ] && [ ! -L "$d" ] || continue
-        owner_alive "$d" && continue
+        if in_use "$(basename "$d")" true "$(stat -c %Y "$d")"; then
+            kept=$((kept + 1))
+            continue
+        fi
         # Deepest first; rmdir refuses cgroups that still hold processes.
         while read -r sub; do
             rmdir "$sub" 2>/dev/null
         done < <(find "$d" -depth -type d 2>/dev/null)
         if [ -d "$d" ]; then
-            echo "warning: $d still holds processes: $(cat "$d"/cgroup.procs 2>/dev/null | tr '\n' ' ')" >&2
+            echo "warning: $d still holds processes: $(tr '\n' ' ' <"$d/cgroup.procs" 2>/dev/null)" >&2
         else
             n_cg=$((n_cg + 1))
         fi
     done
-    echo "removed leftovers: $n_ct containers, $n_cg cgroups, $n_img images"
+    echo "removed leftovers: $n_ct containers, $n_cg cgroups, $n_img images ($kept in use by running tests, kept)"
 }
 
 # --- 4. image ---------------------------------------------------------------
