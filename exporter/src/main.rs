@@ -1,1 +1,158 @@
-fn main() {}
+//! `pidwarden-exporter`: serves per-container PID, process, duplicate and
+//! memory metrics read from cgroups and `/proc`, named through the container
+//! runtime's API, for Prometheus.
+
+mod errors;
+mod metrics;
+mod runtime;
+mod server;
+mod snapshot;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use pidwarden_shared::collect::Collector;
+use pidwarden_shared::Roots;
+
+use crate::metrics::RenderOptions;
+use crate::runtime::{DockerRuntime, MetaCache};
+
+/// Command-line interface.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pidwarden-exporter",
+    version,
+    about = "Prometheus exporter for container PID, process and memory pressure"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:9917", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Root of the proc filesystem.
+    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    proc_root: PathBuf,
+    /// Root of the cgroup filesystem.
+    #[arg(long, default_value = "/sys/fs/cgroup", value_name = "DIR")]
+    cgroup_root: PathBuf,
+    /// Docker Engine API endpoint (unix:///path or tcp://host:port); `none` disables it.
+    #[arg(
+        long,
+        default_value = "unix:///var/run/docker.sock",
+        value_name = "URL"
+    )]
+    docker_host: String,
+    /// Command groups exposed per container (largest first).
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    top_commands: usize,
+    /// Maximum characters of the `command` label.
+    #[arg(long, default_value_t = 120, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    command_max_chars: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Seconds a scrape waits for a running collection before answering 503.
+    #[arg(long, default_value_t = 10, value_name = "SECS", hide = true)]
+    scrape_wait: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect once, print a table (or JSON), and exit.
+    Snapshot {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    fn roots(&self) -> Roots {
+        Roots::new(&self.proc_root, &self.cgroup_root)
+    }
+
+    fn render_options(&self) -> RenderOptions {
+        RenderOptions {
+            top_commands: self.top_commands,
+            command_max_chars: usize::try_from(self.command_max_chars).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The Docker client, or `None` when disabled. A malformed URL is an error.
+    fn docker(&self) -> anyhow::Result<Option<DockerRuntime>> {
+        if self.docker_host.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        Ok(Some(
+            DockerRuntime::connect(&self.docker_host).context("--docker-host")?,
+        ))
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Some(Command::Snapshot { json }) => snapshot::run(&cli, json).await,
+        None => serve(cli).await,
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let meta = MetaCache::new();
+    match cli.docker()? {
+        Some(rt) => {
+            tokio::spawn(runtime::refresh_loop(
+                rt,
+                meta.clone(),
+                Duration::from_secs(30),
+            ));
+        }
+        None => tracing::info!("runtime API disabled; containers are named by short id"),
+    }
+    let state = server::AppState::new(
+        Box::new(Collector::new(cli.roots())),
+        Arc::clone(&meta),
+        cli.render_options(),
+        Duration::from_secs(cli.scrape_wait),
+    );
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("listening on {}", cli.listen))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        proc_root = %cli.proc_root.display(),
+        cgroup_root = %cli.cgroup_root.display(),
+        docker_host = %cli.docker_host,
+        "serving /metrics"
+    );
+    axum::serve(listener, server::app(state))
+        .with_graceful_shutdown(server::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}

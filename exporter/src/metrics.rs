@@ -1,0 +1,537 @@
+//! The metric contract: turns one collection (plus the runtime metadata and
+//! the exporter's own counters) into metric families, and encodes them as
+//! OpenMetrics (through prometheus-client) or as the classic Prometheus text
+//! format for clients that do not ask for OpenMetrics.
+//!
+//! Families are built into a small model first ([`Family`]) so that both
+//! encodings carry exactly the same names, HELP texts, types and samples.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
+use pidwarden_shared::groups::surplus;
+use pidwarden_shared::redact::redact_cmdline;
+use prometheus_client::collector::Collector as PromCollector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelSetEncoder,
+    LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::runtime::ContainerMeta;
+
+/// Content type of the OpenMetrics exposition (as prometheus-client writes it).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text exposition.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Metric kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A monotonic count; exposed with the `_total` suffix.
+    Counter,
+}
+
+/// Unit suffix of a family name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricUnit {
+    /// `_bytes`
+    Bytes,
+    /// `_seconds`
+    Seconds,
+}
+
+impl MetricUnit {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricUnit::Bytes => "bytes",
+            MetricUnit::Seconds => "seconds",
+        }
+    }
+
+    fn prom(self) -> Unit {
+        match self {
+            MetricUnit::Bytes => Unit::Bytes,
+            MetricUnit::Seconds => Unit::Seconds,
+        }
+    }
+}
+
+/// A sample value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Integer value (saturated at `i64::MAX` for gauges).
+    Int(u64),
+    /// Floating point value.
+    Float(f64),
+}
+
+/// One sample: its label pairs and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Label pairs in exposition order.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: Value,
+}
+
+/// One metric family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// Name without unit and without `_total`.
+    pub base: &'static str,
+    /// Unit suffix, if any.
+    pub unit: Option<MetricUnit>,
+    /// HELP text.
+    pub help: &'static str,
+    /// Gauge or counter.
+    pub kind: Kind,
+    /// Samples (may be empty: the family is still described).
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    fn new(base: &'static str, unit: Option<MetricUnit>, kind: Kind, help: &'static str) -> Self {
+        Family {
+            base,
+            unit,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    /// The family name as the classic text format writes it (unit and, for
+    /// counters, `_total` included): the name users query.
+    pub fn full_name(&self) -> String {
+        let mut n = self.base.to_string();
+        if let Some(u) = self.unit {
+            n.push('_');
+            n.push_str(u.as_str());
+        }
+        if self.kind == Kind::Counter {
+            n.push_str("_total");
+        }
+        n
+    }
+
+    fn push(&mut self, labels: Vec<(&'static str, String)>, value: Value) {
+        self.samples.push(Sample { labels, value });
+    }
+}
+
+/// Options for rendering.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderOptions {
+    /// Top command groups per container.
+    pub top_commands: usize,
+    /// Maximum characters of the `command` label.
+    pub command_max_chars: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            top_commands: 5,
+            command_max_chars: 120,
+        }
+    }
+}
+
+/// The exporter's own state that goes into the exposition.
+#[derive(Debug, Clone, Default)]
+pub struct SelfStats {
+    /// Seconds the last collection took.
+    pub scrape_duration_seconds: f64,
+    /// Accumulated errors per stage, in the order they are exposed.
+    pub errors: Vec<(&'static str, u64)>,
+    /// Whether the runtime API answered on its last refresh.
+    pub runtime_up: bool,
+}
+
+/// The name a container is shown under: the runtime's name when known,
+/// else the first 12 characters of the id.
+pub fn display_name(id: &str, meta: Option<&ContainerMeta>) -> String {
+    match meta {
+        Some(m) if !m.name.is_empty() => m.name.clone(),
+        _ => short_id(id).to_string(),
+    }
+}
+
+/// The first 12 characters of an id (the whole id when shorter).
+pub fn short_id(id: &str) -> &str {
+    match id.char_indices().nth(12) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
+/// A command group as exposed: redacted, truncated command and its size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandGroup {
+    /// Redacted, truncated command line.
+    pub command: String,
+    /// Processes in the largest sibling group with this command.
+    pub processes: u64,
+}
+
+/// The top `k` command groups of a container (size ≥ 2), largest first.
+/// Groups whose redacted commands coincide (the same command under another
+/// parent, or commands equal after truncation) share one label value; the
+/// largest of them is reported, so each label set appears once.
+pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<CommandGroup> {
+    let mut by_cmd: HashMap<String, u64> = HashMap::new();
+    for g in &c.groups {
+        let size = g.pids.len() as u64;
+        if size < 2 {
+            continue;
+        }
+        let cmd = redact_cmdline(&g.cmdline, max_chars);
+        let e = by_cmd.entry(cmd).or_insert(0);
+        *e = (*e).max(size);
+    }
+    let mut v: Vec<CommandGroup> = by_cmd
+        .into_iter()
+        .map(|(command, processes)| CommandGroup { command, processes })
+        .collect();
+    v.sort_by(|a, b| {
+        b.processes
+            .cmp(&a.processes)
+            .then_with(|| a.command.cmp(&b.command))
+    });
+    v.truncate(k);
+    v
+}
+
+/// Builds every family of the contract from one collection.
+pub fn build_families(
+    snap: &Snapshot,
+    meta: &HashMap<String, ContainerMeta>,
+    stats: &SelfStats,
+    opts: RenderOptions,
+) -> Vec<Family> {
+    use Kind::{Counter, Gauge};
+    use MetricUnit::{Bytes, Seconds};
+
+    let mut info = Family::new(
+        "pidwarden_container_info",
+        None,
+        Gauge,
+        "Container metadata to join on; absent labels are empty strings.",
+    );
+    let mut tasks = Family::new(
+        "pidwarden_container_tasks",
+        None,
+        Gauge,
+        "Tasks (threads) charged to the pids controller (pids.current); this is what the PID limit counts.",
+    );
+    let mut processes = Family::new(
+        "pidwarden_container_processes",
+        None,
+        Gauge,
+        "Processes (thread-group leaders) in the container's cgroup subtree.",
+    );
+    let mut zombies = Family::new(
+        "pidwarden_container_zombie_processes",
+        None,
+        Gauge,
+        "Processes in state Z (they still hold a PID until reaped).",
+    );
+    let mut pids_limit = Family::new(
+        "pidwarden_container_pids_limit",
+        None,
+        Gauge,
+        "Effective PID limit: the smallest pids.max of the cgroup and its ancestors; absent when unlimited.",
+    );
+    let mut headroom = Family::new(
+        "pidwarden_container_pids_headroom",
+        None,
+        Gauge,
+        "Smallest pids.max - pids.current over the cgroup and its ancestors; absent when unlimited.",
+    );
+    let mut hits = Family::new(
+        "pidwarden_container_pids_limit_hits",
+        None,
+        Counter,
+        "Forks refused at the PID limit (pids.events max).",
+    );
+    let mut mem_usage = Family::new(
+        "pidwarden_container_memory_usage",
+        Some(Bytes),
+        Gauge,
+        "Memory usage: memory.current (v2) / memory.usage_in_bytes (v1).",
+    );
+    let mut mem_ws = Family::new(
+        "pidwarden_container_memory_working_set",
+        Some(Bytes),
+        Gauge,
+        "Memory usage minus inactive file pages, floored at 0 (the number docker stats and the kubelet use).",
+    );
+    let mut mem_limit = Family::new(
+        "pidwarden_container_memory_limit",
+        Some(Bytes),
+        Gauge,
+        "Effective memory limit (smallest over the cgroup and its ancestors); absent when unlimited.",
+    );
+    let mut ooms = Family::new(
+        "pidwarden_container_oom_kills",
+        None,
+        Counter,
+        "OOM kills in the container's cgroup (memory.events oom_kill / memory.oom_control oom_kill).",
+    );
+    let mut dups = Family::new(
+        "pidwarden_container_duplicate_processes",
+        None,
+        Gauge,
+        "Surplus copies: over every group of sibling processes with identical command lines, the group size minus one, summed.",
+    );
+    let mut group_procs = Family::new(
+        "pidwarden_container_process_group_processes",
+        None,
+        Gauge,
+        "Size of the largest sibling groups of identical command lines, top K per container, groups of 2 or more; command is redacted and truncated.",
+    );
+
+    for c in &snap.containers {
+        let id = c.container.id.clone();
+        let m = meta.get(&id);
+        let name = display_name(&id, m);
+        let base = || vec![("id", id.clone()), ("name", name.clone())];
+
+        let mut info_labels = base();
+        info_labels.extend([
+            ("image", m.map(|m| m.image.clone()).unwrap_or_default()),
+            ("runtime", c.container.runtime.as_str().to_string()),
+            (
+                "compose_project",
+                m.and_then(|m| m.compose_project.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "compose_service",
+                m.and_then(|m| m.compose_service.clone())
+                    .unwrap_or_default(),
+            ),
+        ]);
+        info.push(info_labels, Value::Int(1));
+
+        if let Some(p) = &c.pids {
+            tasks.push(base(), Value::Int(p.current));
+            if let Some(l) = p.limit.value() {
+                pids_limit.push(base(), Value::Int(l));
+            }
+            if let Some(h) = p.headroom {
+                headroom.push(base(), Value::Int(h));
+            }
+            hits.push(base(), Value::Int(p.limit_hits));
+        }
+        processes.push(base(), Value::Int(c.processes.live.len() as u64));
+        zombies.push(base(), Value::Int(c.processes.zombies.len() as u64));
+        if let Some(mem) = &c.memory {
+            mem_usage.push(base(), Value::Int(mem.usage));
+            mem_ws.push(base(), Value::Int(mem.working_set));
+            if let Some(l) = mem.limit.value() {
+                mem_limit.push(base(), Value::Int(l));
+            }
+            ooms.push(base(), Value::Int(mem.oom_kills));
+        }
+        dups.push(base(), Value::Int(surplus(&c.groups)));
+        for g in top_groups(c, opts.top_commands, opts.command_max_chars) {
+            let mut l = base();
+            l.push(("command", g.command));
+            group_procs.push(l, Value::Int(g.processes));
+        }
+    }
+
+    let mut containers = Family::new(
+        "pidwarden_containers",
+        None,
+        Gauge,
+        "Containers discovered.",
+    );
+    containers.push(vec![], Value::Int(snap.containers.len() as u64));
+    let mut duration = Family::new(
+        "pidwarden_scrape_duration",
+        Some(Seconds),
+        Gauge,
+        "Time the last collection took.",
+    );
+    duration.push(vec![], Value::Float(stats.scrape_duration_seconds));
+    let mut errors = Family::new(
+        "pidwarden_scrape_errors",
+        None,
+        Counter,
+        "Collection errors by stage (discovery, cgroup, proc, runtime).",
+    );
+    for (stage, n) in &stats.errors {
+        errors.push(vec![("stage", stage.to_string())], Value::Int(*n));
+    }
+    let mut up = Family::new(
+        "pidwarden_runtime_up",
+        None,
+        Gauge,
+        "1 when the runtime API answered on the last refresh.",
+    );
+    up.push(
+        vec![("runtime", "docker".to_string())],
+        Value::Int(u64::from(stats.runtime_up)),
+    );
+    let mut build = Family::new("pidwarden_build_info", None, Gauge, "Build information.");
+    build.push(
+        vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+        Value::Int(1),
+    );
+
+    vec![
+        info,
+        tasks,
+        processes,
+        zombies,
+        pids_limit,
+        headroom,
+        hits,
+        mem_usage,
+        mem_ws,
+        mem_limit,
+        ooms,
+        dups,
+        group_procs,
+        containers,
+        duration,
+        errors,
+        up,
+        build,
+    ]
+}
+
+/// A label value written with the exposition escapes (`\\`, `\"`, `\n`).
+#[derive(Debug)]
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write_escaped(encoder, self.0, true)
+    }
+}
+
+fn write_escaped(w: &mut impl std::fmt::Write, s: &str, quotes: bool) -> std::fmt::Result {
+    for ch in s.chars() {
+        match ch {
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            '"' if quotes => w.write_str("\\\"")?,
+            c => w.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// A sample's labels as a prometheus-client label set, escaped.
+#[derive(Debug)]
+struct Labels<'a>(&'a [(&'static str, String)]);
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (k, v) in self.0 {
+            (*k, Escaped(v)).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+use prometheus_client::encoding::EncodeLabel as _;
+
+/// The families of one scrape as a prometheus-client collector.
+#[derive(Debug)]
+struct FamiliesCollector(Vec<Family>);
+
+impl PromCollector for FamiliesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let unit = f.unit.map(MetricUnit::prom);
+            let ty = match f.kind {
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Counter => MetricType::Counter,
+            };
+            let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), ty)?;
+            for s in &f.samples {
+                let labels = Labels(&s.labels);
+                let fam = me.encode_family(&labels)?;
+                match (f.kind, s.value) {
+                    (Kind::Gauge, Value::Int(v)) => {
+                        ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(fam)?
+                    }
+                    (Kind::Gauge, Value::Float(v)) => ConstGauge::new(v).encode(fam)?,
+                    (Kind::Counter, Value::Int(v)) => ConstCounter::new(v).encode(fam)?,
+                    (Kind::Counter, Value::Float(v)) => ConstCounter::new(v).encode(fam)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes families as OpenMetrics text (with the trailing `# EOF`).
+pub fn encode_openmetrics(families: Vec<Family>) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FamiliesCollector(families)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Encodes families in the classic Prometheus text format (version 0.0.4).
+pub fn encode_text(families: &[Family]) -> String {
+    let mut out = String::new();
+    for f in families {
+        let name = f.full_name();
+        let _ = write!(out, "# HELP {name} ");
+        let _ = write_escaped(&mut out, f.help, false);
+        let ty = match f.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let _ = write!(out, "\n# TYPE {name} {ty}\n");
+        for s in &f.samples {
+            out.push_str(&name);
+            if !s.labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"");
+                    let _ = write_escaped(&mut out, v, true);
+                    out.push('"');
+                }
+                out.push('}');
+            }
+            match s.value {
+                Value::Int(v) => {
+                    let _ = writeln!(out, " {v}");
+                }
+                Value::Float(v) => {
+                    let _ = writeln!(out, " {}", fmt_float(v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn fmt_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v:?}")
+    }
+}

@@ -1,0 +1,411 @@
+//! Container metadata from the runtime API (names, images, compose labels).
+//!
+//! A background task fills a cache by listing containers and keeps it fresh
+//! from the events stream, reconnecting with backoff when the daemon is absent
+//! or restarts. Scrapes only read the cache: a slow or dead runtime never
+//! delays `/metrics`. The runtime sits behind [`ContainerRuntime`] so tests
+//! can inject metadata.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+
+/// Compose project label.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+/// Compose service label.
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+/// What the runtime knows about one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerMeta {
+    /// Name, without the leading `/`.
+    pub name: String,
+    /// Image as the container was created from it.
+    pub image: String,
+    /// `com.docker.compose.project`, when set.
+    pub compose_project: Option<String>,
+    /// `com.docker.compose.service`, when set.
+    pub compose_service: Option<String>,
+    /// All labels.
+    pub labels: HashMap<String, String>,
+}
+
+impl ContainerMeta {
+    /// Metadata from a name (leading `/` dropped), an image and labels.
+    pub fn new(name: &str, image: &str, labels: HashMap<String, String>) -> Self {
+        ContainerMeta {
+            name: name.trim_start_matches('/').to_string(),
+            image: image.to_string(),
+            compose_project: labels.get(COMPOSE_PROJECT).cloned(),
+            compose_service: labels.get(COMPOSE_SERVICE).cloned(),
+            labels,
+        }
+    }
+}
+
+/// The shared metadata cache, plus the runtime's health and error count.
+#[derive(Debug, Default)]
+pub struct MetaCache {
+    map: RwLock<HashMap<String, ContainerMeta>>,
+    up: AtomicBool,
+    errors: AtomicU64,
+}
+
+impl MetaCache {
+    /// An empty cache, runtime down.
+    pub fn new() -> Arc<Self> {
+        Arc::new(MetaCache::default())
+    }
+
+    /// A copy of the current map.
+    pub fn snapshot(&self) -> HashMap<String, ContainerMeta> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the whole map.
+    pub fn replace(&self, map: HashMap<String, ContainerMeta>) {
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    /// Sets or drops one container.
+    pub fn set(&self, id: &str, meta: Option<ContainerMeta>) {
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
+        match meta {
+            Some(meta) => {
+                m.insert(id.to_string(), meta);
+            }
+            None => {
+                m.remove(id);
+            }
+        }
+    }
+
+    /// Whether the last list/events connection succeeded.
+    pub fn up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Marks the runtime up or down.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// Runtime errors since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts one runtime error.
+    pub fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A container event that may change metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// Created, started or renamed: refresh this id.
+    Refresh(String),
+    /// Destroyed: drop this id.
+    Remove(String),
+}
+
+/// Runtime error (carried as text: the refresher only logs and counts it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RuntimeError(pub String);
+
+/// Access to a container runtime's API.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Prepares a connection (e.g. negotiates the API version). Called
+    /// before every list/events cycle.
+    fn connect(&self) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async { Ok(()) }
+    }
+    /// Every container (running or not) with its metadata, by full id.
+    fn list(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, ContainerMeta>, RuntimeError>> + Send;
+    /// One container's metadata; `Ok(None)` when it no longer exists.
+    fn inspect(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ContainerMeta>, RuntimeError>> + Send;
+    /// The stream of container events, from now on.
+    fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+}
+
+/// The Docker Engine API through bollard.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Arc<RwLock<bollard::Docker>>,
+}
+
+impl DockerRuntime {
+    /// A client for `host` (`unix:///path`, `tcp://host:port` or `http://…`).
+    /// The API version is negotiated on [`DockerRuntime::negotiate`].
+    pub fn connect(host: &str) -> Result<Self, RuntimeError> {
+        let err = |e: bollard::errors::Error| RuntimeError(format!("docker client {host}: {e}"));
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            bollard::Docker::connect_with_socket(path, 30, bollard::API_DEFAULT_VERSION)
+                .map_err(err)?
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            bollard::Docker::connect_with_http(host, 30, bollard::API_DEFAULT_VERSION)
+                .map_err(err)?
+        } else if host.starts_with('/') {
+            bollard::Docker::connect_with_socket(host, 30, bollard::API_DEFAULT_VERSION)
+                .map_err(err)?
+        } else {
+            return Err(RuntimeError(format!(
+                "unsupported docker host {host:?} (expected unix:///path, tcp://host:port or none)"
+            )));
+        };
+        Ok(DockerRuntime {
+            docker: Arc::new(RwLock::new(docker)),
+        })
+    }
+
+    fn client(&self) -> bollard::Docker {
+        self.docker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    /// Negotiates the API version with the daemon (it may be older than the
+    /// client's default, e.g. 1.41 for Docker 20.10).
+    async fn connect(&self) -> Result<(), RuntimeError> {
+        let negotiated = self
+            .client()
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError(format!("docker version negotiation: {e}")))?;
+        *self.docker.write().unwrap_or_else(|e| e.into_inner()) = negotiated;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<HashMap<String, ContainerMeta>, RuntimeError> {
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .build();
+        let list = self
+            .client()
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| RuntimeError(format!("listing containers: {e}")))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default();
+                let meta = ContainerMeta::new(
+                    &name,
+                    c.image.as_deref().unwrap_or(""),
+                    c.labels.unwrap_or_default(),
+                );
+                Some((id, meta))
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, RuntimeError> {
+        match self
+            .client()
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(r) => {
+                let config = r.config.unwrap_or_default();
+                Ok(Some(ContainerMeta::new(
+                    r.name.as_deref().unwrap_or(""),
+                    config.image.as_deref().unwrap_or(""),
+                    config.labels.unwrap_or_default(),
+                )))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(RuntimeError(format!("inspecting container {id}: {e}"))),
+        }
+    }
+
+    fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        let mut filters = HashMap::new();
+        filters.insert("type", vec!["container"]);
+        let opts = bollard::query_parameters::EventsOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        self.client()
+            .events(Some(opts))
+            .filter_map(|r| async move {
+                match r {
+                    Err(e) => Some(Err(RuntimeError(format!("docker events: {e}")))),
+                    Ok(ev) => {
+                        let id = ev.actor.and_then(|a| a.id)?;
+                        match ev.action.as_deref()? {
+                            "destroy" => Some(Ok(RuntimeEvent::Remove(id))),
+                            "create" | "start" | "rename" | "die" | "update" => {
+                                Some(Ok(RuntimeEvent::Refresh(id)))
+                            }
+                            _ => None,
+                        }
+                    }
+                }
+            })
+            .boxed()
+    }
+}
+
+/// Keeps `cache` fresh from `rt` forever: list, then follow events; on any
+/// connection error mark the runtime down, count the error and retry with
+/// exponential backoff (1 s doubling up to `max_backoff`).
+pub async fn refresh_loop<R: ContainerRuntime>(
+    rt: R,
+    cache: Arc<MetaCache>,
+    max_backoff: Duration,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut limiter = crate::errors::LogLimiter::new(Duration::from_secs(60));
+    loop {
+        match follow(&rt, &cache).await {
+            Ok(()) => {
+                // The events stream ended (daemon restart): reconnect at once.
+                backoff = Duration::from_secs(1);
+                tracing::info!("runtime events stream ended; reconnecting");
+            }
+            Err(e) => {
+                if cache.up() {
+                    // It had been working: start the backoff over.
+                    backoff = Duration::from_secs(1);
+                }
+                cache.set_up(false);
+                cache.count_error();
+                limiter.log("runtime", &e.0);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+/// One connection: list everything, then apply events until the stream ends.
+async fn follow<R: ContainerRuntime>(rt: &R, cache: &MetaCache) -> Result<(), RuntimeError> {
+    rt.connect().await?;
+    let mut events = rt.events();
+    let all = rt.list().await?;
+    cache.replace(all);
+    cache.set_up(true);
+    tracing::debug!("runtime metadata listed");
+    while let Some(ev) = events.next().await {
+        match ev? {
+            RuntimeEvent::Remove(id) => cache.set(&id, None),
+            RuntimeEvent::Refresh(id) => match rt.inspect(&id).await {
+                Ok(meta) => cache.set(&id, meta),
+                Err(e) => {
+                    cache.count_error();
+                    tracing::warn!(error = %e, "refreshing container metadata");
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A runtime whose list fails a given number of times, then answers with
+    /// a fixed list and a scripted events stream.
+    struct Scripted {
+        fail_lists: Mutex<u32>,
+        list: HashMap<String, ContainerMeta>,
+        events: Vec<RuntimeEvent>,
+        inspect: HashMap<String, ContainerMeta>,
+    }
+
+    impl ContainerRuntime for Scripted {
+        async fn list(&self) -> Result<HashMap<String, ContainerMeta>, RuntimeError> {
+            let mut f = self.fail_lists.lock().unwrap();
+            if *f > 0 {
+                *f -= 1;
+                return Err(RuntimeError("connection refused".into()));
+            }
+            Ok(self.list.clone())
+        }
+        async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, RuntimeError> {
+            Ok(self.inspect.get(id).cloned())
+        }
+        fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+            futures_util::stream::iter(self.events.clone().into_iter().map(Ok))
+                .chain(futures_util::stream::pending())
+                .boxed()
+        }
+    }
+
+    fn meta(name: &str) -> ContainerMeta {
+        ContainerMeta::new(name, "img:1", HashMap::new())
+    }
+
+    #[test]
+    fn meta_strips_slash_and_reads_compose_labels() {
+        let mut labels = HashMap::new();
+        labels.insert(COMPOSE_PROJECT.to_string(), "shop".to_string());
+        labels.insert(COMPOSE_SERVICE.to_string(), "web".to_string());
+        let m = ContainerMeta::new("/shop-web-1", "nginx:1", labels);
+        assert_eq!(m.name, "shop-web-1");
+        assert_eq!(m.compose_project.as_deref(), Some("shop"));
+        assert_eq!(m.compose_service.as_deref(), Some("web"));
+        assert_eq!(m.labels.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_loop_recovers_and_applies_events() {
+        let mut list = HashMap::new();
+        list.insert("a".to_string(), meta("/alpha"));
+        list.insert("b".to_string(), meta("/beta"));
+        let mut inspect = HashMap::new();
+        inspect.insert("c".to_string(), meta("/gamma"));
+        inspect.insert("a".to_string(), meta("/alpha-renamed"));
+        let rt = Scripted {
+            fail_lists: Mutex::new(2),
+            list,
+            events: vec![
+                RuntimeEvent::Remove("b".into()),
+                RuntimeEvent::Refresh("c".into()),
+                RuntimeEvent::Refresh("a".into()),
+            ],
+            inspect,
+        };
+        let cache = MetaCache::new();
+        let task = tokio::spawn(refresh_loop(rt, cache.clone(), Duration::from_secs(30)));
+        // Two failures: down, two errors counted.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!cache.up());
+        assert_eq!(cache.errors(), 1);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(cache.up());
+        assert_eq!(cache.errors(), 2);
+        let m = cache.snapshot();
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m["a"].name, "alpha-renamed");
+        assert_eq!(m["c"].name, "gamma");
+        assert!(!m.contains_key("b"));
+        task.abort();
+    }
+}

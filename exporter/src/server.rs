@@ -1,0 +1,210 @@
+//! The HTTP side: `/metrics` (collection at scrape time, one at a time, off
+//! the async workers), `/healthz`, and a small index page.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use pidwarden_shared::collect::{Collector, Snapshot};
+use tokio::sync::Mutex;
+
+use crate::errors::{ErrorCounts, LogLimiter};
+use crate::metrics::{
+    build_families, encode_openmetrics, encode_text, RenderOptions, SelfStats,
+    OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+};
+use crate::runtime::MetaCache;
+
+/// Something that produces one collection; blocking.
+pub trait SnapshotSource: Send + 'static {
+    /// Collects every container.
+    fn collect(&mut self) -> Snapshot;
+}
+
+impl SnapshotSource for Collector {
+    fn collect(&mut self) -> Snapshot {
+        Collector::collect(self)
+    }
+}
+
+/// The collector with what accumulates across scrapes.
+struct Scraper {
+    source: Box<dyn SnapshotSource>,
+    errors: ErrorCounts,
+    limiter: LogLimiter,
+}
+
+impl Scraper {
+    fn scrape(
+        &mut self,
+        meta: &MetaCache,
+        opts: RenderOptions,
+        openmetrics: bool,
+    ) -> Result<String, std::fmt::Error> {
+        let start = Instant::now();
+        let snap = self.source.collect();
+        let duration = start.elapsed().as_secs_f64();
+        for (stage, msg) in &snap.errors {
+            self.errors.add(stage.as_str());
+            self.limiter.log(stage.as_str(), msg);
+        }
+        let stats = SelfStats {
+            scrape_duration_seconds: duration,
+            errors: self.errors.with_runtime(meta.errors()),
+            runtime_up: meta.up(),
+        };
+        let families = build_families(&snap, &meta.snapshot(), &stats, opts);
+        if openmetrics {
+            encode_openmetrics(families)
+        } else {
+            Ok(encode_text(&families))
+        }
+    }
+}
+
+/// Shared state of the HTTP server.
+#[derive(Clone)]
+pub struct AppState {
+    scraper: Arc<Mutex<Scraper>>,
+    meta: Arc<MetaCache>,
+    opts: RenderOptions,
+    wait: Duration,
+}
+
+impl AppState {
+    /// State around a snapshot source and a metadata cache. A scrape waits at
+    /// most `wait` for a running collection to finish, then answers 503.
+    pub fn new(
+        source: Box<dyn SnapshotSource>,
+        meta: Arc<MetaCache>,
+        opts: RenderOptions,
+        wait: Duration,
+    ) -> Self {
+        AppState {
+            scraper: Arc::new(Mutex::new(Scraper {
+                source,
+                errors: ErrorCounts::default(),
+                limiter: LogLimiter::new(Duration::from_secs(60)),
+            })),
+            meta,
+            opts,
+            wait,
+        }
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><html><head><title>pidwarden exporter</title></head><body>",
+        "<h1>pidwarden exporter ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1><p><a href=\"/metrics\">Metrics</a></p>",
+        "<p><a href=\"/healthz\">Health</a></p></body></html>\n"
+    ))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Whether the client asked for OpenMetrics (Prometheus does by default).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut it = part.split(';').map(str::trim);
+            let ty = it.next().unwrap_or("");
+            let q_zero = it.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            ty.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+        })
+}
+
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = wants_openmetrics(&headers);
+    let guard = match tokio::time::timeout(st.wait, st.scraper.clone().lock_owned()).await {
+        Ok(g) => g,
+        Err(_) => {
+            tracing::warn!(wait = ?st.wait, "scrape gave up waiting for the running collection");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a collection is still running; try again\n",
+            )
+                .into_response();
+        }
+    };
+    let meta = st.meta.clone();
+    let opts = st.opts;
+    let res = tokio::task::spawn_blocking(move || {
+        let mut scraper = guard;
+        scraper.scrape(&meta, opts, openmetrics)
+    })
+    .await;
+    match res {
+        Ok(Ok(body)) => {
+            let ct = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                TEXT_CONTENT_TYPE
+            };
+            ([(header::CONTENT_TYPE, ct)], body).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "encoding metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "collection task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "collection failed\n").into_response()
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "installing the Ctrl-C handler");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "installing the SIGTERM handler");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
