@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Structural checks for the pidwarden dashboards (standard library only).
+
+    python3 -m unittest grafana/test_dashboards.py
+
+Checks what Grafana would not complain about but users would: a stable uid, a
+schemaVersion Grafana 9+ understands, the datasource chosen through a
+variable (never a hard-coded datasource uid), the `instance` and `container`
+variables, a description on every panel, and that queries.py turns every
+expression into plain PromQL. Whether the expressions parse and run is checked
+against a real Prometheus by the end-to-end tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DASHBOARDS = os.path.join(HERE, "dashboards")
+EXPECTED = {"pidwarden-fleet", "pidwarden-container", "pidwarden-remediation"}
+
+
+def load():
+    out = {}
+    for name in sorted(os.listdir(DASHBOARDS)):
+        if name.endswith(".json"):
+            with open(os.path.join(DASHBOARDS, name), encoding="utf-8") as f:
+                out[name] = json.load(f)
+    return out
+
+
+def all_panels(items):
+    for panel in items or []:
+        yield panel
+        yield from all_panels(panel.get("panels"))
+
+
+def datasources(node):
+    """Yield every `datasource` object anywhere in the dashboard."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource" and isinstance(value, dict):
+                yield value
+            yield from datasources(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasources(item)
+
+
+class Dashboards(unittest.TestCase):
+    def setUp(self):
+        self.dashboards = load()
+
+    def test_the_three_dashboards_exist_with_their_uids(self):
+        uids = {d["uid"] for d in self.dashboards.values()}
+        self.assertEqual(uids, EXPECTED)
+        for name, d in self.dashboards.items():
+            self.assertEqual(name, d["uid"] + ".json")
+
+    def test_schema_version(self):
+        for name, d in self.dashboards.items():
+            self.assertGreaterEqual(d["schemaVersion"], 36, name)
+
+    def test_variables(self):
+        for name, d in self.dashboards.items():
+            variables = {v["name"]: v for v in d["templating"]["list"]}
+            ds = variables["datasource"]
+            self.assertEqual((ds["type"], ds["query"]), ("datasource", "prometheus"), name)
+            for var in ("instance", "container"):
+                v = variables[var]
+                self.assertEqual(v["type"], "query", name)
+                self.assertTrue(v["multi"] and v["includeAll"], (name, var))
+                self.assertEqual(v["allValue"], ".*", (name, var))
+                self.assertEqual(v["datasource"]["uid"], "${datasource}", (name, var))
+            self.assertIn("pidwarden_container_info", variables["container"]["definition"])
+            self.assertIn(", name)", variables["container"]["definition"])
+
+    def test_no_hard_coded_datasource(self):
+        for name, d in self.dashboards.items():
+            for ds in datasources(d):
+                if ds.get("type") == "grafana":
+                    continue  # the built-in annotation source
+                self.assertEqual(ds, {"type": "prometheus", "uid": "${datasource}"}, name)
+
+    def test_every_panel_is_described_and_queries_prometheus(self):
+        for name, d in self.dashboards.items():
+            ids = []
+            for panel in all_panels(d["panels"]):
+                ids.append(panel["id"])
+                self.assertTrue(panel.get("description"), (name, panel.get("title")))
+                if panel["type"] == "row":
+                    continue
+                self.assertTrue(panel.get("targets"), (name, panel["title"]))
+                for target in panel["targets"]:
+                    self.assertTrue(target["expr"].strip(), (name, panel["title"]))
+            self.assertEqual(len(ids), len(set(ids)), "%s: duplicate panel ids" % name)
+
+    def test_queries_py_substitutes_every_variable(self):
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "queries.py")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        expected = sum(
+            len(p.get("targets") or [])
+            for d in self.dashboards.values()
+            for p in all_panels(d["panels"])
+        ) + sum(
+            1 for d in self.dashboards.values() for a in d["annotations"]["list"] if a.get("expr")
+        )
+        self.assertEqual(len(lines), expected)
+        self.assertEqual({line["dashboard"] for line in lines}, EXPECTED)
+        for line in lines:
+            self.assertNotIn("$", line["expr"], line)
+            self.assertNotIn("[[", line["expr"], line)
+            self.assertTrue(line["panel"], line)
+
+    def test_queries_py_set_overrides(self):
+        result = subprocess.run(
+            [sys.executable, os.path.join(HERE, "queries.py"), "--set", "container=web"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        exprs = [json.loads(line)["expr"] for line in result.stdout.splitlines()]
+        self.assertTrue(any('name=~"web"' in e for e in exprs))
+        self.assertFalse(any('name=~".*"' in e for e in exprs))
+
+
+if __name__ == "__main__":
+    unittest.main()
