@@ -126,6 +126,8 @@ process_names:
       - ".+"
 EOF
 
+log() { echo "[$(date +%T)] $*" >&2; }
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -133,7 +135,7 @@ free_port() {
 wait_http() { # url, bounded to ~30 s
     local i
     for i in $(seq 1 60); do
-        curl -fsS -o /dev/null --max-time 20 "$1" && return 0
+        curl -fs -o /dev/null --max-time 20 "$1" && return 0
         sleep 0.5
     done
     echo "$1 did not answer" >&2
@@ -158,27 +160,33 @@ EOF
 }
 
 start_containers() { # count, procs
-    local n="$1" m="$2" script i batch=0
+    local n="$1" m="$2" script i attempt batch running
     script="$(container_script "$m")"
     : >"$WORK/start.err"
-    for i in $(seq 1 "$n"); do
-        docker run -d --name "${PREFIX}${i}" --network none --label pidwarden.bench=1 \
-            "$IMAGE" sh -c "$script" >/dev/null 2>>"$WORK/start.err" &
-        batch=$((batch + 1))
-        if [[ $batch -ge 8 ]]; then
-            wait
-            batch=0
-        fi
+    # A start that fails (a busy daemon) is retried, up to three attempts.
+    for attempt in 1 2 3; do
+        running=" $(docker ps --format '{{.Names}}' --filter "name=${PREFIX}" | tr '\n' ' ') "
+        batch=0
+        for i in $(seq 1 "$n"); do
+            [[ "$running" == *" ${PREFIX}${i} "* ]] && continue
+            docker rm -f "${PREFIX}${i}" >/dev/null 2>&1 || true
+            docker run -d --name "${PREFIX}${i}" --network none --label pidwarden.bench=1 \
+                "$IMAGE" sh -c "$script" >/dev/null 2>>"$WORK/start.err" &
+            batch=$((batch + 1))
+            if [[ $batch -ge 8 ]]; then
+                wait
+                batch=0
+            fi
+        done
+        wait
+        docker ps -q --no-trunc --filter "name=${PREFIX}" >"$WORK/ids"
+        [[ "$(wc -l <"$WORK/ids")" -eq "$n" ]] && return 0
+        echo "attempt $attempt: $(wc -l <"$WORK/ids") of $n containers running" >&2
     done
-    wait
-    docker ps -q --no-trunc --filter "name=${PREFIX}" >"$WORK/ids"
-    local got
-    got="$(wc -l <"$WORK/ids")"
-    if [[ "$got" -ne "$n" ]]; then
-        echo "only $got of $n containers are running:" >&2
-        head -5 "$WORK/start.err" >&2
-        return 1
-    fi
+    echo "only $(wc -l <"$WORK/ids") of $n containers are running:" >&2
+    docker ps -a --filter "name=${PREFIX}" --filter status=exited --format '{{.Names}} {{.Status}}' | head -5 >&2
+    head -5 "$WORK/start.err" >&2
+    return 1
 }
 
 # ---------------------------------------------------------------------------
@@ -191,9 +199,10 @@ for scn in "${SCENARIOS[@]}"; do
     n="${scn%x*}"
     m="${scn#*x}"
     name="${n} × ${m}"
-    echo "== scenario ${name}: $((n * m)) processes" >&2
+    log "scenario ${name}: starting $n containers with $m processes each"
     remove_containers
     start_containers "$n" "$m"
+    log "containers started; waiting for $((n * m)) processes"
     python3 bench/bench.py wait --ids-file "$WORK/ids" --expect "$((n * m))" --timeout 180
 
     p1="$(free_port)"; p2="$(free_port)"; p3="$(free_port)"
@@ -215,6 +224,7 @@ for scn in "${SCENARIOS[@]}"; do
         fi
     done
 
+    log "exporters answer; measuring"
     snap_args=()
     [[ "$SNAPSHOT" == 1 ]] && snap_args=(--snapshot-bin "$PW_BIN")
     rc=0
