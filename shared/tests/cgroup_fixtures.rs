@@ -836,3 +836,37 @@ fn v1_systemd_hierarchy_only() {
         vec![42]
     );
 }
+
+#[test]
+fn hierarchy_root_limits_are_not_ancestors() {
+    // the kernel has no limit files at a hierarchy root; should a tree carry
+    // some, they are outside the walk "up to, excluding, the root"
+    let t = Tree::v2();
+    let a = format!("docker/{ID_A}");
+    t.set(&a, "pids.current", "5\n")
+        .set(&a, "memory.current", "1000\n");
+    fs::write(t.root().join("pids.max"), "1\n").unwrap();
+    fs::write(t.root().join("pids.current"), "500\n").unwrap();
+    fs::write(t.root().join("memory.max"), "10\n").unwrap();
+    let layout = t.layout();
+    let cs = discover(&layout).unwrap();
+    let p = read_pids(&layout, &cs[0]).unwrap().unwrap();
+    assert_eq!((p.limit, p.headroom), (Limit::Unlimited, None));
+    let m = read_memory(&layout, &cs[0]).unwrap().unwrap();
+    assert_eq!(m.limit, Limit::Unlimited);
+
+    let h = Tree::hybrid();
+    h.set(&format!("pids/{a}"), "pids.current", "5\n").set(
+        &format!("memory/{a}"),
+        "memory.usage_in_bytes",
+        "1000\n",
+    );
+    fs::write(h.path("pids/pids.max"), "1\n").unwrap();
+    fs::write(h.path("memory/memory.limit_in_bytes"), "10\n").unwrap();
+    let layout = h.layout();
+    let cs = discover(&layout).unwrap();
+    let p = read_pids(&layout, &cs[0]).unwrap().unwrap();
+    assert_eq!((p.limit, p.headroom), (Limit::Unlimited, None));
+    let m = read_memory(&layout, &cs[0]).unwrap().unwrap();
+    assert_eq!(m.limit, Limit::Unlimited);
+}

@@ -77,6 +77,14 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
 /// The effective limit is the smallest `pids.max` of the cgroup and its
 /// ancestors (up to, excluding, the hierarchy root); the headroom the
 /// smallest `pids.max - pids.current` over those levels that have a limit.
+///
+/// `limit_hits` is the cgroup's own `pids.events` `max`. On cgroup v1 (and
+/// on older cgroup v2 kernels, or with the `pids_localevents` mount option)
+/// the kernel counts a refused fork in the cgroup of the forking task,
+/// whichever level's limit refused it. Recent cgroup v2 kernels count it in
+/// the cgroup whose limit was hit and that cgroup's ancestors instead, so a
+/// fork refused by an ancestor's limit (a pod or a slice) does not show in
+/// the container's file.
 pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
     let Some(dir) = c.dirs.pids.as_deref() else {
         return Ok(None);
