@@ -7,6 +7,8 @@ mod metrics;
 mod runtime;
 mod server;
 mod snapshot;
+#[cfg(test)]
+mod testutil;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

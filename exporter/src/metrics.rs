@@ -15,7 +15,7 @@ use pidwarden_shared::redact::redact_cmdline;
 use prometheus_client::collector::Collector as PromCollector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelSetEncoder,
-    LabelValueEncoder,
+    LabelValueEncoder, MetricEncoder,
 };
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -461,20 +461,30 @@ impl PromCollector for FamiliesCollector {
                 Kind::Counter => MetricType::Counter,
             };
             let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), ty)?;
+            if let [s] = f.samples.as_slice() {
+                if s.labels.is_empty() {
+                    // A single unlabelled sample: no `{}`.
+                    encode_value(f.kind, s.value, me)?;
+                    continue;
+                }
+            }
             for s in &f.samples {
                 let labels = Labels(&s.labels);
-                let fam = me.encode_family(&labels)?;
-                match (f.kind, s.value) {
-                    (Kind::Gauge, Value::Int(v)) => {
-                        ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(fam)?
-                    }
-                    (Kind::Gauge, Value::Float(v)) => ConstGauge::new(v).encode(fam)?,
-                    (Kind::Counter, Value::Int(v)) => ConstCounter::new(v).encode(fam)?,
-                    (Kind::Counter, Value::Float(v)) => ConstCounter::new(v).encode(fam)?,
-                }
+                encode_value(f.kind, s.value, me.encode_family(&labels)?)?;
             }
         }
         Ok(())
+    }
+}
+
+fn encode_value(kind: Kind, value: Value, me: MetricEncoder) -> Result<(), std::fmt::Error> {
+    match (kind, value) {
+        (Kind::Gauge, Value::Int(v)) => {
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(me)
+        }
+        (Kind::Gauge, Value::Float(v)) => ConstGauge::new(v).encode(me),
+        (Kind::Counter, Value::Int(v)) => ConstCounter::new(v).encode(me),
+        (Kind::Counter, Value::Float(v)) => ConstCounter::new(v).encode(me),
     }
 }
 
@@ -533,5 +543,248 @@ fn fmt_float(v: f64) -> String {
         if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
         format!("{v:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{meta, promtool_check, snapshot, ID_A, ID_B};
+
+    fn stats() -> SelfStats {
+        SelfStats {
+            scrape_duration_seconds: 0.25,
+            errors: vec![("discovery", 0), ("cgroup", 0), ("proc", 1), ("runtime", 3)],
+            runtime_up: true,
+        }
+    }
+
+    fn text(opts: RenderOptions) -> String {
+        encode_text(&build_families(&snapshot(), &meta(), &stats(), opts))
+    }
+
+    fn a() -> String {
+        format!("id=\"{ID_A}\",name=\"shop-web-1\"")
+    }
+
+    fn b() -> String {
+        format!("id=\"{ID_B}\",name=\"bbbbbbbbbbbb\"")
+    }
+
+    fn assert_lines(out: &str, lines: &[String]) {
+        for l in lines {
+            assert!(
+                out.lines().any(|x| x == l),
+                "missing line\n  {l}\nin exposition:\n{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_exposition_has_the_contract_lines() {
+        let out = text(RenderOptions::default());
+        let (a, b) = (a(), b());
+        assert_lines(
+            &out,
+            &[
+                "# HELP pidwarden_container_info Container metadata to join on; absent labels are empty strings.".into(),
+                "# TYPE pidwarden_container_info gauge".into(),
+                format!("pidwarden_container_info{{{a},image=\"busybox:latest\",runtime=\"docker\",compose_project=\"shop\",compose_service=\"web\"}} 1"),
+                format!("pidwarden_container_info{{{b},image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\"}} 1"),
+                "# TYPE pidwarden_container_tasks gauge".into(),
+                format!("pidwarden_container_tasks{{{a}}} 12"),
+                format!("pidwarden_container_tasks{{{b}}} 1"),
+                format!("pidwarden_container_processes{{{a}}} 11"),
+                format!("pidwarden_container_processes{{{b}}} 1"),
+                format!("pidwarden_container_zombie_processes{{{a}}} 1"),
+                format!("pidwarden_container_zombie_processes{{{b}}} 0"),
+                format!("pidwarden_container_pids_limit{{{a}}} 100"),
+                format!("pidwarden_container_pids_headroom{{{a}}} 88"),
+                "# TYPE pidwarden_container_pids_limit_hits_total counter".into(),
+                format!("pidwarden_container_pids_limit_hits_total{{{a}}} 4"),
+                format!("pidwarden_container_pids_limit_hits_total{{{b}}} 0"),
+                "# TYPE pidwarden_container_memory_usage_bytes gauge".into(),
+                format!("pidwarden_container_memory_usage_bytes{{{a}}} 10485760"),
+                format!("pidwarden_container_memory_working_set_bytes{{{a}}} 8388608"),
+                format!("pidwarden_container_memory_working_set_bytes{{{b}}} 0"),
+                format!("pidwarden_container_memory_limit_bytes{{{a}}} 268435456"),
+                "# TYPE pidwarden_container_oom_kills_total counter".into(),
+                format!("pidwarden_container_oom_kills_total{{{a}}} 1"),
+                format!("pidwarden_container_duplicate_processes{{{a}}} 8"),
+                format!("pidwarden_container_duplicate_processes{{{b}}} 0"),
+                format!("pidwarden_container_process_group_processes{{{a},command=\"sleep 1000\"}} 4"),
+                format!("pidwarden_container_process_group_processes{{{a},command=\"worker --password=*** --port 80\"}} 3"),
+                format!("pidwarden_container_process_group_processes{{{a},command=\"say \\\"hi\\\" C:\\\\dir\"}} 2"),
+                "pidwarden_containers 2".into(),
+                "# TYPE pidwarden_scrape_duration_seconds gauge".into(),
+                "pidwarden_scrape_duration_seconds 0.25".into(),
+                "# TYPE pidwarden_scrape_errors_total counter".into(),
+                "pidwarden_scrape_errors_total{stage=\"discovery\"} 0".into(),
+                "pidwarden_scrape_errors_total{stage=\"cgroup\"} 0".into(),
+                "pidwarden_scrape_errors_total{stage=\"proc\"} 1".into(),
+                "pidwarden_scrape_errors_total{stage=\"runtime\"} 3".into(),
+                "pidwarden_runtime_up{runtime=\"docker\"} 1".into(),
+                format!("pidwarden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+            ],
+        );
+        // Unlimited: the series are absent, not 0 or a sentinel.
+        for absent in [
+            "pidwarden_container_pids_limit{",
+            "pidwarden_container_pids_headroom{",
+            "pidwarden_container_memory_limit_bytes{",
+        ] {
+            assert!(
+                !out.lines()
+                    .any(|l| l.starts_with(absent) && l.contains(ID_B)),
+                "{absent} must be absent for the unlimited container:\n{out}"
+            );
+        }
+        // No group series for B, and the secret never appears.
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.lines().any(|l| l
+            .starts_with("pidwarden_container_process_group_processes{")
+            && l.contains(ID_B)));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once() {
+        let fams = build_families(&snapshot(), &meta(), &stats(), RenderOptions::default());
+        let out = encode_text(&fams);
+        for f in &fams {
+            let n = f.full_name();
+            assert_eq!(out.matches(&format!("# HELP {n} ")).count(), 1, "{n}");
+            assert_eq!(out.matches(&format!("# TYPE {n} ")).count(), 1, "{n}");
+            assert!(!f.help.is_empty());
+        }
+        let names: Vec<String> = fams.iter().map(Family::full_name).collect();
+        assert_eq!(
+            names,
+            [
+                "pidwarden_container_info",
+                "pidwarden_container_tasks",
+                "pidwarden_container_processes",
+                "pidwarden_container_zombie_processes",
+                "pidwarden_container_pids_limit",
+                "pidwarden_container_pids_headroom",
+                "pidwarden_container_pids_limit_hits_total",
+                "pidwarden_container_memory_usage_bytes",
+                "pidwarden_container_memory_working_set_bytes",
+                "pidwarden_container_memory_limit_bytes",
+                "pidwarden_container_oom_kills_total",
+                "pidwarden_container_duplicate_processes",
+                "pidwarden_container_process_group_processes",
+                "pidwarden_containers",
+                "pidwarden_scrape_duration_seconds",
+                "pidwarden_scrape_errors_total",
+                "pidwarden_runtime_up",
+                "pidwarden_build_info",
+            ]
+        );
+    }
+
+    #[test]
+    fn top_k_keeps_the_largest_groups_and_truncates_commands() {
+        let snap = snapshot();
+        let c = &snap.containers[0];
+        let all = top_groups(c, 5, 120);
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(
+            all[0],
+            CommandGroup {
+                command: "sleep 1000".into(),
+                processes: 4
+            }
+        );
+        assert_eq!(all[1].command, "worker --password=*** --port 80");
+        // The long command is cut to 120 characters, ellipsis included.
+        let long = &all[2];
+        assert_eq!(long.processes, 2);
+        assert_eq!(long.command.chars().count(), 120, "{long:?}");
+        assert!(long.command.starts_with("python3 -m server xxx"));
+        assert!(long.command.ends_with('…'));
+
+        let out = text(RenderOptions {
+            top_commands: 2,
+            command_max_chars: 10,
+        });
+        let groups: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("pidwarden_container_process_group_processes{"))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                format!(
+                    "pidwarden_container_process_group_processes{{{},command=\"sleep 1000\"}} 4",
+                    a()
+                ),
+                format!(
+                    "pidwarden_container_process_group_processes{{{},command=\"worker --…\"}} 3",
+                    a()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn openmetrics_exposition_names_counters_with_total_once() {
+        let out = encode_openmetrics(build_families(
+            &snapshot(),
+            &meta(),
+            &stats(),
+            RenderOptions::default(),
+        ))
+        .unwrap();
+        let a = a();
+        assert_lines(
+            &out,
+            &[
+                "# HELP pidwarden_container_oom_kills OOM kills in the container's cgroup (memory.events oom_kill / memory.oom_control oom_kill).".into(),
+                "# TYPE pidwarden_container_oom_kills counter".into(),
+                format!("pidwarden_container_oom_kills_total{{{a}}} 1"),
+                "# TYPE pidwarden_container_pids_limit_hits counter".into(),
+                format!("pidwarden_container_pids_limit_hits_total{{{a}}} 4"),
+                "# TYPE pidwarden_scrape_errors counter".into(),
+                "pidwarden_scrape_errors_total{stage=\"runtime\"} 3".into(),
+                "# TYPE pidwarden_container_memory_limit_bytes gauge".into(),
+                "# UNIT pidwarden_container_memory_limit_bytes bytes".into(),
+                format!("pidwarden_container_memory_limit_bytes{{{a}}} 268435456"),
+                "# UNIT pidwarden_scrape_duration_seconds seconds".into(),
+                "pidwarden_scrape_duration_seconds 0.25".into(),
+                format!("pidwarden_container_process_group_processes{{{a},command=\"say \\\"hi\\\" C:\\\\dir\"}} 2"),
+                "pidwarden_runtime_up{runtime=\"docker\"} 1".into(),
+            ],
+        );
+        assert!(!out.contains("_total_total"), "{out}");
+        assert!(out.ends_with("# EOF\n"), "{out}");
+        // Same samples as the classic text format (modulo HELP/TYPE/UNIT names).
+        let samples = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(samples(&out), samples(&text(RenderOptions::default())));
+    }
+
+    #[test]
+    fn text_exposition_passes_promtool() {
+        promtool_check(&text(RenderOptions::default()));
+        // An empty host is valid too.
+        let empty = encode_text(&build_families(
+            &Snapshot::default(),
+            &HashMap::new(),
+            &SelfStats::default(),
+            RenderOptions::default(),
+        ));
+        promtool_check(&empty);
+    }
+
+    #[test]
+    fn names_fall_back_to_the_short_id() {
+        assert_eq!(display_name(ID_B, None), "bbbbbbbbbbbb");
+        assert_eq!(short_id("abc"), "abc");
+        let m = ContainerMeta::new("/x", "", HashMap::new());
+        assert_eq!(display_name(ID_B, Some(&m)), "x");
     }
 }

@@ -208,3 +208,151 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{meta, promtool_check, snapshot, ID_A, ID_B};
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use std::sync::mpsc;
+    use tower::ServiceExt;
+
+    /// Returns the hand-built snapshot on every collection.
+    struct Fixed;
+
+    impl SnapshotSource for Fixed {
+        fn collect(&mut self) -> Snapshot {
+            snapshot()
+        }
+    }
+
+    fn state(source: Box<dyn SnapshotSource>, wait: Duration) -> (AppState, Arc<MetaCache>) {
+        let cache = MetaCache::new();
+        let st = AppState::new(source, cache.clone(), RenderOptions::default(), wait);
+        (st, cache)
+    }
+
+    async fn get(app: Router, uri: &str, accept: Option<&str>) -> (StatusCode, String, String) {
+        let mut req = Request::builder().uri(uri);
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, ct, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_and_index() {
+        let (st, _) = state(Box::new(Fixed), Duration::from_secs(1));
+        let (s, _, body) = get(app(st.clone()), "/healthz", None).await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "ok"));
+        let (s, ct, body) = get(app(st.clone()), "/", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(ct.starts_with("text/html"), "{ct}");
+        assert!(body.contains("href=\"/metrics\""), "{body}");
+        let (s, _, _) = get(app(st), "/nope", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn metrics_serves_text_and_openmetrics_and_accumulates_errors() {
+        let (st, cache) = state(Box::new(Fixed), Duration::from_secs(1));
+        cache.replace(meta());
+        let (s, ct, body) = get(app(st.clone()), "/metrics", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(ct, TEXT_CONTENT_TYPE);
+        assert!(body.contains(&format!(
+            "pidwarden_container_tasks{{id=\"{ID_A}\",name=\"shop-web-1\"}} 12\n"
+        )));
+        assert!(body.contains("pidwarden_scrape_errors_total{stage=\"proc\"} 1\n"));
+        assert!(body.contains("pidwarden_scrape_errors_total{stage=\"runtime\"} 0\n"));
+        assert!(body.contains("pidwarden_runtime_up{runtime=\"docker\"} 0\n"));
+        promtool_check(&body);
+
+        // The runtime comes up and counted errors in between.
+        cache.set_up(true);
+        cache.count_error();
+        let (s, ct, body) = get(
+            app(st),
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
+        assert!(body.ends_with("# EOF\n"));
+        assert!(
+            body.contains("pidwarden_scrape_errors_total{stage=\"proc\"} 2\n"),
+            "{body}"
+        );
+        assert!(body.contains("pidwarden_scrape_errors_total{stage=\"runtime\"} 1\n"));
+        assert!(body.contains("pidwarden_runtime_up{runtime=\"docker\"} 1\n"));
+        assert!(body.contains(&format!(
+            "pidwarden_container_info{{id=\"{ID_B}\",name=\"bbbbbbbbbbbb\",image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\"}} 1\n"
+        )));
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT, v.parse().unwrap());
+            wants_openmetrics(&m)
+        };
+        assert!(h("application/openmetrics-text; version=1.0.0"));
+        assert!(!h("text/plain;version=0.0.4"));
+        assert!(!h("*/*"));
+        assert!(!h("application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics(&HeaderMap::new()));
+    }
+
+    /// Blocks each collection until the test lets it go.
+    struct Gated {
+        started: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    }
+
+    impl SnapshotSource for Gated {
+        fn collect(&mut self) -> Snapshot {
+            self.started.send(()).unwrap();
+            self.release.recv().unwrap();
+            snapshot()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_scrapes_wait_then_give_up_with_503() {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let (st, _) = state(
+            Box::new(Gated {
+                started: started_tx,
+                release: release_rx,
+            }),
+            Duration::from_millis(200),
+        );
+        let first = tokio::spawn(get(app(st.clone()), "/metrics", None));
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        // The first collection holds the collector: the second waits 200 ms, then 503.
+        let (s, _, body) = get(app(st.clone()), "/metrics", None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        // The async workers stay free while the collection blocks.
+        let (s, _, _) = get(app(st.clone()), "/healthz", None).await;
+        assert_eq!(s, StatusCode::OK);
+        release_tx.send(()).unwrap();
+        let (s, _, body) = first.await.unwrap();
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("pidwarden_containers 2\n"));
+    }
+}
