@@ -246,7 +246,11 @@ cargo_test() {
     echo
     echo "cargo test summaries (full log: $log):"
     awk '
-        /^ *Running / { bin = $2 }
+        /^ *Running / {
+            file = ($2 == "unittests") ? $3 : $2
+            crate = $NF; gsub(/[()]/, "", crate); sub(/.*\//, "", crate); sub(/-[0-9a-f]+$/, "", crate)
+            bin = crate " " file
+        }
         /^ *Doc-tests / { bin = "doc-tests " $2 }
         /^test result:/ {
             printf "  %-60s %s\n", bin, $0
