@@ -13,7 +13,8 @@
 #    pidwarden-test-*) before and after the run;
 # 4. builds the local image pidwarden-test-busybox:latest when missing;
 # 5. runs cargo fmt --check, clippy -D warnings, build, test for the whole
-#    workspace, then promtool/amtool checks of alerts/ when those files exist.
+#    workspace, then promtool/amtool checks of alerts/ and the grafana/
+#    dashboard checks when those files exist.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -85,12 +86,14 @@ installed() {
 }
 
 install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
+    local missing=() wanted=("${PACKAGES[@]}")
+    # The dashboard checks and query lister under grafana/ are python3 scripts.
+    ls grafana/*.py >/dev/null 2>&1 && wanted+=(python3)
+    for p in "${wanted[@]}"; do
         installed "$p" || missing+=("$p")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        echo "all present: ${PACKAGES[*]}"
+        echo "all present: ${wanted[*]}"
         return 0
     fi
     echo "installing: ${missing[*]}"
@@ -335,4 +338,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build" cargo build --workspace --all-targets
 step "cargo test" cargo_test
 alert_checks
+if [ -f grafana/test_dashboards.py ]; then
+    step "grafana dashboard checks" python3 -m unittest grafana/test_dashboards.py
+fi
 exit 0
