@@ -31,7 +31,9 @@ pub struct Process {
     /// `comm`: the executable name, at most 15 bytes.
     pub comm: Arc<str>,
     /// Command line, arguments joined by single spaces; empty for kernel
-    /// threads and zombies.
+    /// threads and zombies (a process that became a zombie since it was last
+    /// read loses its command line too, so zombies read the same whenever
+    /// they were first seen).
     pub cmdline: Arc<str>,
     /// Threads in the process.
     pub threads: u64,
@@ -307,6 +309,8 @@ pub struct ProcessReader {
     buf: Vec<u8>,
     paths: PathBuilder,
     children: Vec<i32>,
+    /// The empty command line, shared.
+    empty: Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +331,7 @@ impl ProcessReader {
             generation: 0,
             buf: Vec::with_capacity(4096),
             children: Vec::new(),
+            empty: Arc::from(""),
         }
     }
 
@@ -357,18 +362,27 @@ impl ProcessReader {
                     start_time: s.start_time,
                     state: s.state,
                     comm: Arc::clone(&c.comm),
-                    cmdline: Arc::clone(&c.cmdline),
+                    cmdline: if s.state == 'Z' {
+                        Arc::clone(&self.empty)
+                    } else {
+                        Arc::clone(&c.cmdline)
+                    },
                     threads: s.threads,
                     cpu_ticks: s.cpu_ticks,
                 }));
             }
         }
-        // New, recycled or exec'd: read the command line.
+        // New, recycled or exec'd: read the command line (a zombie has none
+        // left: nothing to read).
         let (state, ppid, start_time, threads, cpu_ticks) =
             (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
         let comm: Arc<str> = Arc::from(s.comm);
-        let path = self.paths.pid_file(pid, format_args!("cmdline"));
-        let cmdline: Arc<str> = Arc::from(read_cmdline_with(path, &mut self.buf)?);
+        let cmdline: Arc<str> = if state == 'Z' {
+            Arc::clone(&self.empty)
+        } else {
+            let path = self.paths.pid_file(pid, format_args!("cmdline"));
+            Arc::from(read_cmdline_with(path, &mut self.buf)?)
+        };
         self.cache.insert(
             pid,
             Cached {
@@ -737,6 +751,39 @@ mod tests {
         // Every task accounted for: no search (the zombie goes unseen, by design).
         let got = r.read_container(&[10], Some(1)).unwrap();
         assert!(got.zombies.is_empty());
+    }
+
+    #[test]
+    fn a_process_seen_alive_then_as_zombie_loses_its_cmdline() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'S', 100, b"sh\0", &[20]);
+        put(root, 20, 10, 'S', 150, b"sleep\x000.1\0", &[]);
+        let got = r.read_container(&[10, 20], Some(2)).unwrap();
+        assert_eq!(&*got.live[1].cmdline, "sleep 0.1");
+        put(root, 20, 10, 'Z', 150, b"sleep\x000.1\0", &[]);
+        let got = r.read_container(&[10], Some(2)).unwrap();
+        assert_eq!(pids(&got.zombies), vec![20]);
+        assert_eq!(&*got.zombies[0].cmdline, "");
+    }
+
+    #[test]
+    fn an_exec_that_changes_comm_rereads_the_cmdline() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut r = ProcessReader::new(Roots::new(root, root));
+        put(root, 10, 1, 'S', 100, b"sh\0-c\0exec app\0", &[]);
+        r.read_container(&[10], Some(1)).unwrap();
+        let stat = root.join("10/stat");
+        let line = std::fs::read_to_string(&stat)
+            .unwrap()
+            .replace("(x y)", "(app)");
+        std::fs::write(&stat, line).unwrap();
+        std::fs::write(root.join("10/cmdline"), b"app\0").unwrap();
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].comm, "app");
+        assert_eq!(&*got.live[0].cmdline, "app");
     }
 
     #[test]
