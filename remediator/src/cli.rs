@@ -1,0 +1,281 @@
+//! Command line: the daemon, and `history` printing the audit trail.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Overrides, Settings};
+use crate::engine::HostKillEngine;
+use crate::http::{app, read_basic_auth_file, read_token_file, AppState, Credentials};
+use crate::metrics::Metrics;
+use crate::runtime::DockerRuntime;
+use crate::service::Service;
+use crate::store::{Record, Store};
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pidwarden";
+
+/// `pidwarden-remediator`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pidwarden-remediator",
+    version,
+    about = "Acts on pidwarden alerts from Alertmanager: kills duplicate process copies or restarts containers, with restraint and an audit trail"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Daemon options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the audit trail (newest first).
+    History(HistoryArgs),
+}
+
+/// `history` options.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// State directory holding the SQLite store.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Rows to print.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Daemon options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, default_value = "0.0.0.0:9918")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token Alertmanager sends (trimmed).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// File holding one `user:password` line for basic auth.
+    #[arg(long)]
+    pub basic_auth_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are required (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Require credentials on /metrics too.
+    #[arg(long)]
+    pub metrics_auth: bool,
+    /// State directory (SQLite audit store).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Record what would be done; do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Copies kept per duplicate group.
+    #[arg(long)]
+    pub keep: Option<usize>,
+    /// Seconds between SIGTERM and SIGKILL (and the restart stop timeout).
+    #[arg(long)]
+    pub grace: Option<f64>,
+    /// Seconds between two actions on one container.
+    #[arg(long)]
+    pub cooldown: Option<u64>,
+    /// Seconds of CPU sampling choosing the victims.
+    #[arg(long)]
+    pub sample: Option<f64>,
+    /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`).
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// The proc filesystem.
+    #[arg(long, default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// The cgroup filesystem.
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// Serve without any authentication (tests, loopback only).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::History(h)) => history(&h, &mut std::io::stdout().lock()),
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve(cli.serve))
+        }
+    }
+}
+
+/// Prints the audit trail.
+pub fn history(h: &HistoryArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        h.state_dir.join(crate::store::DB_FILE).exists(),
+        "no state store in {}",
+        h.state_dir.display()
+    );
+    let store = Store::open(&h.state_dir)?;
+    let rows = store.recent(h.limit)?;
+    if h.json {
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", format_table(&rows))?;
+    }
+    Ok(())
+}
+
+/// The audit rows as a text table.
+pub fn format_table(rows: &[Record]) -> String {
+    use crate::alert::clip;
+    let mut s = format!(
+        "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
+        "ROW", "TIME", "ALERT", "CONTAINER", "ACTION", "RESULT", "PROCS", "REASON"
+    );
+    for r in rows {
+        let container = if r.container_name.is_empty() {
+            r.container_id.chars().take(12).collect()
+        } else {
+            clip(&r.container_name, 19)
+        };
+        let procs = r.processes.as_array().map_or(0, Vec::len);
+        s.push_str(&format!(
+            "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
+            r.id,
+            crate::timefmt::format_rfc3339(r.at_ms as i128 * 1_000_000),
+            clip(&r.alertname, 27),
+            container,
+            clip(&r.action, 15),
+            r.result,
+            procs,
+            r.reason
+        ));
+    }
+    s
+}
+
+/// Builds the credentials from the flags; refuses to run without any unless
+/// `--insecure-no-auth`.
+pub fn credentials(a: &ServeArgs) -> anyhow::Result<Credentials> {
+    let creds = Credentials {
+        bearer: a.token_file.as_deref().map(read_token_file).transpose()?,
+        basic: a
+            .basic_auth_file
+            .as_deref()
+            .map(read_basic_auth_file)
+            .transpose()?,
+    };
+    if !creds.is_configured() && a.tls_client_ca.is_none() && !a.insecure_no_auth {
+        anyhow::bail!(
+            "no credentials: give --token-file, --basic-auth-file or --tls-client-ca (or --insecure-no-auth to run without authentication)"
+        );
+    }
+    Ok(creds)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
+    let o = Overrides {
+        dry_run: a.dry_run,
+        keep: a.keep,
+        grace_secs: a.grace,
+        sample_secs: a.sample,
+        cooldown_secs: a.cooldown,
+    };
+    Ok(Settings::load(a.config.as_deref(), &o)?)
+}
+
+fn state_store(dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open(dir)?)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&a)?;
+    let credentials = credentials(&a)?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(crate::tls::server_config(c, k, a.tls_client_ca.as_deref())?),
+        _ => None,
+    };
+    let store = state_store(&a.state_dir)?;
+    let runtime = DockerRuntime::connect(a.docker_host.as_deref())
+        .await
+        .context("docker client")?;
+    let roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    let metrics = Arc::new(Metrics::new());
+    let service = Service::new(
+        settings.clone(),
+        store,
+        Arc::new(runtime),
+        Arc::new(HostKillEngine::new(roots)),
+        metrics,
+    )?;
+    let svc = Arc::clone(&service);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            if let Err(e) = svc.probe_runtime().await {
+                tracing::warn!(error = %e, "container runtime probe failed");
+            }
+            svc.expire_circuits();
+        }
+    });
+    let listener =
+        std::net::TcpListener::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
+    tracing::info!(
+        listen = %a.listen,
+        tls = tls.is_some(),
+        mtls = a.tls_client_ca.is_some(),
+        dry_run = settings.dry_run,
+        state = %service.store().path().display(),
+        "pidwarden-remediator listening"
+    );
+    let state = AppState {
+        service: Arc::clone(&service),
+        credentials: Arc::new(credentials),
+        metrics_auth: a.metrics_auth,
+    };
+    crate::tls::serve(listener, app(state), tls, shutdown_signal()).await?;
+    let wait = crate::http::shutdown_wait(&settings);
+    if !service.wait_idle(wait).await {
+        tracing::warn!(
+            in_flight = service.in_flight(),
+            "stopping with actions still running; they will be recorded as interrupted"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The remediator's TOML configuration file and the settings resolved from
+//! it and the command line. Everything is validated at start: a bad regex or
+//! an unknown action is a startup error, not a surprise at 3 a.m.
+//!
+//! ```toml
+//! dry_run = false
+//! protected = ["^postgres", "^/usr/sbin/sshd"]
+//!
+//! [defaults]
+//! keep = 1            # copies kept per duplicate group
+//! grace_secs = 5      # SIGTERM → SIGKILL
+//! sample_secs = 2     # CPU sampling window choosing the victims
+//! cooldown_secs = 300 # per container, between two actions
+//!
+//! [limits]
+//! window_secs = 3600
+//! max_actions = 10    # per container per window
+//!
+//! [circuit]
+//! window_secs = 3600
+//! kill_threshold = 3  # kill-duplicates actions in the window before escalating
+//! escalate = true     # escalate to one restart, then open the circuit
+//!
+//! [actions]           # alertname → allowed actions (absent: any alert, any action)
+//! PidwardenDuplicateProcesses = ["kill-duplicates"]
+//! PidwardenPidsExhausted = ["restart", "kill-duplicates"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::alert::Action;
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Record what would be done, do nothing.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Command-line regexes never signalled.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// Action defaults.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Per-container action bound.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub circuit: Circuit,
+    /// alertname → allowed actions.
+    #[serde(default)]
+    pub actions: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Copies kept per group.
+    pub keep: Option<usize>,
+    /// Grace period in seconds.
+    pub grace_secs: Option<f64>,
+    /// Sampling window in seconds.
+    pub sample_secs: Option<f64>,
+    /// Cooldown in seconds.
+    pub cooldown_secs: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Window in seconds.
+    pub window_secs: Option<u64>,
+    /// Actions per container per window.
+    pub max_actions: Option<u32>,
+}
+
+/// `[circuit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Circuit {
+    /// Window in seconds.
+    pub window_secs: Option<u64>,
+    /// kill-duplicates actions in the window that trip the breaker.
+    pub kill_threshold: Option<u32>,
+    /// Escalate to one restart before opening.
+    pub escalate: Option<bool>,
+}
+
+/// What went wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML did not parse.
+    #[error("parsing config {path}: {msg}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        msg: String,
+    },
+    /// A value is invalid.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// Overrides from the command line (they win over the file).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--keep`.
+    pub keep: Option<usize>,
+    /// `--grace`.
+    pub grace_secs: Option<f64>,
+    /// `--sample`.
+    pub sample_secs: Option<f64>,
+    /// `--cooldown`.
+    pub cooldown_secs: Option<u64>,
+}
+
+/// The resolved settings every decision uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Global dry-run.
+    pub dry_run: bool,
+    /// Protected command-line patterns.
+    pub protected: Vec<Regex>,
+    /// Copies kept per group.
+    pub keep: usize,
+    /// SIGTERM → SIGKILL grace.
+    pub grace: Duration,
+    /// CPU sampling window.
+    pub sample: Duration,
+    /// Per-container cooldown.
+    pub cooldown: Duration,
+    /// Window of the per-container action bound.
+    pub limit_window: Duration,
+    /// Actions per container per window.
+    pub max_actions: u32,
+    /// Circuit breaker window.
+    pub circuit_window: Duration,
+    /// kill-duplicates actions in the window that trip the breaker.
+    pub kill_threshold: u32,
+    /// Escalate to one restart before opening the circuit.
+    pub escalate: bool,
+    /// alertname → allowed actions; `None` = unrestricted.
+    pub allowed: Option<BTreeMap<String, Vec<Action>>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::resolve(ConfigFile::default(), &Overrides::default()).expect("defaults are valid")
+    }
+}
+
+fn secs(what: &str, v: f64) -> Result<Duration, ConfigError> {
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+        return Err(ConfigError::Invalid(format!(
+            "{what} must be between 0 and 86400 seconds, got {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Settings {
+    /// Reads and resolves a config file (or the defaults when `path` is None).
+    pub fn load(path: Option<&Path>, o: &Overrides) -> Result<Settings, ConfigError> {
+        let file = match path {
+            None => ConfigFile::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Self::parse(&text).map_err(|msg| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    msg,
+                })?
+            }
+        };
+        Settings::resolve(file, o)
+    }
+
+    /// Parses the TOML text (no validation of values).
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Validates a parsed file and applies the overrides.
+    pub fn resolve(f: ConfigFile, o: &Overrides) -> Result<Settings, ConfigError> {
+        let protected = f
+            .protected
+            .iter()
+            .map(|p| {
+                Regex::new(p)
+                    .map_err(|e| ConfigError::Invalid(format!("protected pattern {p:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed = match f.actions {
+            None => None,
+            Some(map) => {
+                let mut out = BTreeMap::new();
+                for (alertname, list) in map {
+                    let mut acts = Vec::new();
+                    for a in list {
+                        acts.push(Action::parse(&a).ok_or_else(|| {
+                            ConfigError::Invalid(format!(
+                                "[actions] {alertname}: unknown action {a:?} (kill-duplicates or restart)"
+                            ))
+                        })?);
+                    }
+                    out.insert(alertname, acts);
+                }
+                Some(out)
+            }
+        };
+        let keep = o.keep.or(f.defaults.keep).unwrap_or(1);
+        if keep == 0 {
+            return Err(ConfigError::Invalid("keep must be at least 1".into()));
+        }
+        let kill_threshold = f.circuit.kill_threshold.unwrap_or(3);
+        if kill_threshold == 0 {
+            return Err(ConfigError::Invalid(
+                "circuit.kill_threshold must be at least 1".into(),
+            ));
+        }
+        let max_actions = f.limits.max_actions.unwrap_or(10);
+        if max_actions == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_actions must be at least 1".into(),
+            ));
+        }
+        Ok(Settings {
+            dry_run: o.dry_run || f.dry_run.unwrap_or(false),
+            protected,
+            keep,
+            grace: secs(
+                "grace",
+                o.grace_secs.or(f.defaults.grace_secs).unwrap_or(5.0),
+            )?,
+            sample: secs(
+                "sample",
+                o.sample_secs.or(f.defaults.sample_secs).unwrap_or(2.0),
+            )?,
+            cooldown: Duration::from_secs(
+                o.cooldown_secs.or(f.defaults.cooldown_secs).unwrap_or(300),
+            ),
+            limit_window: Duration::from_secs(f.limits.window_secs.unwrap_or(3600)),
+            max_actions,
+            circuit_window: Duration::from_secs(f.circuit.window_secs.unwrap_or(3600)),
+            kill_threshold,
+            escalate: f.circuit.escalate.unwrap_or(true),
+            allowed,
+        })
+    }
+
+    /// Whether `alertname` may ask for `action`.
+    pub fn allows(&self, alertname: &str, action: Action) -> bool {
+        match &self.allowed {
+            None => true,
+            Some(map) => map.get(alertname).is_some_and(|l| l.contains(&action)),
+        }
+    }
+
+    /// The longest window any rebuild from the audit store must cover.
+    pub fn history_horizon(&self) -> Duration {
+        self.cooldown
+            .max(self.limit_window)
+            .max(self.circuit_window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_resolves() {
+        let f = Settings::parse(
+            r#"
+dry_run = true
+protected = ["^postgres"]
+[defaults]
+keep = 2
+grace_secs = 1.5
+sample_secs = 0.5
+cooldown_secs = 60
+[limits]
+window_secs = 600
+max_actions = 4
+[circuit]
+window_secs = 900
+kill_threshold = 2
+escalate = false
+[actions]
+Dup = ["kill-duplicates"]
+"#,
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            f,
+            &Overrides {
+                cooldown_secs: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(s.dry_run);
+        assert_eq!(s.keep, 2);
+        assert_eq!(s.grace, Duration::from_millis(1500));
+        assert_eq!(s.cooldown, Duration::from_secs(5));
+        assert_eq!(s.max_actions, 4);
+        assert!(!s.escalate);
+        assert!(s.allows("Dup", Action::KillDuplicates));
+        assert!(!s.allows("Dup", Action::Restart));
+        assert!(!s.allows("Other", Action::KillDuplicates));
+        assert!(s.protected[0].is_match("postgres -D /data"));
+    }
+
+    #[test]
+    fn defaults_allow_everything() {
+        let s = Settings::default();
+        assert!(s.allows("anything", Action::Restart));
+        assert_eq!(s.cooldown, Duration::from_secs(300));
+        assert_eq!(s.grace, Duration::from_secs(5));
+        assert_eq!(s.sample, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let bad_re = Settings::resolve(
+            Settings::parse(r#"protected = ["(unclosed"]"#).unwrap(),
+            &Overrides::default(),
+        );
+        assert!(bad_re.unwrap_err().to_string().contains("(unclosed"));
+        let bad_action = Settings::resolve(
+            Settings::parse("[actions]\nX = [\"reboot\"]").unwrap(),
+            &Overrides::default(),
+        );
+        assert!(bad_action.unwrap_err().to_string().contains("reboot"));
+        assert!(Settings::parse("unknown_key = 1").is_err());
+    }
+}

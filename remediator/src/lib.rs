@@ -1,0 +1,20 @@
+//! pidwarden's remediator: an Alertmanager webhook receiver that kills
+//! surplus duplicate process copies in a container, or restarts it, only
+//! when an authenticated alert asks, after re-checking the live state, and
+//! with restraint (idempotency, cooldown, action limits, a circuit breaker).
+//! Every decision is a row in a SQLite audit trail.
+#![deny(missing_docs)]
+
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod kill;
+pub mod metrics;
+pub mod restraint;
+pub mod runtime;
+pub mod service;
+pub mod store;
+pub mod timefmt;
+pub mod tls;

@@ -1,0 +1,195 @@
+//! The remediator's own metrics. The names are an interface (dashboards and
+//! alerts use them): `pidwarden_remediations_total{action,result}`,
+//! `pidwarden_remediator_signals_total{signal}`,
+//! `pidwarden_remediator_webhook_requests_total{code}`,
+//! `pidwarden_remediator_action_duration_seconds{action}`,
+//! `pidwarden_remediator_circuit_open{id,name}`,
+//! `pidwarden_remediator_build_info{version}`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::alert::Action;
+
+/// Every result `pidwarden_remediations_total` counts.
+pub const RESULTS: [&str; 9] = [
+    "done",
+    "dry_run",
+    "recovered",
+    "duplicate",
+    "cooldown",
+    "circuit_open",
+    "protected",
+    "unknown_container",
+    "failed",
+];
+
+/// `{action,result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionResult {
+    /// `kill-duplicates` or `restart`.
+    pub action: String,
+    /// One of [`RESULTS`].
+    pub result: String,
+}
+
+/// `{signal}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabel {
+    /// `SIGTERM`, `SIGKILL`.
+    pub signal: String,
+}
+
+/// `{code}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// `{action}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// `kill-duplicates` or `restart`.
+    pub action: String,
+}
+
+/// `{id,name}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContainerLabels {
+    /// Full container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+}
+
+/// `{version}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    /// Crate version.
+    pub version: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+    ])
+}
+
+/// The metric handles and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// `pidwarden_remediations_total`.
+    pub remediations: Family<ActionResult, Counter>,
+    /// `pidwarden_remediator_signals_total`.
+    pub signals: Family<SignalLabel, Counter>,
+    /// `pidwarden_remediator_webhook_requests_total`.
+    pub webhook_requests: Family<CodeLabel, Counter>,
+    /// `pidwarden_remediator_action_duration_seconds`.
+    pub action_duration: Family<ActionLabel, Histogram, fn() -> Histogram>,
+    /// `pidwarden_remediator_circuit_open`.
+    pub circuit_open: Family<ContainerLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers everything, with every `{action,result}` pair at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let remediations = Family::<ActionResult, Counter>::default();
+        let signals = Family::<SignalLabel, Counter>::default();
+        let webhook_requests = Family::<CodeLabel, Counter>::default();
+        let action_duration =
+            Family::<ActionLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        let circuit_open = Family::<ContainerLabels, Gauge>::default();
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        // The client appends `_total` to counters.
+        registry.register(
+            "pidwarden_remediations",
+            "Remediation decisions by action and result",
+            remediations.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_signals",
+            "Processes signalled, by signal",
+            signals.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_webhook_requests",
+            "Webhook requests by HTTP status code",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_action_duration_seconds",
+            "Time actions took, from decision to outcome (sampling and grace included)",
+            action_duration.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_circuit_open",
+            "1 per container whose circuit breaker is open",
+            circuit_open.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_build_info",
+            "Build information",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        for a in Action::ALL {
+            for r in RESULTS {
+                let _ = remediations.get_or_create(&ActionResult {
+                    action: a.as_str().to_string(),
+                    result: r.to_string(),
+                });
+            }
+        }
+        for s in ["SIGTERM", "SIGKILL"] {
+            let _ = signals.get_or_create(&SignalLabel {
+                signal: s.to_string(),
+            });
+        }
+        Metrics {
+            registry,
+            remediations,
+            signals,
+            webhook_requests,
+            action_duration,
+            circuit_open,
+        }
+    }
+
+    /// Counts one decision.
+    pub fn count(&self, action: Action, result: &str) {
+        self.remediations
+            .get_or_create(&ActionResult {
+                action: action.as_str().to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
