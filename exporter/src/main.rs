@@ -3,6 +3,8 @@
 //! runtime's API, for Prometheus.
 
 mod errors;
+#[cfg(test)]
+mod fixture_tests;
 mod metrics;
 mod runtime;
 mod server;
