@@ -1,0 +1,741 @@
+//! The kill-duplicates engine: plans which duplicate copies of one container
+//! to kill, then kills them without ever touching anything else.
+//!
+//! [`plan`] reads the container's processes twice, [`KillPolicy::sample`]
+//! apart, groups siblings with identical command lines
+//! ([`duplicate_groups`]), measures the CPU each copy's whole subtree used in
+//! between, and keeps the [`KillPolicy::keep`] most active copies per group
+//! (ties: the newest survive, the oldest die — see
+//! [`pidwarden_shared::victims`]). Copies holding the container's init or a
+//! process matching a protected pattern are never victims.
+//!
+//! [`execute`] trusts nothing in the plan but identities. Every planned
+//! process is pinned by a pidfd whose (pid, start time) was verified, then
+//! re-checked: still in the container's cgroup, not the container's init,
+//! not a zombie; the copy root still runs the planned command line. A copy
+//! is frozen (SIGSTOP through the pidfds) before its subtree is re-read, so
+//! children spawned since the plan are found and none can be forked behind
+//! the scan; only descendants of pinned members that are themselves inside
+//! the container are added. Then SIGTERM (and SIGCONT, so handlers run),
+//! up to [`KillPolicy::grace`] for the copies to exit, a second freeze and
+//! rescan of what is left, SIGKILL, and a bounded wait. A pid whose start
+//! time changed is never signalled; everything refused is reported with the
+//! reason.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::time::{Duration, Instant};
+
+use pidwarden_shared::collect::Collector;
+use pidwarden_shared::error::is_vanished;
+use pidwarden_shared::groups::{duplicate_groups, subtree};
+use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::redact::redact_cmdline;
+use pidwarden_shared::signal::PinnedProcess;
+use pidwarden_shared::victims::{
+    cgroup_names_container, is_container_id, is_protected, parse_nspid, select_victims, Candidate,
+    CandidateGroup, Spared,
+};
+use pidwarden_shared::Roots;
+use serde::{Deserialize, Serialize};
+
+/// Longest command line kept in a [`ProcRef`] (after redaction).
+pub const COMMAND_CHARS: usize = 200;
+
+/// How often exits are polled while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long to wait for SIGKILLed processes to exit before calling them survivors.
+pub const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// How the engine chooses and kills.
+#[derive(Debug, Clone)]
+pub struct KillPolicy {
+    /// Copies kept per duplicate group (at least one is always kept).
+    pub keep: usize,
+    /// Length of the CPU sampling window.
+    pub sample: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Patterns matched against full (unredacted) command lines: a copy with
+    /// any matching member is never killed.
+    pub protected: Vec<regex::Regex>,
+}
+
+impl Default for KillPolicy {
+    fn default() -> Self {
+        KillPolicy {
+            keep: 1,
+            sample: Duration::from_secs(2),
+            grace: Duration::from_secs(5),
+            protected: Vec::new(),
+        }
+    }
+}
+
+/// A process identity: pid plus start time, and its redacted command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRef {
+    /// PID in the namespace of the proc root.
+    pub pid: i32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+    /// Command line, redacted, at most [`COMMAND_CHARS`] characters.
+    pub command: String,
+}
+
+impl ProcRef {
+    fn of(p: &Process) -> ProcRef {
+        ProcRef {
+            pid: p.pid,
+            start_time: p.start_time,
+            command: redact_cmdline(&p.cmdline, COMMAND_CHARS),
+        }
+    }
+}
+
+/// One copy: a group member and its subtree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyPlan {
+    /// The group member.
+    pub root: ProcRef,
+    /// The root and all its descendants, root first.
+    pub members: Vec<ProcRef>,
+    /// CPU ticks the subtree used during the sampling window.
+    pub cpu_ticks: u64,
+}
+
+/// What [`plan`] decided for one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillPlan {
+    /// Full container id.
+    pub container_id: String,
+    /// Copies to kill, least active first. Empty: nothing to do.
+    pub victims: Vec<CopyPlan>,
+    /// Copies kept, most active first.
+    pub kept: Vec<CopyPlan>,
+    /// Copies left alone because a member matched a protected pattern or is
+    /// the container's init.
+    pub protected_skipped: usize,
+}
+
+/// Planning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KillError {
+    /// Reading the container's cgroup or processes failed.
+    #[error("reading container {id}: {source}")]
+    Collect {
+        /// The container.
+        id: String,
+        /// What went wrong.
+        #[source]
+        source: pidwarden_shared::Error,
+    },
+}
+
+/// Plans the kill for container `id`. Blocking: sleeps for
+/// [`KillPolicy::sample`] between two readings (skipped when there are no
+/// duplicates). `Ok(None)` when `id` is not a discovered container (a
+/// malformed id included) or the container disappeared while sampling.
+pub fn plan(
+    collector: &mut Collector,
+    id: &str,
+    policy: &KillPolicy,
+) -> Result<Option<KillPlan>, KillError> {
+    if !is_container_id(id) {
+        return Ok(None);
+    }
+    let collect = |c: &mut Collector| {
+        c.collect_one(id).map_err(|source| KillError::Collect {
+            id: id.to_string(),
+            source,
+        })
+    };
+    let Some(first) = collect(collector)? else {
+        return Ok(None);
+    };
+    let before = live(first.processes.live);
+    let groups = duplicate_groups(&before);
+    let empty = KillPlan {
+        container_id: id.to_string(),
+        victims: Vec::new(),
+        kept: Vec::new(),
+        protected_skipped: 0,
+    };
+    if groups.is_empty() {
+        return Ok(Some(empty));
+    }
+    std::thread::sleep(policy.sample);
+    let Some(second) = collect(collector)? else {
+        return Ok(None);
+    };
+    let after = live(second.processes.live);
+    let roots = collector.roots().clone();
+    let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
+    let by_pid_after: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+    let mut cands = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let mut copies = Vec::new();
+        for &root in &g.pids {
+            let Some(start) = by_pid_before.get(&root) else {
+                continue;
+            };
+            match by_pid_after.get(&root) {
+                Some(now) if now.start_time == start.start_time => {}
+                _ => continue, // the copy ended while sampling
+            }
+            let was = subtree(&before, root);
+            let now = subtree(&after, root);
+            let cpu_ticks = window_ticks(&by_pid_before, &was, &by_pid_after, &now);
+            let members: Vec<&Process> = now
+                .iter()
+                .filter_map(|p| by_pid_after.get(p))
+                .copied()
+                .collect();
+            let spared = if members
+                .iter()
+                .any(|p| is_ns_init(&roots, p.pid) == Some(true))
+            {
+                Some(Spared::Init)
+            } else if is_protected(members.iter().map(|p| &*p.cmdline), &policy.protected) {
+                Some(Spared::Protected)
+            } else {
+                None
+            };
+            copies.push(Candidate {
+                root,
+                start_time: start.start_time,
+                members: now,
+                cpu_ticks,
+                spared,
+            });
+        }
+        cands.push(CandidateGroup {
+            ppid: g.ppid,
+            copies,
+        });
+    }
+    let sel = select_victims(&cands, policy.keep);
+    let to_plan = |c: &Candidate| CopyPlan {
+        root: ProcRef::of(by_pid_after[&c.root]),
+        members: c
+            .members
+            .iter()
+            .filter_map(|p| by_pid_after.get(p))
+            .map(|p| ProcRef::of(p))
+            .collect(),
+        cpu_ticks: c.cpu_ticks,
+    };
+    Ok(Some(KillPlan {
+        victims: sel.victims.iter().map(to_plan).collect(),
+        kept: sel.kept.iter().map(to_plan).collect(),
+        protected_skipped: sel.spared.len(),
+        ..empty
+    }))
+}
+
+/// Drops zombies: they hold no CPU and cannot be signalled to any effect.
+fn live(procs: Vec<Process>) -> Vec<Process> {
+    procs.into_iter().filter(|p| p.state != 'Z').collect()
+}
+
+/// CPU ticks a copy used between two readings: for each process present in
+/// both (same pid and start time) the difference; for a process gone by the
+/// second reading nothing past the first (what it used until last seen); for
+/// a process new in the second reading all it used (it started in the window).
+fn window_ticks(
+    before: &HashMap<i32, &Process>,
+    was: &[i32],
+    after: &HashMap<i32, &Process>,
+    now: &[i32],
+) -> u64 {
+    let key = |list: &HashMap<i32, &Process>, pids: &[i32]| -> HashMap<(i32, u64), u64> {
+        pids.iter()
+            .filter_map(|pid| list.get(pid))
+            .map(|p| ((p.pid, p.start_time), p.cpu_ticks))
+            .collect()
+    };
+    let was = key(before, was);
+    let now = key(after, now);
+    now.iter()
+        .map(|(k, &end)| match was.get(k) {
+            Some(&start) => end.saturating_sub(start),
+            None => end,
+        })
+        .sum()
+}
+
+/// Whether `pid` is PID 1 of its innermost namespace; `None` when unreadable.
+fn is_ns_init(roots: &Roots, pid: i32) -> Option<bool> {
+    let status = fs::read_to_string(roots.proc.join(pid.to_string()).join("status")).ok()?;
+    parse_nspid(&status).map(|ns| ns == 1)
+}
+
+/// A signal sent to a process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Signalled {
+    /// The process.
+    pub process: ProcRef,
+    /// `"SIGTERM"` or `"SIGKILL"`.
+    pub signal: String,
+}
+
+/// What [`execute`] did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KillReport {
+    /// Every SIGTERM and SIGKILL delivered, in order.
+    pub signalled: Vec<Signalled>,
+    /// Planned processes that had exited (or become zombies) before their
+    /// first signal.
+    pub gone_before_signal: Vec<ProcRef>,
+    /// Processes not signalled, with the reason (pid recycled, outside the
+    /// container, container init, protected, command changed, …).
+    pub refused: Vec<(ProcRef, String)>,
+    /// Processes still alive after SIGKILL and [`KILL_WAIT`].
+    pub survivors: Vec<ProcRef>,
+}
+
+/// A process the engine holds and may signal.
+struct Member {
+    proc: ProcRef,
+    pin: PinnedProcess,
+    stopped: bool,
+}
+
+/// What re-checking a pinned process found.
+enum Check {
+    /// Still the pinned process, inside the container: its fresh reading.
+    Ok(Process),
+    /// Exited or a zombie.
+    Gone,
+    /// Must not be signalled, for this reason.
+    Refused(String),
+}
+
+/// Kills the plan's victims. Blocking: SIGTERM, wait up to
+/// [`KillPolicy::grace`], SIGKILL what is left, wait up to [`KILL_WAIT`].
+/// Never signals a process it could not verify (see the module docs).
+pub fn execute(roots: &Roots, plan: &KillPlan, policy: &KillPolicy) -> KillReport {
+    let mut report = KillReport::default();
+    let id = plan.container_id.as_str();
+    if !is_container_id(id) {
+        for p in plan.victims.iter().flat_map(|c| &c.members) {
+            report
+                .refused
+                .push((p.clone(), "plan names no valid container id".into()));
+        }
+        return report;
+    }
+    let mut seen: HashSet<i32> = HashSet::new();
+    let mut held: Vec<Member> = Vec::new();
+    for copy in &plan.victims {
+        held.extend(take_copy(roots, id, copy, policy, &mut seen, &mut report));
+    }
+
+    // SIGTERM everything frozen, then let it run its handlers.
+    for m in &held {
+        send(m, libc::SIGTERM, "SIGTERM", &mut report);
+    }
+    for m in &mut held {
+        let _ = m.pin.signal(libc::SIGCONT);
+        m.stopped = false;
+    }
+    wait_exit(&held, policy.grace);
+
+    // What is left: freeze again, pick up children forked since, SIGKILL.
+    held.retain(|m| !m.pin.exited());
+    if !held.is_empty() {
+        for m in &mut held {
+            stop(m);
+        }
+        let mut scanned = HashSet::new();
+        // The copies were already told to stop: a protected process that
+        // appeared since is left out on its own, the rest still dies.
+        let _ = freeze_descendants(
+            roots,
+            id,
+            &policy.protected,
+            OnProtected::Skip,
+            &mut held,
+            &mut scanned,
+            &mut seen,
+            &mut report,
+        );
+        for m in &held {
+            send(m, libc::SIGKILL, "SIGKILL", &mut report);
+        }
+        wait_exit(&held, KILL_WAIT);
+        for m in &held {
+            if !m.pin.exited() {
+                let _ = m.pin.signal(libc::SIGCONT);
+                report.survivors.push(m.proc.clone());
+            }
+        }
+    }
+    report
+}
+
+/// Pins and checks one copy's planned members, freezes them and every
+/// descendant inside the container. Returns the frozen members, or nothing
+/// (all resumed, all recorded as refused) when the copy must be left alone.
+fn take_copy(
+    roots: &Roots,
+    id: &str,
+    copy: &CopyPlan,
+    policy: &KillPolicy,
+    seen: &mut HashSet<i32>,
+    report: &mut KillReport,
+) -> Vec<Member> {
+    let mut held: Vec<Member> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut refuse_copy: Option<String> = None;
+    for pr in &copy.members {
+        if !seen.insert(pr.pid) {
+            continue;
+        }
+        let Some(pin) = pin_planned(roots, pr, report) else {
+            continue;
+        };
+        match check(roots, id, &pin) {
+            Check::Ok(p) => {
+                if pr.pid == copy.root.pid
+                    && redact_cmdline(&p.cmdline, COMMAND_CHARS) != copy.root.command
+                {
+                    refuse_copy = Some("command line changed since the plan".into());
+                }
+                current.push(p.cmdline.to_string());
+                held.push(Member {
+                    proc: pr.clone(),
+                    pin,
+                    stopped: false,
+                });
+            }
+            Check::Gone => report.gone_before_signal.push(pr.clone()),
+            Check::Refused(reason) => report.refused.push((pr.clone(), reason)),
+        }
+    }
+    if refuse_copy.is_none() && is_protected(current.iter().map(String::as_str), &policy.protected)
+    {
+        refuse_copy = Some("copy matches a protected pattern".into());
+    }
+    if refuse_copy.is_none() {
+        for m in &mut held {
+            stop(m);
+        }
+        let mut scanned = HashSet::new();
+        if let Err(reason) = freeze_descendants(
+            roots,
+            id,
+            &policy.protected,
+            OnProtected::Abort,
+            &mut held,
+            &mut scanned,
+            seen,
+            report,
+        ) {
+            refuse_copy = Some(reason);
+        }
+    }
+    if let Some(reason) = refuse_copy {
+        for m in held.drain(..) {
+            if m.stopped {
+                let _ = m.pin.signal(libc::SIGCONT);
+            }
+            report.refused.push((m.proc, reason.clone()));
+        }
+    }
+    held
+}
+
+/// Pins a planned process. `None` (recorded) when it is gone, its pid now
+/// belongs to another process, or pinning failed.
+fn pin_planned(roots: &Roots, pr: &ProcRef, report: &mut KillReport) -> Option<PinnedProcess> {
+    match PinnedProcess::pin(roots, pr.pid, pr.start_time) {
+        Ok(Some(pin)) => Some(pin),
+        Ok(None) => {
+            match read_process(roots, pr.pid) {
+                Ok(Some(p)) if p.start_time != pr.start_time => report.refused.push((
+                    pr.clone(),
+                    format!(
+                        "pid recycled: now another process (start time {})",
+                        p.start_time
+                    ),
+                )),
+                _ => report.gone_before_signal.push(pr.clone()),
+            }
+            None
+        }
+        Err(e) => {
+            report
+                .refused
+                .push((pr.clone(), format!("cannot pin: {e}")));
+            None
+        }
+    }
+}
+
+/// Re-checks a pinned process: reads its cgroup membership and namespace
+/// PID, then its stat, whose unchanged start time proves the first two
+/// readings were about the pinned process.
+fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
+    let dir = roots.proc.join(pin.pid.to_string());
+    let cgroup = match fs::read_to_string(dir.join("cgroup")) {
+        Ok(s) => s,
+        Err(e) if is_vanished(&e) => return Check::Gone,
+        Err(e) => return Check::Refused(format!("cannot read its cgroup: {e}")),
+    };
+    let nspid = match fs::read_to_string(dir.join("status")) {
+        Ok(s) => parse_nspid(&s),
+        Err(e) if is_vanished(&e) => return Check::Gone,
+        Err(e) => return Check::Refused(format!("cannot read its status: {e}")),
+    };
+    let p = match read_process(roots, pin.pid) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Check::Gone,
+        Err(e) => return Check::Refused(format!("cannot read it: {e}")),
+    };
+    if p.start_time != pin.start_time {
+        return Check::Refused(format!(
+            "pid recycled: now another process (start time {})",
+            p.start_time
+        ));
+    }
+    if p.state == 'Z' || pin.exited() {
+        return Check::Gone;
+    }
+    if !cgroup_names_container(&cgroup, id) {
+        return Check::Refused("not inside the target container".into());
+    }
+    if nspid == Some(1) {
+        return Check::Refused("the container's init".into());
+    }
+    Check::Ok(p)
+}
+
+/// SIGSTOP through the pidfd (not recorded: it only keeps the copy from
+/// forking while it is scanned; SIGTERM/SIGKILL follow).
+fn stop(m: &mut Member) {
+    if !m.stopped && matches!(m.pin.signal(libc::SIGSTOP), Ok(true)) {
+        m.stopped = true;
+    }
+}
+
+/// What to do with a descendant matching a protected pattern.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnProtected {
+    /// Stop scanning and return `Err`: the caller leaves the whole copy.
+    Abort,
+    /// Leave that process out (recorded as refused) and go on.
+    Skip,
+}
+
+/// Adds to `held` (frozen) every descendant of a held member that is inside
+/// the container, until no new one appears. A frozen process cannot fork, so
+/// when the loop ends the subtree is complete. A protected descendant is
+/// never held or stopped; see [`OnProtected`].
+#[allow(clippy::too_many_arguments)]
+fn freeze_descendants(
+    roots: &Roots,
+    id: &str,
+    protected: &[regex::Regex],
+    on_protected: OnProtected,
+    held: &mut Vec<Member>,
+    scanned: &mut HashSet<i32>,
+    seen: &mut HashSet<i32>,
+    report: &mut KillReport,
+) -> Result<(), String> {
+    let mut i = 0;
+    while i < held.len() {
+        let parent = held[i].pin.pid;
+        i += 1;
+        if !scanned.insert(parent) {
+            continue;
+        }
+        let Ok(children) = read_children(roots, parent) else {
+            continue;
+        };
+        for child in children {
+            if seen.contains(&child) {
+                continue;
+            }
+            let Ok(Some(p)) = read_process(roots, child) else {
+                continue;
+            };
+            if p.state == 'Z' {
+                continue;
+            }
+            let pr = ProcRef::of(&p);
+            let Ok(Some(pin)) = PinnedProcess::pin(roots, child, p.start_time) else {
+                continue;
+            };
+            match check(roots, id, &pin) {
+                Check::Ok(now) => {
+                    if is_protected([&*now.cmdline], protected) {
+                        let reason = format!("descendant {} matches a protected pattern", now.pid);
+                        if on_protected == OnProtected::Abort {
+                            return Err(reason);
+                        }
+                        seen.insert(child);
+                        report.refused.push((pr, reason));
+                        continue;
+                    }
+                    seen.insert(child);
+                    let mut m = Member {
+                        proc: pr,
+                        pin,
+                        stopped: false,
+                    };
+                    stop(&mut m);
+                    held.push(m);
+                }
+                Check::Gone => {}
+                Check::Refused(reason) => {
+                    seen.insert(child);
+                    report.refused.push((pr, reason));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `sig` through the pidfd and records it; a process that exited
+/// before its first signal is recorded as gone.
+fn send(m: &Member, sig: i32, name: &str, report: &mut KillReport) {
+    match m.pin.signal(sig) {
+        Ok(true) => report.signalled.push(Signalled {
+            process: m.proc.clone(),
+            signal: name.to_string(),
+        }),
+        Ok(false) => {
+            if !report.signalled.iter().any(|s| s.process == m.proc) {
+                report.gone_before_signal.push(m.proc.clone());
+            }
+        }
+        Err(e) => report
+            .refused
+            .push((m.proc.clone(), format!("{name} failed: {e}"))),
+    }
+}
+
+/// Polls until every held process has exited or `limit` has passed.
+fn wait_exit(held: &[Member], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while held.iter().any(|m| !m.pin.exited()) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep(POLL.min(deadline - now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn proc(pid: i32, ppid: i32, start_time: u64, cpu_ticks: u64, cmd: &str) -> Process {
+        Process {
+            pid,
+            ppid,
+            start_time,
+            state: 'S',
+            comm: Arc::from("sh"),
+            cmdline: Arc::from(cmd),
+            threads: 1,
+            cpu_ticks,
+        }
+    }
+
+    #[test]
+    fn window_ticks_counts_deltas_new_members_and_vanished_ones_until_seen() {
+        let before = vec![
+            proc(10, 1, 100, 50, "sh"),
+            proc(11, 10, 101, 7, "sleep"),
+            proc(12, 10, 102, 9, "yes"),
+        ];
+        let after = vec![
+            // 10 used 5 more; 11 vanished; 12 recycled into a new process
+            // (new start time, so all of its 3 ticks count); 13 is new.
+            proc(10, 1, 100, 55, "sh"),
+            proc(12, 10, 300, 3, "yes"),
+            proc(13, 10, 301, 4, "cat"),
+        ];
+        let map = |l: &[Process]| -> Vec<(i32, Process)> {
+            l.iter().map(|p| (p.pid, p.clone())).collect()
+        };
+        let (b, a) = (map(&before), map(&after));
+        let b: HashMap<i32, &Process> = b.iter().map(|(k, v)| (*k, v)).collect();
+        let a: HashMap<i32, &Process> = a.iter().map(|(k, v)| (*k, v)).collect();
+        assert_eq!(
+            window_ticks(&b, &[10, 11, 12], &a, &[10, 12, 13]),
+            5 + 3 + 4
+        );
+        // A counter that went backwards never underflows.
+        let back = [proc(10, 1, 100, 40, "sh")];
+        let a: HashMap<i32, &Process> = back.iter().map(|p| (p.pid, p)).collect();
+        assert_eq!(window_ticks(&b, &[10], &a, &[10]), 0);
+    }
+
+    #[test]
+    fn policy_defaults_match_the_design() {
+        let p = KillPolicy::default();
+        assert_eq!(p.keep, 1);
+        assert_eq!(p.sample, Duration::from_secs(2));
+        assert_eq!(p.grace, Duration::from_secs(5));
+        assert!(p.protected.is_empty());
+    }
+
+    #[test]
+    fn a_plan_without_a_valid_container_id_signals_nothing() {
+        let victim = ProcRef {
+            pid: std::process::id() as i32,
+            start_time: 1,
+            command: "x".into(),
+        };
+        let plan = KillPlan {
+            container_id: String::new(),
+            victims: vec![CopyPlan {
+                root: victim.clone(),
+                members: vec![victim.clone()],
+                cpu_ticks: 0,
+            }],
+            kept: Vec::new(),
+            protected_skipped: 0,
+        };
+        let r = execute(&Roots::default(), &plan, &KillPolicy::default());
+        assert!(r.signalled.is_empty());
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(r.refused[0].0, victim);
+    }
+
+    #[test]
+    fn proc_refs_round_trip_through_json() {
+        let plan = KillPlan {
+            container_id: "a".repeat(64),
+            victims: Vec::new(),
+            kept: vec![CopyPlan {
+                root: ProcRef {
+                    pid: 5,
+                    start_time: 9,
+                    command: "sh -c x".into(),
+                },
+                members: Vec::new(),
+                cpu_ticks: 3,
+            }],
+            protected_skipped: 1,
+        };
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: KillPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.kept[0].root.command, "sh -c x");
+        assert_eq!(back.protected_skipped, 1);
+        let report = KillReport {
+            refused: vec![(plan.kept[0].root.clone(), "why".into())],
+            ..KillReport::default()
+        };
+        let back: KillReport =
+            serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(back.refused[0].1, "why");
+    }
+}

@@ -1,0 +1,528 @@
+//! The kill-duplicates engine against real Docker containers: who dies, who
+//! survives, and that nothing outside the target container or behind a
+//! recycled pid is ever signalled.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use pidwarden_remediator::kill::{
+    execute, plan, CopyPlan, KillPlan, KillPolicy, KillReport, ProcRef,
+};
+use pidwarden_shared::cgroup::read_procs_recursive;
+use pidwarden_shared::collect::Collector;
+use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::signal::PinnedProcess;
+use pidwarden_shared::victims::parse_nspid;
+use pidwarden_shared::Roots;
+use pidwarden_tests::{poll_until, require_docker, ChildGuard, TestContainer};
+
+fn policy(keep: usize) -> KillPolicy {
+    KillPolicy {
+        keep,
+        sample: Duration::from_secs(1),
+        grace: Duration::from_secs(5),
+        protected: Vec::new(),
+    }
+}
+
+/// The container's live processes (zombies excluded), sorted by pid.
+fn procs(c: &TestContainer) -> Vec<Process> {
+    let pids = read_procs_recursive(&c.cgroup_dir("pids")).expect("reading cgroup.procs");
+    let roots = Roots::default();
+    let mut v: Vec<Process> = pids
+        .into_iter()
+        .filter_map(|pid| read_process(&roots, pid).ok().flatten())
+        .filter(|p| p.state != 'Z')
+        .collect();
+    v.sort_by_key(|p| p.pid);
+    v
+}
+
+/// Identities (pid, start time) of the container's live processes.
+fn identities(c: &TestContainer) -> BTreeSet<(i32, u64)> {
+    procs(c).iter().map(|p| (p.pid, p.start_time)).collect()
+}
+
+/// Waits until the container runs exactly `n` processes and `ok` holds for them.
+fn wait_procs(c: &TestContainer, n: usize, ok: impl Fn(&[Process]) -> bool) -> Vec<Process> {
+    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        let p = procs(c);
+        (p.len() == n && ok(&p)).then_some(p)
+    })
+    .unwrap_or_else(|| panic!("container never reached {n} processes: {:#?}", procs(c)))
+}
+
+/// True while `(pid, start_time)` is a live (not zombie) process.
+fn alive(r: &ProcRef) -> bool {
+    matches!(read_process(&Roots::default(), r.pid), Ok(Some(p)) if p.start_time == r.start_time && p.state != 'Z')
+}
+
+fn nspid(pid: i32) -> Option<i32> {
+    parse_nspid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn make_plan(c: &TestContainer, pol: &KillPolicy) -> KillPlan {
+    let mut collector = Collector::new(Roots::default());
+    plan(&mut collector, &c.id, pol)
+        .expect("planning")
+        .expect("the container is discovered")
+}
+
+/// Runs the plan and returns the report and how long it took.
+fn run(plan: &KillPlan, pol: &KillPolicy) -> (KillReport, Duration) {
+    let t = Instant::now();
+    let report = execute(&Roots::default(), plan, pol);
+    (report, t.elapsed())
+}
+
+fn signalled_pids(r: &KillReport) -> BTreeSet<i32> {
+    r.signalled.iter().map(|s| s.process.pid).collect()
+}
+
+fn all_members(copies: &[CopyPlan]) -> Vec<ProcRef> {
+    copies.iter().flat_map(|c| c.members.clone()).collect()
+}
+
+#[test]
+fn idle_duplicates_die_and_the_busy_copy_survives() {
+    if !require_docker() {
+        return;
+    }
+    // Five copies of one command line; the first to create /busy spins,
+    // the others sleep.
+    let work = "if busybox mkdir /busy 2>/dev/null; then echo $$ > /busy/pid; \
+                while :; do :; done; else while :; do sleep 1000; done; fi";
+    let env = format!("WORK={work}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "echo \"$WORK\" > /work.sh; for i in 1 2 3 4 5; do sh /work.sh & done; wait",
+        ],
+    );
+    // init + 5 copies + 4 sleeps
+    let before = wait_procs(&c, 10, |_| true);
+    let init = before
+        .iter()
+        .find(|p| nspid(p.pid) == Some(1))
+        .expect("init")
+        .clone();
+    let busy_ns: i32 = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let out = c.exec(&["cat", "/busy/pid"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    })
+    .expect("the busy copy wrote its pid");
+
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 4, "{plan:#?}");
+    assert_eq!(plan.kept.len(), 1, "{plan:#?}");
+    assert_eq!(plan.protected_skipped, 0);
+    let kept = &plan.kept[0];
+    assert_eq!(
+        nspid(kept.root.pid),
+        Some(busy_ns),
+        "the busy copy is kept: {plan:#?}"
+    );
+    assert!(plan
+        .victims
+        .iter()
+        .all(|v| v.members.len() == 2 && v.cpu_ticks < kept.cpu_ticks));
+    assert!(all_members(&plan.victims).iter().all(|m| m.pid != init.pid));
+
+    let (report, took) = run(&plan, &pol);
+    eprintln!(
+        "idle duplicates: execute took {took:?}, {} signals",
+        report.signalled.len()
+    );
+    assert!(report.refused.is_empty(), "{report:#?}");
+    assert!(report.survivors.is_empty(), "{report:#?}");
+    for m in all_members(&plan.victims) {
+        assert!(!alive(&m), "victim {m:?} still alive");
+    }
+    let after = wait_procs(&c, 2, |_| true);
+    let left: BTreeSet<i32> = after.iter().map(|p| p.pid).collect();
+    assert_eq!(left, BTreeSet::from([init.pid, kept.root.pid]));
+    assert!(alive(&kept.root));
+    let init_after = read_process(&Roots::default(), init.pid).unwrap().unwrap();
+    assert_eq!(init_after.start_time, init.start_time, "init untouched");
+    assert!(c.is_running());
+}
+
+#[test]
+fn a_three_level_copy_leaves_no_orphan() {
+    if !require_docker() {
+        return;
+    }
+    // Each copy: sh -c (waits for /go, spawning `sleep 1` children while
+    // it waits) → then a background `sleep 1000` and sh -c → sleep 1000.
+    let copy = "while [ ! -e /go ]; do sleep 1; done; sleep 1000 & \
+                sh -c \"sleep 1000; echo x\"; echo y";
+    let env = format!("COPY={copy}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
+        ],
+    );
+    let copy_cmd = format!("sh -c {copy}");
+    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
+    })
+    .expect("three copies started");
+    let pol = policy(1);
+    // Plan while the copies are still one or two levels deep…
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    assert_eq!(plan.kept.len(), 1);
+    // …then let them grow to three levels and a background child.
+    assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
+    let grown = wait_procs(&c, 1 + 3 * 4, |p| {
+        p.iter().filter(|p| &*p.cmdline == "sleep 1000").count() == 6
+    });
+    let init = grown
+        .iter()
+        .find(|p| nspid(p.pid) == Some(1))
+        .expect("init")
+        .clone();
+    let roots = Roots::default();
+    let kept_root = plan.kept[0].root.clone();
+
+    let (report, took) = run(&plan, &pol);
+    eprintln!(
+        "three-level copies: execute took {took:?}, {} signals",
+        report.signalled.len()
+    );
+    assert!(report.survivors.is_empty(), "{report:#?}");
+    assert!(report.refused.is_empty(), "{report:#?}");
+    // Every process of the two killed copies got a signal: the roots and
+    // the six processes they spawned after the plan.
+    assert_eq!(signalled_pids(&report).len(), 2 * 4, "{report:#?}");
+
+    // Left: init and the kept copy's four processes, nothing reparented.
+    let after = wait_procs(&c, 1 + 4, |_| true);
+    let mut kept_tree = BTreeSet::from([kept_root.pid]);
+    loop {
+        let more: Vec<i32> = after
+            .iter()
+            .filter(|p| kept_tree.contains(&p.ppid) && !kept_tree.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        kept_tree.extend(more);
+    }
+    let left: BTreeSet<i32> = after
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| *p != init.pid)
+        .collect();
+    assert_eq!(left, kept_tree, "only the kept copy remains: {after:#?}");
+    let init_children = read_children(&roots, init.pid).unwrap();
+    assert_eq!(
+        init_children,
+        vec![kept_root.pid],
+        "nothing reparented to init"
+    );
+    assert!(alive(&kept_root));
+}
+
+/// A host child pinned to a chosen pid: forked until the kernel hands it out.
+struct PidHolder(i32);
+
+impl PidHolder {
+    /// Forks until a child gets `target` (each other child exits at once).
+    fn take(target: i32, timeout: Duration) -> Option<PidHolder> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            // Nudge the allocator to the target when allowed (root); it is
+            // only a hint: other processes may take pids meanwhile.
+            let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (target - 1).to_string());
+            // SAFETY: the child only calls async-signal-safe functions
+            // (getpid, pause, _exit) before it exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe {
+                    if libc::getpid() == target {
+                        loop {
+                            libc::pause();
+                        }
+                    }
+                    libc::_exit(0);
+                }
+            }
+            assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
+            if pid == target {
+                return Some(PidHolder(pid));
+            }
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        None
+    }
+}
+
+impl Drop for PidHolder {
+    fn drop(&mut self) {
+        // SAFETY: our own unreaped child: the pid cannot have been recycled.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[test]
+fn a_victim_whose_pid_was_recycled_is_not_signalled() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(
+        &[],
+        &["sh", "-c", "for i in 1 2 3; do sleep 1000 & done; wait"],
+    );
+    wait_procs(&c, 4, |_| true);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let gone = plan.victims[0].root.clone();
+    let roots = Roots::default();
+
+    // Kill that victim ourselves and wait until init has reaped it.
+    let pin = PinnedProcess::pin(&roots, gone.pid, gone.start_time)
+        .unwrap()
+        .expect("victim alive");
+    assert!(pin.signal(libc::SIGKILL).unwrap());
+    drop(pin);
+    poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        read_process(&roots, gone.pid)
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .expect("the killed victim was reaped");
+    let holder = PidHolder::take(gone.pid, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("pid {} was not handed out again within 30 s", gone.pid));
+    let new = read_process(&roots, holder.0)
+        .unwrap()
+        .expect("holder alive");
+    assert_ne!(new.start_time, gone.start_time);
+
+    let (report, _) = run(&plan, &pol);
+    assert!(!signalled_pids(&report).contains(&gone.pid), "{report:#?}");
+    assert!(
+        report
+            .refused
+            .iter()
+            .any(|(p, why)| p == &gone && why.contains("recycled"))
+            || report.gone_before_signal.contains(&gone),
+        "{report:#?}"
+    );
+    let after = read_process(&roots, holder.0)
+        .unwrap()
+        .expect("the new holder of the pid lives");
+    assert_eq!(after.start_time, new.start_time);
+    assert_ne!(after.state, 'T', "the new holder was not even stopped");
+    // The other victim died, the kept copy lives.
+    assert!(!alive(&plan.victims[1].root), "{report:#?}");
+    assert!(alive(&plan.kept[0].root));
+    drop(holder);
+}
+
+#[test]
+fn nothing_outside_the_target_container_is_signalled() {
+    if !require_docker() {
+        return;
+    }
+    let cmd = [
+        "sh",
+        "-c",
+        "for i in 1 2 3; do sh -c 'sleep 1000; echo' & done; wait",
+    ];
+    let target = TestContainer::run(&[], &cmd);
+    let other = TestContainer::run(&[], &cmd);
+    wait_procs(&target, 7, |_| true);
+    wait_procs(&other, 7, |_| true);
+    let other_before = identities(&other);
+
+    // A host process with its real identity, and a process of the other
+    // container, smuggled into the plan.
+    let host = ChildGuard::spawn(std::process::Command::new("sleep").arg("1000"));
+    let roots = Roots::default();
+    let host_proc = read_process(&roots, host.id() as i32)
+        .unwrap()
+        .expect("host sleep");
+    let host_ref = ProcRef {
+        pid: host_proc.pid,
+        start_time: host_proc.start_time,
+        command: "sleep 1000".into(),
+    };
+    let stranger = procs(&other)
+        .into_iter()
+        .find(|p| &*p.cmdline == "sleep 1000")
+        .expect("a sleep in the other container");
+    let stranger_ref = ProcRef {
+        pid: stranger.pid,
+        start_time: stranger.start_time,
+        command: "sleep 1000".into(),
+    };
+
+    let pol = policy(1);
+    let mut plan = make_plan(&target, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    plan.victims.push(CopyPlan {
+        root: host_ref.clone(),
+        members: vec![host_ref.clone()],
+        cpu_ticks: 0,
+    });
+    plan.victims[0].members.push(stranger_ref.clone());
+
+    let (report, took) = run(&plan, &pol);
+    eprintln!("two containers: execute took {took:?}");
+    let refused: Vec<&ProcRef> = report.refused.iter().map(|(p, _)| p).collect();
+    assert!(refused.contains(&&host_ref), "{report:#?}");
+    assert!(refused.contains(&&stranger_ref), "{report:#?}");
+    assert!(!signalled_pids(&report).contains(&host_ref.pid));
+    assert!(!signalled_pids(&report).contains(&stranger_ref.pid));
+    assert!(report.survivors.is_empty(), "{report:#?}");
+
+    let host_now = read_process(&roots, host_ref.pid)
+        .unwrap()
+        .expect("host process lives");
+    assert_eq!(host_now.start_time, host_ref.start_time);
+    assert_ne!(host_now.state, 'T');
+    assert_eq!(
+        identities(&other),
+        other_before,
+        "the other container is intact"
+    );
+    assert!(procs(&other).iter().all(|p| p.state != 'T'));
+    // The target lost its two idle duplicates (and their sleeps).
+    wait_procs(&target, 3, |_| true);
+    drop(host);
+}
+
+#[test]
+fn protected_copies_are_never_victims_and_keep_two_keeps_two() {
+    if !require_docker() {
+        return;
+    }
+    // Four identical copies; the first to create /p runs `sleep 1001`,
+    // which the policy protects, the others `sleep 1000`.
+    let work = "if busybox mkdir /p 2>/dev/null; then sleep 1001; else sleep 1000; fi; echo";
+    let env = format!("WORK={work}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "echo \"$WORK\" > /w.sh; for i in 1 2 3 4; do sh /w.sh & done; wait",
+        ],
+    );
+    wait_procs(&c, 9, |p| p.iter().any(|p| &*p.cmdline == "sleep 1001"));
+    let mut pol = policy(2);
+    pol.protected = vec![regex::Regex::new(r"^sleep 1001$").unwrap()];
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.protected_skipped, 1, "{plan:#?}");
+    assert_eq!(plan.kept.len(), 2, "{plan:#?}");
+    assert_eq!(plan.victims.len(), 1, "{plan:#?}");
+    let is_protected_copy = |cp: &CopyPlan| cp.members.iter().any(|m| m.command == "sleep 1001");
+    assert!(!plan.victims.iter().any(is_protected_copy));
+    assert!(!plan.kept.iter().any(is_protected_copy));
+
+    let (report, _) = run(&plan, &pol);
+    assert!(
+        report.refused.is_empty() && report.survivors.is_empty(),
+        "{report:#?}"
+    );
+    // init + protected copy (2) + two kept copies (4)
+    let after = wait_procs(&c, 7, |_| true);
+    assert!(after.iter().any(|p| &*p.cmdline == "sleep 1001"));
+    for k in all_members(&plan.kept) {
+        assert!(alive(&k), "kept {k:?} died");
+    }
+
+    // With keep=1 the protected copy still survives: one more victim.
+    let mut pol1 = pol.clone();
+    pol1.keep = 1;
+    let plan = make_plan(&c, &pol1);
+    assert_eq!(
+        (plan.victims.len(), plan.kept.len(), plan.protected_skipped),
+        (1, 1, 1),
+        "{plan:#?}"
+    );
+    run(&plan, &pol1);
+    let after = wait_procs(&c, 5, |_| true);
+    assert!(after.iter().any(|p| &*p.cmdline == "sleep 1001"));
+}
+
+#[test]
+fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned() {
+    if !require_docker() {
+        return;
+    }
+    // On SIGTERM each copy forks a `sleep 1000` and carries on: the second
+    // freeze must find that child and SIGKILL it with its parent.
+    let copy = "trap \"sleep 1000 &\" TERM; while :; do sleep 1; done";
+    let env = format!("COPY={copy}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
+        ],
+    );
+    let copy_cmd = format!("sh -c {copy}");
+    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
+    })
+    .expect("three copies started");
+    let mut pol = policy(1);
+    pol.grace = Duration::from_millis(1500);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let kept_root = plan.kept[0].root.clone();
+
+    let (report, took) = run(&plan, &pol);
+    eprintln!(
+        "SIGTERM ignored: execute took {took:?} (grace {:?})",
+        pol.grace
+    );
+    assert!(took >= pol.grace, "the grace period was honoured");
+    assert!(report.survivors.is_empty(), "{report:#?}");
+    for v in &plan.victims {
+        let signals: Vec<&str> = report
+            .signalled
+            .iter()
+            .filter(|s| s.process.pid == v.root.pid)
+            .map(|s| s.signal.as_str())
+            .collect();
+        assert_eq!(signals, ["SIGTERM", "SIGKILL"], "{report:#?}");
+        assert!(!alive(&v.root));
+    }
+    let spawned_on_term: Vec<&ProcRef> = report
+        .signalled
+        .iter()
+        .filter(|s| s.signal == "SIGKILL" && s.process.command == "sleep 1000")
+        .map(|s| &s.process)
+        .collect();
+    assert_eq!(spawned_on_term.len(), 2, "{report:#?}");
+    // Only init and the kept copy (its root and at most its `sleep 1`) remain.
+    let after = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let p = procs(&c);
+        p.iter()
+            .all(|p| nspid(p.pid) == Some(1) || p.pid == kept_root.pid || p.ppid == kept_root.pid)
+            .then_some(p)
+    })
+    .unwrap_or_else(|| panic!("leftovers: {:#?}", procs(&c)));
+    assert!(
+        after.iter().all(|p| &*p.cmdline != "sleep 1000"),
+        "{after:#?}"
+    );
+    assert!(alive(&kept_root));
+}
