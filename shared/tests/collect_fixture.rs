@@ -1,0 +1,216 @@
+//! Collection over fixture trees: a cgroup v2 root and a `/proc` made of
+//! plain files, so every outcome (groups, zombies, errors by stage,
+//! re-detection) is exact and independent of the host.
+
+use std::path::Path;
+
+use pidwarden_shared::collect::{Collector, Stage};
+use pidwarden_shared::groups::surplus;
+use pidwarden_shared::{Limit, Roots};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// A `/proc/<pid>` entry.
+fn proc_entry(
+    proc: &Path,
+    pid: i32,
+    ppid: i32,
+    state: char,
+    start: u64,
+    cmdline: &str,
+    children: &[i32],
+) {
+    let dir = proc.join(pid.to_string());
+    write(
+        &dir.join("stat"),
+        &format!("{pid} (cmd) {state} {ppid} 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 {start} 0 0\n"),
+    );
+    let raw: String = cmdline
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("{a}\0"))
+        .collect();
+    write(&dir.join("cmdline"), &raw);
+    let kids: String = children.iter().map(|c| format!("{c} ")).collect();
+    write(
+        &dir.join("task").join(pid.to_string()).join("children"),
+        &kids,
+    );
+}
+
+/// A cgroup v2 container directory with pids and memory files.
+fn cgroup_v2(dir: &Path, procs: &[i32], pids_current: &str) {
+    let list: String = procs.iter().map(|p| format!("{p}\n")).collect();
+    write(&dir.join("cgroup.procs"), &list);
+    write(&dir.join("pids.current"), pids_current);
+    write(&dir.join("pids.max"), "100\n");
+    write(&dir.join("pids.events"), "max 3\n");
+    write(&dir.join("memory.current"), "10000\n");
+    write(&dir.join("memory.stat"), "anon 6000\ninactive_file 4000\n");
+    write(&dir.join("memory.max"), "max\n");
+    write(
+        &dir.join("memory.events"),
+        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 2\n",
+    );
+}
+
+/// cgroup root + proc root with two containers:
+///
+/// A (`docker-A.scope`, plus a nested cgroup): sh (10) ─┬─ worker ×3 (11, 12, 13 — 13 in the nested cgroup)
+///                                                      └─ zombie 14 (child of 11, not listed)
+///   and a listed pid (99) that has no /proc entry (vanished).
+/// B: `pids.current` is garbage, so its pids read fails; its processes are still read.
+fn fixture(root: &Path) -> Roots {
+    let cg = root.join("cgroup");
+    let proc = root.join("proc");
+    write(&cg.join("cgroup.controllers"), "cpu memory pids\n");
+    write(&cg.join("cgroup.procs"), "1\n");
+    let a = cg.join("system.slice").join(format!("docker-{A}.scope"));
+    cgroup_v2(&a, &[10, 11, 12, 99], "6\n");
+    cgroup_v2(&a.join("inner"), &[13], "1\n");
+    let b = cg.join("system.slice").join(format!("docker-{B}.scope"));
+    cgroup_v2(&b, &[20, 21], "not a number\n");
+
+    proc_entry(&proc, 10, 1, 'S', 100, "sh -c run", &[11, 12, 13]);
+    proc_entry(&proc, 11, 10, 'S', 103, "worker --serve", &[14]);
+    proc_entry(&proc, 12, 10, 'S', 101, "worker --serve", &[]);
+    proc_entry(&proc, 13, 10, 'S', 102, "worker --serve", &[]);
+    proc_entry(&proc, 14, 11, 'Z', 104, "", &[]);
+    proc_entry(&proc, 20, 1, 'S', 200, "app", &[]);
+    proc_entry(&proc, 21, 1, 'S', 201, "app", &[]);
+    Roots::new(proc, cg)
+}
+
+#[test]
+fn collects_groups_zombies_and_stats_and_records_errors_by_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Collector::new(fixture(dir.path()));
+    let snap = collector.collect();
+
+    let ids: Vec<&str> = snap
+        .containers
+        .iter()
+        .map(|c| c.container.id.as_str())
+        .collect();
+    assert_eq!(ids, vec![A, B]);
+
+    let a = &snap.containers[0];
+    let live: Vec<i32> = a.processes.live.iter().map(|p| p.pid).collect();
+    assert_eq!(live, vec![10, 11, 12, 13], "99 vanished and is skipped");
+    let zombies: Vec<(i32, i32, char)> = a
+        .processes
+        .zombies
+        .iter()
+        .map(|p| (p.pid, p.ppid, p.state))
+        .collect();
+    assert_eq!(zombies, vec![(14, 11, 'Z')]);
+    assert_eq!(a.groups.len(), 1);
+    assert_eq!(a.groups[0].ppid, 10);
+    assert_eq!(&*a.groups[0].cmdline, "worker --serve");
+    assert_eq!(a.groups[0].pids, vec![12, 13, 11], "oldest first");
+    assert_eq!(surplus(&a.groups), 2);
+    let pids = a.pids.unwrap();
+    assert_eq!(
+        (pids.current, pids.limit, pids.headroom, pids.limit_hits),
+        (6, Limit::Max(100), Some(94), 3)
+    );
+    let mem = a.memory.unwrap();
+    assert_eq!(
+        (mem.usage, mem.working_set, mem.limit, mem.oom_kills),
+        (10000, 6000, Limit::Unlimited, 2)
+    );
+
+    // B: the pids read failed (recorded, stage cgroup); everything else was read.
+    let b = &snap.containers[1];
+    assert!(b.pids.is_none());
+    assert!(b.memory.is_some());
+    assert_eq!(b.processes.live.len(), 2);
+    assert!(b.processes.zombies.is_empty());
+    assert_eq!(
+        b.groups.len(),
+        1,
+        "20 and 21 are siblings under pid 1 with the same cmdline"
+    );
+    assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
+    assert_eq!(snap.errors[0].0, Stage::Cgroup);
+    assert!(
+        snap.errors[0].1.contains("pids.current"),
+        "{}",
+        snap.errors[0].1
+    );
+
+    // Everything read is cached, and stays cached across an identical scrape.
+    assert_eq!(collector.cached_processes(), 7);
+    let again = collector.collect();
+    assert_eq!(again.containers[0].processes, a.processes);
+    assert_eq!(collector.cached_processes(), 7);
+}
+
+#[test]
+fn collect_one_returns_the_container_or_fails_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = fixture(dir.path());
+    let mut collector = Collector::new(roots);
+    let full = collector.collect();
+    let one = collector.collect_one(A).unwrap().expect("A is a container");
+    assert_eq!(one.processes, full.containers[0].processes);
+    assert_eq!(one.groups, full.containers[0].groups);
+    // B's pids controller cannot be read: the caller must not act on it.
+    let err = collector.collect_one(B).unwrap_err();
+    assert!(err.to_string().contains("pids.current"), "{err}");
+    // Not a container, not an id.
+    assert!(collector.collect_one(&"c".repeat(64)).unwrap().is_none());
+    assert!(collector.collect_one("../system.slice").unwrap().is_none());
+    assert!(collector.collect_one(&A.to_uppercase()).unwrap().is_none());
+}
+
+#[test]
+fn a_missing_cgroup_root_is_a_discovery_error_and_is_detected_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = tempfile::tempdir().unwrap();
+    let roots = fixture(staged.path());
+    let cg = dir.path().join("cgroup");
+    let mut collector = Collector::new(Roots::new(roots.proc.clone(), &cg));
+
+    let snap = collector.collect();
+    assert!(snap.containers.is_empty());
+    assert_eq!(snap.errors.len(), 1);
+    assert_eq!(snap.errors[0].0, Stage::Discovery);
+    assert!(collector.collect_one(A).is_err());
+
+    // The hierarchy appears (mounted late): the next collection finds it.
+    std::fs::rename(&roots.cgroup, &cg).unwrap();
+    let snap = collector.collect();
+    assert_eq!(snap.containers.len(), 2);
+}
+
+#[test]
+fn a_removed_container_is_omitted_and_its_processes_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = fixture(dir.path());
+    let mut collector = Collector::new(roots.clone());
+    assert_eq!(collector.collect().containers.len(), 2);
+    assert_eq!(collector.cached_processes(), 7);
+    std::fs::remove_dir_all(
+        roots
+            .cgroup
+            .join("system.slice")
+            .join(format!("docker-{B}.scope")),
+    )
+    .unwrap();
+    let snap = collector.collect();
+    let ids: Vec<&str> = snap
+        .containers
+        .iter()
+        .map(|c| c.container.id.as_str())
+        .collect();
+    assert_eq!(ids, vec![A]);
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    assert_eq!(collector.cached_processes(), 5);
+}
