@@ -1,0 +1,704 @@
+//! The webhook end to end through `app()` with a fake runtime and a fake
+//! kill engine: decisions, restraint, audit rows and metrics.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use pidwarden_remediator::config::Settings;
+
+const KILL: (&str, &str) = ("pidwarden_action", "kill-duplicates");
+const RESTART: (&str, &str) = ("pidwarden_action", "restart");
+
+#[tokio::test]
+async fn kill_duplicates_acts_once_and_a_redelivery_is_a_duplicate() {
+    let h = Harness::new(fast_settings());
+    let id = cid(1);
+    h.runtime.add(&id, "gateway", &[]);
+    h.engine.set(&id, 2, 0);
+    let body = payload(&[A::firing(
+        "PidwardenDuplicateProcesses",
+        "f1",
+        &[("id", &id), KILL],
+    )]);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions(), vec![vec![110, 111, 120, 121]]);
+    let rows = h.rows();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        (r.action.as_str(), r.result.as_str()),
+        ("kill-duplicates", "done")
+    );
+    assert_eq!(r.container_id, id);
+    assert_eq!(r.container_name, "gateway");
+    assert_eq!(r.fingerprint, "f1");
+    assert_eq!(r.starts_at, "2026-11-25T10:00:00.123456789Z");
+    assert_eq!(r.alertname, "PidwardenDuplicateProcesses");
+    let procs = r.processes.as_array().unwrap();
+    assert_eq!(procs.len(), 4);
+    assert_eq!(procs[0]["pid"], 110);
+    assert_eq!(procs[0]["start_time"], 1110);
+    assert_eq!(procs[0]["command"], "npm exec @x/server");
+    assert_eq!(procs[0]["signal"], "SIGTERM");
+
+    // Alertmanager redelivers the same instance every group_interval.
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(results_of(&v), ["duplicate"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1, "acted twice");
+    assert_eq!(h.results().last().unwrap().1, "duplicate");
+    let m = h.metrics().await;
+    assert!(
+        m.contains(r#"pidwarden_remediations_total{action="kill-duplicates",result="done"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains(
+        r#"pidwarden_remediations_total{action="kill-duplicates",result="duplicate"} 1"#
+    ));
+    assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="failed"} 0"#));
+    assert!(m.contains(r#"pidwarden_remediator_signals_total{signal="SIGTERM"} 4"#));
+    assert!(m.contains(r#"pidwarden_remediator_webhook_requests_total{code="200"} 2"#));
+    assert!(m.contains(
+        r#"pidwarden_remediator_action_duration_seconds_count{action="kill-duplicates"} 1"#
+    ));
+    assert!(m.contains(r#"pidwarden_remediator_build_info{version=""#));
+}
+
+#[tokio::test]
+async fn the_webhook_answers_fast_while_a_kill_is_in_progress() {
+    let settings = Settings {
+        sample: Duration::from_millis(300),
+        grace: Duration::from_secs(2),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let (a, b) = (cid(1), cid(2));
+    h.runtime.add(&a, "a", &[]);
+    h.runtime.add(&b, "b", &[]);
+    h.engine.set(&a, 1, 0);
+    h.engine.set(&b, 1, 0);
+    let first = payload(&[A::firing("Dup", "fa", &[("id", &a), KILL])]);
+    let (s, v, took) = h.post(&first).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::OK, vec!["pending".to_string()])
+    );
+    assert!(
+        took < Duration::from_millis(50),
+        "first response took {took:?} (sampling is 300 ms)"
+    );
+    // Wait until the engine sits in its grace period.
+    let t = Instant::now();
+    while !h.engine.executing.load(Ordering::SeqCst) {
+        assert!(t.elapsed() < Duration::from_secs(5), "kill never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A redelivery while the first action is still running is a duplicate…
+    let (s, v, took) = h.post(&first).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::OK, vec!["duplicate".to_string()])
+    );
+    assert!(took < Duration::from_millis(50), "redelivery took {took:?}");
+    // …and another container's alert is accepted at once.
+    let second = payload(&[A::firing("Dup", "fb", &[("id", &b), KILL])]);
+    let (s, v, took) = h.post(&second).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::OK, vec!["pending".to_string()])
+    );
+    assert!(
+        took < Duration::from_millis(50),
+        "second response took {took:?}"
+    );
+    assert!(
+        h.engine.executing.load(Ordering::SeqCst) || h.service.in_flight() > 0,
+        "kill no longer in progress"
+    );
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 2);
+    let results: Vec<_> = h.rows().into_iter().map(|r| r.result).collect();
+    assert_eq!(results, ["done", "duplicate", "done"]);
+}
+
+#[tokio::test]
+async fn cooldown_refuses_a_new_alert_instance_on_the_same_container() {
+    let settings = Settings {
+        cooldown: Duration::from_secs(300),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(3);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    h.post(&payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]))
+        .await;
+    h.idle().await;
+    h.engine.set(&id, 1, 0);
+    let later = A::firing("Dup", "f1", &[("id", &id), KILL]).starts("2026-11-25T11:00:00Z");
+    let (s, v, _) = h.post(&payload(&[later])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(results_of(&v), ["cooldown"]);
+    assert!(v["results"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cooldown is 300 s"));
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+    assert!(h
+        .metrics()
+        .await
+        .contains(r#"pidwarden_remediations_total{action="kill-duplicates",result="cooldown"} 1"#));
+}
+
+#[tokio::test]
+async fn circuit_breaker_escalates_to_one_restart_then_opens() {
+    let h = Harness::new(fast_settings());
+    let id = cid(4);
+    h.runtime.add(&id, "leaky", &[]);
+    let starts = [
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:10:00Z",
+        "2026-11-25T10:20:00Z",
+        "2026-11-25T10:30:00Z",
+        "2026-11-25T10:40:00Z",
+    ];
+    let mut answers = Vec::new();
+    for s in starts {
+        // The leak comes back every time.
+        h.engine.set(&id, 1, 0);
+        let (_, v, _) = h
+            .post(&payload(&[
+                A::firing("Dup", "fp", &[("id", &id), KILL]).starts(s)
+            ]))
+            .await;
+        answers.push((
+            v["results"][0]["action"].as_str().unwrap().to_string(),
+            results_of(&v)[0].clone(),
+        ));
+        h.idle().await;
+    }
+    assert_eq!(
+        answers,
+        [
+            ("kill-duplicates".to_string(), "pending".to_string()),
+            ("kill-duplicates".into(), "pending".into()),
+            ("kill-duplicates".into(), "pending".into()),
+            ("restart".into(), "pending".into()),
+            ("kill-duplicates".into(), "circuit_open".into()),
+        ]
+    );
+    assert_eq!(h.engine.executions().len(), 3);
+    assert_eq!(h.runtime.restarts(), vec![id.clone()]);
+    let rows = h.rows();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.action.as_str(), r.result.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("kill-duplicates", "done"),
+            ("kill-duplicates", "done"),
+            ("kill-duplicates", "done"),
+            ("restart", "done"),
+            ("kill-duplicates", "circuit_open"),
+        ]
+    );
+    assert!(rows[3].opened_circuit);
+    assert!(
+        rows[3].reason.contains("escalated to one restart"),
+        "{}",
+        rows[3].reason
+    );
+    let m = h.metrics().await;
+    assert!(
+        m.contains(&format!(
+            r#"pidwarden_remediator_circuit_open{{id="{id}",name="leaky"}} 1"#
+        )),
+        "{m}"
+    );
+    assert!(m.contains(
+        r#"pidwarden_remediations_total{action="kill-duplicates",result="circuit_open"} 1"#
+    ));
+    assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="done"} 1"#));
+
+    // The circuit state survives a restart of the remediator.
+    let h = h.restarted();
+    assert!(h.metrics().await.contains(&format!(
+        r#"pidwarden_remediator_circuit_open{{id="{id}",name="leaky"}} 1"#
+    )));
+    let (_, v, _) = h
+        .post(&payload(&[
+            A::firing("Dup", "fp", &[("id", &id), RESTART]).starts("2026-11-25T10:50:00Z")
+        ]))
+        .await;
+    assert_eq!(results_of(&v), ["circuit_open"]);
+}
+
+#[tokio::test]
+async fn circuit_closes_when_its_window_passes_and_the_gauge_series_goes() {
+    let settings = Settings {
+        circuit_window: Duration::from_millis(400),
+        kill_threshold: 1,
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(5);
+    h.runtime.add(&id, "w", &[]);
+    h.engine.set(&id, 1, 0);
+    h.post(&payload(&[A::firing("Dup", "fp", &[("id", &id), KILL])]))
+        .await;
+    h.idle().await;
+    let (_, v, _) = h
+        .post(&payload(&[
+            A::firing("Dup", "fp", &[("id", &id), KILL]).starts("2026-11-25T10:01:00Z")
+        ]))
+        .await;
+    assert_eq!(v["results"][0]["action"], "restart");
+    h.idle().await;
+    assert!(h
+        .metrics()
+        .await
+        .contains("pidwarden_remediator_circuit_open{"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.service.expire_circuits();
+    assert!(!h
+        .metrics()
+        .await
+        .contains("pidwarden_remediator_circuit_open{"));
+}
+
+#[tokio::test]
+async fn dry_run_acts_on_nothing_and_records_the_plan() {
+    let settings = Settings {
+        dry_run: true,
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let (k, r) = (cid(6), cid(7));
+    h.runtime.add(&k, "k", &[]);
+    h.runtime.add(&r, "r", &[]);
+    h.engine.set(&k, 1, 0);
+    let body = payload(&[
+        A::firing("Dup", "f1", &[("id", &k), KILL]),
+        A::firing("Stuck", "f2", &[("id", &r), RESTART]),
+    ]);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (
+            StatusCode::OK,
+            vec!["pending".to_string(), "pending".to_string()]
+        )
+    );
+    h.idle().await;
+    assert!(h.engine.executions().is_empty());
+    assert!(h.runtime.restarts().is_empty());
+    let rows = h.rows();
+    assert_eq!(rows[0].result, "dry_run");
+    let p = rows[0].processes.as_array().unwrap();
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        (p[0]["pid"].as_i64(), p[0]["start_time"].as_u64()),
+        (Some(110), Some(1110))
+    );
+    assert_eq!(p[1]["command"], "node /x/server.js");
+    assert!(
+        rows[0]
+            .reason
+            .contains("would signal 2 processes in 1 copies"),
+        "{}",
+        rows[0].reason
+    );
+    assert_eq!(
+        (rows[1].action.as_str(), rows[1].result.as_str()),
+        ("restart", "dry_run")
+    );
+    assert!(rows[1].reason.contains("would restart"));
+    assert!(h
+        .metrics()
+        .await
+        .contains(r#"pidwarden_remediations_total{action="restart",result="dry_run"} 1"#));
+}
+
+#[tokio::test]
+async fn per_container_dry_run_label_and_opt_out_label() {
+    let h = Harness::new(fast_settings());
+    let (d, o) = (cid(8), cid(9));
+    h.runtime.add(&d, "dry", &[("pidwarden.dry-run", "true")]);
+    h.runtime.add(&o, "out", &[("pidwarden.enable", "false")]);
+    h.engine.set(&d, 1, 0);
+    h.engine.set(&o, 1, 0);
+    let body = payload(&[
+        A::firing("Dup", "f1", &[("id", &d), KILL]),
+        A::firing("Dup", "f2", &[("id", &o), KILL]),
+        A::firing("Stuck", "f3", &[("name", "out"), RESTART]),
+    ]);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(results_of(&v), ["pending", "protected", "protected"]);
+    h.idle().await;
+    assert!(h.engine.executions().is_empty());
+    assert!(h.runtime.restarts().is_empty());
+    assert_eq!(
+        h.engine.plans.load(Ordering::SeqCst),
+        1,
+        "an opted-out container was sampled"
+    );
+    let rows = h.rows();
+    assert_eq!(rows[0].result, "dry_run");
+    assert!(rows[1].reason.contains("opted out"));
+    assert_eq!(rows[2].container_name, "out");
+}
+
+#[tokio::test]
+async fn unknown_path_like_empty_ids_and_resolved_alerts_act_on_nothing() {
+    let h = Harness::new(fast_settings());
+    let known = cid(10);
+    h.runtime.add(&known, "known", &[]);
+    h.engine.set(&known, 3, 0);
+    let unknown = cid(11);
+    let body = payload(&[
+        A::firing("Dup", "f1", &[("id", &unknown), KILL]),
+        A::firing("Dup", "f2", &[("id", "../../etc"), KILL]),
+        A::firing("Dup", "f3", &[("id", "/sys/fs/cgroup"), KILL]),
+        A::firing("Dup", "f4", &[("id", ""), KILL]),
+        A::firing("Dup", "f5", &[("id", &known[..12]), RESTART]),
+        A::firing("Dup", "f6", &[("name", "../etc/passwd"), RESTART]),
+        A::firing("Dup", "f7", &[("name", "nosuch"), RESTART]),
+        A::firing("Dup", "f8", &[KILL]),
+        A::firing("Dup", "f9", &[("id", &known), KILL]).resolved(),
+        A::firing(
+            "Dup",
+            "f10",
+            &[("id", &known), ("pidwarden_action", "reboot")],
+        ),
+        A::firing("Dup", "f11", &[("id", &known)]),
+    ]);
+    let inspects_before = h.runtime.inspects.load(Ordering::SeqCst);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        results_of(&v),
+        [
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "unknown_container",
+            "resolved",
+            "ignored",
+            "ignored"
+        ]
+    );
+    // Only the well-formed id and name reached the runtime.
+    assert_eq!(
+        h.runtime.inspects.load(Ordering::SeqCst) - inspects_before,
+        2
+    );
+    h.idle().await;
+    assert_eq!(h.engine.plans.load(Ordering::SeqCst), 0);
+    assert!(h.runtime.restarts().is_empty());
+    let rows = h.rows();
+    assert_eq!(rows.len(), 11);
+    assert_eq!(rows[8].status, "resolved");
+    assert!(rows[1].reason.contains("../../etc"));
+    let m = h.metrics().await;
+    assert!(
+        m.contains(
+            r#"pidwarden_remediations_total{action="kill-duplicates",result="unknown_container"} 5"#
+        ),
+        "{m}"
+    );
+    assert!(m.contains(
+        r#"pidwarden_remediations_total{action="restart",result="unknown_container"} 3"#
+    ));
+}
+
+#[tokio::test]
+async fn nothing_left_to_kill_is_recovered_and_starts_no_cooldown() {
+    let settings = Settings {
+        cooldown: Duration::from_secs(300),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(12);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 0, 0);
+    h.post(&payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]))
+        .await;
+    h.idle().await;
+    h.engine.set(&id, 0, 2);
+    h.post(&payload(&[A::firing("Dup", "f2", &[("id", &id), KILL])]))
+        .await;
+    h.idle().await;
+    let rows = h.rows();
+    assert_eq!(
+        (rows[0].result.as_str(), rows[1].result.as_str()),
+        ("recovered", "protected")
+    );
+    assert!(rows[1].reason.contains("only protected processes"));
+    assert!(h.engine.executions().is_empty());
+}
+
+#[tokio::test]
+async fn restart_rechecks_the_live_state_first() {
+    let h = Harness::new(fast_settings());
+    let (again, stopped, fine) = (cid(13), cid(14), cid(15));
+    h.runtime.add(&again, "again", &[]);
+    h.runtime.add(&stopped, "stopped", &[]);
+    h.runtime.add(&fine, "fine", &[]);
+    // Restarted (by someone else) after the alert began.
+    h.runtime.set(&again, |i| {
+        i.started_at = pidwarden_remediator::timefmt::parse_rfc3339("2026-11-25T10:05:00Z")
+    });
+    h.runtime.set(&stopped, |i| i.running = false);
+    let body = payload(&[
+        A::firing("Stuck", "f1", &[("id", &again), RESTART]),
+        A::firing("Stuck", "f2", &[("id", &stopped), RESTART]),
+        A::firing("Stuck", "f3", &[("name", "fine"), RESTART]),
+    ]);
+    h.post(&body).await;
+    h.idle().await;
+    let got: Vec<_> = h.rows().into_iter().map(|r| r.result).collect();
+    assert_eq!(got, ["recovered", "recovered", "done"]);
+    assert_eq!(h.runtime.restarts(), vec![fine]);
+    assert!(h.rows()[0].reason.contains("already restarted"));
+}
+
+#[tokio::test]
+async fn config_restricts_which_alerts_may_ask_for_which_action() {
+    let file = Settings::parse("[actions]\nPidwardenDuplicateProcesses = [\"kill-duplicates\"]\n")
+        .unwrap();
+    let mut settings = Settings::resolve(file, &Default::default()).unwrap();
+    settings.sample = Duration::from_millis(10);
+    settings.grace = Duration::from_millis(10);
+    let h = Harness::new(settings);
+    let id = cid(16);
+    h.runtime.add(&id, "c", &[]);
+    let body = payload(&[
+        A::firing("PidwardenDuplicateProcesses", "f1", &[("id", &id), RESTART]),
+        A::firing("SomethingElse", "f2", &[("id", &id), KILL]),
+    ]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["ignored", "ignored"]);
+    assert!(v["results"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("may not ask for restart"));
+    h.idle().await;
+    assert!(h.runtime.restarts().is_empty());
+    assert_eq!(h.engine.plans.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_of_the_remediator() {
+    let settings = Settings {
+        cooldown: Duration::from_secs(300),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(17);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    h.post(&body).await;
+    h.idle().await;
+    let dir = h.dir.path().to_path_buf();
+    let h = h.restarted();
+    assert_eq!(h.dir.path(), dir);
+    h.engine.set(&id, 1, 0);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+    let later =
+        payload(&[A::firing("Dup", "f1", &[("id", &id), KILL]).starts("2026-11-25T12:00:00Z")]);
+    let (_, v, _) = h.post(&later).await;
+    assert_eq!(results_of(&v), ["cooldown"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+    assert_eq!(h.rows().len(), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_runtime_is_failed_and_asks_for_redelivery() {
+    let h = Harness::new(fast_settings());
+    let id = cid(18);
+    h.runtime.add(&id, "c", &[]);
+    h.runtime.down.store(true, Ordering::SeqCst);
+    let body = payload(&[A::firing("Stuck", "f1", &[("id", &id), RESTART])]);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(results_of(&v), ["failed"]);
+    let (s, body_text) = h.get("/readyz", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body_text.contains("container runtime"), "{body_text}");
+    // Back up: the redelivery acts.
+    h.runtime.down.store(false, Ordering::SeqCst);
+    h.service.probe_runtime().await.unwrap();
+    assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::OK, vec!["pending".to_string()])
+    );
+    h.idle().await;
+    assert_eq!(h.runtime.restarts(), vec![id]);
+}
+
+#[tokio::test]
+async fn auth_malformed_and_oversized_requests() {
+    let h = Harness::new(fast_settings());
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &cid(1)), KILL])]);
+    let post = |auth: Option<String>, body: String| {
+        let mut r = Request::post("/api/v1/alerts").header("content-type", "application/json");
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(Body::from(body)).unwrap()
+    };
+    for auth in [
+        None,
+        Some("Bearer wrong".to_string()),
+        Some("Basic YW06cHc=".to_string()),
+    ] {
+        let (s, b, headers, _) = h.send(post(auth.clone(), body.clone())).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(headers["www-authenticate"], "Bearer realm=\"pidwarden\"");
+        assert!(String::from_utf8_lossy(&b).contains("authentication required"));
+    }
+    assert_eq!(
+        h.get("/api/v1/actions", Some("Bearer nope")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, b, _, _) = h
+        .send(post(
+            Some(format!("Bearer {TOKEN}")),
+            "{\"alerts\": [".into(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let msg = String::from_utf8_lossy(&b);
+    assert!(
+        msg.contains("invalid webhook payload") && msg.contains("line 1"),
+        "{msg}"
+    );
+    let (s, _, _, _) = h
+        .send(post(
+            Some(format!("Bearer {TOKEN}")),
+            "{\"status\":\"firing\"}".into(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "alerts is required");
+    let huge = format!(
+        "{{\"alerts\":[],\"pad\":\"{}\"}}",
+        "x".repeat((1 << 20) + 10)
+    );
+    let (s, _, _, _) = h.send(post(Some(format!("Bearer {TOKEN}")), huge)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // No decision was recorded for any of them.
+    assert!(h.rows().is_empty());
+    let m = h.metrics().await;
+    assert!(
+        m.contains(r#"pidwarden_remediator_webhook_requests_total{code="401"} 3"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"pidwarden_remediator_webhook_requests_total{code="400"} 2"#));
+    assert!(m.contains(r#"pidwarden_remediator_webhook_requests_total{code="413"} 1"#));
+}
+
+#[tokio::test]
+async fn basic_auth_and_metrics_auth() {
+    use base64::Engine as _;
+    let creds = pidwarden_remediator::http::Credentials {
+        bearer: None,
+        basic: Some((b"alertmanager".to_vec(), b"pa55".to_vec())),
+    };
+    let h = Harness::with(
+        fast_settings(),
+        creds,
+        true,
+        tempfile::tempdir().unwrap(),
+        Default::default(),
+        Default::default(),
+    );
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alertmanager:pa55")
+    );
+    let bad = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alertmanager:nope")
+    );
+    let body = payload(&[A::firing("Dup", "f1", &[("id", "nope"), KILL])]);
+    let req = |a: &str| {
+        Request::post("/api/v1/alerts")
+            .header("authorization", a)
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let (s, _, headers, _) = h.send(req(&bad)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"pidwarden\"");
+    assert_eq!(
+        h.send(req(&format!("Bearer {TOKEN}"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.send(req(&good)).await.0, StatusCode::OK);
+    assert_eq!(h.get("/metrics", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.get("/metrics", Some(&good)).await.0, StatusCode::OK);
+    assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn actions_endpoint_limits() {
+    let h = Harness::new(fast_settings());
+    let alerts: Vec<_> = (0..5)
+        .map(|i| A::firing("Dup", "f", &[("id", "bad"), KILL]).starts(["a", "b", "c", "d", "e"][i]))
+        .collect();
+    h.post(&payload(&alerts)).await;
+    let auth = format!("Bearer {TOKEN}");
+    let (s, b) = h.get("/api/v1/actions", Some(&auth)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["actions"].as_array().unwrap().len(), 5);
+    assert_eq!(v["actions"][0]["starts_at"], "e", "newest first");
+    assert_eq!(v["actions"][0]["result"], "unknown_container");
+    let (_, b) = h.get("/api/v1/actions?limit=2", Some(&auth)).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["actions"].as_array().unwrap().len(), 2);
+    for bad in ["0", "1001", "x", "-3"] {
+        let (s, b) = h
+            .get(&format!("/api/v1/actions?limit={bad}"), Some(&auth))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(b.contains("limit must be"), "{b}");
+    }
+}
+
+#[tokio::test]
+async fn probes() {
+    let h = Harness::new(fast_settings());
+    assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
+    let (s, b) = h.get("/readyz", None).await;
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "runtime never answered yet"
+    );
+    assert!(b.contains("has not answered"));
+    h.service.probe_runtime().await.unwrap();
+    assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
+}
