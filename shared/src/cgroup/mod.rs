@@ -2,8 +2,10 @@
 //! ([`Layout`]), which cgroups are containers ([`discover`]), and what their
 //! pids and memory controllers report ([`read_pids`], [`read_memory`]).
 //!
-//! Parsing is split from reading: the `parse_*` functions take file contents
-//! and are tested on literal strings; the `read_*` functions do the I/O.
+//! Parsing is split from reading: the functions in [`parse`] (and
+//! [`classify`]) take file contents or paths as strings and are tested on
+//! literal strings; [`detect_layout`], [`discover`] and the `read_*`
+//! functions do the I/O.
 
 use std::path::PathBuf;
 
