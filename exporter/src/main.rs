@@ -99,7 +99,7 @@ impl Cli {
             return Ok(None);
         }
         Ok(Some(
-            DockerRuntime::connect(&self.docker_host).context("--docker-host")?,
+            DockerRuntime::new(&self.docker_host).context("--docker-host")?,
         ))
     }
 }

@@ -140,54 +140,74 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
 }
 
-/// The Docker Engine API through bollard.
+/// How to reach the Docker Engine API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Endpoint {
+    Socket(String),
+    Http(String),
+}
+
+/// The Docker Engine API through bollard. The client is (re)built on every
+/// [`ContainerRuntime::connect`], so a socket that appears later (dockerd
+/// starting after the exporter) is picked up.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
-    docker: Arc<RwLock<bollard::Docker>>,
+    endpoint: Endpoint,
+    docker: Arc<RwLock<Option<bollard::Docker>>>,
 }
 
 impl DockerRuntime {
-    /// A client for `host` (`unix:///path`, `tcp://host:port` or `http://…`).
-    /// The API version is negotiated on [`DockerRuntime::negotiate`].
-    pub fn connect(host: &str) -> Result<Self, RuntimeError> {
-        let err = |e: bollard::errors::Error| RuntimeError(format!("docker client {host}: {e}"));
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            bollard::Docker::connect_with_socket(path, 30, bollard::API_DEFAULT_VERSION)
-                .map_err(err)?
+    /// A runtime for `host` (`unix:///path`, `tcp://host:port` or
+    /// `http://host:port`). Only the form is checked here; nothing connects
+    /// until [`ContainerRuntime::connect`].
+    pub fn new(host: &str) -> Result<Self, RuntimeError> {
+        let endpoint = if let Some(path) = host.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(RuntimeError(format!(
+                    "docker host {host:?}: a unix socket needs an absolute path (unix:///var/run/docker.sock)"
+                )));
+            }
+            Endpoint::Socket(path.to_string())
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            bollard::Docker::connect_with_http(host, 30, bollard::API_DEFAULT_VERSION)
-                .map_err(err)?
-        } else if host.starts_with('/') {
-            bollard::Docker::connect_with_socket(host, 30, bollard::API_DEFAULT_VERSION)
-                .map_err(err)?
+            Endpoint::Http(host.to_string())
         } else {
             return Err(RuntimeError(format!(
                 "unsupported docker host {host:?} (expected unix:///path, tcp://host:port or none)"
             )));
         };
         Ok(DockerRuntime {
-            docker: Arc::new(RwLock::new(docker)),
+            endpoint,
+            docker: Arc::new(RwLock::new(None)),
         })
     }
 
-    fn client(&self) -> bollard::Docker {
+    fn client(&self) -> Result<bollard::Docker, RuntimeError> {
         self.docker
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+            .ok_or_else(|| RuntimeError("docker client not connected".into()))
     }
 }
 
 impl ContainerRuntime for DockerRuntime {
-    /// Negotiates the API version with the daemon (it may be older than the
-    /// client's default, e.g. 1.41 for Docker 20.10).
+    /// Builds the client and negotiates the API version with the daemon (it
+    /// may be older than the client's default, e.g. 1.41 for Docker 20.10).
     async fn connect(&self) -> Result<(), RuntimeError> {
-        let negotiated = self
-            .client()
+        let client = match &self.endpoint {
+            Endpoint::Socket(path) => {
+                bollard::Docker::connect_with_socket(path, 30, bollard::API_DEFAULT_VERSION)
+            }
+            Endpoint::Http(url) => {
+                bollard::Docker::connect_with_http(url, 30, bollard::API_DEFAULT_VERSION)
+            }
+        }
+        .map_err(|e| RuntimeError(format!("docker client: {e}")))?;
+        let negotiated = client
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError(format!("docker version negotiation: {e}")))?;
-        *self.docker.write().unwrap_or_else(|e| e.into_inner()) = negotiated;
+        *self.docker.write().unwrap_or_else(|e| e.into_inner()) = Some(negotiated);
         Ok(())
     }
 
@@ -196,7 +216,7 @@ impl ContainerRuntime for DockerRuntime {
             .all(true)
             .build();
         let list = self
-            .client()
+            .client()?
             .list_containers(Some(opts))
             .await
             .map_err(|e| RuntimeError(format!("listing containers: {e}")))?;
@@ -221,7 +241,7 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, RuntimeError> {
         match self
-            .client()
+            .client()?
             .inspect_container(
                 id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -249,7 +269,11 @@ impl ContainerRuntime for DockerRuntime {
         let opts = bollard::query_parameters::EventsOptionsBuilder::new()
             .filters(&filters)
             .build();
-        self.client()
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => return futures_util::stream::once(async { Err(e) }).boxed(),
+        };
+        client
             .events(Some(opts))
             .filter_map(|r| async move {
                 match r {

@@ -1,0 +1,498 @@
+//! The exporter binary against real Docker containers on this host: every
+//! figure it serves is compared with what the kernel reports at that moment.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pidwarden_tests::{
+    free_port, http_get, poll_until, require_docker, wait_http, Daemon, TestContainer,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pidwarden-exporter");
+const WAIT: Duration = Duration::from_secs(20);
+const STEP: Duration = Duration::from_millis(200);
+
+/// A running exporter on a free port, stopped (SIGTERM) on drop.
+struct Exporter {
+    daemon: Daemon,
+    url: String,
+}
+
+impl Exporter {
+    fn start(extra: &[&str]) -> Exporter {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let daemon = Daemon::spawn(Command::new(BIN).args(["--listen", &listen]).args(extra));
+        let url = format!("http://{listen}");
+        if let Err(e) = wait_http(&format!("{url}/healthz"), WAIT) {
+            panic!("exporter did not come up: {e}\n{}", daemon.log());
+        }
+        Exporter { daemon, url }
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = http_get(&format!("{}/metrics", self.url));
+        assert_eq!(status, 200, "{body}\n{}", self.daemon.log());
+        body
+    }
+}
+
+/// The value of the first sample of `name` whose labels include `id="<id>"`
+/// (and every `extra` label), as text.
+fn sample(body: &str, name: &str, id: &str, extra: &[(&str, &str)]) -> Option<String> {
+    let id_label = format!("id=\"{id}\"");
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (labels, value) = rest.rsplit_once("} ")?;
+        let ok = labels.split(',').any(|x| x == id_label)
+            && extra
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")));
+        ok.then(|| value.to_string())
+    })
+}
+
+fn unlabelled(body: &str, series: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_string)
+}
+
+fn read_trim(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn pids_events_max(dir: &Path) -> u64 {
+    read_trim(&dir.join("pids.events"))
+        .lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("pids.events has a max line")
+}
+
+/// What the kernel says about a container's processes right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KernelView {
+    tasks: u64,
+    processes: usize,
+    zombies: usize,
+    /// Sibling groups (same parent, same non-empty command line) of 2 or more: command → size.
+    groups: HashMap<String, usize>,
+}
+
+fn proc_stat(pid: &str) -> Option<(char, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut f = after.split(' ');
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.to_string();
+    Some((state, ppid))
+}
+
+fn kernel_view(pids_dir: &Path) -> KernelView {
+    let tasks: u64 = read_trim(&pids_dir.join("pids.current")).parse().unwrap();
+    let procs: Vec<String> = read_trim(&pids_dir.join("cgroup.procs"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut zombies = 0;
+    let mut siblings: HashMap<(String, String), usize> = HashMap::new();
+    for pid in &procs {
+        if let Some((_, ppid)) = proc_stat(pid) {
+            let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&raw)
+                .trim_end_matches('\0')
+                .replace('\0', " ");
+            if !cmd.is_empty() {
+                *siblings.entry((ppid, cmd)).or_default() += 1;
+            }
+        }
+        // Zombie children are no longer in cgroup.procs.
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let kids = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for kid in kids.split_whitespace() {
+                if matches!(proc_stat(kid), Some(('Z', _))) {
+                    zombies += 1;
+                }
+            }
+        }
+    }
+    let groups = siblings
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|((_, cmd), n)| (cmd, n))
+        .collect();
+    KernelView {
+        tasks,
+        processes: procs.len(),
+        zombies,
+        groups,
+    }
+}
+
+/// The served figures for one container, in the kernel view's shape.
+fn served_view(body: &str, id: &str) -> Option<KernelView> {
+    let n = |name: &str| sample(body, name, id, &[]).and_then(|v| v.parse::<u64>().ok());
+    let mut groups = HashMap::new();
+    let id_label = format!("id=\"{id}\"");
+    for l in body.lines() {
+        let Some(rest) = l.strip_prefix("pidwarden_container_process_group_processes{") else {
+            continue;
+        };
+        if !rest.contains(&id_label) {
+            continue;
+        }
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let cmd = labels
+            .split_once("command=\"")
+            .unwrap()
+            .1
+            .trim_end_matches('"');
+        groups.insert(cmd.to_string(), value.parse().unwrap());
+    }
+    Some(KernelView {
+        tasks: n("pidwarden_container_tasks")?,
+        processes: n("pidwarden_container_processes")? as usize,
+        zombies: n("pidwarden_container_zombie_processes")? as usize,
+        groups,
+    })
+}
+
+fn pids_dir(c: &TestContainer) -> PathBuf {
+    c.cgroup_dir("pids")
+}
+
+/// Polls until the kernel view is stable across a scrape and the scrape
+/// matches it; returns (kernel view, exposition).
+fn settled(
+    ex: &Exporter,
+    c: &TestContainer,
+    want: impl Fn(&KernelView) -> bool,
+) -> (KernelView, String) {
+    let dir = pids_dir(c);
+    let mut last = None;
+    let got = poll_until(WAIT, STEP, || {
+        let before = kernel_view(&dir);
+        let body = ex.metrics();
+        let after = kernel_view(&dir);
+        let served = served_view(&body, &c.id);
+        let ok = before == after && want(&before) && served.as_ref() == Some(&before);
+        last = Some((before.clone(), served, body.clone()));
+        ok.then_some((before, body))
+    });
+    got.unwrap_or_else(|| {
+        let (k, s, body) = last.unwrap();
+        panic!("served figures never matched the kernel\nkernel: {k:?}\nserved: {s:?}\n{body}\n--- log ---\n{}", ex.daemon.log())
+    })
+}
+
+#[test]
+fn serves_what_the_kernel_reports_for_real_containers() {
+    if !require_docker() {
+        return;
+    }
+    // Started before the exporter: named from the initial list.
+    let dup = TestContainer::run(
+        &["--pids-limit", "40", "--memory", "64m"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do sleep 1000 & done; sleep 0.1 & exec sleep 1000",
+        ],
+    );
+    let ex = Exporter::start(&[]);
+    // Started after: named from the events stream.
+    let plain = TestContainer::run(&["--memory", "32m"], &["sleep", "1000"]);
+
+    // Three sleeps share a parent (the init, which exec'd `sleep 1000` and
+    // never reaps): one group of 3, surplus 2, and the short sleep a zombie.
+    let (k, body) = settled(&ex, &dup, |k| k.zombies == 1 && k.processes == 4);
+    assert_eq!(
+        k.groups.values().copied().collect::<Vec<_>>(),
+        vec![3],
+        "{k:?}"
+    );
+    let dir = pids_dir(&dup);
+    let id = dup.id.as_str();
+    let v = |name: &str| sample(&body, name, id, &[]);
+    assert_eq!(
+        v("pidwarden_container_duplicate_processes").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        v("pidwarden_container_pids_limit"),
+        Some(read_trim(&dir.join("pids.max")))
+    );
+    assert_eq!(v("pidwarden_container_pids_limit").as_deref(), Some("40"));
+    let headroom = 40 - k.tasks;
+    assert_eq!(
+        v("pidwarden_container_pids_headroom"),
+        Some(headroom.to_string())
+    );
+    assert_eq!(
+        v("pidwarden_container_pids_limit_hits_total"),
+        Some(pids_events_max(&dir).to_string())
+    );
+    let mem_dir = dup.cgroup_dir("memory");
+    assert_eq!(
+        v("pidwarden_container_memory_limit_bytes"),
+        Some(read_trim(&mem_dir.join("memory.limit_in_bytes")))
+    );
+    assert_eq!(
+        v("pidwarden_container_memory_limit_bytes").as_deref(),
+        Some("67108864")
+    );
+    let usage: u64 = v("pidwarden_container_memory_usage_bytes")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ws: u64 = v("pidwarden_container_memory_working_set_bytes")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(usage > 0 && ws <= usage, "usage {usage} ws {ws}");
+    assert_eq!(
+        v("pidwarden_container_oom_kills_total").as_deref(),
+        Some("0"),
+        "{body}"
+    );
+
+    // Names and images: from the list (dup) and from the events (plain).
+    let image = dup.inspect("{{.Config.Image}}");
+    let info = |c: &TestContainer| {
+        sample(
+            &body_now(&ex),
+            "pidwarden_container_info",
+            &c.id,
+            &[("name", &c.name)],
+        )
+    };
+    assert_eq!(
+        sample(
+            &body,
+            "pidwarden_container_info",
+            id,
+            &[
+                ("name", &dup.name),
+                ("image", &image),
+                ("runtime", "docker")
+            ]
+        )
+        .as_deref(),
+        Some("1"),
+        "{body}"
+    );
+    assert!(
+        poll_until(WAIT, STEP, || info(&plain)).is_some(),
+        "the container started after the exporter never got its name\n{}",
+        body_now(&ex)
+    );
+    // Unlimited PIDs: the limit and headroom series are absent.
+    let (_, body) = settled(&ex, &plain, |k| k.processes == 1);
+    assert_eq!(
+        sample(&body, "pidwarden_container_pids_limit", &plain.id, &[]),
+        None
+    );
+    assert_eq!(
+        sample(&body, "pidwarden_container_pids_headroom", &plain.id, &[]),
+        None
+    );
+    assert_eq!(
+        unlabelled(&body, "pidwarden_runtime_up{runtime=\"docker\"}").as_deref(),
+        Some("1")
+    );
+
+    // Removed: its series go away.
+    let gone = plain.id.clone();
+    drop(plain);
+    assert!(
+        poll_until(WAIT, STEP, || (!ex.metrics().contains(&gone)).then_some(())).is_some(),
+        "series of a removed container are still served"
+    );
+
+    // SIGTERM: graceful shutdown, exit status 0.
+    let mut ex = ex;
+    let status = ex.daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", ex.daemon.log());
+}
+
+fn body_now(ex: &Exporter) -> String {
+    ex.metrics()
+}
+
+#[test]
+fn counts_forks_refused_at_the_pid_limit() {
+    if !require_docker() {
+        return;
+    }
+    let ex = Exporter::start(&[]);
+    let c = TestContainer::run(&["--pids-limit", "5"], &["sleep", "1000"]);
+    let dir = pids_dir(&c);
+    assert_eq!(pids_events_max(&dir), 0);
+    // The exec'd shell starts sleeps until the fifth task, then its forks
+    // are refused (the shell gives up; the sleeps stay, reparented to init).
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done; wait",
+    ]);
+    let refused = pids_events_max(&dir);
+    assert!(
+        refused > 0,
+        "no fork was refused (exec said {:?}); pids.current {}",
+        String::from_utf8_lossy(&out.stderr),
+        read_trim(&dir.join("pids.current"))
+    );
+    let got = poll_until(WAIT, STEP, || {
+        let before = pids_events_max(&dir);
+        let tasks = read_trim(&dir.join("pids.current"));
+        let body = ex.metrics();
+        let after = pids_events_max(&dir);
+        let hits = sample(
+            &body,
+            "pidwarden_container_pids_limit_hits_total",
+            &c.id,
+            &[],
+        )?;
+        let served_tasks = sample(&body, "pidwarden_container_tasks", &c.id, &[])?;
+        let headroom = sample(&body, "pidwarden_container_pids_headroom", &c.id, &[])?;
+        (before == after
+            && hits == after.to_string()
+            && served_tasks == tasks
+            && headroom == (5 - tasks.parse::<i64>().unwrap()).to_string())
+        .then_some((hits, body))
+    });
+    let (hits, _) = got.unwrap_or_else(|| {
+        panic!(
+            "pids_limit_hits_total never matched pids.events max {}\n{}",
+            pids_events_max(&dir),
+            ex.metrics()
+        )
+    });
+    assert!(hits.parse::<u64>().unwrap() >= refused);
+}
+
+#[test]
+fn serves_cgroup_metrics_without_the_runtime_api() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(&["--pids-limit", "30"], &["sleep", "1000"]);
+    let ex = Exporter::start(&["--docker-host", "unix:///nonexistent.sock"]);
+    let short = &c.id[..12];
+    let dir = pids_dir(&c);
+    let got = poll_until(WAIT, STEP, || {
+        let tasks = read_trim(&dir.join("pids.current"));
+        let body = ex.metrics();
+        (sample(
+            &body,
+            "pidwarden_container_tasks",
+            &c.id,
+            &[("name", short)],
+        ) == Some(tasks))
+        .then_some(body)
+    });
+    let body = got.unwrap_or_else(|| panic!("tasks never matched pids.current\n{}", ex.metrics()));
+    assert_eq!(
+        sample(
+            &body,
+            "pidwarden_container_pids_limit",
+            &c.id,
+            &[("name", short)]
+        )
+        .as_deref(),
+        Some("30")
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "pidwarden_container_info",
+            &c.id,
+            &[("name", short), ("image", ""), ("runtime", "docker")]
+        )
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        unlabelled(&body, "pidwarden_runtime_up{runtime=\"docker\"}").as_deref(),
+        Some("0")
+    );
+    // The failed connection attempts are counted as runtime errors.
+    let errors = poll_until(WAIT, STEP, || {
+        unlabelled(
+            &ex.metrics(),
+            "pidwarden_scrape_errors_total{stage=\"runtime\"}",
+        )
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n >= 1)
+    });
+    assert!(errors.is_some(), "{}", ex.metrics());
+}
+
+#[test]
+fn snapshot_prints_real_containers() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(&["--pids-limit", "25"], &["sleep", "1000"]);
+    let out = Command::new(BIN)
+        .args(["snapshot", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == c.id.as_str())
+        .unwrap_or_else(|| panic!("container missing from {v}"));
+    assert_eq!(row["name"], c.name.as_str());
+    assert_eq!(row["pids_limit"], 25);
+    assert_eq!(row["processes"], 1);
+    assert_eq!(v["runtime_up"], true);
+
+    let out = Command::new(BIN).arg("snapshot").output().unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&c.name))
+        .unwrap_or_else(|| panic!("no row for {} in\n{table}", c.name));
+    assert!(line.contains(&c.id[..12]) && line.contains("/25"), "{line}");
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let out = Command::new(BIN)
+        .args(["--top-commands", "many"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--top-commands"), "{err}");
+    let out = Command::new(BIN)
+        .args(["--docker-host", "ftp://x", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--docker-host") && err.contains("ftp://x"),
+        "{err}"
+    );
+}
