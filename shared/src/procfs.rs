@@ -232,8 +232,9 @@ fn read_stat_with(path: &Path, buf: &mut Vec<u8>) -> Result<StatRead> {
     }
 }
 
+/// Parses a non-empty `stat` read (an empty one means the process went
+/// away between open and read: callers skip it before).
 fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
-    // An empty read means the process went away between open and read.
     let text = std::str::from_utf8(buf).map_err(|_| Error::Parse {
         path: path.to_path_buf(),
         msg: "stat is not UTF-8".into(),
@@ -265,18 +266,15 @@ pub fn read_process(roots: &Roots, pid: i32) -> Result<Option<Process>> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let (state, ppid, start_time, threads, cpu_ticks, comm): (char, i32, u64, u64, u64, Arc<str>) = {
-        let s = stat_of(&path, &buf)?;
-        (
-            s.state,
-            s.ppid,
-            s.start_time,
-            s.threads,
-            s.cpu_ticks,
-            Arc::from(s.comm),
-        )
+    let s = stat_of(&path, &buf)?;
+    let (state, ppid, start_time, threads, cpu_ticks) =
+        (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
+    let comm: Arc<str> = Arc::from(s.comm);
+    let cmdline = if state == 'Z' {
+        String::new()
+    } else {
+        read_cmdline_with(paths.pid_file(pid, format_args!("cmdline")), &mut buf)?
     };
-    let cmdline = read_cmdline_with(paths.pid_file(pid, format_args!("cmdline")), &mut buf)?;
     Ok(Some(Process {
         pid,
         ppid,
