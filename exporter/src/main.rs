@@ -37,26 +37,32 @@ struct Cli {
     #[arg(long, default_value = "0.0.0.0:9917", value_name = "ADDR")]
     listen: SocketAddr,
     /// Root of the proc filesystem.
-    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    #[arg(long, default_value = "/proc", value_name = "DIR", global = true)]
     proc_root: PathBuf,
     /// Root of the cgroup filesystem.
-    #[arg(long, default_value = "/sys/fs/cgroup", value_name = "DIR")]
+    #[arg(
+        long,
+        default_value = "/sys/fs/cgroup",
+        value_name = "DIR",
+        global = true
+    )]
     cgroup_root: PathBuf,
     /// Docker Engine API endpoint (unix:///path or tcp://host:port); `none` disables it.
     #[arg(
         long,
         default_value = "unix:///var/run/docker.sock",
-        value_name = "URL"
+        value_name = "URL",
+        global = true
     )]
     docker_host: String,
     /// Command groups exposed per container (largest first).
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    #[arg(long, default_value_t = 5, value_name = "K", global = true)]
     top_commands: usize,
     /// Maximum characters of the `command` label.
-    #[arg(long, default_value_t = 120, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 120, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), global = true)]
     command_max_chars: u64,
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     /// Seconds a scrape waits for a running collection before answering 503.
     #[arg(long, default_value_t = 10, value_name = "SECS", hide = true)]
@@ -109,6 +115,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -159,4 +166,57 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_defaults_and_flags() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["pidwarden-exporter"]).unwrap();
+        assert_eq!(cli.listen.to_string(), "0.0.0.0:9917");
+        assert_eq!(cli.roots(), Roots::default());
+        assert_eq!(cli.docker_host, "unix:///var/run/docker.sock");
+        assert_eq!(cli.render_options().top_commands, 5);
+        assert_eq!(cli.render_options().command_max_chars, 120);
+        assert!(cli.command.is_none());
+
+        let cli = Cli::try_parse_from([
+            "pidwarden-exporter",
+            "snapshot",
+            "--json",
+            "--proc-root",
+            "/host/proc",
+            "--cgroup-root",
+            "/host/sys/fs/cgroup",
+            "--docker-host",
+            "none",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Snapshot { json: true })
+        ));
+        assert_eq!(cli.roots(), Roots::new("/host/proc", "/host/sys/fs/cgroup"));
+        assert!(cli.docker().unwrap().is_none());
+
+        for bad in [
+            &["pidwarden-exporter", "--listen", "nowhere"][..],
+            &["pidwarden-exporter", "--command-max-chars", "0"],
+            &["pidwarden-exporter", "--log-format", "xml"],
+        ] {
+            let e = Cli::try_parse_from(bad).unwrap_err().to_string();
+            assert!(e.contains(bad[1]), "{e}");
+        }
+        let cli =
+            Cli::try_parse_from(["pidwarden-exporter", "--docker-host", "docker.sock"]).unwrap();
+        let e = format!("{:#}", cli.docker().unwrap_err());
+        assert!(
+            e.contains("--docker-host") && e.contains("docker.sock"),
+            "{e}"
+        );
+    }
 }
