@@ -1,0 +1,271 @@
+//! Against real Docker (and a real Alertmanager): the remediator binary
+//! restarts a container when the webhook asks, does not restart it twice for
+//! a redelivered alert, and receives, decides and records an alert that
+//! travelled through Alertmanager's webhook with bearer credentials from a
+//! file. Fails with a clear message when Docker is not reachable, unless
+//! `PIDWARDEN_SKIP_DOCKER=1`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use pidwarden_remediator::timefmt::{format_rfc3339, now_nanos};
+use pidwarden_tests::{
+    free_port, http_post, poll_until, require_docker, try_http_get, wait_http, Daemon,
+    TestContainer,
+};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "docker-test-token-42";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pidwarden-remediator")
+}
+
+fn remediator(dir: &Path, port: u16, extra: &[&str]) -> Daemon {
+    let token = dir.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--grace", "1", "--cooldown", "0", "--sample", "0.5"])
+        .args(extra)
+        .env("RUST_LOG", "info");
+    let d = Daemon::spawn(&mut cmd);
+    wait_http(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("remediator did not come up: {e}\n{}", d.log()));
+    d
+}
+
+fn actions(port: u16) -> Vec<Value> {
+    let (code, body) = try_http_get_auth(port);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["actions"].as_array().unwrap().clone()
+}
+
+fn try_http_get_auth(port: u16) -> (u16, String) {
+    // The kit's GET sends no headers: an authenticated GET by hand.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/v1/actions?limit=100 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Tolerate chunked framing: the JSON object is between the first '{' and the last '}'.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => body[a..=b].to_string(),
+        _ => body,
+    };
+    (code, body)
+}
+
+fn webhook(port: u16, alerts: Value) -> (u16, Value) {
+    let body = json!({
+        "receiver": "pidwarden", "status": "firing", "alerts": alerts,
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093", "version": "4",
+        "groupKey": "{}:{alertname=\"PidwardenStuck\"}", "truncatedAlerts": 0
+    });
+    let (code, text) = http_post(
+        &format!("http://127.0.0.1:{port}/api/v1/alerts"),
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        &format!("{body}\n"),
+    );
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn restart_via_webhook_changes_started_at_once() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(&[], &["sleep", "300"]);
+    let before = c.started_at();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = remediator(dir.path(), port, &[]);
+    // The alert began after the container started.
+    std::thread::sleep(Duration::from_millis(50));
+    let alert = json!([{
+        "status": "firing",
+        "labels": {"alertname": "PidwardenStuck", "id": c.id, "pidwarden_action": "restart"},
+        "annotations": {}, "startsAt": format_rfc3339(now_nanos()),
+        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph", "fingerprint": "0123456789abcdef"
+    }]);
+    let (code, v) = webhook(port, alert.clone());
+    assert_eq!(code, 200, "{v}\n{}", d.log());
+    assert_eq!(v["results"][0]["result"], "pending", "{v}");
+    let after = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        let s = c.started_at();
+        (s != before).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("StartedAt never changed\n{}", d.log()));
+    assert!(c.is_running());
+    let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        actions(port).into_iter().find(|r| r["result"] != "pending")
+    })
+    .unwrap();
+    assert_eq!(row["result"], "done", "{row}");
+    assert_eq!(row["container_id"], c.id.as_str());
+    assert_eq!(row["container_name"], c.name.as_str());
+
+    // Redelivery of the same alert instance: recorded, not acted on.
+    let (code, v) = webhook(port, alert);
+    assert_eq!(code, 200);
+    assert_eq!(v["results"][0]["result"], "duplicate", "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.started_at(), after, "restarted twice");
+    let rows = actions(port);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["result"], "duplicate");
+
+    // The metrics count it, and `history` reads the same trail.
+    let (_, m) = try_http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
+    assert!(
+        m.contains(r#"pidwarden_remediations_total{action="restart",result="done"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="duplicate"} 1"#));
+    drop(d);
+    let out = Command::new(bin())
+        .args(["history", "--json", "--limit", "10", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hist: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hist.as_array().unwrap().len(), 2);
+    let table = Command::new(bin())
+        .args(["history", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("ROW"), "{table}");
+    assert!(
+        table.contains("duplicate") && table.contains("done"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_alert_through_real_alertmanager_is_received_and_recorded() {
+    if !require_docker() {
+        return;
+    }
+    // Three identical sleeps under one shell: two surplus copies.
+    let c = TestContainer::run(
+        &["--label", "pidwarden.dry-run=true"],
+        &["sh", "-c", "sleep 300 & sleep 300 & sleep 300 & wait"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = remediator(dir.path(), port, &[]);
+    let am_port = free_port();
+    let token = dir.path().join("token");
+    let config = format!(
+        r#"route:
+  receiver: pidwarden
+  group_by: ['alertname', 'id']
+  group_wait: 1s
+  group_interval: 5s
+  repeat_interval: 1h
+receivers:
+  - name: pidwarden
+    webhook_configs:
+      - url: http://127.0.0.1:{port}/api/v1/alerts
+        send_resolved: true
+        max_alerts: 20
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: {}
+"#,
+        token.display()
+    );
+    std::fs::write(dir.path().join("am.yml"), config).unwrap();
+    std::fs::create_dir_all(dir.path().join("am-data")).unwrap();
+    let am = Daemon::spawn(
+        Command::new("/usr/bin/prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address="),
+    );
+    wait_http(
+        &format!("http://127.0.0.1:{am_port}/-/ready"),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("alertmanager did not come up: {e}\n{}", am.log()));
+    let alert = json!([{
+        "labels": {"alertname": "PidwardenDuplicateProcesses", "id": c.id, "pidwarden_action": "kill-duplicates", "severity": "warning"},
+        "annotations": {"summary": "duplicate copies"},
+        "startsAt": format_rfc3339(now_nanos()),
+        "generatorURL": "http://prometheus:9090/graph"
+    }]);
+    let (code, text) = http_post(
+        &format!("http://127.0.0.1:{am_port}/api/v2/alerts"),
+        &[("Content-Type", "application/json")],
+        &alert.to_string(),
+    );
+    assert_eq!(code, 200, "alertmanager refused the alert: {text}");
+    let row = poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
+        actions(port)
+            .into_iter()
+            .find(|r| r["container_id"] == c.id.as_str() && r["result"] != "pending")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no decision recorded\nremediator:\n{}\nalertmanager:\n{}",
+            d.log(),
+            am.log()
+        )
+    });
+    assert_eq!(row["alertname"], "PidwardenDuplicateProcesses");
+    assert_eq!(row["result"], "dry_run", "{row}");
+    let fp = row["fingerprint"].as_str().unwrap();
+    assert_eq!(fp.len(), 16, "Alertmanager's fingerprint: {fp}");
+    let procs = row["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{row}");
+    for p in procs {
+        assert_eq!(p["command"], "sleep 300");
+        assert!(p["pid"].as_i64().unwrap() > 1);
+        assert!(p["start_time"].as_u64().unwrap() > 0);
+    }
+    // Dry-run: all three copies still run.
+    let ps = c.exec(&["ps"]);
+    let sleeps = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().skip(2).collect::<Vec<_>>() == ["sleep", "300"])
+        .count();
+    assert_eq!(sleeps, 3, "{}", String::from_utf8_lossy(&ps.stdout));
+}
