@@ -265,6 +265,7 @@ def cmd_run(args):
     series = {t["name"]: 0 for t in targets}
     host_counts = []
     check_alive()
+    load0 = os.getloadavg()[0]
     cpu0 = {t["name"]: proc_cpu_seconds(t["pid"]) for t in targets}
     t_start = time.monotonic()
     for r in range(args.rounds):
@@ -301,6 +302,8 @@ def cmd_run(args):
             "kind": t["kind"],
             "scrapes": len(lat),
             "wall_s": wall,
+            "loadavg_1m_start": load0,
+            "loadavg_1m_end": os.getloadavg()[0],
             "cpu_ms_per_scrape": (cpu1[name] - cpu0[name]) * 1000.0 / len(lat),
             "cpu_total_s": cpu1[name] - cpu0[name],
             "latency_ms_p50": statistics.median(lat),
@@ -339,6 +342,62 @@ def cmd_run(args):
     if bad:
         print(f"ERROR: these exporters did not see all processes: {', '.join(bad)}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_profile(args):
+    """Where a scrape's time goes: strace syscall counts and a perf CPU profile.
+
+    Runs outside the measured rounds (tracing slows the target down)."""
+    import signal
+
+    def traced(cmd, out_note):
+        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # let the tracer attach
+        lat = []
+        try:
+            for _ in range(args.scrapes):
+                elapsed, _body = scrape(args.url, args.timeout)
+                lat.append(elapsed * 1000.0)
+                time.sleep(args.interval)
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            try:
+                _out, err = tracer.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                tracer.kill()
+                _out, err = tracer.communicate()
+        print(f"{out_note}: {args.scrapes} scrapes, latency p50 {statistics.median(lat):.1f} ms while traced",
+              file=sys.stderr)
+        return err.decode("utf-8", "replace")
+
+    header = f"# {args.scrapes} scrapes of pid {args.pid} ({args.url})\n"
+    if args.strace_out:
+        log = args.strace_out + ".raw"
+        err = traced(["strace", "-c", "-f", "-o", log, "-p", str(args.pid)], "strace")
+        text = open(log).read() if os.path.exists(log) else err
+        if os.path.exists(log):
+            os.unlink(log)
+        with open(args.strace_out, "w") as f:
+            f.write(header + f"# strace -c -f: syscall totals over all {args.scrapes} scrapes\n" + text)
+    if args.perf_out:
+        data = args.perf_out + ".data"
+        traced(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-o", data,
+                "-p", str(args.pid)], "perf")
+        rep = subprocess.run(
+            ["perf", "report", "-i", data, "--stdio", "--no-children", "--percent-limit", "0.7",
+             "--sort", "dso,symbol", "-g", "none"],
+            capture_output=True, text=True, timeout=300,
+        ).stdout
+        inc = subprocess.run(
+            ["perf", "report", "-i", data, "--stdio", "--children", "--percent-limit", "3",
+             "--sort", "symbol", "-g", "none"],
+            capture_output=True, text=True, timeout=300,
+        ).stdout
+        os.unlink(data)
+        with open(args.perf_out, "w") as f:
+            f.write(header + "# perf record -e cpu-clock -g; self time by dso,symbol\n" + rep
+                    + "\n# inclusive (children) time by symbol\n" + inc)
     return 0
 
 
@@ -387,6 +446,11 @@ def ratio_lines(records):
     for r in records:
         by_scn.setdefault(r["scenario"], []).append(r)
     for scn, recs in by_scn.items():
+        if "loadavg_1m_start" in recs[0]:
+            out.append(
+                f"- {scn}: 1-minute load average {recs[0]['loadavg_1m_start']:.1f} at the start of the rounds,"
+                f" {recs[0]['loadavg_1m_end']:.1f} at the end ({recs[0]['wall_s']:.0f} s)"
+            )
         pw = [r for r in recs if r["kind"] == "pidwarden"]
         pe = [r for r in recs if r["kind"] == "process-exporter"]
         if not pw:
@@ -516,6 +580,16 @@ def main():
     r.add_argument("--snapshot-runs", type=int, default=3)
     r.add_argument("--out", required=True, help="JSON-lines file to append to")
     r.set_defaults(func=cmd_run)
+
+    f = sub.add_parser("profile", help="strace/perf a target over a few scrapes")
+    f.add_argument("--pid", type=int, required=True)
+    f.add_argument("--url", required=True)
+    f.add_argument("--scrapes", type=int, default=10)
+    f.add_argument("--interval", type=float, default=0.5)
+    f.add_argument("--timeout", type=float, default=120.0)
+    f.add_argument("--strace-out")
+    f.add_argument("--perf-out")
+    f.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("report", help="write the markdown report")
     p.add_argument("--input", required=True)

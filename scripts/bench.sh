@@ -5,6 +5,8 @@
 #   scripts/bench.sh --containers 50 --procs 100       # one scenario
 #   scripts/bench.sh --containers 50 --procs 100 --containers 200 --procs 50
 #   options: --rounds N (30)  --interval SECS (0.5)  --no-build  --no-snapshot
+#            --profile   after measuring, strace -c and perf-profile pidwarden-exporter
+#                        over 10 more scrapes (bench/profile-<N>x<M>-{strace,perf}.txt)
 #   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
 #
 # For every scenario it starts N busybox containers (`pidwarden-test-bench-<i>`,
@@ -25,10 +27,11 @@ ROUNDS=30
 INTERVAL=0.5
 BUILD=1
 SNAPSHOT=1
+PROFILE=0
 SCENARIOS=()
 pending_containers=""
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --interval) INTERVAL="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-snapshot) SNAPSHOT=0; shift ;;
+    --profile) PROFILE=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -132,10 +136,10 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_http() { # url, bounded to ~30 s
+wait_http() { # url, bounded to ~3 min (process-exporter's first pass over 10,000 processes is slow)
     local i
-    for i in $(seq 1 60); do
-        curl -fs -o /dev/null --max-time 20 "$1" && return 0
+    for i in $(seq 1 180); do
+        curl -fs -o /dev/null --max-time 60 "$1" && return 0
         sleep 0.5
     done
     echo "$1 did not answer" >&2
@@ -201,9 +205,19 @@ for scn in "${SCENARIOS[@]}"; do
     name="${n} × ${m}"
     log "scenario ${name}: starting $n containers with $m processes each"
     remove_containers
-    start_containers "$n" "$m"
+    if ! start_containers "$n" "$m"; then
+        echo "scenario ${name}: skipped, the containers did not start" >&2
+        STATUS=1
+        remove_containers
+        continue
+    fi
     log "containers started; waiting for $((n * m)) processes"
-    python3 bench/bench.py wait --ids-file "$WORK/ids" --expect "$((n * m))" --timeout 180
+    if ! python3 bench/bench.py wait --ids-file "$WORK/ids" --expect "$((n * m))" --timeout 180; then
+        echo "scenario ${name}: skipped, the processes did not all start" >&2
+        STATUS=1
+        remove_containers
+        continue
+    fi
 
     p1="$(free_port)"; p2="$(free_port)"; p3="$(free_port)"
     "$PW_BIN" --listen "127.0.0.1:$p1" >"$WORK/pidwarden.log" 2>&1 &
@@ -217,12 +231,18 @@ for scn in "${SCENARIOS[@]}"; do
         -gather-smaps=false -threads=false >"$WORK/pe-lean.log" 2>&1 &
     pl_pid=$!
     EXPORTER_PIDS+=("$pl_pid")
+    ready=1
     for u in "http://127.0.0.1:$p1/metrics" "http://127.0.0.1:$p2/metrics" "http://127.0.0.1:$p3/metrics"; do
-        if ! wait_http "$u"; then
-            tail -20 "$WORK"/*.log >&2
-            exit 1
-        fi
+        wait_http "$u" || ready=0
     done
+    if [[ $ready == 0 ]]; then
+        tail -n 20 "$WORK"/*.log >&2 || true
+        echo "scenario ${name}: skipped, an exporter did not answer" >&2
+        STATUS=1
+        stop_exporters
+        remove_containers
+        continue
+    fi
 
     log "exporters answer; measuring"
     snap_args=()
@@ -236,13 +256,29 @@ for scn in "${SCENARIOS[@]}"; do
         "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
     if [[ $rc -ne 0 ]]; then
         echo "scenario ${name}: measurement reported a problem (exit $rc)" >&2
-        tail -5 "$WORK/pidwarden.log" >&2 || true
+        tail -n 5 "$WORK/pidwarden.log" >&2 || true
         STATUS=1
+    fi
+    if [[ "$PROFILE" == 1 ]]; then
+        log "profiling pidwarden-exporter (strace, perf)"
+        prof_args=()
+        command -v strace >/dev/null && prof_args+=(--strace-out "$ROOT/bench/profile-${scn}-strace.txt")
+        command -v perf >/dev/null && prof_args+=(--perf-out "$ROOT/bench/profile-${scn}-perf.txt")
+        if [[ ${#prof_args[@]} -gt 0 ]]; then
+            python3 bench/bench.py profile --pid "$pw_pid" --url "http://127.0.0.1:$p1/metrics" \
+                "${prof_args[@]}" || echo "profiling failed" >&2
+        else
+            echo "neither strace nor perf is installed: no profile" >&2
+        fi
     fi
     stop_exporters
     remove_containers
 done
 
+if [[ ! -s "$WORK/results.jsonl" ]]; then
+    echo "no scenario produced results" >&2
+    exit 1
+fi
 cp "$WORK/results.jsonl" "$RESULTS"
 python3 bench/bench.py report --input "$RESULTS" --output "$ROOT/bench/results.md" --notes "$ROOT/bench/notes.md"
 exit "$STATUS"
