@@ -326,7 +326,9 @@ pub fn execute(roots: &Roots, plan: &KillPlan, policy: &KillPolicy) -> KillRepor
         }
         return report;
     }
-    let mut seen: HashSet<i32> = HashSet::new();
+    // Identities (pid, start time) already handled, so a process is taken,
+    // refused or recorded once even when copies overlap.
+    let mut seen: HashSet<(i32, u64)> = HashSet::new();
     let mut held: Vec<Member> = Vec::new();
     for copy in &plan.victims {
         held.extend(take_copy(roots, id, copy, policy, &mut seen, &mut report));
@@ -383,14 +385,14 @@ fn take_copy(
     id: &str,
     copy: &CopyPlan,
     policy: &KillPolicy,
-    seen: &mut HashSet<i32>,
+    seen: &mut HashSet<(i32, u64)>,
     report: &mut KillReport,
 ) -> Vec<Member> {
     let mut held: Vec<Member> = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut refuse_copy: Option<String> = None;
     for pr in &copy.members {
-        if !seen.insert(pr.pid) {
+        if !seen.insert((pr.pid, pr.start_time)) {
             continue;
         }
         let Some(pin) = pin_planned(roots, pr, report) else {
@@ -541,7 +543,7 @@ fn freeze_descendants(
     on_protected: OnProtected,
     held: &mut Vec<Member>,
     scanned: &mut HashSet<i32>,
-    seen: &mut HashSet<i32>,
+    seen: &mut HashSet<(i32, u64)>,
     report: &mut KillReport,
 ) -> Result<(), String> {
     let mut i = 0;
@@ -555,13 +557,11 @@ fn freeze_descendants(
             continue;
         };
         for child in children {
-            if seen.contains(&child) {
-                continue;
-            }
             let Ok(Some(p)) = read_process(roots, child) else {
                 continue;
             };
-            if p.state == 'Z' {
+            let key = (child, p.start_time);
+            if p.state == 'Z' || seen.contains(&key) {
                 continue;
             }
             let pr = ProcRef::of(&p);
@@ -575,13 +575,13 @@ fn freeze_descendants(
                         if on_protected == OnProtected::Abort {
                             return Err(reason);
                         }
-                        seen.insert(child);
+                        seen.insert(key);
                         report.refused.push((pr, reason));
                         continue;
                     }
-                    seen.insert(child);
+                    seen.insert(key);
                     let mut m = Member {
-                        proc: pr,
+                        proc: ProcRef::of(&now),
                         pin,
                         stopped: false,
                     };
@@ -590,7 +590,7 @@ fn freeze_descendants(
                 }
                 Check::Gone => {}
                 Check::Refused(reason) => {
-                    seen.insert(child);
+                    seen.insert(key);
                     report.refused.push((pr, reason));
                 }
             }
