@@ -6,10 +6,10 @@
 //! delays `/metrics`. The runtime sits behind [`ContainerRuntime`] so tests
 //! can inject metadata.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -54,7 +54,22 @@ pub struct MetaCache {
     map: RwLock<HashMap<String, ContainerMeta>>,
     up: AtomicBool,
     errors: AtomicU64,
+    /// Whether a refresher is running (only then are misses queued).
+    followed: AtomicBool,
+    misses: Mutex<Misses>,
+    missed: tokio::sync::Notify,
 }
+
+/// Containers seen in the cgroups but not in the cache, for the refresher to
+/// look up (each id once per full list).
+#[derive(Debug, Default)]
+struct Misses {
+    pending: Vec<String>,
+    asked: HashSet<String>,
+}
+
+/// At most this many lookups wait at once.
+const MAX_PENDING: usize = 1024;
 
 impl MetaCache {
     /// An empty cache, runtime down.
@@ -70,6 +85,45 @@ impl MetaCache {
     /// Replaces the whole map.
     pub fn replace(&self, map: HashMap<String, ContainerMeta>) {
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .asked
+            .clear();
+    }
+
+    /// Asks the refresher (if one runs) to look up a container the cgroups
+    /// show but the cache does not know, e.g. one created between the list
+    /// and the events subscription. Never blocks; each id is asked once.
+    pub fn report_missing(&self, id: &str) {
+        if !self.followed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut m = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        if m.pending.len() >= MAX_PENDING || !m.asked.insert(id.to_string()) {
+            return;
+        }
+        m.pending.push(id.to_string());
+        drop(m);
+        self.missed.notify_one();
+    }
+
+    fn take_missing(&self) -> Vec<String> {
+        std::mem::take(
+            &mut self
+                .misses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending,
+        )
+    }
+
+    fn forget_asked(&self, id: &str) {
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .asked
+            .remove(id);
     }
 
     /// Sets or drops one container.
@@ -304,6 +358,7 @@ pub async fn refresh_loop<R: ContainerRuntime>(
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut limiter = crate::errors::LogLimiter::new(Duration::from_secs(60));
+    cache.followed.store(true, Ordering::Relaxed);
     loop {
         match follow(&rt, &cache).await {
             Ok(()) => {
@@ -334,25 +389,40 @@ async fn follow<R: ContainerRuntime>(rt: &R, cache: &MetaCache) -> Result<(), Ru
     cache.replace(all);
     cache.set_up(true);
     tracing::debug!("runtime metadata listed");
-    while let Some(ev) = events.next().await {
-        match ev? {
-            RuntimeEvent::Remove(id) => cache.set(&id, None),
-            RuntimeEvent::Refresh(id) => match rt.inspect(&id).await {
-                Ok(meta) => cache.set(&id, meta),
-                Err(e) => {
-                    cache.count_error();
-                    tracing::warn!(error = %e, "refreshing container metadata");
+    loop {
+        tokio::select! {
+            ev = events.next() => {
+                let Some(ev) = ev else { return Ok(()) };
+                match ev? {
+                    RuntimeEvent::Remove(id) => cache.set(&id, None),
+                    RuntimeEvent::Refresh(id) => refresh(rt, cache, &id).await,
                 }
-            },
+            }
+            _ = cache.missed.notified() => {
+                for id in cache.take_missing() {
+                    refresh(rt, cache, &id).await;
+                }
+            }
         }
     }
-    Ok(())
+}
+
+/// Looks one container up again; errors are counted and logged, and the id
+/// may be asked for again.
+async fn refresh<R: ContainerRuntime>(rt: &R, cache: &MetaCache, id: &str) {
+    match rt.inspect(id).await {
+        Ok(meta) => cache.set(id, meta),
+        Err(e) => {
+            cache.count_error();
+            cache.forget_asked(id);
+            tracing::warn!(error = %e, "refreshing container metadata");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     /// A runtime whose list fails a given number of times, then answers with
     /// a fixed list and a scripted events stream.
@@ -406,6 +476,7 @@ mod tests {
         let mut inspect = HashMap::new();
         inspect.insert("c".to_string(), meta("/gamma"));
         inspect.insert("a".to_string(), meta("/alpha-renamed"));
+        inspect.insert("d".to_string(), meta("/delta"));
         let rt = Scripted {
             fail_lists: Mutex::new(2),
             list,
@@ -430,6 +501,18 @@ mod tests {
         assert_eq!(m["a"].name, "alpha-renamed");
         assert_eq!(m["c"].name, "gamma");
         assert!(!m.contains_key("b"));
+        // A container the scrape saw but the cache missed is looked up.
+        cache.report_missing("d");
+        cache.report_missing("d");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(cache.snapshot()["d"].name, "delta");
+        // An id the runtime does not know is asked once, not on every scrape.
+        cache.report_missing("zz");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!cache.snapshot().contains_key("zz"));
+        assert_eq!(cache.take_missing(), Vec::<String>::new());
+        cache.report_missing("zz");
+        assert_eq!(cache.take_missing(), Vec::<String>::new());
         task.abort();
     }
 }

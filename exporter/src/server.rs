@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use pidwarden_shared::cgroup::Runtime;
 use pidwarden_shared::collect::{Collector, Snapshot};
 use tokio::sync::Mutex;
 
@@ -57,7 +58,13 @@ impl Scraper {
             errors: self.errors.with_runtime(meta.errors()),
             runtime_up: meta.up(),
         };
-        let families = build_families(&snap, &meta.snapshot(), &stats, opts);
+        let known = meta.snapshot();
+        for c in &snap.containers {
+            if c.container.runtime == Runtime::Docker && !known.contains_key(&c.container.id) {
+                meta.report_missing(&c.container.id);
+            }
+        }
+        let families = build_families(&snap, &known, &stats, opts);
         if openmetrics {
             encode_openmetrics(families)
         } else {
