@@ -21,6 +21,13 @@
 //! rescan of what is left, SIGKILL, and a bounded wait. A pid whose start
 //! time changed is never signalled; everything refused is reported with the
 //! reason.
+//!
+//! A copy found to hold a protected process at execute time is resumed and
+//! left alone (its members were stopped for the scan, the protected process
+//! never). Out of reach: a process a copy forks while handling SIGTERM whose
+//! parent then exits before the second freeze — it is reparented to the
+//! container's init and can no longer be told apart from the init's own
+//! children, so it is not guessed at.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

@@ -539,3 +539,66 @@ fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned(
     );
     assert!(alive(&kept_root));
 }
+
+#[test]
+fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
+    if !require_docker() {
+        return;
+    }
+    // The copies start a protected `sleep 1001` only once /go exists, i.e.
+    // after the plan was made.
+    let copy = "while [ ! -e /go ]; do sleep 1; done; sleep 1001; echo";
+    let env = format!("COPY={copy}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
+        ],
+    );
+    let copy_cmd = format!("sh -c {copy}");
+    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
+    })
+    .expect("three copies started");
+    let mut pol = policy(1);
+    pol.protected = vec![regex::Regex::new(r"^sleep 1001$").unwrap()];
+    let plan = make_plan(&c, &pol);
+    assert_eq!(
+        (plan.victims.len(), plan.protected_skipped),
+        (2, 0),
+        "{plan:#?}"
+    );
+
+    assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
+    let before = wait_procs(&c, 7, |p| {
+        p.iter().filter(|p| &*p.cmdline == "sleep 1001").count() == 3
+    });
+    let (report, _) = run(&plan, &pol);
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    for v in &plan.victims {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|(p, why)| p.pid == v.root.pid && why.contains("protected")),
+            "{report:#?}"
+        );
+    }
+    let after = procs(&c);
+    assert_eq!(
+        after
+            .iter()
+            .map(|p| (p.pid, p.start_time))
+            .collect::<BTreeSet<_>>(),
+        before
+            .iter()
+            .map(|p| (p.pid, p.start_time))
+            .collect::<BTreeSet<_>>()
+    );
+    assert!(
+        after.iter().all(|p| p.state != 'T'),
+        "nothing left stopped: {after:#?}"
+    );
+}
