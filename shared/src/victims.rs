@@ -8,7 +8,7 @@
 //! the subtree used during a sampling window), ties broken oldest first, so
 //! the copies that survive are the most active and then the newest: a copy
 //! serving a client burns CPU, and among idle copies the newest is the one
-//! most likely to belong to a session that is still open, while the oldest
+//! most likely to belong to a client that is still connected, while the oldest
 //! idle ones are the leaked leftovers.
 
 use std::cmp::Ordering;
@@ -321,7 +321,7 @@ mod tests {
         let nested = format!("0::/kubepods/besteffort/pod1/cri-containerd-{id}.scope/sub\n");
         assert!(cgroup_names_container(&nested, id));
         assert!(!cgroup_names_container(
-            "0::/user.slice/session-2.scope\n",
+            "0::/system.slice/cron.service\n",
             id
         ));
         let longer = format!("0::/docker/{id}ab\n");
