@@ -180,6 +180,10 @@ pub fn plan(
     let roots = collector.roots().clone();
     let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
     let by_pid_after: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+    // Command lines of copy members read afresh: the collector caches them
+    // by identity, and an exec that keeps `comm` (sh → sh script) would
+    // otherwise go unseen by the protected patterns and the plan.
+    let mut fresh: HashMap<i32, Process> = HashMap::new();
     let mut cands = Vec::with_capacity(groups.len());
     for g in &groups {
         let mut copies = Vec::new();
@@ -194,10 +198,18 @@ pub fn plan(
             let was = subtree(&before, root);
             let now = subtree(&after, root);
             let cpu_ticks = window_ticks(&by_pid_before, &was, &by_pid_after, &now);
+            for pid in &now {
+                if let (Some(seen), Ok(Some(p))) =
+                    (by_pid_after.get(pid), read_process(&roots, *pid))
+                {
+                    if p.start_time == seen.start_time {
+                        fresh.insert(*pid, p);
+                    }
+                }
+            }
             let members: Vec<&Process> = now
                 .iter()
-                .filter_map(|p| by_pid_after.get(p))
-                .copied()
+                .filter_map(|p| fresh.get(p).or_else(|| by_pid_after.get(p).copied()))
                 .collect();
             let spared = if members
                 .iter()
@@ -223,13 +235,14 @@ pub fn plan(
         });
     }
     let sel = select_victims(&cands, policy.keep);
+    let newest = |pid: &i32| fresh.get(pid).or_else(|| by_pid_after.get(pid).copied());
     let to_plan = |c: &Candidate| CopyPlan {
-        root: ProcRef::of(by_pid_after[&c.root]),
+        root: ProcRef::of(fresh.get(&c.root).unwrap_or(by_pid_after[&c.root])),
         members: c
             .members
             .iter()
-            .filter_map(|p| by_pid_after.get(p))
-            .map(|p| ProcRef::of(p))
+            .filter_map(newest)
+            .map(ProcRef::of)
             .collect(),
         cpu_ticks: c.cpu_ticks,
     };
