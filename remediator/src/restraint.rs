@@ -260,6 +260,13 @@ impl Restraint {
         }
     }
 
+    /// Withdraws a claim entirely (the decision could not be recorded, so
+    /// nothing was done): the instance is not handled and does not count.
+    pub fn withdraw(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
+        self.handled.remove(key);
+        self.release(container_id, token);
+    }
+
     /// Un-counts a claimed action that turned out to do nothing (recovered,
     /// unknown, only protected processes): it does not start a cooldown. The
     /// instance stays handled.
@@ -330,6 +337,22 @@ mod tests {
         r.release("c", token);
         assert!(matches!(
             r.decide(&key(2), "c", "n", Action::KillDuplicates, &s, 1),
+            Decision::Act { .. }
+        ));
+    }
+
+    #[test]
+    fn withdrawn_claims_leave_no_trace() {
+        let s = settings();
+        let mut r = Restraint::default();
+        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, &s, 0)
+        else {
+            panic!()
+        };
+        r.withdraw(&key(1), "c", token);
+        assert!(!r.is_handled(&key(1)));
+        assert!(matches!(
+            r.decide(&key(1), "c", "n", Action::Restart, &s, 1),
             Decision::Act { .. }
         ));
     }

@@ -516,7 +516,7 @@ impl Service {
             Err(e) => {
                 // Without an audit row there is no action.
                 tracing::error!(error = %e, "recording a decision failed; not acting");
-                self.restraint().release(&info.id, token);
+                self.restraint().withdraw(&key, &info.id, token);
                 self.metrics.count(action, "failed");
                 return AlertOutcome {
                     row: -1,
