@@ -233,15 +233,23 @@ async fn actions(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     Ok(Json(json!({"actions": rows})).into_response())
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.service.metrics().encode(),
-    )
-        .into_response()
+async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use crate::metrics::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let m = st.service.metrics();
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+            m.encode(),
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], m.encode_text()).into_response()
+    }
 }
 
 async fn healthz() -> &'static str {

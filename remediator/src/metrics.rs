@@ -153,6 +153,9 @@ impl Metrics {
             })
             .set(1);
         for a in Action::ALL {
+            let _ = action_duration.get_or_create(&ActionLabel {
+                action: a.as_str().to_string(),
+            });
             for r in RESULTS {
                 let _ = remediations.get_or_create(&ActionResult {
                     action: a.as_str().to_string(),
@@ -185,11 +188,124 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition.
+    /// The OpenMetrics exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The Prometheus text format (0.0.4) exposition, for scrapers that do
+    /// not ask for OpenMetrics.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+}
+
+/// Content type of [`Metrics::encode`].
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`Metrics::encode_text`].
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics as the Prometheus text format: counter families are
+/// named with their `_total` suffix in `# HELP`/`# TYPE`, and `# EOF` goes.
+/// Gauges and histograms read the same in both.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE ", "# UNIT "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some(("# UNIT ", _)) => continue,
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_pre_initialised_and_named_as_agreed() {
+        let m = Metrics::new();
+        let om = m.encode();
+        assert!(om.ends_with("# EOF\n"));
+        for a in ["kill-duplicates", "restart"] {
+            for r in RESULTS {
+                let line =
+                    format!("pidwarden_remediations_total{{action=\"{a}\",result=\"{r}\"}} 0");
+                assert!(om.contains(&line), "{line}");
+            }
+        }
+        let text = m.encode_text();
+        assert!(
+            text.contains("# TYPE pidwarden_remediations_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE pidwarden_remediator_build_info gauge\n"));
+        assert!(text.contains("# TYPE pidwarden_remediator_action_duration_seconds histogram\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn text_exposition_passes_promtool() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let m = Metrics::new();
+        m.count(Action::Restart, "done");
+        m.action_duration
+            .get_or_create(&ActionLabel {
+                action: "restart".into(),
+            })
+            .observe(1.5);
+        m.circuit_open
+            .get_or_create(&ContainerLabels {
+                id: "a".repeat(64),
+                name: "web".into(),
+            })
+            .set(1);
+        let text = m.encode_text();
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool is required for this test (Debian package `prometheus`)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -689,6 +689,36 @@ async fn actions_endpoint_limits() {
 }
 
 #[tokio::test]
+async fn metrics_negotiate_openmetrics_or_text() {
+    let h = Harness::new(fast_settings());
+    let req = Request::get("/metrics")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (s, b, headers, _) = h.send(req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let om = String::from_utf8(b).unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE pidwarden_remediations counter"));
+    let req = Request::get("/metrics").body(Body::empty()).unwrap();
+    let (_, b, headers, _) = h.send(req).await;
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(b).unwrap();
+    assert!(text.contains("# TYPE pidwarden_remediations_total counter"));
+    assert!(!text.contains("# EOF"));
+}
+
+#[tokio::test]
 async fn probes() {
     let h = Harness::new(fast_settings());
     assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
