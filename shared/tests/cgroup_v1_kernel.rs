@@ -4,7 +4,8 @@
 //! limits on ancestors; then read back through the public API.
 //!
 //! Needs root and the v1 `pids` and `memory` hierarchies. Without them these
-//! tests fail with a clear message, unless `PIDWARDEN_SKIP_CGROUP=1`.
+//! tests fail with a clear message, unless `PIDWARDEN_SKIP_DOCKER=1` (the
+//! switch for every test that needs Docker, root or real cgroups).
 
 use std::collections::hash_map::RandomState;
 use std::fs;
@@ -24,8 +25,8 @@ use pidwarden_shared::{Limit, Roots};
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 fn skip() -> bool {
-    if std::env::var("PIDWARDEN_SKIP_CGROUP").as_deref() == Ok("1") {
-        eprintln!("PIDWARDEN_SKIP_CGROUP=1: not running the real cgroup v1 test");
+    if std::env::var("PIDWARDEN_SKIP_DOCKER").as_deref() == Ok("1") {
+        println!("skipped: PIDWARDEN_SKIP_DOCKER=1");
         return true;
     }
     false
@@ -86,7 +87,7 @@ impl Fixture {
             assert!(
                 hier.join("cgroup.procs").is_file(),
                 "the cgroup v1 {ctrl} hierarchy is not mounted at {} (this test needs \
-                 cgroup v1 pids and memory; set PIDWARDEN_SKIP_CGROUP=1 to skip it)",
+                 cgroup v1 pids and memory; set PIDWARDEN_SKIP_DOCKER=1 to skip it)",
                 hier.display()
             );
             for rel in ["", "docker", "docker/{id}", "docker/{id}/sub"] {
@@ -97,7 +98,7 @@ impl Fixture {
                 if let Err(e) = fs::create_dir(&dir) {
                     panic!(
                         "cannot create test cgroup {}: {e} (these tests need root and a \
-                         writable {}; set PIDWARDEN_SKIP_CGROUP=1 to skip them)",
+                         writable {}; set PIDWARDEN_SKIP_DOCKER=1 to skip them)",
                         dir.display(),
                         hier.display()
                     );

@@ -3,7 +3,8 @@
 //! test hosts), with real processes, duplicates and a zombie inside.
 //!
 //! Needs root and a writable cgroup v1 `pids` hierarchy; fails with a clear
-//! message otherwise, unless `PIDWARDEN_SKIP_CGROUP=1`.
+//! message otherwise, unless `PIDWARDEN_SKIP_DOCKER=1` (the switch for every
+//! test that needs Docker, root or real cgroups).
 //!
 //! Only one test here spawns processes: it makes this test binary a child
 //! subreaper so that the orphans of its processes come back to it to be
@@ -27,6 +28,16 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 ///     └─ sleep 1001 ── zombie (`sleep 0.1`, never reaped: sleep does not wait)
 const SCRIPT: &str =
     "sleep 1000 & sleep 1000 & sleep 1000 & sh -c 'sleep 0.1 & exec sleep 1001' & wait";
+
+/// True (after saying so) when `PIDWARDEN_SKIP_DOCKER=1`: tests that need
+/// root and real cgroups return early.
+fn skip() -> bool {
+    if std::env::var("PIDWARDEN_SKIP_DOCKER").as_deref() == Ok("1") {
+        println!("skipped: PIDWARDEN_SKIP_DOCKER=1");
+        return true;
+    }
+    false
+}
 
 fn random_hex(n: usize) -> String {
     let mut out = String::new();
@@ -57,8 +68,11 @@ struct TestContainer {
 }
 
 impl TestContainer {
-    /// Creates the cgroups; `None` when skipping is allowed and they cannot be made.
+    /// Creates the cgroups; `None` when `PIDWARDEN_SKIP_DOCKER=1`.
     fn create() -> Option<TestContainer> {
+        if skip() {
+            return None;
+        }
         let id = random_hex(64);
         let name = format!("pidwarden-test-collect-{}-{}", std::process::id(), &id[..8]);
         let mut tc = TestContainer {
@@ -71,18 +85,14 @@ impl TestContainer {
             let top = Path::new(CGROUP_ROOT).join(ctrl).join(&name);
             let leaf = top.join("docker").join(&id);
             if let Err(e) = std::fs::create_dir_all(&leaf) {
-                // Clean what was made before deciding.
+                // Clean what was made before failing.
                 drop(tc);
                 let _ = std::fs::remove_dir(top.join("docker"));
                 let _ = std::fs::remove_dir(&top);
-                if std::env::var("PIDWARDEN_SKIP_CGROUP").as_deref() == Ok("1") {
-                    eprintln!("skipping: cannot create {} ({e})", leaf.display());
-                    return None;
-                }
                 panic!(
                     "cannot create the test cgroup {}: {e}. This test needs root and a \
                      cgroup v1 `{ctrl}` hierarchy at {CGROUP_ROOT}/{ctrl}; set \
-                     PIDWARDEN_SKIP_CGROUP=1 to skip it",
+                     PIDWARDEN_SKIP_DOCKER=1 to skip it",
                     leaf.display()
                 );
             }
@@ -325,6 +335,10 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
 
 #[test]
 fn collect_one_refuses_bad_and_unknown_ids() {
+    // Reads the host's cgroup filesystem.
+    if skip() {
+        return;
+    }
     let mut collector = Collector::new(Roots::default());
     for bad in [
         "",
