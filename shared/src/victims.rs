@@ -140,10 +140,9 @@ pub fn parse_nspid(status: &str) -> Option<i32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
-/// True when `id` is a full container id: 64 lowercase hex characters.
-pub fn is_container_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+/// The id check the kill engine applies before an id reaches a path or a
+/// signal decision: the one container discovery uses.
+pub use crate::cgroup::is_container_id;
 
 /// True when any cgroup path in `/proc/<pid>/cgroup` content has a path
 /// component naming the container `id` (`<id>`, `docker-<id>.scope`,
