@@ -657,15 +657,22 @@ mod tests {
         .unwrap();
     }
 
+    /// An empty fixture `/proc` (kept alive by the returned directory) and a
+    /// reader over it.
+    fn fixture_reader() -> (tempfile::TempDir, ProcessReader) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = ProcessReader::new(Roots::new(dir.path(), dir.path()));
+        (dir, r)
+    }
+
     fn pids(v: &[Process]) -> Vec<i32> {
         v.iter().map(|p| p.pid).collect()
     }
 
     #[test]
     fn cmdline_is_cached_by_pid_and_start_time() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'S', 100, b"app\0--serve\0", &[]);
 
         let got = r.read_container(&[10], Some(1)).unwrap();
@@ -691,9 +698,8 @@ mod tests {
 
     #[test]
     fn entries_not_seen_in_a_scrape_are_evicted() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'S', 100, b"a\0", &[]);
         put(root, 11, 1, 'S', 101, b"b\0", &[]);
         r.read_container(&[10, 11], Some(2)).unwrap();
@@ -710,9 +716,8 @@ mod tests {
 
     #[test]
     fn vanished_pids_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'S', 100, b"a\0", &[]);
         let got = r.read_container(&[9, 10, 12], None).unwrap();
         assert_eq!(pids(&got.live), vec![10]);
@@ -725,9 +730,8 @@ mod tests {
 
     #[test]
     fn zombies_are_found_as_children_when_tasks_are_unaccounted_for() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         // 10 is listed; its children 20 (zombie, not listed) and 21 (live,
         // elsewhere); 22 vanished after the children file was read.
         put(root, 10, 1, 'S', 100, b"sh\0", &[20, 21, 22]);
@@ -753,9 +757,8 @@ mod tests {
 
     #[test]
     fn a_process_seen_alive_then_as_zombie_loses_its_cmdline() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'S', 100, b"sh\0", &[20]);
         put(root, 20, 10, 'S', 150, b"sleep\x000.1\0", &[]);
         let got = r.read_container(&[10, 20], Some(2)).unwrap();
@@ -768,9 +771,8 @@ mod tests {
 
     #[test]
     fn an_exec_that_changes_comm_rereads_the_cmdline() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'S', 100, b"sh\0-c\0exec app\0", &[]);
         r.read_container(&[10], Some(1)).unwrap();
         let stat = root.join("10/stat");
@@ -786,9 +788,8 @@ mod tests {
 
     #[test]
     fn a_listed_zombie_counts_as_a_zombie_and_empty_cmdlines_are_fine() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut r) = fixture_reader();
         let root = dir.path();
-        let mut r = ProcessReader::new(Roots::new(root, root));
         put(root, 10, 1, 'Z', 100, b"", &[]);
         put(root, 11, 1, 'S', 100, b"", &[]);
         let got = r.read_container(&[11, 10], Some(2)).unwrap();
