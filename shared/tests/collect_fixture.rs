@@ -2,9 +2,9 @@
 //! plain files, so every outcome (groups, zombies, errors by stage,
 //! re-detection) is exact and independent of the host.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use pidwarden_shared::collect::{Collector, Stage};
+use pidwarden_shared::collect::{Collector, Snapshot, Stage};
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::{Limit, Roots};
 
@@ -60,6 +60,19 @@ fn cgroup_v2(dir: &Path, procs: &[i32], pids_current: &str) {
     );
 }
 
+/// The cgroup of container `id` (Docker, systemd driver) under `cg`.
+fn scope(cg: &Path, id: &str) -> PathBuf {
+    cg.join("system.slice").join(format!("docker-{id}.scope"))
+}
+
+/// The ids of a snapshot's containers, in order.
+fn ids(snap: &Snapshot) -> Vec<&str> {
+    snap.containers
+        .iter()
+        .map(|c| c.container.id.as_str())
+        .collect()
+}
+
 /// cgroup root + proc root with two containers:
 ///
 /// A (`docker-A.scope`, plus a nested cgroup): sh (10) ─┬─ worker ×3 (11, 12, 13 — 13 in the nested cgroup)
@@ -71,10 +84,10 @@ fn fixture(root: &Path) -> Roots {
     let proc = root.join("proc");
     write(&cg.join("cgroup.controllers"), "cpu memory pids\n");
     write(&cg.join("cgroup.procs"), "1\n");
-    let a = cg.join("system.slice").join(format!("docker-{A}.scope"));
+    let a = scope(&cg, A);
     cgroup_v2(&a, &[10, 11, 12, 99], "6\n");
     cgroup_v2(&a.join("inner"), &[13], "1\n");
-    let b = cg.join("system.slice").join(format!("docker-{B}.scope"));
+    let b = scope(&cg, B);
     cgroup_v2(&b, &[20, 21], "not a number\n");
 
     proc_entry(&proc, 10, 1, 'S', 100, "sh -c run", &[11, 12, 13]);
@@ -93,12 +106,7 @@ fn collects_groups_zombies_and_stats_and_records_errors_by_stage() {
     let mut collector = Collector::new(fixture(dir.path()));
     let snap = collector.collect();
 
-    let ids: Vec<&str> = snap
-        .containers
-        .iter()
-        .map(|c| c.container.id.as_str())
-        .collect();
-    assert_eq!(ids, vec![A, B]);
+    assert_eq!(ids(&snap), vec![A, B]);
 
     let a = &snap.containers[0];
     let live: Vec<i32> = a.processes.live.iter().map(|p| p.pid).collect();
@@ -197,20 +205,9 @@ fn a_removed_container_is_omitted_and_its_processes_evicted() {
     let mut collector = Collector::new(roots.clone());
     assert_eq!(collector.collect().containers.len(), 2);
     assert_eq!(collector.cached_processes(), 7);
-    std::fs::remove_dir_all(
-        roots
-            .cgroup
-            .join("system.slice")
-            .join(format!("docker-{B}.scope")),
-    )
-    .unwrap();
+    std::fs::remove_dir_all(scope(&roots.cgroup, B)).unwrap();
     let snap = collector.collect();
-    let ids: Vec<&str> = snap
-        .containers
-        .iter()
-        .map(|c| c.container.id.as_str())
-        .collect();
-    assert_eq!(ids, vec![A]);
+    assert_eq!(ids(&snap), vec![A]);
     assert!(snap.errors.is_empty(), "{:?}", snap.errors);
     assert_eq!(collector.cached_processes(), 5);
 }
