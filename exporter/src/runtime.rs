@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use pidwarden_shared::cgroup::is_container_id;
 
 /// Compose project label.
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -293,7 +294,12 @@ impl ContainerRuntime for DockerRuntime {
             .collect())
     }
 
+    /// Ids that are not full container ids (64 lowercase hex characters)
+    /// never reach the API's URL: they name no container.
     async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, RuntimeError> {
+        if !is_container_id(id) {
+            return Ok(None);
+        }
         match self
             .client()?
             .inspect_container(
@@ -450,6 +456,25 @@ mod tests {
                 .chain(futures_util::stream::pending())
                 .boxed()
         }
+    }
+
+    #[tokio::test]
+    async fn docker_inspect_refuses_ids_that_are_not_container_ids() {
+        // Not connected: a request that went out would fail, not answer None.
+        let rt = DockerRuntime::new("unix:///nonexistent/docker.sock").unwrap();
+        for bad in [
+            "",
+            "..",
+            "../../containers/json",
+            "abc?all=1",
+            &"A".repeat(64),
+            &"a".repeat(63),
+            &format!("{}/x", "a".repeat(64)),
+        ] {
+            assert!(rt.inspect(bad).await.unwrap().is_none(), "{bad:?}");
+        }
+        // A well-formed id does reach the client (which is not connected).
+        assert!(rt.inspect(&"a".repeat(64)).await.is_err());
     }
 
     fn meta(name: &str) -> ContainerMeta {
