@@ -140,6 +140,14 @@ impl MetaCache {
         }
     }
 
+    /// Drops a destroyed container: its metadata and its "already asked"
+    /// mark, so the set of asked ids does not grow with every container the
+    /// host ever ran.
+    pub fn remove(&self, id: &str) {
+        self.set(id, None);
+        self.forget_asked(id);
+    }
+
     /// Whether the last list/events connection succeeded.
     pub fn up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
@@ -400,7 +408,7 @@ async fn follow<R: ContainerRuntime>(rt: &R, cache: &MetaCache) -> Result<(), Ru
             ev = events.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 match ev? {
-                    RuntimeEvent::Remove(id) => cache.set(&id, None),
+                    RuntimeEvent::Remove(id) => cache.remove(&id),
                     RuntimeEvent::Refresh(id) => refresh(rt, cache, &id).await,
                 }
             }
@@ -539,5 +547,20 @@ mod tests {
         cache.report_missing("zz");
         assert_eq!(cache.take_missing(), Vec::<String>::new());
         task.abort();
+    }
+
+    #[test]
+    fn a_removed_container_is_forgotten_by_the_miss_tracking() {
+        let cache = MetaCache::new();
+        cache.followed.store(true, Ordering::Relaxed);
+        cache.set("x", Some(meta("/x")));
+        cache.report_missing("x");
+        assert_eq!(cache.take_missing(), vec!["x".to_string()]);
+        cache.report_missing("x");
+        assert!(cache.take_missing().is_empty(), "asked once only");
+        cache.remove("x");
+        assert!(cache.snapshot().is_empty());
+        let asked = cache.misses.lock().unwrap().asked.len();
+        assert_eq!(asked, 0, "the asked mark goes with the container");
     }
 }
