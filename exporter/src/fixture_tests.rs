@@ -10,12 +10,12 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::Roots;
+use pidwarden_tests::promtool_check;
 use tower::ServiceExt;
 
 use crate::metrics::RenderOptions;
 use crate::runtime::{ContainerMeta, MetaCache};
 use crate::server::{app, AppState};
-use crate::testutil::promtool_check;
 
 const ID: &str = "4f1c2a9e8b7d6c5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a19";
 const ID_FREE: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";

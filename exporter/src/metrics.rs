@@ -549,7 +549,8 @@ fn fmt_float(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{meta, promtool_check, snapshot, ID_A, ID_B};
+    use crate::testutil::{meta, snapshot, ID_A, ID_B};
+    use pidwarden_tests::promtool_check;
 
     fn stats() -> SelfStats {
         SelfStats {

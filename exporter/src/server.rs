@@ -219,10 +219,11 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{meta, promtool_check, snapshot, ID_A, ID_B};
+    use crate::testutil::{meta, snapshot, ID_A, ID_B};
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
+    use pidwarden_tests::promtool_check;
     use std::sync::mpsc;
     use tower::ServiceExt;
 

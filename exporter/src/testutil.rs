@@ -120,30 +120,3 @@ pub fn meta() -> HashMap<String, ContainerMeta> {
     );
     m
 }
-
-/// Runs `promtool check metrics` on `text`; panics with its output on problems.
-pub fn promtool_check(text: &str) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is required for this test (Debian package `prometheus`); it was not found on PATH");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\n{}{}\n--- exposition ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}

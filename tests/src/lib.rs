@@ -12,6 +12,8 @@
 //!   processes are killed and whose directories are removed on drop;
 //! - [`ChildGuard`] and [`Daemon`] — spawned processes, ended by PID on drop.
 //!
+//! [`promtool_check`] checks an exposition with Prometheus's own parser.
+//!
 //! Tests that need Docker or root cgroups start with [`require_docker`] or
 //! [`require_cgroups`]: they fail with a clear message when the facility is
 //! missing, unless `PIDWARDEN_SKIP_DOCKER=1` is set, in which case they print
@@ -33,6 +35,7 @@ mod cgroup;
 mod docker;
 mod http;
 mod process;
+mod promtool;
 mod util;
 
 pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
@@ -42,6 +45,7 @@ pub use docker::{
 };
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
 pub use process::{ChildGuard, Daemon};
+pub use promtool::promtool_check;
 pub use util::{
     poll_until, skip_docker, unique_name, workspace_bin, workspace_root, NAME_PREFIX, SKIP_ENV,
 };
