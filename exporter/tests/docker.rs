@@ -88,7 +88,8 @@ struct KernelView {
 
 fn proc_stat(pid: &str) -> Option<(char, String)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
+    // `comm` may hold spaces and `)`: the fields start after the last `) `.
+    let (_, after) = stat.rsplit_once(") ")?;
     let mut f = after.split(' ');
     let state = f.next()?.chars().next()?;
     let ppid = f.next()?.to_string();
