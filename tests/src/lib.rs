@@ -44,7 +44,7 @@ pub use docker::{
     TestContainer, TEST_IMAGE,
 };
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
-pub use process::{ChildGuard, Daemon};
+pub use process::{run_json, run_ok, ChildGuard, Daemon};
 pub use promtool::promtool_check;
 pub use util::{
     poll_until, skip_docker, unique_name, workspace_bin, workspace_root, NAME_PREFIX, SKIP_ENV,

@@ -1,9 +1,10 @@
-//! Guards for processes a test starts: plain children and logged daemons.
+//! Processes a test starts: guards for plain children and logged daemons,
+//! and one-shot commands whose success is checked.
 
 use std::fs::{self, File};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::unique_name;
@@ -149,5 +150,57 @@ impl Drop for Daemon {
         } else {
             let _ = fs::remove_file(&self.log_path);
         }
+    }
+}
+
+/// Runs `cmd` to completion (stdin from /dev/null) and returns its output;
+/// panics with the command and its stderr when it cannot start or exits
+/// unsuccessfully.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd` like [`run_ok`] and parses its stdout as JSON; panics with the
+/// output when it is not JSON.
+pub fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let out = run_ok(cmd);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd:?} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_parses_stdout() {
+        let v = run_json(Command::new("echo").arg(r#"{"a": [1, 2]}"#));
+        assert_eq!(v["a"][1], 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "failed")]
+    fn run_ok_panics_on_failure() {
+        run_ok(Command::new("sh").args(["-c", "echo oops >&2; exit 3"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "printed no JSON")]
+    fn run_json_panics_on_other_output() {
+        run_json(Command::new("echo").arg("not json"));
     }
 }
