@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use pidwarden_tests::{
-    free_port, http_get, poll_until, require_docker, wait_http, Daemon, TestContainer,
+    free_port, http_get, poll_until, require_docker, run_json, run_ok, wait_http, Daemon,
+    TestContainer,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_pidwarden-exporter");
@@ -271,7 +272,7 @@ fn serves_what_the_kernel_reports_for_real_containers() {
     let image = dup.inspect("{{.Config.Image}}");
     let info = |c: &TestContainer| {
         sample(
-            &body_now(&ex),
+            &ex.metrics(),
             "pidwarden_container_info",
             &c.id,
             &[("name", &c.name)],
@@ -295,7 +296,7 @@ fn serves_what_the_kernel_reports_for_real_containers() {
     assert!(
         poll_until(WAIT, STEP, || info(&plain)).is_some(),
         "the container started after the exporter never got its name\n{}",
-        body_now(&ex)
+        ex.metrics()
     );
     // Unlimited PIDs: the limit and headroom series are absent.
     let (_, body) = settled(&ex, &plain, |k| k.processes == 1);
@@ -324,10 +325,6 @@ fn serves_what_the_kernel_reports_for_real_containers() {
     let mut ex = ex;
     let status = ex.daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{status:?}\n{}", ex.daemon.log());
-}
-
-fn body_now(ex: &Exporter) -> String {
-    ex.metrics()
 }
 
 #[test]
@@ -445,16 +442,7 @@ fn snapshot_prints_real_containers() {
         return;
     }
     let c = TestContainer::run(&["--pids-limit", "25"], &["sleep", "1000"]);
-    let out = Command::new(BIN)
-        .args(["snapshot", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_json(Command::new(BIN).args(["snapshot", "--json"]));
     let row = v["containers"]
         .as_array()
         .unwrap()
@@ -466,8 +454,7 @@ fn snapshot_prints_real_containers() {
     assert_eq!(row["processes"], 1);
     assert_eq!(v["runtime_up"], true);
 
-    let out = Command::new(BIN).arg("snapshot").output().unwrap();
-    assert!(out.status.success());
+    let out = run_ok(Command::new(BIN).arg("snapshot"));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("NAME"), "{table}");
     let line = table
