@@ -501,15 +501,19 @@ fn pin_planned(roots: &Roots, pr: &ProcRef, report: &mut KillReport) -> Option<P
 /// readings were about the pinned process.
 fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
     let dir = roots.proc.join(pin.pid.to_string());
-    let cgroup = match fs::read_to_string(dir.join("cgroup")) {
-        Ok(s) => s,
-        Err(e) if is_vanished(&e) => return Check::Gone,
-        Err(e) => return Check::Refused(format!("cannot read its cgroup: {e}")),
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|e| (e, path))
     };
-    let nspid = match fs::read_to_string(dir.join("status")) {
+    let cgroup = match read("cgroup") {
+        Ok(s) => s,
+        Err((e, _)) if is_vanished(&e) => return Check::Gone,
+        Err((e, path)) => return Check::Refused(format!("reading {}: {e}", path.display())),
+    };
+    let nspid = match read("status") {
         Ok(s) => parse_nspid(&s),
-        Err(e) if is_vanished(&e) => return Check::Gone,
-        Err(e) => return Check::Refused(format!("cannot read its status: {e}")),
+        Err((e, _)) if is_vanished(&e) => return Check::Gone,
+        Err((e, path)) => return Check::Refused(format!("reading {}: {e}", path.display())),
     };
     let p = match read_process(roots, pin.pid) {
         Ok(Some(p)) => p,
