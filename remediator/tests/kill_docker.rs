@@ -16,6 +16,10 @@ use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
 use pidwarden_tests::{poll_until, require_docker, ChildGuard, TestContainer};
 
+/// How long a container gets to reach an expected state, and how often it is looked at.
+const WAIT: Duration = Duration::from_secs(20);
+const STEP: Duration = Duration::from_millis(100);
+
 fn policy(keep: usize) -> KillPolicy {
     KillPolicy {
         keep,
@@ -43,9 +47,23 @@ fn identities(c: &TestContainer) -> BTreeSet<(i32, u64)> {
     procs(c).iter().map(|p| (p.pid, p.start_time)).collect()
 }
 
+/// How many of `procs` run exactly the command line `cmd`.
+fn count(procs: &[Process], cmd: &str) -> usize {
+    procs.iter().filter(|p| &*p.cmdline == cmd).count()
+}
+
+/// The container's init (PID 1 in its namespace) among `procs`.
+fn init_of(procs: &[Process]) -> Process {
+    procs
+        .iter()
+        .find(|p| nspid(p.pid) == Some(1))
+        .expect("the container's init is among its processes")
+        .clone()
+}
+
 /// Waits until the container runs exactly `n` processes and `ok` holds for them.
 fn wait_procs(c: &TestContainer, n: usize, ok: impl Fn(&[Process]) -> bool) -> Vec<Process> {
-    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+    poll_until(WAIT, STEP, || {
         let p = procs(c);
         (p.len() == n && ok(&p)).then_some(p)
     })
@@ -59,6 +77,38 @@ fn alive(r: &ProcRef) -> bool {
 
 fn nspid(pid: i32) -> Option<i32> {
     parse_nspid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// A container whose init writes `script` to `/work.sh` and runs `n` copies
+/// of `sh /work.sh` in the background (identical command lines).
+fn script_copies(script: &str, n: usize) -> TestContainer {
+    let env = format!("WORK={script}");
+    let list: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let init = format!(
+        "echo \"$WORK\" > /work.sh; for i in {}; do sh /work.sh & done; wait",
+        list.join(" ")
+    );
+    TestContainer::run(&["-e", &env], &["sh", "-c", &init])
+}
+
+/// A container whose init runs three copies of `sh -c <copy>`; returns
+/// once all three are running.
+fn three_copies(copy: &str) -> TestContainer {
+    let env = format!("COPY={copy}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
+        ],
+    );
+    let copy_cmd = format!("sh -c {copy}");
+    poll_until(WAIT, STEP, || {
+        (count(&procs(&c), &copy_cmd) == 3).then_some(())
+    })
+    .expect("three copies started");
+    c
 }
 
 fn make_plan(c: &TestContainer, pol: &KillPolicy) -> KillPlan {
@@ -90,25 +140,14 @@ fn idle_duplicates_die_and_the_busy_copy_survives() {
     }
     // Five copies of one command line; the first to create /busy spins,
     // the others sleep.
-    let work = "if busybox mkdir /busy 2>/dev/null; then echo $$ > /busy/pid; \
-                while :; do :; done; else while :; do sleep 1000; done; fi";
-    let env = format!("WORK={work}");
-    let c = TestContainer::run(
-        &["-e", &env],
-        &[
-            "sh",
-            "-c",
-            "echo \"$WORK\" > /work.sh; for i in 1 2 3 4 5; do sh /work.sh & done; wait",
-        ],
+    let c = script_copies(
+        "if busybox mkdir /busy 2>/dev/null; then echo $$ > /busy/pid; \
+         while :; do :; done; else while :; do sleep 1000; done; fi",
+        5,
     );
     // init + 5 copies + 4 sleeps
-    let before = wait_procs(&c, 10, |_| true);
-    let init = before
-        .iter()
-        .find(|p| nspid(p.pid) == Some(1))
-        .expect("init")
-        .clone();
-    let busy_ns: i32 = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+    let init = init_of(&wait_procs(&c, 10, |_| true));
+    let busy_ns: i32 = poll_until(WAIT, STEP, || {
         let out = c.exec(&["cat", "/busy/pid"]);
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     })
@@ -157,22 +196,10 @@ fn a_three_level_copy_leaves_no_orphan() {
     }
     // Each copy: sh -c (waits for /go, spawning `sleep 1` children while
     // it waits) → then a background `sleep 1000` and sh -c → sleep 1000.
-    let copy = "while [ ! -e /go ]; do sleep 1; done; sleep 1000 & \
-                sh -c \"sleep 1000; echo x\"; echo y";
-    let env = format!("COPY={copy}");
-    let c = TestContainer::run(
-        &["-e", &env],
-        &[
-            "sh",
-            "-c",
-            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
-        ],
+    let c = three_copies(
+        "while [ ! -e /go ]; do sleep 1; done; sleep 1000 & \
+         sh -c \"sleep 1000; echo x\"; echo y",
     );
-    let copy_cmd = format!("sh -c {copy}");
-    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
-    })
-    .expect("three copies started");
     let pol = policy(1);
     // Plan while the copies are still one or two levels deep…
     let plan = make_plan(&c, &pol);
@@ -180,14 +207,7 @@ fn a_three_level_copy_leaves_no_orphan() {
     assert_eq!(plan.kept.len(), 1);
     // …then let them grow to three levels and a background child.
     assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
-    let grown = wait_procs(&c, 1 + 3 * 4, |p| {
-        p.iter().filter(|p| &*p.cmdline == "sleep 1000").count() == 6
-    });
-    let init = grown
-        .iter()
-        .find(|p| nspid(p.pid) == Some(1))
-        .expect("init")
-        .clone();
+    let init = init_of(&wait_procs(&c, 1 + 3 * 4, |p| count(p, "sleep 1000") == 6));
     let roots = Roots::default();
     let kept_root = plan.kept[0].root.clone();
 
@@ -294,9 +314,7 @@ fn a_victim_whose_pid_was_recycled_is_not_signalled() {
         &[],
         &["sh", "-c", "for i in 1 2 3; do sleep 1000 & done; wait"],
     );
-    wait_procs(&c, 4, |p| {
-        p.iter().filter(|p| &*p.cmdline == "sleep 1000").count() == 3
-    });
+    wait_procs(&c, 4, |p| count(p, "sleep 1000") == 3);
     let pol = policy(1);
     let plan = make_plan(&c, &pol);
     assert_eq!(plan.victims.len(), 2, "{plan:#?}");
@@ -356,8 +374,7 @@ fn nothing_outside_the_target_container_is_signalled() {
     ];
     let target = TestContainer::run(&[], &cmd);
     let other = TestContainer::run(&[], &cmd);
-    let three_sleeps =
-        |p: &[Process]| p.iter().filter(|p| &*p.cmdline == "sleep 1000").count() == 3;
+    let three_sleeps = |p: &[Process]| count(p, "sleep 1000") == 3;
     wait_procs(&target, 7, three_sleeps);
     wait_procs(&other, 7, three_sleeps);
     let other_before = identities(&other);
@@ -426,17 +443,11 @@ fn protected_copies_are_never_victims_and_keep_two_keeps_two() {
     }
     // Four identical copies; the first to create /p runs `sleep 1001`,
     // which the policy protects, the others `sleep 1000`.
-    let work = "if busybox mkdir /p 2>/dev/null; then sleep 1001; else sleep 1000; fi; echo";
-    let env = format!("WORK={work}");
-    let c = TestContainer::run(
-        &["-e", &env],
-        &[
-            "sh",
-            "-c",
-            "echo \"$WORK\" > /w.sh; for i in 1 2 3 4; do sh /w.sh & done; wait",
-        ],
+    let c = script_copies(
+        "if busybox mkdir /p 2>/dev/null; then sleep 1001; else sleep 1000; fi; echo",
+        4,
     );
-    wait_procs(&c, 9, |p| p.iter().any(|p| &*p.cmdline == "sleep 1001"));
+    wait_procs(&c, 9, |p| count(p, "sleep 1001") == 1);
     let mut pol = policy(2);
     pol.protected = vec![regex::Regex::new(r"^sleep 1001$").unwrap()];
     let plan = make_plan(&c, &pol);
@@ -454,7 +465,7 @@ fn protected_copies_are_never_victims_and_keep_two_keeps_two() {
     );
     // init + protected copy (2) + two kept copies (4)
     let after = wait_procs(&c, 7, |_| true);
-    assert!(after.iter().any(|p| &*p.cmdline == "sleep 1001"));
+    assert_eq!(count(&after, "sleep 1001"), 1);
     for k in all_members(&plan.kept) {
         assert!(alive(&k), "kept {k:?} died");
     }
@@ -470,7 +481,7 @@ fn protected_copies_are_never_victims_and_keep_two_keeps_two() {
     );
     run(&plan, &pol1);
     let after = wait_procs(&c, 5, |_| true);
-    assert!(after.iter().any(|p| &*p.cmdline == "sleep 1001"));
+    assert_eq!(count(&after, "sleep 1001"), 1);
 }
 
 #[test]
@@ -480,21 +491,7 @@ fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned(
     }
     // On SIGTERM each copy forks a `sleep 1000` and carries on: the second
     // freeze must find that child and SIGKILL it with its parent.
-    let copy = "trap \"sleep 1000 &\" TERM; while :; do sleep 1; done";
-    let env = format!("COPY={copy}");
-    let c = TestContainer::run(
-        &["-e", &env],
-        &[
-            "sh",
-            "-c",
-            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
-        ],
-    );
-    let copy_cmd = format!("sh -c {copy}");
-    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
-    })
-    .expect("three copies started");
+    let c = three_copies("trap \"sleep 1000 &\" TERM; while :; do sleep 1; done");
     let mut pol = policy(1);
     pol.grace = Duration::from_millis(1500);
     let plan = make_plan(&c, &pol);
@@ -526,17 +523,14 @@ fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned(
         .collect();
     assert_eq!(spawned_on_term.len(), 2, "{report:#?}");
     // Only init and the kept copy (its root and at most its `sleep 1`) remain.
-    let after = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+    let after = poll_until(WAIT, STEP, || {
         let p = procs(&c);
         p.iter()
             .all(|p| nspid(p.pid) == Some(1) || p.pid == kept_root.pid || p.ppid == kept_root.pid)
             .then_some(p)
     })
     .unwrap_or_else(|| panic!("leftovers: {:#?}", procs(&c)));
-    assert!(
-        after.iter().all(|p| &*p.cmdline != "sleep 1000"),
-        "{after:#?}"
-    );
+    assert_eq!(count(&after, "sleep 1000"), 0, "{after:#?}");
     assert!(alive(&kept_root));
 }
 
@@ -547,21 +541,7 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
     }
     // The copies start a protected `sleep 1001` only once /go exists, i.e.
     // after the plan was made.
-    let copy = "while [ ! -e /go ]; do sleep 1; done; sleep 1001; echo";
-    let env = format!("COPY={copy}");
-    let c = TestContainer::run(
-        &["-e", &env],
-        &[
-            "sh",
-            "-c",
-            "for i in 1 2 3; do sh -c \"$COPY\" & done; wait",
-        ],
-    );
-    let copy_cmd = format!("sh -c {copy}");
-    poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        (procs(&c).iter().filter(|p| *p.cmdline == *copy_cmd).count() == 3).then_some(())
-    })
-    .expect("three copies started");
+    let c = three_copies("while [ ! -e /go ]; do sleep 1; done; sleep 1001; echo");
     let mut pol = policy(1);
     pol.protected = vec![regex::Regex::new(r"^sleep 1001$").unwrap()];
     let plan = make_plan(&c, &pol);
@@ -572,9 +552,7 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
     );
 
     assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
-    let before = wait_procs(&c, 7, |p| {
-        p.iter().filter(|p| &*p.cmdline == "sleep 1001").count() == 3
-    });
+    let before = wait_procs(&c, 7, |p| count(p, "sleep 1001") == 3);
     let (report, _) = run(&plan, &pol);
     assert!(report.signalled.is_empty(), "{report:#?}");
     for v in &plan.victims {
@@ -587,16 +565,10 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
         );
     }
     let after = procs(&c);
-    assert_eq!(
-        after
-            .iter()
-            .map(|p| (p.pid, p.start_time))
-            .collect::<BTreeSet<_>>(),
-        before
-            .iter()
-            .map(|p| (p.pid, p.start_time))
-            .collect::<BTreeSet<_>>()
-    );
+    let ids = |p: &[Process]| -> BTreeSet<(i32, u64)> {
+        p.iter().map(|p| (p.pid, p.start_time)).collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
     assert!(
         after.iter().all(|p| p.state != 'T'),
         "nothing left stopped: {after:#?}"
