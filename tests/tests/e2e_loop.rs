@@ -261,6 +261,7 @@ fn scenario_a_leaking_gateway_stays_below_its_pid_limit() {
                 serving.0, serving.1, serving_after
             ),
             format!("container StartedAt: {started_before} -> {started_after}"),
+            stack.exporter_scrapes(120),
             "history (pidwarden-remediator history):".into(),
             stack.history(false),
         ],
@@ -405,6 +406,7 @@ fn scenario_b_spawning_faster_than_kills_escalates_to_restart() {
                 circuit_after.map_or("no restart".into(), |n| n.to_string())
             ),
             format!("container StartedAt: {started_before} -> {started_after}"),
+            stack.exporter_scrapes(120),
             "history (pidwarden-remediator history):".into(),
             stack.history(false),
         ],

@@ -160,6 +160,10 @@ pub fn alertmanager_config(
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
+    /// Prometheus scrape interval (and timeout). Default 1s;
+    /// `PIDWARDEN_E2E_SCRAPE_INTERVAL` overrides it for machines so loaded
+    /// that a collection takes longer than a second.
+    pub scrape_interval: String,
     /// Replacement for every `for:` of the shipped rules.
     pub rule_for: String,
     /// Start Alertmanager and send alerts to it.
@@ -178,6 +182,8 @@ pub struct StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
+            scrape_interval: std::env::var("PIDWARDEN_E2E_SCRAPE_INTERVAL")
+                .unwrap_or_else(|_| "1s".into()),
             rule_for: "2s".into(),
             alertmanager: true,
             am_interval: "1s".into(),
@@ -304,12 +310,13 @@ impl Stack {
             String::new()
         };
         let prom_cfg = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: {si}\n  scrape_timeout: {si}\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rules}\n{alerting}\
              scrape_configs:\n\
              \x20 - job_name: pidwarden-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n{keep}\
              \x20 - job_name: pidwarden-remediator\n    static_configs:\n      - targets: ['127.0.0.1:{remediator_port}']\n",
             rules = rules.display(),
+            si = opts.scrape_interval,
         );
         let prom_cfg_path = dir.write("prometheus.yml", &prom_cfg);
         let mut prometheus = Daemon::spawn(
@@ -424,6 +431,30 @@ impl Stack {
                     .join("; ")
             })
             .unwrap_or_default()
+    }
+
+    /// "N of M exporter scrapes succeeded in the last `secs` s": a loaded
+    /// machine (collections slower than the 1 s scrape timeout) shows here.
+    pub fn exporter_scrapes(&self, secs: u64) -> String {
+        let q = |e: String| {
+            self.query(&e)
+                .ok()
+                .and_then(|r| r.first().cloned())
+                .and_then(|v| v["value"][1].as_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into())
+        };
+        format!(
+            "{} of {} exporter scrapes succeeded in the last {secs} s (slowest {} s)",
+            q(format!(
+                "sum_over_time(up{{job=\"pidwarden-exporter\"}}[{secs}s])"
+            )),
+            q(format!(
+                "count_over_time(up{{job=\"pidwarden-exporter\"}}[{secs}s])"
+            )),
+            q(format!(
+                "max_over_time(scrape_duration_seconds{{job=\"pidwarden-exporter\"}}[{secs}s])"
+            )),
+        )
     }
 
     /// Firing alerts from Prometheus: (alertname, id label).
