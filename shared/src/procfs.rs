@@ -255,36 +255,10 @@ fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<String> {
     }
 }
 
-/// Reads one process; `Ok(None)` when it vanished.
+/// Reads one process; `Ok(None)` when it vanished. The same reading as a
+/// [`ProcessReader`]'s, without a cache to keep.
 pub fn read_process(roots: &Roots, pid: i32) -> Result<Option<Process>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut paths = PathBuilder::new(&roots.proc);
-    let path = paths.pid_file(pid, format_args!("stat")).to_path_buf();
-    if let StatRead::Vanished = read_stat_with(&path, &mut buf)? {
-        return Ok(None);
-    }
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let s = stat_of(&path, &buf)?;
-    let (state, ppid, start_time, threads, cpu_ticks) =
-        (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
-    let comm: Arc<str> = Arc::from(s.comm);
-    let cmdline = if state == 'Z' {
-        String::new()
-    } else {
-        read_cmdline_with(paths.pid_file(pid, format_args!("cmdline")), &mut buf)?
-    };
-    Ok(Some(Process {
-        pid,
-        ppid,
-        start_time,
-        state,
-        comm,
-        cmdline: Arc::from(cmdline),
-        threads,
-        cpu_ticks,
-    }))
+    ProcessReader::new(roots.clone()).read_cached(pid)
 }
 
 /// The processes of one container, as read in one pass.
