@@ -464,21 +464,26 @@ fn snapshot_prints_real_containers() {
     assert!(line.contains(&c.id[..12]) && line.contains("/25"), "{line}");
 }
 
+/// Runs the exporter with `args`, which it must refuse: it has to exit
+/// unsuccessfully within 10 s. One that starts serving instead is stopped
+/// and the test fails rather than hangs. Returns what it printed.
+fn refused(args: &[&str]) -> String {
+    let mut d = Daemon::spawn(Command::new(BIN).args(args));
+    let status = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        d.try_wait()
+    });
+    let log = d.log();
+    let status = status
+        .unwrap_or_else(|| panic!("exporter {args:?} kept running instead of refusing\n{log}"));
+    assert!(!status.success(), "exporter {args:?} was accepted\n{log}");
+    log
+}
+
 #[test]
 fn bad_flags_are_clear_errors() {
-    let out = Command::new(BIN)
-        .args(["--top-commands", "many"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--top-commands", "many"]);
     assert!(err.contains("--top-commands"), "{err}");
-    let out = Command::new(BIN)
-        .args(["--docker-host", "ftp://x", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--docker-host", "ftp://x", "--listen", "127.0.0.1:0"]);
     assert!(
         err.contains("--docker-host") && err.contains("ftp://x"),
         "{err}"
