@@ -510,7 +510,8 @@ def machine_description():
         f"- cgroup: {cg}",
         f"- Docker: {sh('docker version -f {{.Server.Version}}')}",
         f"- process-exporter: {sh('prometheus-process-exporter -version 2>&1 | head -1')}",
-        f"- pidwarden-exporter: commit {sh('git rev-parse --short HEAD')}",
+        "- pidwarden-exporter: "
+        + os.environ.get("PIDWARDEN_BENCH_BUILD", f"commit {sh('git rev-parse --short HEAD')}"),
     ]
 
 

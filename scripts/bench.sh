@@ -104,6 +104,10 @@ if [[ "$BUILD" == 1 ]]; then
     echo "building pidwarden-exporter (release)" >&2
     cargo build --release -p pidwarden-exporter
 fi
+# what the report names as the measured build (the tree may move on during a run)
+dirty=""
+git diff --quiet HEAD -- shared exporter 2>/dev/null || dirty=" with uncommitted changes in shared/ or exporter/"
+export PIDWARDEN_BENCH_BUILD="${PIDWARDEN_BENCH_BUILD:-built from commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')${dirty} at $(date -u +%H:%M) UTC}"
 PW_BIN="${PIDWARDEN_EXPORTER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pidwarden-exporter}"
 [[ -x "$PW_BIN" ]] || { echo "$PW_BIN missing: run cargo build --release -p pidwarden-exporter" >&2; exit 1; }
 
