@@ -5,15 +5,15 @@
 //!
 //! Needs root and the v1 `pids` and `memory` hierarchies. Without them these
 //! tests fail with a clear message, unless `PIDWARDEN_SKIP_DOCKER=1` (the
-//! switch for every test that needs Docker, root or real cgroups).
+//! switch for every test that needs Docker, root or real cgroups; see the
+//! test kit's `require_cgroups`).
 
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pidwarden_shared::cgroup::{
@@ -21,16 +21,7 @@ use pidwarden_shared::cgroup::{
     Container, Runtime,
 };
 use pidwarden_shared::{Limit, Roots};
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-fn skip() -> bool {
-    if std::env::var("PIDWARDEN_SKIP_DOCKER").as_deref() == Ok("1") {
-        println!("skipped: PIDWARDEN_SKIP_DOCKER=1");
-        return true;
-    }
-    false
-}
+use pidwarden_tests::{require_cgroups, ChildGuard, TestCgroup, CGROUP_ROOT};
 
 /// A fresh 64-hex container id.
 fn random_id() -> String {
@@ -50,68 +41,36 @@ fn random_id() -> String {
         .collect()
 }
 
-fn unique_name() -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "pidwarden-test-{}-{}-{nanos}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Test cgroups `<ctrl>/pidwarden-test-…/docker/<id>[/sub]` in the pids and
-/// memory hierarchies, and the processes spawned into them. Dropping it kills
-/// those processes (and only processes inside these test cgroups), waits for
-/// them and removes the cgroups, deepest first.
+/// Test cgroups `<ctrl>/pidwarden-test-…/docker/<id>/sub` in the pids and
+/// memory hierarchies (the kit's [`TestCgroup`]), and the processes spawned
+/// into them. Dropping it kills and reaps those processes, then the kit
+/// kills whatever is left inside and removes the cgroups, deepest first.
 struct Fixture {
-    name: String,
     id: String,
-    created: Vec<PathBuf>,
-    children: Vec<Child>,
+    /// Declared before `cg`: the children go first, then the cgroups.
+    children: Vec<ChildGuard>,
+    cg: TestCgroup,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let mut f = Fixture {
-            name: unique_name(),
-            id: random_id(),
-            created: Vec::new(),
+        let id = random_id();
+        let cg = TestCgroup::new(&["pids", "memory"], &format!("docker/{id}/sub"));
+        Fixture {
+            id,
             children: Vec::new(),
-        };
-        for ctrl in ["pids", "memory"] {
-            let hier = Path::new(CGROUP_ROOT).join(ctrl);
-            assert!(
-                hier.join("cgroup.procs").is_file(),
-                "the cgroup v1 {ctrl} hierarchy is not mounted at {} (this test needs \
-                 cgroup v1 pids and memory; set PIDWARDEN_SKIP_DOCKER=1 to skip it)",
-                hier.display()
-            );
-            for rel in ["", "docker", "docker/{id}", "docker/{id}/sub"] {
-                let mut dir = hier.join(&f.name);
-                if !rel.is_empty() {
-                    dir.push(rel.replace("{id}", &f.id));
-                }
-                if let Err(e) = fs::create_dir(&dir) {
-                    panic!(
-                        "cannot create test cgroup {}: {e} (these tests need root and a \
-                         writable {}; set PIDWARDEN_SKIP_DOCKER=1 to skip them)",
-                        dir.display(),
-                        hier.display()
-                    );
-                }
-                f.created.push(dir);
-            }
+            cg,
         }
-        f
+    }
+
+    /// The top test cgroup's name, `pidwarden-test-…`.
+    fn name(&self) -> &str {
+        self.cg.name()
     }
 
     /// `<ctrl>/pidwarden-test-…/<rel>` with `{id}` replaced.
     fn dir(&self, ctrl: &str, rel: &str) -> PathBuf {
-        let mut d = Path::new(CGROUP_ROOT).join(ctrl).join(&self.name);
+        let mut d = self.cg.top_path(ctrl);
         if !rel.is_empty() {
             d.push(rel.replace("{id}", &self.id));
         }
@@ -125,7 +84,7 @@ impl Fixture {
 
     /// Spawns `cmd` and moves it into `rel` in both hierarchies; returns its pid.
     fn spawn_into(&mut self, rel: &str, cmd: &mut Command) -> i32 {
-        let child = cmd.spawn().expect("spawning a test process");
+        let child = ChildGuard::spawn(cmd);
         let pid = child.id() as i32;
         self.children.push(child);
         for ctrl in ["pids", "memory"] {
@@ -145,46 +104,9 @@ impl Fixture {
     }
 }
 
-fn procs_of(dir: &Path) -> Vec<i32> {
-    fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for dir in self.created.iter().rev() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                // whatever is still inside was forked by the processes above
-                for pid in procs_of(dir) {
-                    // SAFETY: kill(2) has no memory-safety preconditions; the
-                    // pid is a current member of this test's own cgroup.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if Instant::now() > deadline => {
-                        eprintln!("could not remove test cgroup {}: {e}", dir.display());
-                        break;
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn v1_kernel_discovery_limits_and_procs() {
-    if skip() {
+    if !require_cgroups() {
         return;
     }
     let mut f = Fixture::new();
@@ -210,7 +132,7 @@ fn v1_kernel_discovery_limits_and_procs() {
     assert_eq!(c.pod_uid, None);
     assert_eq!(
         c.rel_path,
-        PathBuf::from(format!("{}/docker/{}", f.name, f.id))
+        PathBuf::from(format!("{}/docker/{}", f.name(), f.id))
     );
     assert_eq!(c.dirs.pids.as_deref(), Some(leaf_pids.as_path()));
     assert_eq!(c.dirs.memory, Some(f.dir("memory", "docker/{id}")));
@@ -219,7 +141,7 @@ fn v1_kernel_discovery_limits_and_procs() {
     // the nested cgroup belongs to the container: not a container of its own
     let inside: Vec<_> = cs
         .iter()
-        .filter(|o| o.rel_path.starts_with(&f.name))
+        .filter(|o| o.rel_path.starts_with(f.name()))
         .map(|o| &o.id)
         .collect();
     assert_eq!(inside, vec![&f.id]);
@@ -244,7 +166,7 @@ fn v1_kernel_discovery_limits_and_procs() {
 
 #[test]
 fn v1_kernel_fork_refused_at_the_limit_counts_a_hit() {
-    if skip() {
+    if !require_cgroups() {
         return;
     }
     let mut f = Fixture::new();
