@@ -2,42 +2,29 @@
 //! `/sys/fs/cgroup/<ctrl>/pidwarden-test-*/docker/<id>` (cgroup v1, as on the
 //! test hosts), with real processes, duplicates and a zombie inside.
 //!
-//! Needs root and a writable cgroup v1 `pids` hierarchy; fails with a clear
-//! message otherwise, unless `PIDWARDEN_SKIP_DOCKER=1` (the switch for every
-//! test that needs Docker, root or real cgroups).
+//! Needs root and writable cgroup v1 `pids` and `memory` hierarchies; fails
+//! with a clear message otherwise, unless `PIDWARDEN_SKIP_DOCKER=1` (the
+//! switch for every test that needs Docker, root or real cgroups; see the
+//! test kit's `require_cgroups`).
 //!
 //! Only one test here spawns processes: it makes this test binary a child
 //! subreaper so that the orphans of its processes come back to it to be
 //! reaped, and it reaps any child in its cleanup.
 
 use std::collections::hash_map::RandomState;
-use std::ffi::CString;
 use std::hash::{BuildHasher, Hasher};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::{Collector, ContainerSnapshot};
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::Roots;
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+use pidwarden_tests::{require_cgroups, ChildGuard, TestCgroup};
 
 /// sh ─┬─ sleep 1000  ×3  (duplicates: one group of 3, surplus 2)
 ///     └─ sleep 1001 ── zombie (`sleep 0.1`, never reaped: sleep does not wait)
 const SCRIPT: &str =
     "sleep 1000 & sleep 1000 & sleep 1000 & sh -c 'sleep 0.1 & exec sleep 1001' & wait";
-
-/// True (after saying so) when `PIDWARDEN_SKIP_DOCKER=1`: tests that need
-/// root and real cgroups return early.
-fn skip() -> bool {
-    if std::env::var("PIDWARDEN_SKIP_DOCKER").as_deref() == Ok("1") {
-        println!("skipped: PIDWARDEN_SKIP_DOCKER=1");
-        return true;
-    }
-    false
-}
 
 fn random_hex(n: usize) -> String {
     let mut out = String::new();
@@ -56,98 +43,56 @@ fn random_hex(n: usize) -> String {
     out
 }
 
-/// The test cgroups and the processes started in them; everything is
-/// killed, reaped and removed on drop, on failure too.
+/// A fake Docker container: the kit's test cgroups
+/// `<ctrl>/pidwarden-test-…/docker/<id>` in the pids and memory hierarchies,
+/// and the shell started in them. On drop, on failure too, the shell is
+/// killed and reaped, the kit kills whatever is left inside and removes the
+/// cgroups, and the orphans that came back to this subreaper are reaped.
 struct TestContainer {
     id: String,
-    /// Top directories (`<ctrl>/pidwarden-test-*`), one per controller.
-    tops: Vec<PathBuf>,
-    /// Leaf directories (`<top>/docker/<id>`).
-    leaves: Vec<PathBuf>,
-    child: Option<Child>,
+    cg: Option<TestCgroup>,
+    child: Option<ChildGuard>,
 }
 
 impl TestContainer {
     /// Creates the cgroups; `None` when `PIDWARDEN_SKIP_DOCKER=1`.
     fn create() -> Option<TestContainer> {
-        if skip() {
+        if !require_cgroups() {
             return None;
         }
         let id = random_hex(64);
-        let name = format!("pidwarden-test-collect-{}-{}", std::process::id(), &id[..8]);
-        let mut tc = TestContainer {
-            id: id.clone(),
-            tops: Vec::new(),
-            leaves: Vec::new(),
+        let cg = TestCgroup::new(&["pids", "memory"], &format!("docker/{id}"));
+        Some(TestContainer {
+            id,
+            cg: Some(cg),
             child: None,
-        };
-        for ctrl in ["pids", "memory"] {
-            let top = Path::new(CGROUP_ROOT).join(ctrl).join(&name);
-            let leaf = top.join("docker").join(&id);
-            if let Err(e) = std::fs::create_dir_all(&leaf) {
-                // Clean what was made before failing.
-                drop(tc);
-                let _ = std::fs::remove_dir(top.join("docker"));
-                let _ = std::fs::remove_dir(&top);
-                panic!(
-                    "cannot create the test cgroup {}: {e}. This test needs root and a \
-                     cgroup v1 `{ctrl}` hierarchy at {CGROUP_ROOT}/{ctrl}; set \
-                     PIDWARDEN_SKIP_DOCKER=1 to skip it",
-                    leaf.display()
-                );
-            }
-            tc.tops.push(top);
-            tc.leaves.push(leaf);
-        }
-        Some(tc)
+        })
+    }
+
+    fn cgroup(&self) -> &TestCgroup {
+        self.cg.as_ref().expect("the cgroups live until drop")
     }
 
     /// Starts `sh -c script` inside the cgroups: the child moves itself in
-    /// (writing 0 to `cgroup.procs` moves the writer) before exec, so all
-    /// its descendants are born inside.
+    /// before exec, so all its descendants are born inside.
     fn spawn(&mut self, script: &str) {
-        let procs: Vec<CString> = self
-            .leaves
-            .iter()
-            .map(|l| {
-                CString::new(l.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap()
-            })
-            .collect();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script);
-        // SAFETY: the hook runs between fork and exec and only calls
-        // async-signal-safe functions (open, write, close) on memory
-        // prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                for path in &procs {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    let err = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    if n != 1 {
-                        return Err(err);
-                    }
-                }
-                Ok(())
-            });
-        }
-        self.child = Some(cmd.spawn().expect("spawn sh into the test cgroup"));
+        let child = self
+            .cgroup()
+            .spawn_in(Command::new("sh").arg("-c").arg(script));
+        self.child = Some(ChildGuard(child));
     }
 
     fn sh_pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        self.child.as_ref().expect("a shell was spawned").id() as i32
     }
 
     /// The pids listed in the pids leaf's `cgroup.procs`.
     fn listed(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = std::fs::read_to_string(self.leaves[0].join("cgroup.procs"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|t| t.parse().ok())
+        let mut v: Vec<i32> = self
+            .cgroup()
+            .procs("pids")
+            .into_iter()
+            .map(|p| p as i32)
             .collect();
         v.sort_unstable();
         v
@@ -168,46 +113,9 @@ fn reap_any() {
 
 impl Drop for TestContainer {
     fn drop(&mut self) {
-        // Every process in these fresh cgroups was started by this test.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut alive = Vec::new();
-            for leaf in &self.leaves {
-                let content =
-                    std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
-                alive.extend(
-                    content
-                        .split_whitespace()
-                        .filter_map(|t| t.parse::<i32>().ok()),
-                );
-            }
-            for &pid in &alive {
-                // SAFETY: plain kill(2) of a pid in this test's own cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            if let Some(child) = self.child.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.child = None;
-            }
-            reap_any();
-            let removed = self.leaves.iter().all(|l| match std::fs::remove_dir(l) {
-                Ok(()) => true,
-                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            });
-            if removed || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for top in &self.tops {
-            let _ = std::fs::remove_dir(top.join("docker"));
-            if let Err(e) = std::fs::remove_dir(top) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    eprintln!("could not remove {}: {e}", top.display());
-                }
-            }
-        }
+        self.child = None;
+        self.cg = None;
+        reap_any();
     }
 }
 
@@ -336,7 +244,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
 #[test]
 fn collect_one_refuses_bad_and_unknown_ids() {
     // Reads the host's cgroup filesystem.
-    if skip() {
+    if pidwarden_tests::skip_docker() {
         return;
     }
     let mut collector = Collector::new(Roots::default());
