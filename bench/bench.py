@@ -599,7 +599,11 @@ def main():
     p.set_defaults(func=cmd_report)
 
     args = ap.parse_args()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

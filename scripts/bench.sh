@@ -258,6 +258,8 @@ for scn in "${SCENARIOS[@]}"; do
         --target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)" \
         --target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)" \
         "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
+    # interrupted (Ctrl-C, SIGTERM): stop here; the EXIT trap cleans up
+    [[ $rc -ge 128 ]] && exit "$rc"
     if [[ $rc -ne 0 ]]; then
         echo "scenario ${name}: measurement reported a problem (exit $rc)" >&2
         tail -n 5 "$WORK/pidwarden.log" >&2 || true
