@@ -355,15 +355,23 @@ impl ProcessReader {
             let path = self.paths.pid_file(pid, format_args!("cmdline"));
             Arc::from(read_cmdline_with(path, &mut self.buf)?)
         };
-        self.cache.insert(
-            pid,
-            Cached {
-                start_time,
-                comm: Arc::clone(&comm),
-                cmdline: Arc::clone(&cmdline),
-                generation,
-            },
-        );
+        // A live process with an empty command line is not cached: besides
+        // kernel threads, that is what a process caught inside exec shows
+        // (its new `comm` is set before its new arguments are), and caching
+        // it would hide its command line for as long as it lives.
+        if cmdline.is_empty() && state != 'Z' {
+            self.cache.remove(&pid);
+        } else {
+            self.cache.insert(
+                pid,
+                Cached {
+                    start_time,
+                    comm: Arc::clone(&comm),
+                    cmdline: Arc::clone(&cmdline),
+                    generation,
+                },
+            );
+        }
         Ok(Some(Process {
             pid,
             ppid,
@@ -770,6 +778,21 @@ mod tests {
         assert_eq!(pids(&got.live), vec![11]);
         assert_eq!(pids(&got.zombies), vec![10]);
         assert_eq!(&*got.live[0].cmdline, "");
+    }
+
+    #[test]
+    fn an_empty_command_line_of_a_live_process_is_read_again() {
+        // Read inside exec: the new comm, the arguments not yet in place.
+        let (dir, mut r) = fixture_reader();
+        let root = dir.path();
+        put(root, 10, 1, 'S', 100, b"", &[]);
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].cmdline, "");
+        assert_eq!(r.cached(), 0);
+        std::fs::write(root.join("10/cmdline"), b"sleep\x001000\0").unwrap();
+        let got = r.read_container(&[10], Some(1)).unwrap();
+        assert_eq!(&*got.live[0].cmdline, "sleep 1000");
+        assert_eq!(r.cached(), 1);
     }
 
     #[test]
