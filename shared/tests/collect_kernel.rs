@@ -142,13 +142,19 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
             .collect_one(&tc.id)
             .expect("collect_one")
             .expect("container discovered");
-        let steady = snap.processes.live.len() == 5
-            && snap.processes.zombies.len() == 1
-            && snap
-                .processes
+        // Every child has exec'd (a fork not yet through exec still shows
+        // the shell's command line) and the short sleep has become a zombie.
+        let runs = |cmd: &str| {
+            snap.processes
                 .live
                 .iter()
-                .any(|p| &*p.cmdline == "sleep 1001");
+                .filter(|p| &*p.cmdline == cmd)
+                .count()
+        };
+        let steady = snap.processes.live.len() == 5
+            && snap.processes.zombies.len() == 1
+            && runs("sleep 1000") == 3
+            && runs("sleep 1001") == 1;
         if steady {
             break snap;
         }
