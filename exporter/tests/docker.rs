@@ -298,6 +298,9 @@ fn serves_what_the_kernel_reports_for_real_containers() {
         "the container started after the exporter never got its name\n{}",
         ex.metrics()
     );
+    // The live exposition, with real containers in it, passes Prometheus's
+    // own parser.
+    pidwarden_tests::promtool_check(&ex.metrics());
     // Unlimited PIDs: the limit and headroom series are absent.
     let (_, body) = settled(&ex, &plain, |k| k.processes == 1);
     assert_eq!(

@@ -271,8 +271,6 @@ mod tests {
 
     #[test]
     fn text_exposition_passes_promtool() {
-        use std::io::Write as _;
-        use std::process::{Command, Stdio};
         let m = Metrics::new();
         m.count(Action::Restart, "done");
         m.action_duration
@@ -286,26 +284,6 @@ mod tests {
                 name: "web".into(),
             })
             .set(1);
-        let text = m.encode_text();
-        let mut child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool is required for this test (Debian package `prometheus`)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool: {}{}\n{text}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pidwarden_tests::promtool_check(&m.encode_text());
     }
 }
