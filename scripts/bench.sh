@@ -5,6 +5,7 @@
 #   scripts/bench.sh --containers 50 --procs 100       # one scenario
 #   scripts/bench.sh --containers 50 --procs 100 --containers 200 --procs 50
 #   options: --rounds N (30)  --interval SECS (0.5)  --no-build  --no-snapshot
+#            --only pidwarden   measure pidwarden-exporter alone (no process-exporter)
 #            --profile   after measuring, strace -c and perf-profile pidwarden-exporter
 #                        over 10 more scrapes (bench/profile-<N>x<M>-{strace,perf}.txt)
 #   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
@@ -28,6 +29,7 @@ INTERVAL=0.5
 BUILD=1
 SNAPSHOT=1
 PROFILE=0
+ONLY=""
 SCENARIOS=()
 pending_containers=""
 
@@ -44,6 +46,9 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --no-snapshot) SNAPSHOT=0; shift ;;
     --profile) PROFILE=1; shift ;;
+    --only)
+        [[ "${2:-}" == pidwarden ]] || { echo "--only takes: pidwarden" >&2; exit 64; }
+        ONLY="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -52,7 +57,7 @@ done
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("50x100" "200x50")
 
 PE_BIN="$(command -v prometheus-process-exporter || true)"
-[[ -n "$PE_BIN" ]] || { echo "prometheus-process-exporter not installed (apt-get install prometheus-process-exporter)" >&2; exit 1; }
+[[ -n "$PE_BIN" || "$ONLY" == pidwarden ]] || { echo "prometheus-process-exporter not installed (apt-get install prometheus-process-exporter)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "docker is not reachable" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/pidwarden-bench.XXXXXX)"
@@ -227,16 +232,23 @@ for scn in "${SCENARIOS[@]}"; do
     "$PW_BIN" --listen "127.0.0.1:$p1" >"$WORK/pidwarden.log" 2>&1 &
     pw_pid=$!
     EXPORTER_PIDS+=("$pw_pid")
-    "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p2" \
-        >"$WORK/pe-default.log" 2>&1 &
-    pe_pid=$!
-    EXPORTER_PIDS+=("$pe_pid")
-    "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p3" \
-        -gather-smaps=false -threads=false >"$WORK/pe-lean.log" 2>&1 &
-    pl_pid=$!
-    EXPORTER_PIDS+=("$pl_pid")
+    urls=("http://127.0.0.1:$p1/metrics")
+    targets=(--target "pidwarden,$pw_pid,http://127.0.0.1:$p1/metrics,pidwarden-exporter")
+    if [[ "$ONLY" != pidwarden ]]; then
+        "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p2" \
+            >"$WORK/pe-default.log" 2>&1 &
+        pe_pid=$!
+        EXPORTER_PIDS+=("$pe_pid")
+        "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p3" \
+            -gather-smaps=false -threads=false >"$WORK/pe-lean.log" 2>&1 &
+        pl_pid=$!
+        EXPORTER_PIDS+=("$pl_pid")
+        urls+=("http://127.0.0.1:$p2/metrics" "http://127.0.0.1:$p3/metrics")
+        targets+=(--target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)"
+            --target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)")
+    fi
     ready=1
-    for u in "http://127.0.0.1:$p1/metrics" "http://127.0.0.1:$p2/metrics" "http://127.0.0.1:$p3/metrics"; do
+    for u in "${urls[@]}"; do
         wait_http "$u" || ready=0
     done
     if [[ $ready == 0 ]]; then
@@ -254,10 +266,7 @@ for scn in "${SCENARIOS[@]}"; do
     rc=0
     python3 bench/bench.py run --scenario "$name" --ids-file "$WORK/ids" \
         --containers "$n" --procs "$m" --rounds "$ROUNDS" --interval "$INTERVAL" \
-        --target "pidwarden,$pw_pid,http://127.0.0.1:$p1/metrics,pidwarden-exporter" \
-        --target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)" \
-        --target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)" \
-        "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
+        "${targets[@]}" "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
     # interrupted (Ctrl-C, SIGTERM): stop here; the EXIT trap cleans up
     [[ $rc -ge 128 ]] && exit "$rc"
     if [[ $rc -ne 0 ]]; then

@@ -4,10 +4,17 @@
 //!
 //! Parsing ([`parse_stat`], [`parse_cmdline`]) is pure and tested on literal
 //! strings; reading goes through one reusable buffer per [`ProcessReader`].
+//!
+//! On a real procfs the reader also keeps each process's `stat` file open
+//! between scrapes and re-reads it with `pread` at offset 0, which saves the
+//! path walk of `open` and the `close` per process per scrape. A kept handle
+//! is bound to the process (its `struct pid`), not to the path: once the
+//! process is reaped it reads `ESRCH` (or nothing) and is dropped, and it can
+//! never show a later process that got the same PID.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -154,12 +161,26 @@ fn parse_children(content: &str, out: &mut Vec<i32>) {
 }
 
 /// Reads a whole file into `buf` (cleared first), reusing its capacity.
-/// With `line`, a read that ends in a newline with room to spare is taken as
-/// the end of the file: single-line proc files (`stat`) are produced in one
-/// piece, which saves the second `read` that would return 0.
 fn read_into(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+    open_read(path, buf, line).map(drop)
+}
+
+/// Opens `path` and reads it whole into `buf`; returns the open file.
+fn open_read(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<File> {
     buf.clear();
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
+    read_at_into(&file, buf, line)?;
+    Ok(file)
+}
+
+/// Reads a whole file from offset 0 into `buf` (cleared first) with `pread`,
+/// reusing its capacity; the file can be read again the same way (a kept
+/// `stat` handle). With `line`, a read that ends in a newline with room to
+/// spare is taken as the end of the file: single-line proc files (`stat`)
+/// are produced in one piece, which saves the second read that would
+/// return 0.
+fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+    buf.clear();
     if buf.capacity() < 1024 {
         buf.reserve(1024);
     }
@@ -170,7 +191,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> 
         let len = buf.len();
         let cap = buf.capacity();
         buf.resize(cap, 0);
-        let n = match file.read(&mut buf[len..]) {
+        let n = match file.read_at(&mut buf[len..], len as u64) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                 buf.truncate(len);
@@ -218,20 +239,6 @@ impl PathBuilder {
     }
 }
 
-/// What [`read_stat_with`] found.
-enum StatRead {
-    Vanished,
-    Found,
-}
-
-fn read_stat_with(path: &Path, buf: &mut Vec<u8>) -> Result<StatRead> {
-    match read_into(path, buf, true) {
-        Ok(()) => Ok(StatRead::Found),
-        Err(e) if is_vanished(&e) => Ok(StatRead::Vanished),
-        Err(e) => Err(Error::read(path, e)),
-    }
-}
-
 /// Parses a non-empty `stat` read (an empty one means the process went
 /// away between open and read: callers skip it before).
 fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
@@ -258,7 +265,46 @@ fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<String> {
 /// Reads one process; `Ok(None)` when it vanished. The same reading as a
 /// [`ProcessReader`]'s, without a cache to keep.
 pub fn read_process(roots: &Roots, pid: i32) -> Result<Option<Process>> {
-    ProcessReader::new(roots.clone()).read_cached(pid)
+    ProcessReader::with_kept_handle_cap(roots.clone(), 0).read_cached(pid)
+}
+
+/// File descriptors a process keeps free for everything else (sockets,
+/// cgroup files, the runtime's connections) when handles are kept.
+pub const RESERVED_FDS: u64 = 512;
+
+/// How many `stat` handles readers over `roots` may keep open in all: the
+/// soft `RLIMIT_NOFILE` limit less [`RESERVED_FDS`] when the proc root is a
+/// real procfs, 0 otherwise (a kept handle to a plain file would never see
+/// the file replaced or removed, so fixture trees are always re-opened).
+pub fn kept_handle_budget(roots: &Roots) -> usize {
+    if !is_procfs(&roots.proc) {
+        return 0;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let soft = lim.rlim_cur;
+    usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+}
+
+/// Whether `path` is on a proc filesystem.
+fn is_procfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    st.f_type == libc::PROC_SUPER_MAGIC
 }
 
 /// The processes of one container, as read in one pass.
@@ -277,6 +323,11 @@ pub struct ContainerProcesses {
 pub struct ProcessReader {
     roots: Roots,
     cache: HashMap<i32, Cached>,
+    /// Entries holding an open `stat` handle.
+    kept: usize,
+    /// At most this many handles are kept; above it `stat` is opened and
+    /// closed on every read.
+    kept_cap: usize,
     generation: u64,
     buf: Vec<u8>,
     paths: PathBuilder,
@@ -285,21 +336,33 @@ pub struct ProcessReader {
     empty: Arc<str>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Cached {
     start_time: u64,
     comm: Arc<str>,
     cmdline: Arc<str>,
     generation: u64,
+    /// The process's `stat`, kept open (see the module docs).
+    stat: Option<File>,
 }
 
 impl ProcessReader {
-    /// A reader with an empty cache.
+    /// A reader with an empty cache that keeps up to
+    /// [`kept_handle_budget`] `stat` handles open.
     pub fn new(roots: Roots) -> Self {
+        let cap = kept_handle_budget(&roots);
+        Self::with_kept_handle_cap(roots, cap)
+    }
+
+    /// A reader with an empty cache that keeps at most `cap` `stat` handles
+    /// open (0: open and close `stat` on every read).
+    pub fn with_kept_handle_cap(roots: Roots, cap: usize) -> Self {
         ProcessReader {
             paths: PathBuilder::new(&roots.proc),
             roots,
             cache: HashMap::new(),
+            kept: 0,
+            kept_cap: cap,
             generation: 0,
             buf: Vec::with_capacity(4096),
             children: Vec::new(),
@@ -312,22 +375,79 @@ impl ProcessReader {
         &self.roots
     }
 
+    /// Sets the most `stat` handles kept open; handles beyond it are closed
+    /// as their processes are next read or evicted.
+    pub fn set_kept_handle_cap(&mut self, cap: usize) {
+        self.kept_cap = cap;
+    }
+
+    /// Number of `stat` handles kept open (for tests and self metrics).
+    pub fn kept_handles(&self) -> usize {
+        self.kept
+    }
+
+    /// Removes a cache entry, accounting for its handle.
+    fn forget(&mut self, pid: i32) {
+        if let Some(c) = self.cache.remove(&pid) {
+            if c.stat.is_some() {
+                self.kept -= 1;
+            }
+        }
+    }
+
+    /// Reads `stat` of `pid` into `self.buf`: through the kept handle when
+    /// there is one, else by opening the file. Returns the newly opened file
+    /// (to be kept or closed), or `None` when the process vanished.
+    fn read_stat(&mut self, pid: i32) -> Result<Option<Option<File>>> {
+        if let Some(f) = self.cache.get(&pid).and_then(|c| c.stat.as_ref()) {
+            match read_at_into(f, &mut self.buf, true) {
+                Ok(()) if !self.buf.is_empty() => return Ok(Some(None)),
+                // Reaped (ESRCH, or nothing to read): this handle's process
+                // is gone for good. The pid may be listed again because it
+                // was recycled: that is another process, opened afresh.
+                Ok(()) => self.forget(pid),
+                Err(e) if is_vanished(&e) => self.forget(pid),
+                Err(e) => {
+                    let path = self.paths.pid_file(pid, format_args!("stat"));
+                    return Err(Error::read(path, e));
+                }
+            }
+        }
+        let path = self.paths.pid_file(pid, format_args!("stat"));
+        match open_read(path, &mut self.buf, true) {
+            // An empty read: the process went away between open and read.
+            Ok(_) if self.buf.is_empty() => Ok(None),
+            Ok(file) => Ok(Some(Some(file))),
+            Err(e) if is_vanished(&e) => Ok(None),
+            Err(e) => Err(Error::read(path, e)),
+        }
+    }
+
+    /// Whether one more handle may be kept.
+    fn may_keep(&self) -> bool {
+        self.kept < self.kept_cap
+    }
+
     /// Reads one process through the cache; `Ok(None)` when it vanished.
     fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
+        let Some(opened) = self.read_stat(pid)? else {
+            return Ok(None);
+        };
         let path = self.paths.pid_file(pid, format_args!("stat"));
-        if let StatRead::Vanished = read_stat_with(path, &mut self.buf)? {
-            return Ok(None);
-        }
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
         let s = stat_of(path, &self.buf)?;
         let generation = self.generation;
+        let may_keep = self.may_keep();
         // The same process (pid, start time) with the same comm: nothing that
         // the cache holds can have changed, short of an exec that kept comm.
         if let Some(c) = self.cache.get_mut(&pid) {
             if c.start_time == s.start_time && *c.comm == *s.comm {
                 c.generation = generation;
+                if c.stat.is_none() && may_keep {
+                    if let Some(f) = opened {
+                        c.stat = Some(f);
+                        self.kept += 1;
+                    }
+                }
                 return Ok(Some(Process {
                     pid,
                     ppid: s.ppid,
@@ -360,8 +480,23 @@ impl ProcessReader {
         // (its new `comm` is set before its new arguments are), and caching
         // it would hide its command line for as long as it lives.
         if cmdline.is_empty() && state != 'Z' {
-            self.cache.remove(&pid);
+            self.forget(pid);
         } else {
+            // A kept handle of the entry being replaced (an exec that changed
+            // comm) is the same process's: it stays.
+            let kept = self.cache.get_mut(&pid).and_then(|c| c.stat.take());
+            let stat = match kept {
+                Some(f) => {
+                    self.kept -= 1;
+                    Some(f)
+                }
+                None => opened,
+            }
+            .filter(|_| self.kept < self.kept_cap);
+            if stat.is_some() {
+                self.kept += 1;
+            }
+            self.forget(pid);
             self.cache.insert(
                 pid,
                 Cached {
@@ -369,6 +504,7 @@ impl ProcessReader {
                     comm: Arc::clone(&comm),
                     cmdline: Arc::clone(&cmdline),
                     generation,
+                    stat,
                 },
             );
         }
@@ -477,7 +613,15 @@ impl ProcessReader {
     /// and starts a new generation. Call once per collection.
     pub fn end_scrape(&mut self) {
         let generation = self.generation;
-        self.cache.retain(|_, c| c.generation == generation);
+        let mut closed = 0;
+        self.cache.retain(|_, c| {
+            let keep = c.generation == generation;
+            if !keep && c.stat.is_some() {
+                closed += 1;
+            }
+            keep
+        });
+        self.kept -= closed;
         self.generation = generation.wrapping_add(1);
     }
 
@@ -805,6 +949,121 @@ mod tests {
         std::fs::write(t.join("children"), "40 20 ").unwrap();
         let got = read_children(&Roots::new(root, root), 10).unwrap();
         assert_eq!(got, vec![20, 30, 40]);
+    }
+
+    /// `n` children sleeping on the host, killed and reaped on drop.
+    fn sleepers(n: usize) -> Vec<pidwarden_tests::ChildGuard> {
+        (0..n)
+            .map(|_| {
+                pidwarden_tests::ChildGuard::spawn(std::process::Command::new("sleep").arg("1000"))
+            })
+            .collect()
+    }
+
+    /// Reads `pid` until its command line shows the exec of `sleep`.
+    fn read_sleeper(r: &mut ProcessReader, pid: i32) -> Process {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let p = r.read_cached(pid).unwrap().expect("the sleeper is alive");
+            if &*p.cmdline == "sleep 1000" {
+                return p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pid} never exec'd: {p:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_host_proc_keeps_handles_and_fixture_trees_do_not() {
+        assert!(kept_handle_budget(&Roots::default()) > 0);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(kept_handle_budget(&Roots::new(dir.path(), dir.path())), 0);
+    }
+
+    #[test]
+    fn a_kept_handle_of_a_reaped_process_reads_as_vanished() {
+        let mut kids = sleepers(1);
+        let pid = kids[0].id() as i32;
+        let mut r = ProcessReader::with_kept_handle_cap(Roots::default(), 16);
+        let first = read_sleeper(&mut r, pid);
+        assert_eq!(r.kept_handles(), 1);
+        // Read again through the kept handle: the same process, fresh figures.
+        let again = r.read_cached(pid).unwrap().unwrap();
+        assert_eq!((again.pid, again.start_time), (first.pid, first.start_time));
+        assert_eq!(&*again.cmdline, "sleep 1000");
+        assert_eq!(r.kept_handles(), 1);
+
+        kids[0].kill().unwrap();
+        kids[0].wait().unwrap();
+        // The handle itself: bound to the reaped process, whatever now has
+        // its pid, it reads ESRCH or nothing.
+        let handle = r.cache[&pid].stat.as_ref().unwrap();
+        let mut buf = [0u8; 512];
+        match handle.read_at(&mut buf, 0) {
+            Ok(n) => assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e}"),
+        }
+        // Through the reader: vanished and dropped, or (the pid recycled in
+        // between) another process, read afresh.
+        match r.read_cached(pid).unwrap() {
+            None => {
+                assert_eq!(r.cached(), 0);
+                assert_eq!(r.kept_handles(), 0);
+            }
+            Some(p) => assert_ne!(p.start_time, first.start_time, "{p:?}"),
+        }
+    }
+
+    #[test]
+    fn above_the_handle_cap_stat_is_opened_and_closed_on_every_read() {
+        let kids = sleepers(3);
+        let pids: Vec<i32> = kids.iter().map(|k| k.id() as i32).collect();
+        let mut r = ProcessReader::with_kept_handle_cap(Roots::default(), 1);
+        let mut starts = HashMap::new();
+        for _ in 0..3 {
+            for &pid in &pids {
+                let p = read_sleeper(&mut r, pid);
+                assert_eq!(p.pid, pid);
+                assert_eq!(*starts.entry(pid).or_insert(p.start_time), p.start_time);
+            }
+            assert_eq!(r.cached(), 3);
+            assert_eq!(r.kept_handles(), 1);
+            let with_handle = pids.iter().filter(|p| r.cache[p].stat.is_some()).count();
+            assert_eq!(with_handle, 1);
+            r.end_scrape();
+        }
+        // No cap: nothing kept, everything still read.
+        let mut r = ProcessReader::with_kept_handle_cap(Roots::default(), 0);
+        for &pid in &pids {
+            read_sleeper(&mut r, pid);
+        }
+        assert_eq!((r.cached(), r.kept_handles()), (3, 0));
+        // Raising the cap keeps handles from the next read on.
+        r.set_kept_handle_cap(2);
+        for &pid in &pids {
+            read_sleeper(&mut r, pid);
+        }
+        assert_eq!(r.kept_handles(), 2);
+    }
+
+    #[test]
+    fn eviction_closes_the_handles_of_processes_not_seen() {
+        let kids = sleepers(2);
+        let pids: Vec<i32> = kids.iter().map(|k| k.id() as i32).collect();
+        let mut r = ProcessReader::with_kept_handle_cap(Roots::default(), 16);
+        for &pid in &pids {
+            read_sleeper(&mut r, pid);
+        }
+        r.end_scrape();
+        assert_eq!(r.kept_handles(), 2);
+        read_sleeper(&mut r, pids[0]);
+        r.end_scrape();
+        assert_eq!((r.cached(), r.kept_handles()), (1, 1));
+        r.end_scrape();
+        assert_eq!((r.cached(), r.kept_handles()), (0, 0));
     }
 
     #[test]
