@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use pidwarden_shared::collect::Collector;
+use pidwarden_shared::collect::{self, Collector};
 use pidwarden_shared::Roots;
 
 use crate::metrics::RenderOptions;
@@ -61,6 +61,10 @@ struct Cli {
     /// Maximum characters of the `command` label.
     #[arg(long, default_value_t = 120, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), global = true)]
     command_max_chars: u64,
+    /// Threads a collection is spread over (containers are sharded by id);
+    /// 1 collects on one thread. Default: the CPUs available, at most 4.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..256), global = true)]
+    collect_threads: Option<u64>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -90,6 +94,16 @@ enum Command {
 impl Cli {
     fn roots(&self) -> Roots {
         Roots::new(&self.proc_root, &self.cgroup_root)
+    }
+
+    /// A collector over the roots with the configured threads.
+    fn collector(&self) -> Collector {
+        let threads = self
+            .collect_threads
+            .map_or_else(collect::default_threads, |n| {
+                usize::try_from(n).unwrap_or(1)
+            });
+        Collector::with_threads(self.roots(), threads)
     }
 
     fn render_options(&self) -> RenderOptions {
@@ -176,8 +190,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         }
         None => tracing::info!("runtime API disabled; containers are named by short id"),
     }
+    let collector = cli.collector();
+    tracing::info!(threads = collector.threads(), "collection threads");
     let state = server::AppState::new(
-        Box::new(Collector::new(cli.roots())),
+        Box::new(collector),
         Arc::clone(&meta),
         cli.render_options(),
         Duration::from_secs(cli.scrape_wait),
@@ -227,7 +243,10 @@ mod tests {
         assert_eq!(cli.docker_host, "unix:///var/run/docker.sock");
         assert_eq!(cli.render_options().top_commands, 5);
         assert_eq!(cli.render_options().command_max_chars, 120);
+        assert_eq!(cli.collector().threads(), collect::default_threads());
         assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-threads", "1"]).unwrap();
+        assert_eq!(cli.collector().threads(), 1);
 
         let cli = Cli::try_parse_from([
             "pidwarden-exporter",
@@ -252,6 +271,7 @@ mod tests {
             &["pidwarden-exporter", "--listen", "nowhere"][..],
             &["pidwarden-exporter", "--command-max-chars", "0"],
             &["pidwarden-exporter", "--log-format", "xml"],
+            &["pidwarden-exporter", "--collect-threads", "0"],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err().to_string();
             assert!(e.contains(bad[1]), "{e}");

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pidwarden_shared::collect::{Collector, Snapshot};
+use pidwarden_shared::collect::Snapshot;
 use pidwarden_shared::groups::surplus;
 use serde::Serialize;
 
@@ -210,8 +210,8 @@ pub fn table(r: &Report) -> String {
 
 /// Runs the subcommand.
 pub async fn run(cli: &crate::Cli, json: bool) -> anyhow::Result<()> {
-    let roots = cli.roots();
-    let collect = tokio::task::spawn_blocking(move || Collector::new(roots).collect());
+    let mut collector = cli.collector();
+    let collect = tokio::task::spawn_blocking(move || collector.collect());
     let (meta, up) = match cli.docker()? {
         Some(rt) => {
             let fetch = async {

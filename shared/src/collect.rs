@@ -1,12 +1,17 @@
 //! One collection: every container with its cgroup figures, its processes and
 //! its duplicate groups. The exporter runs one per scrape; the remediator
 //! runs one for a single container before it acts.
+//!
+//! A collection of every container is spread over a few threads: containers
+//! are sharded by a stable hash of their id, so a container is always read
+//! by the same shard's [`ProcessReader`] and finds its cache (and its kept
+//! `stat` handles) there.
 
 use serde::Serialize;
 
 use crate::cgroup::{self, Container, Layout, MemoryStats, PidsStats};
 use crate::groups::{duplicate_groups, Group};
-use crate::procfs::{ContainerProcesses, ProcessReader};
+use crate::procfs::{kept_handle_budget, ContainerProcesses, ProcessReader};
 use crate::{Error, Result, Roots};
 
 /// Where a collection error happened (the `stage` label of
@@ -57,22 +62,56 @@ pub struct Snapshot {
     pub errors: Vec<(Stage, String)>,
 }
 
+/// Most threads [`Collector::new`] collects with.
+pub const MAX_DEFAULT_THREADS: usize = 4;
+
+/// The default number of collection threads: the available parallelism,
+/// at most [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DEFAULT_THREADS)
+}
+
 /// Collects snapshots, keeping the process cache between calls.
 #[derive(Debug)]
 pub struct Collector {
     roots: Roots,
     layout: Option<Layout>,
-    reader: ProcessReader,
+    /// One reader per shard.
+    readers: Vec<ProcessReader>,
 }
 
 impl Collector {
-    /// A collector over the given roots.
+    /// A collector over the given roots, collecting with
+    /// [`default_threads`] threads.
     pub fn new(roots: Roots) -> Self {
+        Self::with_threads(roots, default_threads())
+    }
+
+    /// A collector over the given roots that spreads a collection over
+    /// `threads` threads (0 or 1: the calling thread only). The kept `stat`
+    /// handle budget ([`kept_handle_budget`]) is shared between the shards.
+    pub fn with_threads(roots: Roots, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let cap = kept_handle_budget(&roots) / threads;
         Collector {
-            reader: ProcessReader::new(roots.clone()),
+            readers: (0..threads)
+                .map(|_| ProcessReader::with_kept_handle_cap(roots.clone(), cap))
+                .collect(),
             roots,
             layout: None,
         }
+    }
+
+    /// Threads a collection is spread over.
+    pub fn threads(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// The shard that reads container `id`.
+    fn shard_of(&self, id: &str) -> usize {
+        shard_of(id, self.readers.len())
     }
 
     /// The roots it reads.
@@ -82,7 +121,7 @@ impl Collector {
 
     /// Processes whose command line is cached (a self metric).
     pub fn cached_processes(&self) -> usize {
-        self.reader.cached()
+        self.readers.iter().map(ProcessReader::cached).sum()
     }
 
     /// Collects every container. Never fails as a whole: errors are listed in
@@ -91,16 +130,43 @@ impl Collector {
         let mut snapshot = Snapshot::default();
         let mut errors: Vec<(Stage, Error)> = Vec::new();
         if let Some((layout, containers)) = self.discover(&mut errors) {
+            let n = self.readers.len();
+            let mut shards: Vec<Vec<Container>> = (0..n).map(|_| Vec::new()).collect();
             for c in containers {
-                if let Some(cs) = snapshot_container(&mut self.reader, &layout, c, &mut errors) {
-                    snapshot.containers.push(cs);
-                }
+                shards[shard_of(&c.id, n)].push(c);
             }
+            let layout = &layout;
+            let mut readers = self.readers.iter_mut().zip(shards);
+            // The first shard runs on the calling thread, the others on
+            // scoped threads of their own.
+            let first = readers.next();
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = readers
+                    .filter(|(_, cs)| !cs.is_empty())
+                    .map(|(reader, cs)| scope.spawn(move || collect_shard(reader, layout, cs)))
+                    .collect();
+                if let Some((reader, cs)) = first {
+                    let (found, errs) = collect_shard(reader, layout, cs);
+                    snapshot.containers.extend(found);
+                    errors.extend(errs);
+                }
+                for h in handles {
+                    match h.join() {
+                        Ok((found, errs)) => {
+                            snapshot.containers.extend(found);
+                            errors.extend(errs);
+                        }
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+            });
         }
         snapshot
             .containers
             .sort_by(|a, b| a.container.id.cmp(&b.container.id));
-        self.reader.end_scrape();
+        for r in &mut self.readers {
+            r.end_scrape();
+        }
         snapshot.errors = errors
             .into_iter()
             .map(|(stage, e)| (stage, e.to_string()))
@@ -128,7 +194,8 @@ impl Collector {
             return Ok(None);
         };
         let mut errors = Vec::new();
-        let cs = snapshot_container(&mut self.reader, &layout, c, &mut errors);
+        let shard = self.shard_of(&c.id);
+        let cs = snapshot_container(&mut self.readers[shard], &layout, c, &mut errors);
         match errors.into_iter().next() {
             Some((_, e)) => Err(e),
             None => Ok(cs),
@@ -167,6 +234,32 @@ impl Collector {
         }
         None
     }
+}
+
+/// The shard of container `id` among `n`: FNV-1a of the id, stable across
+/// runs and platforms.
+fn shard_of(id: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % n as u64) as usize
+}
+
+/// Reads one shard's containers (errors are returned beside them).
+fn collect_shard(
+    reader: &mut ProcessReader,
+    layout: &Layout,
+    containers: Vec<Container>,
+) -> (Vec<ContainerSnapshot>, Vec<(Stage, Error)>) {
+    let mut errors = Vec::new();
+    let found = containers
+        .into_iter()
+        .filter_map(|c| snapshot_container(reader, layout, c, &mut errors))
+        .collect();
+    (found, errors)
 }
 
 /// Reads one container; `None` when it vanished meanwhile. Errors are

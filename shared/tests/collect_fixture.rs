@@ -211,3 +211,86 @@ fn a_removed_container_is_omitted_and_its_processes_evicted() {
     assert!(snap.errors.is_empty(), "{:?}", snap.errors);
     assert_eq!(collector.cached_processes(), 5);
 }
+
+/// The fixture plus `extra` more containers of `per` processes each (a shell
+/// and its workers, one of them a zombie), and one more whose memory files
+/// are garbage (a second error, in another container).
+fn many_containers(root: &Path, extra: usize, per: i32) -> Roots {
+    let roots = fixture(root);
+    for i in 0..extra {
+        let id = format!("{:064x}", 0xc0de_0000_u64 + i as u64);
+        let base = 1000 + i as i32 * 100;
+        let listed: Vec<i32> = (base..base + per).collect();
+        cgroup_v2(
+            &scope(&roots.cgroup, &id),
+            &listed,
+            &format!("{}\n", per + 1),
+        );
+        let workers: Vec<i32> = (base + 1..base + per).collect();
+        let mut children = workers.clone();
+        children.push(base + per); // the zombie
+        proc_entry(&roots.proc, base, 1, 'S', 5000, "sh -c serve", &children);
+        for &w in &workers {
+            let cmd = if w % 3 == 0 { "worker --odd" } else { "worker" };
+            proc_entry(&roots.proc, w, base, 'S', 5000 + w as u64, cmd, &[]);
+        }
+        proc_entry(&roots.proc, base + per, base, 'Z', 9000, "", &[]);
+    }
+    let bad = format!("{:064x}", 0xbad);
+    let dir = scope(&roots.cgroup, &bad);
+    cgroup_v2(&dir, &[30], "1\n");
+    write(&dir.join("memory.current"), "lots\n");
+    proc_entry(&roots.proc, 30, 1, 'S', 300, "bad", &[]);
+    roots
+}
+
+#[test]
+fn a_sharded_collection_returns_what_one_thread_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = many_containers(dir.path(), 20, 7);
+    let mut single = Collector::with_threads(roots.clone(), 1);
+    assert_eq!(single.threads(), 1);
+    let want = single.collect();
+    assert_eq!(want.containers.len(), 23);
+    assert_eq!(want.errors.len(), 2, "{:?}", want.errors);
+    let json = |s: &Snapshot| serde_json::to_value(s).unwrap();
+
+    for threads in [2, 3, 4, 8] {
+        let mut sharded = Collector::with_threads(roots.clone(), threads);
+        assert_eq!(sharded.threads(), threads);
+        // Twice: the first fills the shards' caches, the second reads through them.
+        for _ in 0..2 {
+            let got = sharded.collect();
+            let ids_got: Vec<&str> = ids(&got);
+            assert_eq!(
+                ids_got,
+                ids(&want),
+                "{threads} threads: containers in id order"
+            );
+            let mut errs_got = got.errors.clone();
+            let mut errs_want = want.errors.clone();
+            errs_got.sort_by(|a, b| a.1.cmp(&b.1));
+            errs_want.sort_by(|a, b| a.1.cmp(&b.1));
+            assert_eq!(errs_got, errs_want, "{threads} threads");
+            assert_eq!(
+                json(&got)["containers"],
+                json(&want)["containers"],
+                "{threads} threads"
+            );
+        }
+        assert_eq!(sharded.cached_processes(), single.cached_processes());
+        // One container, through its shard: the same as in the collection.
+        let id = format!("{:064x}", 0xc0de_0005_u64);
+        let one = sharded.collect_one(&id).unwrap().unwrap();
+        let full = want
+            .containers
+            .iter()
+            .find(|c| c.container.id == id)
+            .unwrap();
+        assert_eq!(one.processes, full.processes);
+        assert_eq!(one.groups, full.groups);
+        assert_eq!(sharded.cached_processes(), single.cached_processes());
+    }
+    // 0 threads means the calling thread only.
+    assert_eq!(Collector::with_threads(roots, 0).threads(), 1);
+}
