@@ -16,6 +16,9 @@ use crate::runtime::DockerRuntime;
 use crate::service::Service;
 use crate::store::{Record, Store};
 
+/// How often the audit trail is pruned (the first run is at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pidwarden";
 
@@ -102,6 +105,9 @@ pub struct ServeArgs {
     /// Seconds of CPU sampling choosing the victims.
     #[arg(long)]
     pub sample: Option<f64>,
+    /// Days audit rows are kept (default 90; 0 keeps them forever).
+    #[arg(long)]
+    pub retention_days: Option<u32>,
     /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`).
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
@@ -214,6 +220,7 @@ fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         grace_secs: a.grace,
         sample_secs: a.sample,
         cooldown_secs: a.cooldown,
+        retention_days: a.retention_days,
     };
     Ok(Settings::load(a.config.as_deref(), &o)?)
 }
@@ -254,6 +261,23 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             svc.expire_circuits();
         }
     });
+    if settings.retention.is_some() {
+        let svc = Arc::clone(&service);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match svc.prune_audit().await {
+                    Ok(0) => {}
+                    Ok(pruned) => {
+                        tracing::info!(pruned, "audit rows past the retention period deleted")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pruning the audit trail failed"),
+                }
+            }
+        });
+    }
     let listener =
         std::net::TcpListener::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     tracing::info!(

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! dry_run = false
+//! retention_days = 90 # audit rows kept; 0 keeps them forever
 //! protected = ["^postgres", "^/usr/sbin/sshd"]
 //!
 //! [defaults]
@@ -42,6 +43,9 @@ pub struct ConfigFile {
     /// Record what would be done, do nothing.
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// Days audit rows are kept; 0 keeps them forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
     /// Command-line regexes never signalled.
     #[serde(default)]
     pub protected: Vec<String>,
@@ -133,6 +137,8 @@ pub struct Overrides {
     pub sample_secs: Option<f64>,
     /// `--cooldown`.
     pub cooldown_secs: Option<u64>,
+    /// `--retention-days`.
+    pub retention_days: Option<u32>,
 }
 
 /// The resolved settings every decision uses.
@@ -162,7 +168,12 @@ pub struct Settings {
     pub escalate: bool,
     /// alertname → allowed actions; `None` = unrestricted.
     pub allowed: Option<BTreeMap<String, Vec<Action>>>,
+    /// How long audit rows are kept; `None` keeps them forever.
+    pub retention: Option<Duration>,
 }
+
+/// Audit rows are kept this many days unless configured otherwise.
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -268,6 +279,14 @@ impl Settings {
             kill_threshold,
             escalate: f.circuit.escalate.unwrap_or(true),
             allowed,
+            retention: match o
+                .retention_days
+                .or(f.retention_days)
+                .unwrap_or(DEFAULT_RETENTION_DAYS)
+            {
+                0 => None,
+                days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+            },
         })
     }
 
@@ -285,6 +304,17 @@ impl Settings {
             .max(self.limit_window)
             .max(self.circuit_window)
     }
+
+    /// Audit rows older than the returned instant (Unix ms) may be pruned;
+    /// `None` when they are kept forever. It is the retention period, but
+    /// never less than [`Settings::history_horizon`]: the rows cooldowns,
+    /// action bounds and open circuits are rebuilt from always stay.
+    pub fn prune_before(&self, now_ms: i64) -> Option<i64> {
+        self.retention.map(|r| {
+            let keep = r.max(self.history_horizon());
+            now_ms.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +326,7 @@ mod tests {
         let f = Settings::parse(
             r#"
 dry_run = true
+retention_days = 7
 protected = ["^postgres"]
 [defaults]
 keep = 2
@@ -332,6 +363,39 @@ Dup = ["kill-duplicates"]
         assert!(!s.allows("Dup", Action::Restart));
         assert!(!s.allows("Other", Action::KillDuplicates));
         assert!(s.protected[0].is_match("postgres -D /data"));
+        assert_eq!(s.retention, Some(Duration::from_secs(7 * 86_400)));
+    }
+
+    #[test]
+    fn retention_days_default_zero_and_override() {
+        let day_ms = 86_400_000;
+        let now = 1000 * day_ms;
+        let s = Settings::default();
+        assert_eq!(s.retention, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(s.prune_before(now), Some(now - 90 * day_ms));
+        let forever = Settings::resolve(
+            Settings::parse("retention_days = 0").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(forever.retention, None);
+        assert_eq!(forever.prune_before(now), None);
+        let flag = Settings::resolve(
+            Settings::parse("retention_days = 0").unwrap(),
+            &Overrides {
+                retention_days: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(flag.prune_before(now), Some(now - 2 * day_ms));
+        // A retention shorter than a restraint window stretches to it.
+        let short = Settings {
+            retention: Some(Duration::from_secs(86_400)),
+            circuit_window: Duration::from_secs(3 * 86_400),
+            ..Settings::default()
+        };
+        assert_eq!(short.prune_before(now), Some(now - 3 * day_ms));
     }
 
     #[test]

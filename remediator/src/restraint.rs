@@ -45,7 +45,7 @@ pub enum Decision {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Event {
     at_ms: i64,
     action: Action,
@@ -62,7 +62,7 @@ pub struct OpenCircuit {
 }
 
 /// The in-memory restraint state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Restraint {
     handled: HashSet<InstanceKey>,
     events: HashMap<String, Vec<Event>>,

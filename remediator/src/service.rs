@@ -129,6 +129,32 @@ fn report_processes(r: &KillReport) -> serde_json::Value {
     serde_json::Value::Array(out)
 }
 
+/// Rows deleted per write when pruning the audit trail.
+const PRUNE_BATCH: usize = 500;
+
+/// Rebuilds the restraint state from the audit store as of `now_ms`: the
+/// live dedupe keys, and the rows of the restraint windows.
+pub fn rebuild_restraint(
+    store: &Store,
+    settings: &Settings,
+    now_ms: i64,
+) -> Result<Restraint, StoreError> {
+    let horizon = settings.history_horizon().as_millis().min(i64::MAX as u128) as i64;
+    let recent = store.since(now_ms.saturating_sub(horizon))?;
+    let claimed = store.claimed_instances(settings.prune_before(now_ms))?;
+    Ok(Restraint::rebuild(claimed, &recent, settings, now_ms))
+}
+
+fn set_circuit_open(metrics: &Metrics, id: &str, name: &str) {
+    metrics
+        .circuit_open
+        .get_or_create(&ContainerLabels {
+            id: id.to_string(),
+            name: name.to_string(),
+        })
+        .set(1);
+}
+
 /// A decision about to be recorded.
 struct Row<'a> {
     alert: &'a Alert,
@@ -159,17 +185,9 @@ impl Service {
                 "actions left pending by a previous run marked failed"
             );
         }
-        let horizon = settings.history_horizon().as_millis().min(i64::MAX as u128) as i64;
-        let recent = store.since(now.saturating_sub(horizon))?;
-        let restraint = Restraint::rebuild(store.claimed_instances()?, &recent, &settings, now);
+        let restraint = rebuild_restraint(&store, &settings, now)?;
         for (id, c) in restraint.open_circuits() {
-            metrics
-                .circuit_open
-                .get_or_create(&ContainerLabels {
-                    id: id.clone(),
-                    name: c.name.clone(),
-                })
-                .set(1);
+            set_circuit_open(&metrics, id, &c.name);
         }
         Ok(Arc::new(Service {
             settings,
@@ -244,6 +262,19 @@ impl Service {
                 .circuit_open
                 .remove(&ContainerLabels { id, name: c.name });
         }
+    }
+
+    /// Deletes audit rows past the retention period that no state needs
+    /// ([`Store::prune`]), in short batches off the async workers. Returns
+    /// how many went (none when rows are kept forever).
+    pub async fn prune_audit(&self) -> Result<usize, String> {
+        let Some(before) = self.settings.prune_before(now_ms()) else {
+            return Ok(0);
+        };
+        let store = self.store.clone();
+        blocking(move || store.prune(before, PRUNE_BATCH))
+            .await?
+            .map_err(|e| e.to_string())
     }
 
     /// Actions still running in the background.
@@ -466,13 +497,7 @@ impl Service {
                 opened_circuit,
             } => {
                 if opened_circuit {
-                    self.metrics
-                        .circuit_open
-                        .get_or_create(&ContainerLabels {
-                            id: info.id.clone(),
-                            name: info.name.clone(),
-                        })
-                        .set(1);
+                    set_circuit_open(&self.metrics, &info.id, &info.name);
                 }
                 return self
                     .refuse(alert, target, label, result, reason, opened_circuit)
@@ -486,13 +511,7 @@ impl Service {
             } => (action, escalated, token, reason),
         };
         if escalated {
-            self.metrics
-                .circuit_open
-                .get_or_create(&ContainerLabels {
-                    id: info.id.clone(),
-                    name: info.name.clone(),
-                })
-                .set(1);
+            set_circuit_open(&self.metrics, &info.id, &info.name);
         }
         let reason = if dry_run {
             format!("{reason} (dry-run)")
@@ -752,4 +771,183 @@ struct Job {
     alert_starts_at: Option<i128>,
     started: Instant,
     decision: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+    const MIN: i64 = 60_000;
+    const NOW: i64 = 1000 * DAY;
+
+    struct R {
+        ago: i64,
+        fp: &'static str,
+        starts_at: &'static str,
+        container: &'static str,
+        action: &'static str,
+        result: &'static str,
+        claimed: bool,
+        opened_circuit: bool,
+    }
+
+    fn insert(store: &Store, r: R) -> i64 {
+        store
+            .insert(&Record {
+                id: 0,
+                at_ms: NOW - r.ago,
+                status: "firing".into(),
+                alertname: "PidwardenDuplicatesExhaustingPids".into(),
+                fingerprint: r.fp.into(),
+                starts_at: r.starts_at.into(),
+                container_id: r.container.into(),
+                container_name: format!("{}-name", r.container),
+                action: r.action.into(),
+                result: r.result.into(),
+                reason: "r".into(),
+                claimed: r.claimed,
+                opened_circuit: r.opened_circuit,
+                processes: json!([]),
+                finished_ms: None,
+            })
+            .unwrap()
+    }
+
+    fn acted(ago: i64, fp: &'static str, starts_at: &'static str, container: &'static str) -> R {
+        R {
+            ago,
+            fp,
+            starts_at,
+            container,
+            action: "kill-duplicates",
+            result: "done",
+            claimed: true,
+            opened_circuit: false,
+        }
+    }
+
+    fn refused(ago: i64, fp: &'static str, result: &'static str) -> R {
+        R {
+            result,
+            claimed: false,
+            ..acted(ago, fp, "s1", "c9")
+        }
+    }
+
+    fn ids(store: &Store) -> Vec<i64> {
+        let mut v: Vec<i64> = store.recent(1000).unwrap().iter().map(|r| r.id).collect();
+        v.sort();
+        v
+    }
+
+    fn retention(days: u64) -> Settings {
+        Settings {
+            retention: Some(Duration::from_secs(days * 86_400)),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn pruning_drops_old_rows_and_keeps_what_restraint_reads() {
+        // Retention 1 day; cooldown 5 min, action bound and circuit 1 h.
+        let s = retention(1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let gone = [
+            // An action whose alert instance was never seen again.
+            insert(&store, acted(10 * DAY, "gone", "s1", "c1")),
+            insert(&store, refused(10 * DAY, "x", "ignored")),
+            insert(&store, refused(2 * DAY, "y", "cooldown")),
+            // Same fingerprint as a live instance, another startsAt: another instance.
+            insert(&store, acted(10 * DAY, "live", "s0", "c1")),
+        ];
+        let kept = [
+            // Claimed long ago, redelivered (a duplicate row) within the retention:
+            // its dedupe key is live.
+            insert(&store, acted(10 * DAY, "live", "s1", "c1")),
+            insert(&store, refused(2 * 60 * MIN, "live", "duplicate")),
+            // Still pending.
+            insert(
+                &store,
+                R {
+                    result: PENDING,
+                    ..acted(10 * DAY, "stuck", "s1", "c4")
+                },
+            ),
+            insert(&store, refused(20 * 60 * MIN, "z", "recovered")),
+            // Cooldown source and an open circuit.
+            insert(&store, acted(2 * MIN, "recent", "s1", "c2")),
+            insert(
+                &store,
+                R {
+                    action: "restart",
+                    opened_circuit: true,
+                    ..acted(20 * MIN, "esc", "s1", "c3")
+                },
+            ),
+        ];
+
+        let before = rebuild_restraint(&store, &s, NOW).unwrap();
+        let cutoff = s.prune_before(NOW).unwrap();
+        assert_eq!(cutoff, NOW - DAY);
+        assert_eq!(store.prune(cutoff, 2).unwrap(), gone.len());
+        assert_eq!(ids(&store), kept.to_vec());
+        assert_eq!(store.prune(cutoff, 2).unwrap(), 0);
+
+        let mut after = rebuild_restraint(&store, &s, NOW).unwrap();
+        assert_eq!(after, before);
+        let key = |fp: &str, st: &str| (fp.to_string(), st.to_string());
+        assert!(after.is_handled(&key("live", "s1")));
+        assert!(after.is_handled(&key("recent", "s1")));
+        assert!(!after.is_handled(&key("gone", "s1")));
+        assert_eq!(after.open_circuits().count(), 1);
+        let d = after.decide(&key("new", "s1"), "c2", "n", Action::Restart, &s, NOW);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: "cooldown",
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = after.decide(&key("new", "s2"), "c3", "n", Action::Restart, &s, NOW);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: "circuit_open",
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn pruning_never_cuts_into_a_restraint_window_longer_than_the_retention() {
+        let s = Settings {
+            circuit_window: Duration::from_secs(3 * 86_400),
+            ..retention(1)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = insert(&store, refused(4 * DAY, "x", "ignored"));
+        let circuit = insert(
+            &store,
+            R {
+                action: "restart",
+                opened_circuit: true,
+                ..acted(2 * DAY, "esc", "s1", "c3")
+            },
+        );
+        let before = rebuild_restraint(&store, &s, NOW).unwrap();
+        assert_eq!(before.open_circuits().count(), 1);
+        assert_eq!(store.prune(s.prune_before(NOW).unwrap(), 100).unwrap(), 1);
+        assert_eq!(ids(&store), vec![circuit]);
+        assert!(store.get(old).unwrap().is_none());
+        assert_eq!(rebuild_restraint(&store, &s, NOW).unwrap(), before);
+    }
 }

@@ -1,7 +1,9 @@
 //! The audit trail and the remediator's durable state: one SQLite table in
 //! `--state-dir`, one row per decision (taken or not). Dedupe keys,
 //! cooldowns and circuit state are rebuilt from it at start, so a restart of
-//! the remediator does not repeat an action or forget a cooldown.
+//! the remediator does not repeat an action or forget a cooldown. Rows past
+//! the retention period are pruned ([`Store::prune`]), except those that
+//! state still needs.
 //!
 //! The calls here block; async callers run them in `spawn_blocking`.
 
@@ -19,7 +21,8 @@ pub const DB_FILE: &str = "pidwarden-remediator.sqlite";
 pub const PENDING: &str = "pending";
 
 /// Schema migrations, applied in order; `user_version` is the count applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE actions (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     at_ms          INTEGER NOT NULL,
@@ -39,7 +42,16 @@ CREATE TABLE actions (
 );
 CREATE INDEX actions_instance ON actions (fingerprint, starts_at);
 CREATE INDEX actions_container ON actions (container_id, at_ms);
-"#];
+"#,
+    r#"
+CREATE INDEX actions_at ON actions (at_ms);
+"#,
+];
+
+/// Whether another row of the same alert instance (`a`) was written at or
+/// after `?1`: Alertmanager still redelivers it, so its dedupe key is live.
+const INSTANCE_SEEN_SINCE: &str = "EXISTS (SELECT 1 FROM actions AS b
+    WHERE b.fingerprint = a.fingerprint AND b.starts_at = a.starts_at AND b.at_ms >= ?1)";
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -265,15 +277,50 @@ impl Store {
         })
     }
 
-    /// Alert instances (fingerprint, startsAt) an action was started for,
-    /// at any time: the dedupe keys.
-    pub fn claimed_instances(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Alert instances (fingerprint, startsAt) an action was started for:
+    /// the dedupe keys. With `seen_since` (Unix ms), only instances with a
+    /// row at or after it — the ones [`Store::prune`] with the same instant
+    /// keeps; without, every instance ever claimed.
+    pub fn claimed_instances(
+        &self,
+        seen_since: Option<i64>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|c| {
-            let mut st =
-                c.prepare("SELECT DISTINCT fingerprint, starts_at FROM actions WHERE claimed = 1")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut st = c.prepare(&format!(
+                "SELECT DISTINCT a.fingerprint, a.starts_at FROM actions AS a
+                 WHERE a.claimed = 1 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})"
+            ))?;
+            let rows = st.query_map([seen_since], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
+    }
+
+    /// Deletes the rows written before `before_ms` that no state needs, in
+    /// batches of `batch` rows, each its own short write; the connection is
+    /// free for the webhook between batches. Kept whatever their age: rows
+    /// still pending, and claimed rows whose alert instance has a row at or
+    /// after `before_ms` (a live dedupe key, see
+    /// [`Store::claimed_instances`]). Callers pass an instant no later than
+    /// the start of the restraint windows ([`crate::config::Settings::prune_before`]).
+    /// Returns how many rows went.
+    pub fn prune(&self, before_ms: i64, batch: usize) -> Result<usize, StoreError> {
+        let batch = batch.max(1);
+        let sql = format!(
+            "DELETE FROM actions WHERE id IN (
+                SELECT a.id FROM actions AS a
+                WHERE a.at_ms < ?1 AND a.result <> ?2
+                  AND NOT (a.claimed = 1 AND {INSTANCE_SEEN_SINCE})
+                ORDER BY a.at_ms LIMIT ?3)"
+        );
+        let mut total = 0;
+        loop {
+            let n = self.with(|c| c.execute(&sql, params![before_ms, PENDING, batch as i64]))?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Marks rows left pending by a previous process as failed; returns how many.
@@ -335,7 +382,7 @@ mod tests {
         assert_eq!(s.recent(10).unwrap().len(), 2);
         assert_eq!(s.recent(10).unwrap()[0].fingerprint, "f2");
         assert_eq!(
-            s.claimed_instances().unwrap(),
+            s.claimed_instances(None).unwrap(),
             vec![("f1".to_string(), "2024-01-01T00:00:00Z".to_string())]
         );
         let v: i64 = s
@@ -353,5 +400,37 @@ mod tests {
         let r = s.get(id).unwrap().unwrap();
         assert_eq!(r.result, "failed");
         assert!(r.reason.contains("interrupted"));
+    }
+
+    #[test]
+    fn prune_deletes_in_batches_and_uses_the_time_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for i in 0..1203 {
+            s.insert(&Record {
+                at_ms: i,
+                ..rec("old", "ignored")
+            })
+            .unwrap();
+        }
+        let recent = s
+            .insert(&Record {
+                at_ms: 5000,
+                ..rec("new", "ignored")
+            })
+            .unwrap();
+        assert_eq!(s.prune(5000, 500).unwrap(), 1203);
+        assert_eq!(s.recent(10).unwrap().len(), 1);
+        assert_eq!(s.recent(10).unwrap()[0].id, recent);
+        let plan: Vec<String> = s
+            .with(|c| {
+                let mut st = c.prepare(
+                    "EXPLAIN QUERY PLAN SELECT id FROM actions WHERE at_ms < 5000 ORDER BY at_ms",
+                )?;
+                let rows = st.query_map([], |r| r.get::<_, String>(3))?;
+                rows.collect()
+            })
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("actions_at")), "{plan:?}");
     }
 }

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use pidwarden_remediator::config::Settings;
+use pidwarden_remediator::timefmt::now_nanos;
 
 const KILL: (&str, &str) = ("pidwarden_action", "kill-duplicates");
 const RESTART: (&str, &str) = ("pidwarden_action", "restart");
@@ -530,6 +531,49 @@ async fn state_survives_a_restart_of_the_remediator() {
     h.idle().await;
     assert_eq!(h.engine.executions().len(), 1);
     assert_eq!(h.rows().len(), 3);
+}
+
+#[tokio::test]
+async fn pruning_the_trail_keeps_what_a_restart_of_the_remediator_needs() {
+    let settings = Settings {
+        cooldown: Duration::from_secs(300),
+        retention: Some(Duration::from_secs(86_400)),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(19);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    // Last year's trail: an action and a refusal on alerts long gone.
+    let now_ms = (now_nanos() / 1_000_000) as i64;
+    let mut old = h.rows()[0].clone();
+    for (fp, result, claimed) in [("f0", "done", true), ("f0", "cooldown", false)] {
+        old.at_ms = now_ms - 400 * 86_400_000;
+        old.fingerprint = fp.into();
+        old.result = result.into();
+        old.claimed = claimed;
+        h.service.store().insert(&old).unwrap();
+    }
+    assert_eq!(h.rows().len(), 3);
+    assert_eq!(h.service.prune_audit().await.unwrap(), 2);
+    assert_eq!(h.results(), [("kill-duplicates".into(), "done".into())]);
+    assert_eq!(h.service.prune_audit().await.unwrap(), 0);
+
+    // After a restart the dedupe key and the cooldown are still there.
+    let h = h.restarted();
+    h.engine.set(&id, 1, 0);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+    let later =
+        payload(&[A::firing("Dup", "f1", &[("id", &id), KILL]).starts("2026-11-25T12:00:00Z")]);
+    let (_, v, _) = h.post(&later).await;
+    assert_eq!(results_of(&v), ["cooldown"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
 }
 
 #[tokio::test]
