@@ -827,6 +827,15 @@ mod tests {
         }
     }
 
+    /// The escalated restart that opened `container`'s circuit.
+    fn escalated(ago: i64, container: &'static str) -> R {
+        R {
+            action: "restart",
+            opened_circuit: true,
+            ..acted(ago, "esc", "s1", container)
+        }
+    }
+
     fn refused(ago: i64, fp: &'static str, result: &'static str) -> R {
         R {
             result,
@@ -878,14 +887,7 @@ mod tests {
             insert(&store, refused(20 * 60 * MIN, "z", "recovered")),
             // Cooldown source and an open circuit.
             insert(&store, acted(2 * MIN, "recent", "s1", "c2")),
-            insert(
-                &store,
-                R {
-                    action: "restart",
-                    opened_circuit: true,
-                    ..acted(20 * MIN, "esc", "s1", "c3")
-                },
-            ),
+            insert(&store, escalated(20 * MIN, "c3")),
         ];
 
         let before = rebuild_restraint(&store, &s, NOW).unwrap();
@@ -935,14 +937,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let old = insert(&store, refused(4 * DAY, "x", "ignored"));
-        let circuit = insert(
-            &store,
-            R {
-                action: "restart",
-                opened_circuit: true,
-                ..acted(2 * DAY, "esc", "s1", "c3")
-            },
-        );
+        let circuit = insert(&store, escalated(2 * DAY, "c3"));
         let before = rebuild_restraint(&store, &s, NOW).unwrap();
         assert_eq!(before.open_circuits().count(), 1);
         assert_eq!(store.prune(s.prune_before(NOW).unwrap(), 100).unwrap(), 1);

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use pidwarden_remediator::timefmt::{format_rfc3339, now_nanos};
 use pidwarden_tests::{
-    free_port, http_post, poll_until, require_docker, try_http_get, wait_http, Daemon,
-    TestContainer,
+    free_port, http_post, poll_until, require_docker, run_json, run_ok, try_http_get, wait_http,
+    Daemon, TestContainer,
 };
 use serde_json::{json, Value};
 
@@ -146,23 +146,18 @@ fn restart_via_webhook_changes_started_at_once() {
     );
     assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="duplicate"} 1"#));
     drop(d);
-    let out = Command::new(bin())
-        .args(["history", "--json", "--limit", "10", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let state = dir.path().join("state");
+    let hist = run_json(
+        Command::new(bin())
+            .args(["history", "--json", "--limit", "10", "--state-dir"])
+            .arg(&state),
     );
-    let hist: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(hist.as_array().unwrap().len(), 2);
-    let table = Command::new(bin())
-        .args(["history", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
+    let table = run_ok(
+        Command::new(bin())
+            .args(["history", "--state-dir"])
+            .arg(&state),
+    );
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.starts_with("ROW"), "{table}");
     assert!(

@@ -505,55 +505,61 @@ async fn config_restricts_which_alerts_may_ask_for_which_action() {
     assert_eq!(h.engine.plans.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
-async fn state_survives_a_restart_of_the_remediator() {
+/// A remediator with a 300 s cooldown (and `retention`) that has killed once
+/// on a container for the alert instance `f1`; returns it, the container id
+/// and the alert's body.
+async fn acted_once(n: u8, retention: Option<Duration>) -> (Harness, String, String) {
     let settings = Settings {
         cooldown: Duration::from_secs(300),
+        retention,
         ..fast_settings()
     };
     let h = Harness::new(settings);
-    let id = cid(17);
-    h.runtime.add(&id, "c", &[]);
-    h.engine.set(&id, 1, 0);
-    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
-    h.post(&body).await;
-    h.idle().await;
-    let dir = h.dir.path().to_path_buf();
-    let h = h.restarted();
-    assert_eq!(h.dir.path(), dir);
-    h.engine.set(&id, 1, 0);
-    let (_, v, _) = h.post(&body).await;
-    assert_eq!(results_of(&v), ["duplicate"]);
-    let later =
-        payload(&[A::firing("Dup", "f1", &[("id", &id), KILL]).starts("2026-11-25T12:00:00Z")]);
-    let (_, v, _) = h.post(&later).await;
-    assert_eq!(results_of(&v), ["cooldown"]);
-    h.idle().await;
-    assert_eq!(h.engine.executions().len(), 1);
-    assert_eq!(h.rows().len(), 3);
-}
-
-#[tokio::test]
-async fn pruning_the_trail_keeps_what_a_restart_of_the_remediator_needs() {
-    let settings = Settings {
-        cooldown: Duration::from_secs(300),
-        retention: Some(Duration::from_secs(86_400)),
-        ..fast_settings()
-    };
-    let h = Harness::new(settings);
-    let id = cid(19);
+    let id = cid(n);
     h.runtime.add(&id, "c", &[]);
     h.engine.set(&id, 1, 0);
     let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
     let (_, v, _) = h.post(&body).await;
     assert_eq!(results_of(&v), ["pending"]);
     h.idle().await;
+    (h, id, body)
+}
+
+/// Restarts the remediator of [`acted_once`] on the same state directory:
+/// a redelivery is a duplicate, a new instance on the container is in
+/// cooldown, and nothing acts again. Returns the restarted remediator.
+async fn restart_remembers_dedupe_and_cooldown(h: Harness, id: &str, body: &str) -> Harness {
+    let dir = h.dir.path().to_path_buf();
+    let h = h.restarted();
+    assert_eq!(h.dir.path(), dir);
+    h.engine.set(id, 1, 0);
+    let (_, v, _) = h.post(body).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+    let later =
+        payload(&[A::firing("Dup", "f1", &[("id", id), KILL]).starts("2026-11-25T12:00:00Z")]);
+    let (_, v, _) = h.post(&later).await;
+    assert_eq!(results_of(&v), ["cooldown"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+    h
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_of_the_remediator() {
+    let (h, id, body) = acted_once(17, None).await;
+    let h = restart_remembers_dedupe_and_cooldown(h, &id, &body).await;
+    assert_eq!(h.rows().len(), 3);
+}
+
+#[tokio::test]
+async fn pruning_the_trail_keeps_what_a_restart_of_the_remediator_needs() {
+    let (h, id, body) = acted_once(19, Some(Duration::from_secs(86_400))).await;
     // Last year's trail: an action and a refusal on alerts long gone.
     let now_ms = (now_nanos() / 1_000_000) as i64;
     let mut old = h.rows()[0].clone();
-    for (fp, result, claimed) in [("f0", "done", true), ("f0", "cooldown", false)] {
+    for (result, claimed) in [("done", true), ("cooldown", false)] {
         old.at_ms = now_ms - 400 * 86_400_000;
-        old.fingerprint = fp.into();
+        old.fingerprint = "f0".into();
         old.result = result.into();
         old.claimed = claimed;
         h.service.store().insert(&old).unwrap();
@@ -562,18 +568,7 @@ async fn pruning_the_trail_keeps_what_a_restart_of_the_remediator_needs() {
     assert_eq!(h.service.prune_audit().await.unwrap(), 2);
     assert_eq!(h.results(), [("kill-duplicates".into(), "done".into())]);
     assert_eq!(h.service.prune_audit().await.unwrap(), 0);
-
-    // After a restart the dedupe key and the cooldown are still there.
-    let h = h.restarted();
-    h.engine.set(&id, 1, 0);
-    let (_, v, _) = h.post(&body).await;
-    assert_eq!(results_of(&v), ["duplicate"]);
-    let later =
-        payload(&[A::firing("Dup", "f1", &[("id", &id), KILL]).starts("2026-11-25T12:00:00Z")]);
-    let (_, v, _) = h.post(&later).await;
-    assert_eq!(results_of(&v), ["cooldown"]);
-    h.idle().await;
-    assert_eq!(h.engine.executions().len(), 1);
+    restart_remembers_dedupe_and_cooldown(h, &id, &body).await;
 }
 
 #[tokio::test]
