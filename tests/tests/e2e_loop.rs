@@ -192,16 +192,16 @@ fn progress(stack: &Stack, t0: i64, pids_dir: &Path, limit: u64) {
 
 /// Scenario A: the incident. Init spawns one more copy of an identical
 /// server command line every 2 s (each copy wrapper sh → sh → sleep, three
-/// tasks), the first copy serves (burns CPU). PID limit 80: the rule asks
-/// for kill-duplicates at 64 tasks with ≥ 3 surplus copies; at 1.5 tasks/s
-/// the loop has about 10 s before the limit.
+/// tasks), the first copy serves (burns CPU). PID limit 100: the rule asks
+/// for kill-duplicates at 80 tasks with ≥ 3 surplus copies; at 1.5 tasks/s
+/// the loop has about 13 s before the limit, twice its measured reaction.
 #[test]
 fn scenario_a_leaking_gateway_stays_below_its_pid_limit() {
     if !require_docker() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    const LIMIT: u64 = 80;
+    const LIMIT: u64 = 100;
     const RUN: Duration = Duration::from_secs(90);
 
     let (c, pids_dir, init_pid) = leaking_container(LIMIT, "2", 1000);
@@ -249,7 +249,7 @@ fn scenario_a_leaking_gateway_stays_below_its_pid_limit() {
         .count();
     let peak = samples.iter().filter_map(|s| s.tasks).max().unwrap_or(0);
     report(
-        "scenario A: leaking gateway, limit 80, one copy every 2 s",
+        "scenario A: leaking gateway, limit 100, one copy every 2 s",
         t0,
         LIMIT,
         &samples,
