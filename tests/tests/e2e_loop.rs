@@ -20,7 +20,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,55 @@ fn progress(stack: &Stack, t0: i64, pids_dir: &Path, limit: u64) {
     }
 }
 
+/// What both scenarios start with: the leaking container, a sampler of its
+/// `pids.current`, and the whole loop (short cooldown, sample and grace).
+struct Scenario {
+    c: TestContainer,
+    pids_dir: PathBuf,
+    init_pid: u32,
+    t0: i64,
+    started_before: String,
+    sampler: Sampler,
+    stack: Stack,
+}
+
+impl Scenario {
+    fn start(
+        label: &str,
+        limit: u64,
+        every: &str,
+        max_copies: u32,
+        remediator_config: Option<&str>,
+    ) -> Scenario {
+        let (c, pids_dir, init_pid) = leaking_container(limit, every, max_copies);
+        let t0 = now_ms();
+        let started_before = c.started_at();
+        let sampler = Sampler::start(pids_dir.clone());
+        let stack = Stack::start(&StackOptions {
+            only_ids: vec![c.id.clone()],
+            remediator_args: ["--cooldown", "10", "--sample", "1", "--grace", "1"]
+                .map(String::from)
+                .to_vec(),
+            remediator_config: remediator_config.map(String::from),
+            ..Default::default()
+        });
+        out(&format!(
+            "scenario {label}: container {} (limit {limit}), stack up after {}",
+            c.name,
+            secs(now_ms() - t0)
+        ));
+        Scenario {
+            c,
+            pids_dir,
+            init_pid,
+            t0,
+            started_before,
+            sampler,
+            stack,
+        }
+    }
+}
+
 /// Scenario A: the incident. Init spawns one more copy of an identical
 /// server command line every 2 s (each copy wrapper sh → sh → sleep, three
 /// tasks), the first copy serves (burns CPU). PID limit 100: the rule asks
@@ -204,22 +253,15 @@ fn scenario_a_leaking_gateway_stays_below_its_pid_limit() {
     const LIMIT: u64 = 100;
     const RUN: Duration = Duration::from_secs(90);
 
-    let (c, pids_dir, init_pid) = leaking_container(LIMIT, "2", 1000);
-    let t0 = now_ms();
-    let started_before = c.started_at();
-    let sampler = Sampler::start(pids_dir.clone());
-    let mut stack = Stack::start(&StackOptions {
-        only_ids: vec![c.id.clone()],
-        remediator_args: ["--cooldown", "10", "--sample", "1", "--grace", "1"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    });
-    out(&format!(
-        "scenario A: container {} (limit {LIMIT}), stack up after {}",
-        c.name,
-        secs(now_ms() - t0)
-    ));
+    let Scenario {
+        c,
+        pids_dir,
+        init_pid,
+        t0,
+        started_before,
+        sampler,
+        mut stack,
+    } = Scenario::start("A", LIMIT, "2", 1000, None);
 
     let serving =
         pidwarden_tests::poll_until(Duration::from_secs(15), Duration::from_millis(200), || {
@@ -316,27 +358,24 @@ fn scenario_b_spawning_faster_than_kills_escalates_to_restart() {
     const LIMIT: u64 = 60;
     const DEADLINE: Duration = Duration::from_secs(110);
 
-    let (c, pids_dir, _init_pid) = leaking_container(LIMIT, "0.25", 16);
-    let t0 = now_ms();
-    let started_before = c.started_at();
-    let sampler = Sampler::start(pids_dir.clone());
-    let mut stack = Stack::start(&StackOptions {
-        only_ids: vec![c.id.clone()],
-        remediator_args: ["--cooldown", "10", "--sample", "1", "--grace", "1"]
-            .map(String::from)
-            .to_vec(),
-        remediator_config: Some(
+    let Scenario {
+        c,
+        pids_dir,
+        t0,
+        started_before,
+        sampler,
+        mut stack,
+        ..
+    } = Scenario::start(
+        "B",
+        LIMIT,
+        "0.25",
+        16,
+        Some(
             "[circuit]\nwindow_secs = 600\nkill_threshold = 2\nescalate = true\n\n\
-             [limits]\nwindow_secs = 600\nmax_actions = 10\n"
-                .into(),
+             [limits]\nwindow_secs = 600\nmax_actions = 10\n",
         ),
-        ..Default::default()
-    });
-    out(&format!(
-        "scenario B: container {} (limit {LIMIT}), stack up after {}",
-        c.name,
-        secs(now_ms() - t0)
-    ));
+    );
 
     let start = Instant::now();
     let mut next_progress = Instant::now();
