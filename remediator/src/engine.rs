@@ -6,7 +6,7 @@
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::Roots;
 
-use crate::kill::{KillPlan, KillPolicy, KillReport};
+use crate::kill::{KillPlan, KillPolicy, KillReport, ProcRef};
 
 /// Plans and executes kill-duplicates.
 pub trait KillEngine: Send + Sync + 'static {
@@ -15,6 +15,9 @@ pub trait KillEngine: Send + Sync + 'static {
     fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String>;
     /// Signals the victims: SIGTERM, grace, SIGKILL. Blocks for the grace period.
     fn execute(&self, plan: &KillPlan, policy: &KillPolicy) -> KillReport;
+    /// Continues (SIGCONT) each listed process that is still the same
+    /// process and still stopped; returns those continued.
+    fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef>;
 }
 
 /// The engine over the host's `/proc` and cgroup filesystem.
@@ -40,5 +43,21 @@ impl KillEngine for HostKillEngine {
 
     fn execute(&self, plan: &KillPlan, policy: &KillPolicy) -> KillReport {
         crate::kill::execute(&self.roots, plan, policy)
+    }
+
+    fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
+        use pidwarden_shared::procfs::read_process;
+        use pidwarden_shared::signal::PinnedProcess;
+        procs
+            .iter()
+            .filter(|p| {
+                let Ok(Some(pin)) = PinnedProcess::pin(&self.roots, p.pid, p.start_time) else {
+                    return false;
+                };
+                let stopped = matches!(read_process(&self.roots, p.pid), Ok(Some(now)) if now.start_time == p.start_time && matches!(now.state, 'T' | 't'));
+                stopped && pin.signal(libc::SIGCONT).unwrap_or(false)
+            })
+            .cloned()
+            .collect()
     }
 }

@@ -6,12 +6,18 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod engine;
 pub mod http;
 pub mod kill;
+pub mod kill_action;
 pub mod metrics;
+pub mod outcome;
+pub mod recovery;
+pub mod restart_action;
 pub mod restraint;
 pub mod runtime;
 pub mod service;

@@ -14,26 +14,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::alert::Action;
-
-/// Every result `pidwarden_remediations_total` counts.
-pub const RESULTS: [&str; 9] = [
-    "done",
-    "dry_run",
-    "recovered",
-    "duplicate",
-    "cooldown",
-    "circuit_open",
-    "protected",
-    "unknown_container",
-    "failed",
-];
+use crate::outcome::Outcome;
 
 /// `{action,result}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionResult {
     /// `kill-duplicates` or `restart`.
     pub action: String,
-    /// One of [`RESULTS`].
+    /// One of [`Outcome::COUNTED`].
     pub result: String,
 }
 
@@ -156,10 +144,10 @@ impl Metrics {
             let _ = action_duration.get_or_create(&ActionLabel {
                 action: a.as_str().to_string(),
             });
-            for r in RESULTS {
+            for r in Outcome::COUNTED {
                 let _ = remediations.get_or_create(&ActionResult {
                     action: a.as_str().to_string(),
-                    result: r.to_string(),
+                    result: r.as_str().to_string(),
                 });
             }
         }
@@ -178,12 +166,16 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision.
-    pub fn count(&self, action: Action, result: &str) {
+    /// Counts one decision (outcomes outside the contract's result set are
+    /// audit rows only and not counted).
+    pub fn count(&self, action: Action, result: Outcome) {
+        if !result.is_counted() {
+            return;
+        }
         self.remediations
             .get_or_create(&ActionResult {
                 action: action.as_str().to_string(),
-                result: result.to_string(),
+                result: result.as_str().to_string(),
             })
             .inc();
     }
@@ -253,7 +245,7 @@ mod tests {
         let om = m.encode();
         assert!(om.ends_with("# EOF\n"));
         for a in ["kill-duplicates", "restart"] {
-            for r in RESULTS {
+            for r in Outcome::COUNTED {
                 let line =
                     format!("pidwarden_remediations_total{{action=\"{a}\",result=\"{r}\"}} 0");
                 assert!(om.contains(&line), "{line}");
@@ -272,7 +264,7 @@ mod tests {
     #[test]
     fn text_exposition_passes_promtool() {
         let m = Metrics::new();
-        m.count(Action::Restart, "done");
+        m.count(Action::Restart, Outcome::Done);
         m.action_duration
             .get_or_create(&ActionLabel {
                 action: "restart".into(),

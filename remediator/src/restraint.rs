@@ -1,8 +1,14 @@
 //! Restraint: the decisions that keep remediation from becoming the outage.
 //! Per alert instance idempotency (`fingerprint`, `startsAt`), a
-//! per-container cooldown, a bound on actions per container per window, and
-//! a circuit breaker that escalates a container that keeps coming back to
-//! one restart and then stops acting on it until the window passes.
+//! per-container cooldown counted from the end of the last action, a bound
+//! on actions per container per window, a circuit breaker that escalates a
+//! container that keeps coming back to one restart (when its alert may ask
+//! for one) and then stops acting on it until the window passes, and a
+//! bounded number of retries for actions that failed without changing
+//! anything.
+//!
+//! Dry-run and live decisions keep apart: an instance or a cooldown seen
+//! only in dry-run never holds back the live action.
 //!
 //! Pure state, no I/O and no clock: the caller passes `now` (Unix ms), and
 //! rebuilds the state from the audit store at start.
@@ -11,13 +17,18 @@ use std::collections::{HashMap, HashSet};
 
 use crate::alert::Action;
 use crate::config::Settings;
-use crate::store::{Record, PENDING};
+use crate::outcome::Outcome;
+use crate::store::KeyRow;
 
-/// Results whose action counts for cooldown, limits and the breaker.
-const ACTING: [&str; 4] = [PENDING, "done", "dry_run", "failed"];
+/// An alert instance in one mode: (fingerprint, startsAt, dry-run).
+pub type InstanceKey = (String, String, bool);
 
-/// An alert instance: (fingerprint, startsAt).
-pub type InstanceKey = (String, String);
+/// Attempts per alert instance that may fail without changing anything
+/// before the instance is given up.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Restraint is kept per container and mode: (dry-run, container id).
+type Scope = (bool, String);
 
 /// What to do with one alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +47,9 @@ pub enum Decision {
     },
     /// Do nothing.
     Refuse {
-        /// `duplicate`, `cooldown` or `circuit_open`.
-        result: &'static str,
+        /// `duplicate`, `cooldown`, `circuit_open`, or `failed` (attempts
+        /// used up).
+        result: Outcome,
         /// Why.
         reason: String,
         /// True when this refusal opened the circuit (escalation off).
@@ -48,8 +60,17 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq)]
 struct Event {
     at_ms: i64,
+    /// When the action finished; `None` while it runs.
+    end_ms: Option<i64>,
     action: Action,
     token: u64,
+}
+
+impl Event {
+    /// The instant cooldown counts from: the end, or now while running.
+    fn last_ms(&self, now_ms: i64) -> i64 {
+        self.end_ms.unwrap_or(now_ms).max(self.at_ms)
+    }
 }
 
 /// An open circuit.
@@ -65,8 +86,9 @@ pub struct OpenCircuit {
 #[derive(Debug, Default, PartialEq)]
 pub struct Restraint {
     handled: HashSet<InstanceKey>,
-    events: HashMap<String, Vec<Event>>,
-    circuits: HashMap<String, OpenCircuit>,
+    attempts: HashMap<InstanceKey, u32>,
+    events: HashMap<Scope, Vec<Event>>,
+    circuits: HashMap<Scope, OpenCircuit>,
     next_token: u64,
 }
 
@@ -75,35 +97,36 @@ fn ms(d: std::time::Duration) -> i64 {
 }
 
 impl Restraint {
-    /// Rebuilds the state from the dedupe keys and the recent audit rows
-    /// (oldest first).
+    /// Rebuilds the state from the dedupe keys, the failed attempts and the
+    /// recent audit rows (oldest first).
     pub fn rebuild(
         claimed: Vec<InstanceKey>,
-        recent: &[Record],
+        attempts: Vec<(InstanceKey, u32)>,
+        recent: &[KeyRow],
         s: &Settings,
         now_ms: i64,
     ) -> Restraint {
         let mut r = Restraint {
             handled: claimed.into_iter().collect(),
+            attempts: attempts.into_iter().collect(),
             ..Default::default()
         };
         for rec in recent {
-            if rec.claimed && ACTING.contains(&rec.result.as_str()) {
+            let scope = (rec.dry_run, rec.container_id.clone());
+            if rec.claimed && !rec.retry && rec.result.is_acting() {
                 if let Some(action) = Action::parse(&rec.action) {
                     r.next_token += 1;
-                    r.events
-                        .entry(rec.container_id.clone())
-                        .or_default()
-                        .push(Event {
-                            at_ms: rec.at_ms,
-                            action,
-                            token: r.next_token,
-                        });
+                    r.events.entry(scope.clone()).or_default().push(Event {
+                        at_ms: rec.at_ms,
+                        end_ms: rec.finished_ms,
+                        action,
+                        token: r.next_token,
+                    });
                 }
             }
-            if rec.opened_circuit && rec.at_ms + ms(s.circuit_window) > now_ms {
+            if rec.opened_circuit && rec.at_ms.saturating_add(ms(s.circuit_window)) > now_ms {
                 r.circuits.insert(
-                    rec.container_id.clone(),
+                    scope,
                     OpenCircuit {
                         opened_ms: rec.at_ms,
                         name: rec.container_name.clone(),
@@ -114,23 +137,23 @@ impl Restraint {
         r
     }
 
-    /// Open circuits (for the gauge).
+    /// Open circuits (for the gauge): container id and circuit.
     pub fn open_circuits(&self) -> impl Iterator<Item = (&String, &OpenCircuit)> {
-        self.circuits.iter()
+        self.circuits.iter().map(|((_, id), c)| (id, c))
     }
 
     /// Closes circuits whose window has passed; returns them (id, circuit).
     pub fn expire(&mut self, s: &Settings, now_ms: i64) -> Vec<(String, OpenCircuit)> {
         let window = ms(s.circuit_window);
-        let closed: Vec<String> = self
+        let closed: Vec<Scope> = self
             .circuits
             .iter()
-            .filter(|(_, c)| c.opened_ms + window <= now_ms)
-            .map(|(id, _)| id.clone())
+            .filter(|(_, c)| c.opened_ms.saturating_add(window) <= now_ms)
+            .map(|(scope, _)| scope.clone())
             .collect();
         closed
             .into_iter()
-            .filter_map(|id| self.circuits.remove(&id).map(|c| (id, c)))
+            .filter_map(|scope| self.circuits.remove(&scope).map(|c| (scope.1, c)))
             .collect()
     }
 
@@ -140,14 +163,18 @@ impl Restraint {
     }
 
     /// Decides on one firing alert for a known, not opted-out container.
-    /// When the decision is to act, the instance is claimed and the action
-    /// counted at once, so a concurrent redelivery is a duplicate.
+    /// The mode is the key's third part. `may_restart`: the alert may ask
+    /// for `restart` (config `[actions]`), so the breaker may escalate to
+    /// one. When the decision is to act, the instance is claimed and the
+    /// action counted at once, so a concurrent redelivery is a duplicate.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         key: &InstanceKey,
         container_id: &str,
         container_name: &str,
         requested: Action,
+        may_restart: bool,
         s: &Settings,
         now_ms: i64,
     ) -> Decision {
@@ -158,34 +185,42 @@ impl Restraint {
         };
         if self.handled.contains(key) {
             return refuse(
-                "duplicate",
+                Outcome::Duplicate,
                 "this alert instance (fingerprint, startsAt) was already handled".into(),
             );
         }
-        if let Some(c) = self.circuits.get(container_id) {
-            let until = c.opened_ms + ms(s.circuit_window);
+        let tried = self.attempts.get(key).copied().unwrap_or(0);
+        if tried >= MAX_ATTEMPTS {
+            return refuse(
+                Outcome::Failed,
+                format!("this alert instance failed {tried} times without changing anything; not trying again"),
+            );
+        }
+        let scope: Scope = (key.2, container_id.to_string());
+        if let Some(c) = self.circuits.get(&scope) {
+            let until = c.opened_ms.saturating_add(ms(s.circuit_window));
             if until > now_ms {
                 return refuse(
-                    "circuit_open",
+                    Outcome::CircuitOpen,
                     format!(
                         "circuit breaker open for this container for another {} s",
                         (until - now_ms + 999) / 1000
                     ),
                 );
             }
-            self.circuits.remove(container_id);
+            self.circuits.remove(&scope);
         }
         let horizon = ms(s.history_horizon());
-        let events = self.events.entry(container_id.to_string()).or_default();
-        events.retain(|e| e.at_ms + horizon > now_ms);
-        if let Some(last) = events.iter().map(|e| e.at_ms).max() {
+        let events = self.events.entry(scope.clone()).or_default();
+        events.retain(|e| e.last_ms(now_ms).saturating_add(horizon) > now_ms);
+        if let Some(last) = events.iter().map(|e| e.last_ms(now_ms)).max() {
             let cooldown = ms(s.cooldown);
-            if last + cooldown > now_ms {
+            if last.saturating_add(cooldown) > now_ms {
                 return refuse(
-                    "cooldown",
+                    Outcome::Cooldown,
                     format!(
-                        "last action on this container {} s ago; cooldown is {} s",
-                        (now_ms - last) / 1000,
+                        "last action on this container ended {} s ago; cooldown is {} s",
+                        now_ms.saturating_sub(last) / 1000,
                         s.cooldown.as_secs()
                     ),
                 );
@@ -193,11 +228,11 @@ impl Restraint {
         }
         let in_window = events
             .iter()
-            .filter(|e| e.at_ms + ms(s.limit_window) > now_ms)
+            .filter(|e| e.at_ms.saturating_add(ms(s.limit_window)) > now_ms)
             .count();
         if in_window >= s.max_actions as usize {
             return refuse(
-                "cooldown",
+                Outcome::Cooldown,
                 format!(
                     "{in_window} actions on this container within {} s (limit {})",
                     s.limit_window.as_secs(),
@@ -212,12 +247,13 @@ impl Restraint {
             let kills = events
                 .iter()
                 .filter(|e| {
-                    e.action == Action::KillDuplicates && e.at_ms + ms(s.circuit_window) > now_ms
+                    e.action == Action::KillDuplicates
+                        && e.at_ms.saturating_add(ms(s.circuit_window)) > now_ms
                 })
                 .count();
             if kills >= s.kill_threshold as usize {
                 self.circuits.insert(
-                    container_id.to_string(),
+                    scope.clone(),
                     OpenCircuit {
                         opened_ms: now_ms,
                         name: container_name.to_string(),
@@ -227,11 +263,16 @@ impl Restraint {
                     "circuit breaker: {kills} kill-duplicates actions within {} s",
                     s.circuit_window.as_secs()
                 );
-                if !s.escalate {
+                if !s.escalate || !may_restart {
+                    let not = if s.escalate {
+                        "this alert may not ask for restart (config [actions]), so no escalation"
+                    } else {
+                        "escalation is off"
+                    };
                     return Decision::Refuse {
-                        result: "circuit_open",
+                        result: Outcome::CircuitOpen,
                         reason: format!(
-                            "{why}; not acting on this container until the window passes"
+                            "{why}; {not}; not acting on this container until the window passes"
                         ),
                         opened_circuit: true,
                     };
@@ -244,14 +285,12 @@ impl Restraint {
         self.next_token += 1;
         let token = self.next_token;
         self.handled.insert(key.clone());
-        self.events
-            .entry(container_id.to_string())
-            .or_default()
-            .push(Event {
-                at_ms: now_ms,
-                action,
-                token,
-            });
+        self.events.entry(scope).or_default().push(Event {
+            at_ms: now_ms,
+            end_ms: None,
+            action,
+            token,
+        });
         Decision::Act {
             action,
             escalated,
@@ -264,15 +303,32 @@ impl Restraint {
     /// nothing was done): the instance is not handled and does not count.
     pub fn withdraw(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
         self.handled.remove(key);
-        self.release(container_id, token);
+        self.release(key, container_id, token);
     }
 
     /// Un-counts a claimed action that turned out to do nothing (recovered,
     /// unknown, only protected processes): it does not start a cooldown. The
     /// instance stays handled.
-    pub fn release(&mut self, container_id: &str, token: u64) {
-        if let Some(ev) = self.events.get_mut(container_id) {
+    pub fn release(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
+        if let Some(ev) = self.events.get_mut(&(key.2, container_id.to_string())) {
             ev.retain(|e| e.token != token);
+        }
+    }
+
+    /// A claimed action failed without changing anything: it does not
+    /// count, and the instance is free again for a redelivery, up to
+    /// [`MAX_ATTEMPTS`] failed attempts.
+    pub fn retry(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
+        self.withdraw(key, container_id, token);
+        *self.attempts.entry(key.clone()).or_default() += 1;
+    }
+
+    /// The action of `token` ended at `now_ms`: cooldown counts from here.
+    pub fn finished(&mut self, key: &InstanceKey, container_id: &str, token: u64, now_ms: i64) {
+        if let Some(ev) = self.events.get_mut(&(key.2, container_id.to_string())) {
+            for e in ev.iter_mut().filter(|e| e.token == token) {
+                e.end_ms = Some(now_ms);
+            }
         }
     }
 }
@@ -290,37 +346,38 @@ mod tests {
     }
 
     fn key(n: u32) -> InstanceKey {
-        (format!("fp{n}"), "2024-01-01T00:00:00Z".into())
+        (format!("fp{n}"), "2024-01-01T00:00:00Z".into(), false)
     }
 
     #[test]
     fn duplicate_then_cooldown_then_allowed() {
         let s = settings();
         let mut r = Restraint::default();
+        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0)
+        else {
+            panic!()
+        };
+        r.finished(&key(1), "c", token, 0);
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, &s, 0),
-            Decision::Act { .. }
-        ));
-        assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, &s, 100_000),
+            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 100_000),
             Decision::Refuse {
-                result: "duplicate",
+                result: Outcome::Duplicate,
                 ..
             }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, &s, 5_000),
+            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 5_000),
             Decision::Refuse {
-                result: "cooldown",
+                result: Outcome::Cooldown,
                 ..
             }
         ));
         assert!(matches!(
-            r.decide(&key(3), "other", "n", Action::Restart, &s, 5_000),
+            r.decide(&key(3), "other", "n", Action::Restart, true, &s, 5_000),
             Decision::Act { .. }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, &s, 10_000),
+            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 10_000),
             Decision::Act { .. }
         ));
     }
@@ -330,13 +387,13 @@ mod tests {
         let s = settings();
         let mut r = Restraint::default();
         let Decision::Act { token, .. } =
-            r.decide(&key(1), "c", "n", Action::KillDuplicates, &s, 0)
+            r.decide(&key(1), "c", "n", Action::KillDuplicates, true, &s, 0)
         else {
             panic!()
         };
-        r.release("c", token);
+        r.release(&key(1), "c", token);
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::KillDuplicates, &s, 1),
+            r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 1),
             Decision::Act { .. }
         ));
     }
@@ -345,14 +402,14 @@ mod tests {
     fn withdrawn_claims_leave_no_trace() {
         let s = settings();
         let mut r = Restraint::default();
-        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, &s, 0)
+        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0)
         else {
             panic!()
         };
         r.withdraw(&key(1), "c", token);
         assert!(!r.is_handled(&key(1)));
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, &s, 1),
+            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 1),
             Decision::Act { .. }
         ));
     }
@@ -366,7 +423,15 @@ mod tests {
         };
         let mut r = Restraint::default();
         for i in 0..3 {
-            let d = r.decide(&key(i), "c", "n", Action::KillDuplicates, &s, i as i64);
+            let d = r.decide(
+                &key(i),
+                "c",
+                "n",
+                Action::KillDuplicates,
+                true,
+                &s,
+                i as i64,
+            );
             assert!(
                 matches!(
                     d,
@@ -379,7 +444,7 @@ mod tests {
                 "{d:?}"
             );
         }
-        let d = r.decide(&key(3), "c", "n", Action::KillDuplicates, &s, 10);
+        let d = r.decide(&key(3), "c", "n", Action::KillDuplicates, true, &s, 10);
         assert!(
             matches!(
                 d,
@@ -391,12 +456,12 @@ mod tests {
             ),
             "{d:?}"
         );
-        let d = r.decide(&key(4), "c", "n", Action::KillDuplicates, &s, 20);
+        let d = r.decide(&key(4), "c", "n", Action::KillDuplicates, true, &s, 20);
         assert!(
             matches!(
                 d,
                 Decision::Refuse {
-                    result: "circuit_open",
+                    result: Outcome::CircuitOpen,
                     ..
                 }
             ),
@@ -406,7 +471,7 @@ mod tests {
         assert!(r.expire(&s, 50_000).is_empty());
         assert_eq!(r.expire(&s, 100_010).len(), 1);
         // Window passed: the old kills fell out of it too.
-        let d = r.decide(&key(5), "c", "n", Action::KillDuplicates, &s, 200_000);
+        let d = r.decide(&key(5), "c", "n", Action::KillDuplicates, true, &s, 200_000);
         assert!(
             matches!(
                 d,
@@ -429,21 +494,149 @@ mod tests {
         };
         let mut r = Restraint::default();
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, &s, 0),
+            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0),
             Decision::Act { .. }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, &s, 1),
+            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 1),
             Decision::Act { .. }
         ));
-        let d = r.decide(&key(3), "c", "n", Action::Restart, &s, 2);
+        let d = r.decide(&key(3), "c", "n", Action::Restart, true, &s, 2);
         assert!(
-            matches!(&d, Decision::Refuse { result: "cooldown", reason, .. } if reason.contains("limit 2")),
+            matches!(&d, Decision::Refuse { result: Outcome::Cooldown, reason, .. } if reason.contains("limit 2")),
             "{d:?}"
         );
         assert!(matches!(
-            r.decide(&key(3), "c", "n", Action::Restart, &s, 60_001),
+            r.decide(&key(3), "c", "n", Action::Restart, true, &s, 60_001),
             Decision::Act { .. }
         ));
+    }
+
+    #[test]
+    fn dry_run_and_live_keep_apart() {
+        let s = settings();
+        let mut r = Restraint::default();
+        let dry = ("fp".to_string(), "t".to_string(), true);
+        let live = ("fp".to_string(), "t".to_string(), false);
+        assert!(matches!(
+            r.decide(&dry, "c", "n", Action::KillDuplicates, true, &s, 0),
+            Decision::Act { .. }
+        ));
+        // The same instance, live, within the dry-run action's cooldown: acts.
+        let d = r.decide(&live, "c", "n", Action::KillDuplicates, true, &s, 1);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+        let d = r.decide(&live, "c", "n", Action::KillDuplicates, true, &s, 2);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Duplicate,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn cooldown_counts_from_the_end_of_the_action() {
+        let s = settings();
+        let mut r = Restraint::default();
+        let Decision::Act { token, .. } =
+            r.decide(&key(1), "c", "n", Action::KillDuplicates, true, &s, 0)
+        else {
+            panic!()
+        };
+        // Still running at 30 s: cooldown holds.
+        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 30_000);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Cooldown,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        r.finished(&key(1), "c", token, 40_000);
+        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 45_000);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Cooldown,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 50_000);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn failed_attempts_retry_up_to_the_bound() {
+        let s = settings();
+        let mut r = Restraint::default();
+        for i in 0..MAX_ATTEMPTS {
+            let d = r.decide(&key(1), "c", "n", Action::Restart, true, &s, i as i64);
+            let Decision::Act { token, .. } = d else {
+                panic!("attempt {i}: {d:?}")
+            };
+            r.retry(&key(1), "c", token);
+        }
+        let d = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 10);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Failed,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Other instances are not affected, nor held back by a cooldown.
+        let d = r.decide(&key(2), "c", "n", Action::Restart, true, &s, 11);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn breaker_opens_without_escalating_when_restart_is_not_allowed() {
+        let s = Settings {
+            cooldown: Duration::ZERO,
+            ..Settings::default()
+        };
+        let mut r = Restraint::default();
+        for i in 0..3 {
+            let d = r.decide(
+                &key(i),
+                "c",
+                "n",
+                Action::KillDuplicates,
+                false,
+                &s,
+                i as i64,
+            );
+            assert!(
+                matches!(
+                    d,
+                    Decision::Act {
+                        action: Action::KillDuplicates,
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
+        let d = r.decide(&key(3), "c", "n", Action::KillDuplicates, false, &s, 10);
+        assert!(
+            matches!(
+                &d,
+                Decision::Refuse { result: Outcome::CircuitOpen, opened_circuit: true, reason } if reason.contains("[actions]")
+            ),
+            "{d:?}"
+        );
     }
 }

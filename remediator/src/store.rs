@@ -5,6 +5,12 @@
 //! the retention period are pruned ([`Store::prune`]), except those that
 //! state still needs.
 //!
+//! Before an action stops its first process, the processes it is about to
+//! stop are written to a second table, `stopped` ([`Store::journal_stopped`]),
+//! durably: a remediator that dies mid-action leaves the list of what it may
+//! have left frozen, and the next start continues those processes
+//! ([`Store::interrupted`]). The audit row itself holds a bounded list.
+//!
 //! The calls here block; async callers run them in `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
@@ -14,11 +20,13 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::outcome::Outcome;
+
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "pidwarden-remediator.sqlite";
 
-/// Result stored while an action runs in the background.
-pub const PENDING: &str = "pending";
+/// Processes listed in one audit row at most; the row also stores the total.
+pub const ROW_PROCESSES_MAX: usize = 200;
 
 /// Schema migrations, applied in order; `user_version` is the count applied.
 const MIGRATIONS: &[&str] = &[
@@ -45,6 +53,19 @@ CREATE INDEX actions_container ON actions (container_id, at_ms);
 "#,
     r#"
 CREATE INDEX actions_at ON actions (at_ms);
+"#,
+    r#"
+ALTER TABLE actions ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+UPDATE actions SET dry_run = 1 WHERE result = 'dry_run';
+ALTER TABLE actions ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN process_count INTEGER NOT NULL DEFAULT 0;
+UPDATE actions SET process_count = json_array_length(processes) WHERE json_valid(processes);
+CREATE TABLE stopped (
+    action_id  INTEGER NOT NULL,
+    pid        INTEGER NOT NULL,
+    start_time INTEGER NOT NULL,
+    PRIMARY KEY (action_id, pid, start_time)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -97,10 +118,8 @@ pub struct Record {
     pub container_name: String,
     /// Action: `kill-duplicates`, `restart`, or the unrecognised label value.
     pub action: String,
-    /// `done`, `dry_run`, `recovered`, `duplicate`, `cooldown`,
-    /// `circuit_open`, `protected`, `unknown_container`, `failed`, or
-    /// `pending` / `resolved` / `ignored`.
-    pub result: String,
+    /// What became of it.
+    pub result: Outcome,
     /// Why, in words.
     pub reason: String,
     /// True when this decision claimed the alert instance (an action was
@@ -109,10 +128,76 @@ pub struct Record {
     /// True when this decision opened the container's circuit breaker (the
     /// escalated restart, or the refusal when escalation is off).
     pub opened_circuit: bool,
-    /// Processes signalled (or, in dry-run, that would be): JSON array.
+    /// True when the decision was taken in dry-run mode (globally or by the
+    /// container's label): its dedupe key and restraint are dry-run's own.
+    pub dry_run: bool,
+    /// True when the action failed without changing anything and released
+    /// its claim: a redelivery of the alert instance may try again.
+    pub retry: bool,
+    /// Processes signalled (or, in dry-run, that would be): JSON array of at
+    /// most [`ROW_PROCESSES_MAX`] entries.
     pub processes: serde_json::Value,
+    /// How many processes the action concerned (may exceed the list).
+    pub process_count: u64,
     /// When the background work finished (Unix milliseconds).
     pub finished_ms: Option<i64>,
+}
+
+/// The columns of a row that restraint is rebuilt from: no reasons, no
+/// process lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRow {
+    /// When the decision was taken (Unix ms).
+    pub at_ms: i64,
+    /// When its action finished (Unix ms).
+    pub finished_ms: Option<i64>,
+    /// Container id.
+    pub container_id: String,
+    /// Container name.
+    pub container_name: String,
+    /// Action text.
+    pub action: String,
+    /// Outcome.
+    pub result: Outcome,
+    /// Claimed the alert instance.
+    pub claimed: bool,
+    /// Opened the circuit.
+    pub opened_circuit: bool,
+    /// Dry-run decision.
+    pub dry_run: bool,
+    /// Released its claim after a failure that changed nothing.
+    pub retry: bool,
+}
+
+/// An alert instance and mode with the failed attempts recorded for it.
+pub type Attempts = ((String, String, bool), u32);
+
+/// An action a previous run left pending, with the processes it journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interrupted {
+    /// Row id.
+    pub id: i64,
+    /// Action text.
+    pub action: String,
+    /// (pid, start time) of every process it was about to stop.
+    pub stopped: Vec<(i32, u64)>,
+}
+
+/// The outcome of a pending row, for [`Store::finish`].
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    /// Final outcome.
+    pub result: Outcome,
+    /// Why, in words.
+    pub reason: &'a str,
+    /// The bounded process list.
+    pub processes: &'a serde_json::Value,
+    /// How many processes the action concerned.
+    pub process_count: u64,
+    /// The action failed without changing anything: release the claim.
+    pub retry: bool,
+    /// When (Unix ms).
+    pub finished_ms: i64,
 }
 
 /// The store: one connection behind a mutex (SQLite serialises writers anyway).
@@ -128,7 +213,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms";
+const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count";
+
+fn outcome(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Outcome> {
+    let text: String = r.get(i)?;
+    Outcome::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown result {text:?}").into(),
+        )
+    })
+}
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let processes: String = r.get(13)?;
@@ -142,12 +238,15 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         container_id: r.get(6)?,
         container_name: r.get(7)?,
         action: r.get(8)?,
-        result: r.get(9)?,
+        result: outcome(r, 9)?,
         reason: r.get(10)?,
         claimed: r.get::<_, i64>(11)? != 0,
         opened_circuit: r.get::<_, i64>(12)? != 0,
         processes: serde_json::from_str(&processes).unwrap_or(serde_json::Value::Null),
         finished_ms: r.get(14)?,
+        dry_run: r.get::<_, i64>(15)? != 0,
+        retry: r.get::<_, i64>(16)? != 0,
+        process_count: r.get::<_, i64>(17)?.max(0) as u64,
     })
 }
 
@@ -198,12 +297,47 @@ impl Store {
         })
     }
 
-    /// Inserts a row (its `id` is ignored) and returns the new id.
+    /// Runs `f` as one transaction committed with `synchronous = FULL`:
+    /// in WAL mode that fsyncs the log at the commit, so what `f` wrote
+    /// survives a crash or power loss right after it returns. Every other
+    /// write keeps `NORMAL` (durable at the next checkpoint): losing a
+    /// refusal row or an outcome to a power cut costs an audit line, but a
+    /// pending row or a journal of stopped processes that was lost would
+    /// leave an action that is neither deduplicated nor recoverable, so
+    /// those two are written before any signal and paid for with a fsync.
+    fn durably<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let run = |conn: &mut Connection| -> rusqlite::Result<T> {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        let out = run(&mut conn);
+        let restored = conn.pragma_update(None, "synchronous", "NORMAL");
+        out.and_then(|v| restored.map(|_| v))
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The `synchronous` setting in force (tests check it is restored).
+    pub fn synchronous(&self) -> Result<i64, StoreError> {
+        self.with(|c| c.pragma_query_value(None, "synchronous", |r| r.get(0)))
+    }
+
+    /// Inserts a row (its `id` is ignored) and returns the new id. A pending
+    /// row is written durably (see [`Store::durably`]).
     pub fn insert(&self, r: &Record) -> Result<i64, StoreError> {
-        self.with(|c| {
+        let write = |c: &Connection| {
             c.execute(
-                "INSERT INTO actions (at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO actions (at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     r.at_ms,
                     r.status,
@@ -213,33 +347,59 @@ impl Store {
                     r.container_id,
                     r.container_name,
                     r.action,
-                    r.result,
+                    r.result.as_str(),
                     r.reason,
                     r.claimed as i64,
                     r.opened_circuit as i64,
                     r.processes.to_string(),
-                    r.finished_ms
+                    r.finished_ms,
+                    r.dry_run as i64,
+                    r.retry as i64,
+                    r.process_count.min(i64::MAX as u64) as i64
                 ],
             )?;
             Ok(c.last_insert_rowid())
+        };
+        if r.result == Outcome::Pending {
+            self.durably(|tx| write(tx))
+        } else {
+            self.with(write)
+        }
+    }
+
+    /// Journals, durably, processes an action is about to stop (SIGSTOP):
+    /// what a restart after a crash must continue.
+    pub fn journal_stopped(&self, id: i64, procs: &[(i32, u64)]) -> Result<(), StoreError> {
+        self.durably(|tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO stopped (action_id, pid, start_time) VALUES (?1, ?2, ?3)",
+            )?;
+            for &(pid, start) in procs {
+                st.execute(params![id, pid, start.min(i64::MAX as u64) as i64])?;
+            }
+            Ok(())
         })
     }
 
-    /// Sets the outcome of a pending row.
-    pub fn finish(
-        &self,
-        id: i64,
-        result: &str,
-        reason: &str,
-        processes: &serde_json::Value,
-        finished_ms: i64,
-    ) -> Result<(), StoreError> {
+    /// Sets the outcome of a pending row and drops its journal of stopped
+    /// processes. `processes` is bounded by the caller; `process_count` is
+    /// the full count. `retry` releases the row's claim on its alert instance.
+    pub fn finish(&self, id: i64, fin: &Finish<'_>) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "UPDATE actions SET result = ?2, reason = ?3, processes = ?4, finished_ms = ?5 WHERE id = ?1",
-                params![id, result, reason, processes.to_string(), finished_ms],
-            )
-            .map(|_| ())
+                "UPDATE actions SET result = ?2, reason = ?3, processes = ?4, finished_ms = ?5, retry = ?6, process_count = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    fin.result.as_str(),
+                    fin.reason,
+                    fin.processes.to_string(),
+                    fin.finished_ms,
+                    fin.retry as i64,
+                    fin.process_count.min(i64::MAX as u64) as i64
+                ],
+            )?;
+            c.execute("DELETE FROM stopped WHERE action_id = ?1", [id])?;
+            Ok(())
         })
     }
 
@@ -266,31 +426,68 @@ impl Store {
         })
     }
 
-    /// Rows at or after `since_ms`, oldest first (the rebuild source).
-    pub fn since(&self, since_ms: i64) -> Result<Vec<Record>, StoreError> {
+    /// The key columns of the rows at or after `since_ms`, oldest first
+    /// (the rebuild source; no reason or process list is read).
+    pub fn since(&self, since_ms: i64) -> Result<Vec<KeyRow>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM actions WHERE at_ms >= ?1 ORDER BY id"
-            ))?;
-            let rows = st.query_map([since_ms], row_to_record)?;
+            let mut st = c.prepare(
+                "SELECT at_ms, finished_ms, container_id, container_name, action, result, claimed, opened_circuit, dry_run, retry
+                 FROM actions WHERE at_ms >= ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([since_ms], |r| {
+                Ok(KeyRow {
+                    at_ms: r.get(0)?,
+                    finished_ms: r.get(1)?,
+                    container_id: r.get(2)?,
+                    container_name: r.get(3)?,
+                    action: r.get(4)?,
+                    result: outcome(r, 5)?,
+                    claimed: r.get::<_, i64>(6)? != 0,
+                    opened_circuit: r.get::<_, i64>(7)? != 0,
+                    dry_run: r.get::<_, i64>(8)? != 0,
+                    retry: r.get::<_, i64>(9)? != 0,
+                })
+            })?;
             rows.collect()
         })
     }
 
-    /// Alert instances (fingerprint, startsAt) an action was started for:
-    /// the dedupe keys. With `seen_since` (Unix ms), only instances with a
-    /// row at or after it — the ones [`Store::prune`] with the same instant
-    /// keeps; without, every instance ever claimed.
+    /// Alert instances (fingerprint, startsAt, dry-run) an action was
+    /// started for and still claims: the dedupe keys. With `seen_since`
+    /// (Unix ms), only instances with a row at or after it — the ones
+    /// [`Store::prune`] with the same instant keeps; without, every instance
+    /// ever claimed.
     pub fn claimed_instances(
         &self,
         seen_since: Option<i64>,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<(String, String, bool)>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT DISTINCT a.fingerprint, a.starts_at FROM actions AS a
-                 WHERE a.claimed = 1 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})"
+                "SELECT DISTINCT a.fingerprint, a.starts_at, a.dry_run FROM actions AS a
+                 WHERE a.claimed = 1 AND a.retry = 0 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})"
             ))?;
-            let rows = st.query_map([seen_since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = st.query_map([seen_since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Failed attempts that released their claim, per alert instance and
+    /// mode (same `seen_since` as [`Store::claimed_instances`]).
+    pub fn failed_attempts(&self, seen_since: Option<i64>) -> Result<Vec<Attempts>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT a.fingerprint, a.starts_at, a.dry_run, count(*) FROM actions AS a
+                 WHERE a.claimed = 1 AND a.retry = 1 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})
+                 GROUP BY a.fingerprint, a.starts_at, a.dry_run"
+            ))?;
+            let rows = st.query_map([seen_since], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0),
+                    r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
+                ))
+            })?;
             rows.collect()
         })
     }
@@ -314,7 +511,12 @@ impl Store {
         );
         let mut total = 0;
         loop {
-            let n = self.with(|c| c.execute(&sql, params![before_ms, PENDING, batch as i64]))?;
+            let n = self.with(|c| {
+                c.execute(
+                    &sql,
+                    params![before_ms, Outcome::Pending.as_str(), batch as i64],
+                )
+            })?;
             total += n;
             if n < batch {
                 return Ok(total);
@@ -323,13 +525,31 @@ impl Store {
         }
     }
 
-    /// Marks rows left pending by a previous process as failed; returns how many.
-    pub fn fail_interrupted(&self, now_ms: i64) -> Result<usize, StoreError> {
+    /// Rows a previous process left pending, with the processes each
+    /// journaled as about to be stopped.
+    pub fn interrupted(&self) -> Result<Vec<Interrupted>, StoreError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE actions SET result = 'failed', reason = reason || ' (interrupted: the remediator stopped before the action finished)', finished_ms = ?1 WHERE result = 'pending'",
-                [now_ms],
-            )
+            let mut st =
+                c.prepare("SELECT id, action FROM actions WHERE result = ?1 ORDER BY id")?;
+            let rows: Vec<(i64, String)> = st
+                .query_map([Outcome::Pending.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut procs =
+                c.prepare("SELECT pid, start_time FROM stopped WHERE action_id = ?1 ORDER BY pid")?;
+            rows.into_iter()
+                .map(|(id, action)| {
+                    let stopped = procs
+                        .query_map([id], |r| {
+                            Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok(Interrupted {
+                        id,
+                        action,
+                        stopped,
+                    })
+                })
+                .collect()
         })
     }
 
@@ -346,7 +566,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn rec(fp: &str, result: &str) -> Record {
+    fn rec(fp: &str, result: Outcome) -> Record {
         Record {
             id: 0,
             at_ms: 1000,
@@ -357,33 +577,51 @@ mod tests {
             container_id: "c".into(),
             container_name: "n".into(),
             action: "restart".into(),
-            result: result.into(),
+            result,
             reason: "r".into(),
-            claimed: result == PENDING,
+            claimed: result == Outcome::Pending,
             opened_circuit: false,
+            dry_run: false,
+            retry: false,
             processes: serde_json::json!([]),
+            process_count: 0,
             finished_ms: None,
         }
+    }
+
+    fn finish(s: &Store, id: i64, result: Outcome, retry: bool) {
+        s.finish(
+            id,
+            &Finish {
+                result,
+                reason: "ok",
+                processes: &serde_json::json!([{"pid": 5}]),
+                process_count: 7,
+                retry,
+                finished_ms: 2000,
+            },
+        )
+        .unwrap();
     }
 
     #[test]
     fn round_trip_migrate_twice_and_finish() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let id = s.insert(&rec("f1", PENDING)).unwrap();
-        s.insert(&rec("f2", "cooldown")).unwrap();
-        s.finish(id, "done", "ok", &serde_json::json!([{"pid": 5}]), 2000)
-            .unwrap();
+        let id = s.insert(&rec("f1", Outcome::Pending)).unwrap();
+        s.insert(&rec("f2", Outcome::Cooldown)).unwrap();
+        finish(&s, id, Outcome::Done, false);
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         let r = s.get(id).unwrap().unwrap();
-        assert_eq!(r.result, "done");
+        assert_eq!(r.result, Outcome::Done);
         assert_eq!(r.processes[0]["pid"], 5);
+        assert_eq!(r.process_count, 7);
         assert_eq!(s.recent(10).unwrap().len(), 2);
         assert_eq!(s.recent(10).unwrap()[0].fingerprint, "f2");
         assert_eq!(
             s.claimed_instances(None).unwrap(),
-            vec![("f1".to_string(), "2024-01-01T00:00:00Z".to_string())]
+            vec![("f1".to_string(), "2024-01-01T00:00:00Z".to_string(), false)]
         );
         let v: i64 = s
             .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
@@ -392,14 +630,62 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_rows_become_failed() {
+    fn pending_rows_list_their_journal_until_finished() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let id = s.insert(&rec("f1", PENDING)).unwrap();
-        assert_eq!(s.fail_interrupted(5).unwrap(), 1);
-        let r = s.get(id).unwrap().unwrap();
-        assert_eq!(r.result, "failed");
-        assert!(r.reason.contains("interrupted"));
+        let a = s.insert(&rec("f1", Outcome::Pending)).unwrap();
+        let b = s.insert(&rec("f2", Outcome::Pending)).unwrap();
+        s.journal_stopped(a, &[(20, 7), (10, 5)]).unwrap();
+        s.journal_stopped(a, &[(10, 5), (30, u64::MAX)]).unwrap();
+        assert_eq!(
+            s.synchronous().unwrap(),
+            1,
+            "NORMAL restored after a durable write"
+        );
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let got = s.interrupted().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].id, a);
+        assert_eq!(
+            got[0].stopped,
+            vec![(10, 5), (20, 7), (30, i64::MAX as u64)]
+        );
+        assert_eq!(got[1].id, b);
+        assert!(got[1].stopped.is_empty());
+        finish(&s, a, Outcome::Failed, false);
+        let got = s.interrupted().unwrap();
+        assert_eq!(got.len(), 1);
+        let left: i64 = s
+            .with(|c| c.query_row("SELECT count(*) FROM stopped", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(left, 0, "a finished row keeps no journal");
+    }
+
+    #[test]
+    fn released_claims_are_attempts_not_dedupe_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for _ in 0..2 {
+            let id = s.insert(&rec("f1", Outcome::Pending)).unwrap();
+            finish(&s, id, Outcome::Failed, true);
+        }
+        let dry = s
+            .insert(&Record {
+                dry_run: true,
+                ..rec("f1", Outcome::Pending)
+            })
+            .unwrap();
+        finish(&s, dry, Outcome::DryRun, false);
+        let st = "2024-01-01T00:00:00Z".to_string();
+        assert_eq!(
+            s.claimed_instances(None).unwrap(),
+            vec![("f1".to_string(), st.clone(), true)]
+        );
+        assert_eq!(
+            s.failed_attempts(None).unwrap(),
+            vec![(("f1".to_string(), st, false), 2)]
+        );
     }
 
     #[test]
@@ -409,14 +695,14 @@ mod tests {
         for i in 0..1203 {
             s.insert(&Record {
                 at_ms: i,
-                ..rec("old", "ignored")
+                ..rec("old", Outcome::Ignored)
             })
             .unwrap();
         }
         let recent = s
             .insert(&Record {
                 at_ms: 5000,
-                ..rec("new", "ignored")
+                ..rec("new", Outcome::Ignored)
             })
             .unwrap();
         assert_eq!(s.prune(5000, 500).unwrap(), 1203);

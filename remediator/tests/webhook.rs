@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use pidwarden_remediator::config::Settings;
+use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::timefmt::now_nanos;
 
 const KILL: (&str, &str) = ("pidwarden_action", "kill-duplicates");
@@ -557,10 +558,10 @@ async fn pruning_the_trail_keeps_what_a_restart_of_the_remediator_needs() {
     // Last year's trail: an action and a refusal on alerts long gone.
     let now_ms = (now_nanos() / 1_000_000) as i64;
     let mut old = h.rows()[0].clone();
-    for (result, claimed) in [("done", true), ("cooldown", false)] {
+    for (result, claimed) in [(Outcome::Done, true), (Outcome::Cooldown, false)] {
         old.at_ms = now_ms - 400 * 86_400_000;
         old.fingerprint = "f0".into();
-        old.result = result.into();
+        old.result = result;
         old.claimed = claimed;
         h.service.store().insert(&old).unwrap();
     }

@@ -128,6 +128,10 @@ pub struct FakeEngine {
     pub plans: AtomicUsize,
     pub executions: Mutex<Vec<Vec<i32>>>,
     pub executing: AtomicBool,
+    /// Processes `resume_stopped` reports as stopped (and continues).
+    pub stopped: Mutex<Vec<(i32, u64)>>,
+    /// Every process `resume_stopped` was asked about.
+    pub resume_asked: Mutex<Vec<(i32, u64)>>,
 }
 
 impl FakeEngine {
@@ -144,6 +148,21 @@ impl FakeEngine {
 }
 
 impl KillEngine for FakeEngine {
+    fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
+        let mut stopped = self.stopped.lock().unwrap();
+        let mut asked = self.resume_asked.lock().unwrap();
+        procs
+            .iter()
+            .filter(|p| {
+                asked.push((p.pid, p.start_time));
+                let was = stopped.contains(&(p.pid, p.start_time));
+                stopped.retain(|&s| s != (p.pid, p.start_time));
+                was
+            })
+            .cloned()
+            .collect()
+    }
+
     fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
         self.plans.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(policy.sample);
@@ -337,7 +356,7 @@ impl Harness {
     pub fn results(&self) -> Vec<(String, String)> {
         self.rows()
             .into_iter()
-            .map(|r| (r.action, r.result))
+            .map(|r| (r.action, r.result.as_str().to_string()))
             .collect()
     }
 

@@ -1,0 +1,326 @@
+//! The decision stage: one webhook payload's alerts, in order, each to a
+//! recorded decision. An alert that is to be acted on takes its container's
+//! lock, is claimed in the restraint state and recorded `pending` (durably),
+//! and its action starts in a background task that holds the lock until the
+//! action has ended. The whole payload is handled in a task of its own, so a
+//! client that disconnects mid-request never leaves a claimed instance
+//! without its action.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
+use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
+use crate::outcome::Outcome;
+use crate::restraint::{Decision, InstanceKey};
+use crate::runtime::{ContainerInfo, RuntimeError};
+use crate::service::{now_ms, set_circuit_open, ContainerLock, InFlight, Service, INSPECT_TIMEOUT};
+
+/// Opt-out label: `pidwarden.enable=false`.
+pub const LABEL_ENABLE: &str = "pidwarden.enable";
+/// Per-container dry-run label: `pidwarden.dry-run=true`.
+pub const LABEL_DRY_RUN: &str = "pidwarden.dry-run";
+
+/// One action running in the background.
+pub(crate) struct Job {
+    pub row: i64,
+    pub key: InstanceKey,
+    pub token: u64,
+    pub action: Action,
+    pub dry_run: bool,
+    pub info: ContainerInfo,
+    pub alert_starts_at: Option<i128>,
+    pub started: Instant,
+    pub decision: String,
+}
+
+impl Service {
+    /// Handles every alert of a payload, in order, in a task detached from
+    /// the caller: dropping the returned future (a client gone) does not
+    /// stop it. Only decisions are taken here; actions continue in
+    /// background tasks.
+    pub async fn handle(self: &Arc<Self>, payload: &WebhookPayload) -> Vec<AlertOutcome> {
+        let svc = Arc::clone(self);
+        let alerts = payload.alerts.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::with_capacity(alerts.len());
+            for alert in &alerts {
+                out.push(svc.handle_one(alert).await);
+            }
+            out
+        });
+        match task.await {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(error = %e, "handling a webhook payload failed");
+                payload
+                    .alerts
+                    .iter()
+                    .map(|a| AlertOutcome {
+                        row: -1,
+                        fingerprint: clip(&a.fingerprint, 64),
+                        action: clip(a.action_label().unwrap_or(""), 64),
+                        result: Outcome::Failed,
+                        reason: "internal error".into(),
+                        retryable: true,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn handle_one(self: &Arc<Self>, alert: &Alert) -> AlertOutcome {
+        let label = alert.action_label().unwrap_or("");
+        let none = ("", "");
+        if alert.is_resolved() {
+            let reason = "alert resolved; nothing to do".to_string();
+            return self
+                .refuse(alert, none, label, Outcome::Resolved, reason, false)
+                .await;
+        }
+        let Some(requested) = Action::parse(label) else {
+            let reason = if label.is_empty() {
+                "no pidwarden_action label; ignored".to_string()
+            } else {
+                format!("unknown pidwarden_action {:?}; ignored", clip(label, 64))
+            };
+            return self
+                .refuse(alert, none, label, Outcome::Ignored, reason, false)
+                .await;
+        };
+        if !self.settings.allows(alert.alertname(), requested) {
+            let reason = format!(
+                "alert {:?} may not ask for {} (config [actions])",
+                clip(alert.alertname(), 100),
+                requested.as_str()
+            );
+            return self
+                .refuse(alert, none, label, Outcome::Ignored, reason, false)
+                .await;
+        }
+        let info = match self.resolve(alert).await {
+            Ok(info) => info,
+            Err((result, reason, retryable)) => {
+                let mut o = self.refuse(alert, none, label, result, reason, false).await;
+                o.retryable = retryable;
+                return o;
+            }
+        };
+        let target = (info.id.as_str(), info.name.as_str());
+        if info
+            .labels
+            .get(LABEL_ENABLE)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        {
+            let reason = format!("container opted out ({LABEL_ENABLE}=false)");
+            return self
+                .refuse(alert, target, label, Outcome::Protected, reason, false)
+                .await;
+        }
+        if self.is_aborted() {
+            let reason = "the remediator is shutting down".to_string();
+            let mut o = self
+                .refuse(alert, target, label, Outcome::Failed, reason, false)
+                .await;
+            o.retryable = true;
+            return o;
+        }
+        let dry_run = self.settings.dry_run
+            || info
+                .labels
+                .get(LABEL_DRY_RUN)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let key = instance_key(alert, dry_run);
+        // A redelivery of the running action's own instance is a duplicate,
+        // not a competing request.
+        let lock = match self.lock_container(&info.id) {
+            Some(lock) => lock,
+            None => {
+                let (result, reason) = if self.restraint().is_handled(&key) {
+                    (
+                        Outcome::Duplicate,
+                        "this alert instance (fingerprint, startsAt) was already handled",
+                    )
+                } else {
+                    (Outcome::Busy, "another action on this container is running")
+                };
+                return self
+                    .refuse(alert, target, label, result, reason.into(), false)
+                    .await;
+            }
+        };
+        let may_restart = self.settings.allows(alert.alertname(), Action::Restart);
+        let decision = self.restraint().decide(
+            &key,
+            &info.id,
+            &info.name,
+            requested,
+            may_restart,
+            &self.settings,
+            now_ms(),
+        );
+        let (action, escalated, token, reason) = match decision {
+            Decision::Refuse {
+                result,
+                reason,
+                opened_circuit,
+            } => {
+                if opened_circuit {
+                    set_circuit_open(self.metrics(), &info.id, &info.name);
+                }
+                return self
+                    .refuse(alert, target, label, result, reason, opened_circuit)
+                    .await;
+            }
+            Decision::Act {
+                action,
+                escalated,
+                token,
+                reason,
+            } => (action, escalated, token, reason),
+        };
+        if escalated {
+            set_circuit_open(self.metrics(), &info.id, &info.name);
+        }
+        let reason = if dry_run {
+            format!("{reason} (dry-run)")
+        } else {
+            reason
+        };
+        let row = match self
+            .record(Row {
+                alert,
+                container_id: &info.id,
+                container_name: &info.name,
+                action: action.as_str(),
+                result: Outcome::Pending,
+                reason: reason.clone(),
+                claimed: true,
+                opened_circuit: escalated,
+                dry_run,
+            })
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                // Without an audit row there is no action.
+                tracing::error!(error = %e, "recording a decision failed; not acting");
+                self.restraint().withdraw(&key, &info.id, token);
+                self.metrics().count(action, Outcome::Failed);
+                return AlertOutcome {
+                    row: -1,
+                    fingerprint: key.0,
+                    action: action.as_str().into(),
+                    result: Outcome::Failed,
+                    reason: format!("state store: {e}"),
+                    retryable: true,
+                };
+            }
+        };
+        tracing::info!(row, id = %info.id, name = %info.name, action = action.as_str(), dry_run, escalated, "action started");
+        let fingerprint = key.0.clone();
+        let job = Job {
+            row,
+            key,
+            token,
+            action,
+            dry_run,
+            info,
+            alert_starts_at: alert.starts_at_nanos(),
+            started: Instant::now(),
+            decision: reason.clone(),
+        };
+        let running = self.start_action();
+        let svc = Arc::clone(self);
+        tokio::spawn(async move { svc.run(job, lock, running).await });
+        AlertOutcome {
+            row,
+            fingerprint,
+            action: action.as_str().into(),
+            result: Outcome::Pending,
+            reason,
+            retryable: false,
+        }
+    }
+
+    /// The container an alert names, through the runtime; the refusal
+    /// (result, reason, whether a redelivery could succeed) otherwise.
+    async fn resolve(&self, alert: &Alert) -> Result<ContainerInfo, (Outcome, String, bool)> {
+        let lookup = match alert.target() {
+            Target::Invalid(why) => return Err((Outcome::UnknownContainer, why, false)),
+            Target::Id(id) => id,
+            Target::Name(name) => name,
+        };
+        let info = match tokio::time::timeout(INSPECT_TIMEOUT, self.runtime.inspect(&lookup)).await
+        {
+            Ok(Ok(info)) => info,
+            Ok(Err(RuntimeError::NotFound)) => {
+                self.runtime_answered();
+                let reason = "the container runtime does not know this container".to_string();
+                return Err((Outcome::UnknownContainer, reason, false));
+            }
+            Ok(Err(e)) => {
+                let retry = matches!(e, RuntimeError::Unreachable(_));
+                return Err((Outcome::Failed, e.to_string(), retry));
+            }
+            Err(_) => {
+                let reason = "container runtime did not answer the inspect in time".to_string();
+                return Err((Outcome::Failed, reason, true));
+            }
+        };
+        self.runtime_answered();
+        if !crate::alert::is_full_id(&info.id) {
+            let reason = "the runtime returned no usable container id".to_string();
+            return Err((Outcome::UnknownContainer, reason, false));
+        }
+        Ok(info)
+    }
+
+    /// Runs one job to its end, holding the container's lock until the
+    /// outcome is recorded and restraint knows when it ended.
+    async fn run(self: Arc<Self>, job: Job, lock: ContainerLock, running: InFlight) {
+        let end = match job.action {
+            Action::KillDuplicates => self.run_kill(&job).await,
+            Action::Restart => self.run_restart(&job).await,
+        };
+        self.finish(&job, end).await;
+        drop(lock);
+        drop(running);
+    }
+
+    async fn finish(&self, job: &Job, end: ActionEnd) {
+        {
+            let mut r = self.restraint();
+            if end.retry {
+                r.retry(&job.key, &job.info.id, job.token);
+            } else if matches!(
+                end.result,
+                Outcome::Recovered | Outcome::UnknownContainer | Outcome::Protected
+            ) {
+                r.release(&job.key, &job.info.id, job.token);
+            } else {
+                r.finished(&job.key, &job.info.id, job.token, now_ms());
+            }
+        }
+        self.metrics().count(job.action, end.result);
+        self.metrics()
+            .action_duration
+            .get_or_create(&crate::metrics::ActionLabel {
+                action: job.action.as_str().to_string(),
+            })
+            .observe(job.started.elapsed().as_secs_f64());
+        let (result, reason) = (end.result.as_str(), &end.reason);
+        if end.result == Outcome::Failed {
+            tracing::warn!(row = job.row, id = %job.info.id, action = job.action.as_str(), result, reason = %reason, retry = end.retry, "action finished");
+        } else {
+            tracing::info!(row = job.row, id = %job.info.id, action = job.action.as_str(), result, reason = %reason, "action finished");
+        }
+        let retry_note = if end.retry {
+            "; nothing was changed, a redelivery may try again"
+        } else {
+            ""
+        };
+        let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
+        self.record_end(job.row, &end, reason).await;
+    }
+}

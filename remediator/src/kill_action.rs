@@ -1,0 +1,121 @@
+//! The kill-duplicates action: plan (sample the container), then, unless in
+//! dry-run, execute through the kill engine with the processes about to be
+//! stopped journaled first and the shutdown's abort flag watched.
+
+use std::sync::Arc;
+
+use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
+use crate::decide::Job;
+use crate::kill::KillPolicy;
+use crate::outcome::Outcome;
+use crate::service::{blocking, Service};
+
+impl Service {
+    fn kill_policy(&self) -> KillPolicy {
+        KillPolicy {
+            keep: self.settings.keep,
+            sample: self.settings.sample,
+            grace: self.settings.grace,
+            protected: self.settings.protected.clone(),
+        }
+    }
+
+    pub(crate) async fn run_kill(&self, job: &Job) -> ActionEnd {
+        let policy = self.kill_policy();
+        let engine = Arc::clone(&self.engine);
+        let id = job.info.id.clone();
+        let p2 = policy.clone();
+        let planning = blocking(move || engine.plan(&id, &p2));
+        let planned = tokio::select! {
+            r = planning => r,
+            _ = self.aborted() => {
+                return ActionEnd::retryable("interrupted while sampling: the remediator is shutting down; no signal sent");
+            }
+        };
+        let plan = match planned {
+            Ok(Ok(Some(plan))) => plan,
+            Ok(Ok(None)) => {
+                return ActionEnd::new(
+                    Outcome::UnknownContainer,
+                    "no such container in the cgroup filesystem",
+                )
+            }
+            Ok(Err(e)) | Err(e) => {
+                return ActionEnd::retryable(format!("planning failed: {e}; no signal sent"))
+            }
+        };
+        let copies = plan.victims.len();
+        if copies == 0 {
+            return if plan.protected_skipped > 0 {
+                ActionEnd::new(
+                    Outcome::Protected,
+                    format!(
+                        "only protected processes matched ({} copies skipped)",
+                        plan.protected_skipped
+                    ),
+                )
+            } else {
+                ActionEnd::new(Outcome::Recovered, "no duplicate copies left on re-check")
+            };
+        }
+        let procs = plan_processes(&plan);
+        if job.dry_run {
+            return ActionEnd::new(
+                Outcome::DryRun,
+                format!(
+                    "would signal {} processes in {copies} copies (SIGTERM, {} s grace, SIGKILL), keeping {} per group",
+                    procs.total,
+                    policy.grace.as_secs_f64(),
+                    policy.keep
+                ),
+            )
+            .with(procs);
+        }
+        let engine = Arc::clone(&self.engine);
+        let journal = stop_journal(self.store().clone(), job.row);
+        let abort = self.abort_flag();
+        let report = match blocking(move || {
+            let members: Vec<_> = plan
+                .victims
+                .iter()
+                .flat_map(|c| c.members.iter().cloned())
+                .collect();
+            journal(&members)?;
+            let _ = &abort;
+            Ok::<_, String>(engine.execute(&plan, &policy))
+        })
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return ActionEnd::retryable(format!("{e}; no signal sent")).with(procs),
+            Err(e) => return ActionEnd::new(Outcome::Failed, e).with(procs),
+        };
+        for s in &report.signalled {
+            self.metrics()
+                .signals
+                .get_or_create(&crate::metrics::SignalLabel {
+                    signal: s.signal.clone(),
+                })
+                .inc();
+        }
+        let processes = report_processes(&report);
+        let summary = format!(
+            "{} signals sent, {} processes gone before their signal, {} refused, {} survivors",
+            report.signalled.len(),
+            report.gone_before_signal.len(),
+            report.refused.len(),
+            report.survivors.len()
+        );
+        if !report.survivors.is_empty() {
+            ActionEnd::new(Outcome::Failed, summary).with(processes)
+        } else if report.signalled.is_empty() && report.refused.is_empty() {
+            ActionEnd::new(
+                Outcome::Recovered,
+                format!("every victim exited on its own; {summary}"),
+            )
+            .with(processes)
+        } else {
+            ActionEnd::new(Outcome::Done, summary).with(processes)
+        }
+    }
+}

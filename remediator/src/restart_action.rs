@@ -1,0 +1,74 @@
+//! The restart action: re-check the container through the runtime (still
+//! running, not restarted since the alert began), then restart it with the
+//! grace period as stop timeout. A runtime error or timeout changed nothing
+//! the re-check would not see, so it is retried on redelivery.
+
+use crate::audit::{ActionEnd, ProcessList};
+use crate::decide::Job;
+use crate::outcome::Outcome;
+use crate::runtime::RuntimeError;
+use crate::service::{Service, INSPECT_TIMEOUT};
+
+impl Service {
+    pub(crate) async fn run_restart(&self, job: &Job) -> ActionEnd {
+        let id = &job.info.id;
+        let info = match tokio::time::timeout(INSPECT_TIMEOUT, self.runtime.inspect(id)).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(RuntimeError::NotFound)) => {
+                return ActionEnd::new(
+                    Outcome::UnknownContainer,
+                    "container vanished before the restart",
+                )
+            }
+            Ok(Err(e)) => return ActionEnd::retryable(format!("re-check failed: {e}")),
+            Err(_) => return ActionEnd::retryable("re-check timed out"),
+        };
+        self.runtime_answered();
+        if !info.running {
+            return ActionEnd::new(
+                Outcome::Recovered,
+                "container is not running; not restarting it",
+            );
+        }
+        if let (Some(started), Some(alert)) = (info.started_at, job.alert_starts_at) {
+            if started > alert {
+                return ActionEnd::new(
+                    Outcome::Recovered,
+                    format!(
+                        "container started at {}, after the alert began at {}: already restarted",
+                        crate::timefmt::format_rfc3339(started),
+                        crate::timefmt::format_rfc3339(alert)
+                    ),
+                );
+            }
+        }
+        let grace = self.settings.grace;
+        let stop_timeout = grace.as_secs().max(1);
+        if job.dry_run {
+            return ActionEnd::new(
+                Outcome::DryRun,
+                format!("would restart the container (stop timeout {stop_timeout} s)"),
+            )
+            .with(ProcessList::single(
+                serde_json::json!({"restart": info.id, "name": info.name}),
+            ));
+        }
+        if self.is_aborted() {
+            return ActionEnd::retryable("the remediator is shutting down; not restarting");
+        }
+        match self.runtime.restart(id, grace).await {
+            Ok(()) | Err(RuntimeError::NotModified) => {
+                self.runtime_answered();
+                ActionEnd::new(
+                    Outcome::Done,
+                    format!("restarted (stop timeout {stop_timeout} s)"),
+                )
+            }
+            Err(RuntimeError::NotFound) => ActionEnd::new(
+                Outcome::UnknownContainer,
+                "container vanished during the restart",
+            ),
+            Err(e) => ActionEnd::retryable(format!("restart failed: {e}")),
+        }
+    }
+}
