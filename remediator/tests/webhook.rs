@@ -772,3 +772,343 @@ async fn probes() {
     h.service.probe_runtime().await.unwrap();
     assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_instance_seen_in_dry_run_acts_once_live() {
+    let dry = Settings {
+        dry_run: true,
+        ..fast_settings()
+    };
+    let h = Harness::new(dry);
+    let id = cid(30);
+    h.runtime.add(&id, "gateway", &[]);
+    h.engine.set(&id, 2, 0);
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["duplicate"], "a dry-run redelivery");
+    assert!(h.engine.executions().is_empty());
+
+    // The operator switches to live mode: the same firing instance acts.
+    let h = h.restarted_with(fast_settings());
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"], "{v}");
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["duplicate"], "a live redelivery");
+    let got: Vec<_> = h
+        .rows()
+        .iter()
+        .map(|r| (r.result.as_str(), r.dry_run))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("dry_run", true),
+            ("duplicate", false),
+            ("done", false),
+            ("duplicate", false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn failures_that_changed_nothing_are_retried_up_to_three_times() {
+    let h = Harness::new(fast_settings());
+    let id = cid(31);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    *h.engine.plan_error.lock().unwrap() = Some("reading /proc: EMFILE".into());
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    for attempt in 1..=3 {
+        let (_, v, _) = h.post(&body).await;
+        assert_eq!(results_of(&v), ["pending"], "attempt {attempt}: {v}");
+        h.idle().await;
+        let last = h.rows().pop().unwrap();
+        assert_eq!(last.result, Outcome::Failed);
+        assert!(last.retry, "{}", last.reason);
+        assert!(last.reason.contains("planning failed"), "{}", last.reason);
+    }
+    // Given up: recorded, not tried again, not even after a restart.
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["failed"]);
+    assert_eq!(h.engine.plans.load(Ordering::SeqCst), 3);
+    let h = h.restarted();
+    *h.engine.plan_error.lock().unwrap() = None;
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["failed"]);
+    // Another instance is neither given up nor held back by a cooldown.
+    let other = payload(&[A::firing("Dup", "f2", &[("id", &id), KILL])]);
+    let (_, v, _) = h.post(&other).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+    assert_eq!(h.rows().pop().unwrap().result, Outcome::Done);
+
+    // A restart the runtime refused changed nothing either.
+    let rid = cid(32);
+    h.runtime.add(&rid, "r", &[]);
+    *h.runtime.restart_error.lock().unwrap() = Some(
+        pidwarden_remediator::runtime::RuntimeError::Unreachable("connection reset".into()),
+    );
+    let body = payload(&[A::firing("Stuck", "r1", &[("id", &rid), RESTART])]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    assert!(h.rows().pop().unwrap().retry);
+    *h.runtime.restart_error.lock().unwrap() = None;
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"], "the redelivery retries");
+    h.idle().await;
+    assert_eq!(h.runtime.restarts(), vec![rid]);
+}
+
+#[tokio::test]
+async fn one_action_per_container_and_cooldown_from_its_end() {
+    let settings = Settings {
+        grace: Duration::from_millis(1500),
+        cooldown: Duration::from_secs(1),
+        ..fast_settings()
+    };
+    let h = Harness::new(settings);
+    let id = cid(33);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 2, 0);
+    let first = payload(&[A::firing("DupA", "fa", &[("id", &id), KILL])]);
+    let second = payload(&[A::firing("DupB", "fb", &[("id", &id), RESTART])]);
+    let t0 = Instant::now();
+    let (_, v, _) = h.post(&first).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    let (s, v, _) = h.post(&second).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::OK, vec!["busy".to_string()])
+    );
+    // A redelivery of the running instance is a duplicate, not busy.
+    let (_, v, _) = h.post(&first).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+    h.idle().await;
+    let ended = t0.elapsed();
+    assert!(ended >= Duration::from_millis(1500), "{ended:?}");
+    // More than the cooldown after the start, less after the end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v, _) = h.post(&second).await;
+    assert_eq!(results_of(&v), ["cooldown"], "{v}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, v, _) = h.post(&second).await;
+    assert_eq!(results_of(&v), ["pending"], "{v}");
+    h.idle().await;
+    assert_eq!(h.runtime.restarts(), vec![id]);
+    assert!(h
+        .metrics()
+        .await
+        .contains(r#"pidwarden_remediations_total{action="restart",result="busy"} 1"#));
+}
+
+#[tokio::test]
+async fn the_breaker_escalates_only_when_the_alert_may_ask_for_restart() {
+    let mut allowed = std::collections::BTreeMap::new();
+    allowed.insert(
+        "Dup".to_string(),
+        vec![pidwarden_remediator::alert::Action::KillDuplicates],
+    );
+    let h = Harness::new(Settings {
+        allowed: Some(allowed),
+        ..fast_settings()
+    });
+    let id = cid(34);
+    h.runtime.add(&id, "leaky", &[]);
+    let mut got = Vec::new();
+    for s in ["10", "20", "30", "40"] {
+        h.engine.set(&id, 1, 0);
+        let start = format!("2026-11-25T10:{s}:00Z");
+        let (_, v, _) = h
+            .post(&payload(&[
+                A::firing("Dup", "fp", &[("id", &id), KILL]).starts(&start)
+            ]))
+            .await;
+        got.push(results_of(&v)[0].clone());
+        h.idle().await;
+    }
+    assert_eq!(got, ["pending", "pending", "pending", "circuit_open"]);
+    assert!(h.runtime.restarts().is_empty(), "escalated to a restart");
+    let last = h.rows().pop().unwrap();
+    assert!(
+        last.opened_circuit && last.reason.contains("[actions]"),
+        "{}",
+        last.reason
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_request_leaves_no_orphan_claim() {
+    let h = Harness::new(fast_settings());
+    let id = cid(35);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    *h.runtime.inspect_delay.lock().unwrap() = Duration::from_millis(300);
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    // The request future is dropped while the runtime is still answering.
+    let gone = tokio::time::timeout(Duration::from_millis(50), h.post(&body)).await;
+    assert!(gone.is_err(), "the request finished before the disconnect");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let row = loop {
+        if let Some(r) = h.rows().into_iter().find(|r| r.result != Outcome::Pending) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the alert was never decided");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(row.result, Outcome::Done, "{}", row.reason);
+    assert_eq!(h.engine.executions().len(), 1);
+    *h.runtime.inspect_delay.lock().unwrap() = Duration::ZERO;
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_a_sampling_action_which_stays_retryable() {
+    let h = Harness::new(Settings {
+        sample: Duration::from_secs(3),
+        ..fast_settings()
+    });
+    let id = cid(36);
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    let body = payload(&[A::firing("Dup", "f1", &[("id", &id), KILL])]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    h.service.abort();
+    assert!(h.service.wait_idle(Duration::from_secs(2)).await);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let row = h.rows().pop().unwrap();
+    assert_eq!(row.result, Outcome::Failed);
+    assert!(
+        row.retry && row.reason.contains("interrupted"),
+        "{}",
+        row.reason
+    );
+    assert!(h.engine.executions().is_empty());
+    // While shutting down nothing new starts; the next process retries.
+    let other = payload(&[A::firing("Dup", "f2", &[("id", &id), KILL])]);
+    let (s, v, _) = h.post(&other).await;
+    assert_eq!(
+        (s, results_of(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, vec!["failed".to_string()])
+    );
+    let h = h.restarted_with(fast_settings());
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+}
+
+#[tokio::test]
+async fn actions_left_pending_are_closed_and_what_they_stopped_continued() {
+    let h = Harness::new(fast_settings());
+    let id = cid(37);
+    let now_ms = (now_nanos() / 1_000_000) as i64;
+    let pending = |fp: &str| pidwarden_remediator::store::Record {
+        id: 0,
+        at_ms: now_ms,
+        status: "firing".into(),
+        alertname: "Dup".into(),
+        fingerprint: fp.into(),
+        starts_at: "2026-11-25T10:00:00.123456789Z".into(),
+        container_id: id.clone(),
+        container_name: "c".into(),
+        action: "kill-duplicates".into(),
+        result: Outcome::Pending,
+        reason: "kill-duplicates requested by the alert".into(),
+        claimed: true,
+        opened_circuit: false,
+        dry_run: false,
+        retry: false,
+        processes: serde_json::json!([]),
+        process_count: 0,
+        finished_ms: None,
+    };
+    let store = h.service.store().clone();
+    let stopped_row = store.insert(&pending("f1")).unwrap();
+    store
+        .journal_stopped(stopped_row, &[(101, 1101), (102, 1102), (103, 1103)])
+        .unwrap();
+    let early_row = store.insert(&pending("f2")).unwrap();
+    // 101 and 103 are still stopped; 102 was signalled and is gone.
+    *h.engine.stopped.lock().unwrap() = vec![(101, 1101), (103, 1103)];
+    let h = h.restarted();
+    assert_eq!(
+        *h.engine.resume_asked.lock().unwrap(),
+        vec![(101, 1101), (102, 1102), (103, 1103)]
+    );
+    assert!(h.engine.stopped.lock().unwrap().is_empty());
+    let rows = h.rows();
+    let r = rows.iter().find(|r| r.id == stopped_row).unwrap();
+    assert_eq!(r.result, Outcome::Failed);
+    assert!(
+        r.reason.contains("interrupted") && r.reason.contains("2 were still stopped"),
+        "{}",
+        r.reason
+    );
+    assert!(!r.retry, "it may have signalled: not retried");
+    assert_eq!(r.process_count, 3);
+    let e = rows.iter().find(|r| r.id == early_row).unwrap();
+    assert_eq!(e.result, Outcome::Failed);
+    assert!(e.retry, "stopped nothing: retried");
+    h.runtime.add(&id, "c", &[]);
+    h.engine.set(&id, 1, 0);
+    let body = |fp| payload(&[A::firing("Dup", fp, &[("id", &id), KILL])]);
+    let (_, v, _) = h.post(&body("f1")).await;
+    assert_eq!(results_of(&v), ["duplicate"]);
+    let (_, v, _) = h.post(&body("f2")).await;
+    assert_eq!(results_of(&v), ["pending"]);
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+}
+
+#[tokio::test]
+async fn audit_rows_of_huge_actions_are_bounded() {
+    let h = Harness::new(fast_settings());
+    let mut took = Vec::new();
+    for n in 0..50u8 {
+        let id = cid(100 + n);
+        h.runtime.add(&id, "big", &[]);
+        // 2,000 copies of two processes each: 4,000 processes.
+        h.engine.set(&id, 2000, 0);
+        let (_, v, _) = h
+            .post(&payload(&[A::firing(
+                "Dup",
+                &format!("f{n}"),
+                &[("id", &id), KILL],
+            )]))
+            .await;
+        assert_eq!(results_of(&v), ["pending"]);
+    }
+    h.idle().await;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (s, body) = h
+            .get("/api/v1/actions?limit=50", Some(&format!("Bearer {TOKEN}")))
+            .await;
+        took.push(t.elapsed());
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = v["actions"].as_array().unwrap();
+        assert_eq!(rows.len(), 50);
+        for r in rows {
+            assert_eq!(r["result"], "done");
+            assert_eq!(r["process_count"], 4000);
+            assert_eq!(r["processes"].as_array().unwrap().len(), 200);
+        }
+    }
+    took.sort();
+    eprintln!(
+        "GET /api/v1/actions?limit=50 over 50 rows of 4,000-process actions: median {:?}",
+        took[2]
+    );
+}

@@ -39,6 +39,10 @@ pub struct FakeRuntime {
     pub restarts: Mutex<Vec<String>>,
     pub inspects: AtomicUsize,
     pub down: AtomicBool,
+    /// Restarts fail with this error while set.
+    pub restart_error: Mutex<Option<RuntimeError>>,
+    /// Every inspect takes this long.
+    pub inspect_delay: Mutex<Duration>,
 }
 
 impl FakeRuntime {
@@ -74,6 +78,8 @@ impl ContainerRuntime for FakeRuntime {
     ) -> BoxFuture<'a, Result<ContainerInfo, RuntimeError>> {
         Box::pin(async move {
             self.inspects.fetch_add(1, Ordering::SeqCst);
+            let delay = *self.inspect_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
             if self.down.load(Ordering::SeqCst) {
                 return Err(RuntimeError::Unreachable("connection refused".into()));
             }
@@ -91,6 +97,9 @@ impl ContainerRuntime for FakeRuntime {
         _stop: Duration,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
+            if let Some(e) = self.restart_error.lock().unwrap().clone() {
+                return Err(e);
+            }
             let mut c = self.containers.lock().unwrap();
             let info = c.get_mut(id).ok_or(RuntimeError::NotFound)?;
             info.started_at = Some(now_nanos());
@@ -128,6 +137,8 @@ pub struct FakeEngine {
     pub plans: AtomicUsize,
     pub executions: Mutex<Vec<Vec<i32>>>,
     pub executing: AtomicBool,
+    /// Planning fails with this error while set.
+    pub plan_error: Mutex<Option<String>>,
     /// Processes `resume_stopped` reports as stopped (and continues).
     pub stopped: Mutex<Vec<(i32, u64)>>,
     /// Every process `resume_stopped` was asked about.
@@ -166,6 +177,9 @@ impl KillEngine for FakeEngine {
     fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
         self.plans.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(policy.sample);
+        if let Some(e) = self.plan_error.lock().unwrap().clone() {
+            return Err(e);
+        }
         let Some(&(n, protected)) = self.copies.lock().unwrap().get(id) else {
             return Ok(None);
         };
@@ -290,11 +304,17 @@ impl Harness {
 
     /// The same state directory, runtime and engine, a new process.
     pub fn restarted(self) -> Harness {
+        let settings = self.settings.clone();
+        self.restarted_with(settings)
+    }
+
+    /// The same state directory, runtime and engine, a new process with
+    /// other settings.
+    pub fn restarted_with(self, settings: Settings) -> Harness {
         let Harness {
             dir,
             runtime,
             engine,
-            settings,
             ..
         } = self;
         Self::with(settings, bearer(), false, dir, runtime, engine)
