@@ -130,7 +130,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(serve(cli.serve))
+            let result = rt.block_on(serve(cli.serve));
+            // A kill engine thread still in its grace period is not waited
+            // for: its action was interrupted and is closed at the next start.
+            rt.shutdown_timeout(Duration::from_millis(500));
+            result
         }
     }
 }
@@ -293,12 +297,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         credentials: Arc::new(credentials),
         metrics_auth: a.metrics_auth,
     };
-    crate::tls::serve(listener, app(state), tls, shutdown_signal()).await?;
-    let wait = crate::http::shutdown_wait(&settings);
-    if !service.wait_idle(wait).await {
+    let svc = Arc::clone(&service);
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: running actions are interrupted");
+        svc.abort();
+    };
+    crate::tls::serve(listener, app(state), tls, shutdown).await?;
+    if !service.wait_idle(crate::http::SHUTDOWN_WAIT).await {
         tracing::warn!(
             in_flight = service.in_flight(),
-            "stopping with actions still running; they will be recorded as interrupted"
+            "stopping with actions still running; they will be closed as interrupted at the next start"
         );
     }
     Ok(())

@@ -318,10 +318,8 @@ pub fn read_basic_auth_file(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, 
     Ok((u.as_bytes().to_vec(), p.as_bytes().to_vec()))
 }
 
-/// How long graceful shutdown waits for running actions.
-pub fn shutdown_wait(settings: &crate::config::Settings) -> Duration {
-    settings.sample + settings.grace + Duration::from_secs(15)
-}
+/// How long shutdown waits for interrupted actions to record themselves.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

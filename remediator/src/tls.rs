@@ -74,7 +74,7 @@ pub async fn serve(
     let h2 = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        h2.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        h2.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
     });
     let make = app.into_make_service();
     match tls {

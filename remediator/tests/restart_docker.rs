@@ -5,93 +5,18 @@
 //! file. Fails with a clear message when Docker is not reachable, unless
 //! `PIDWARDEN_SKIP_DOCKER=1`.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
+use common::binary::{alert, bin, Remediator};
 use pidwarden_remediator::timefmt::{format_rfc3339, now_nanos};
 use pidwarden_tests::{
     free_port, http_post, poll_until, require_docker, run_json, run_ok, try_http_get, wait_http,
     Daemon, TestContainer,
 };
-use serde_json::{json, Value};
-
-const TOKEN: &str = "docker-test-token-42";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pidwarden-remediator")
-}
-
-fn remediator(dir: &Path, port: u16, extra: &[&str]) -> Daemon {
-    let token = dir.join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--grace", "1", "--cooldown", "0", "--sample", "0.5"])
-        .args(extra)
-        .env("RUST_LOG", "info");
-    let d = Daemon::spawn(&mut cmd);
-    wait_http(
-        &format!("http://127.0.0.1:{port}/healthz"),
-        Duration::from_secs(20),
-    )
-    .unwrap_or_else(|e| panic!("remediator did not come up: {e}\n{}", d.log()));
-    d
-}
-
-fn actions(port: u16) -> Vec<Value> {
-    let (code, body) = try_http_get_auth(port);
-    assert_eq!(code, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["actions"].as_array().unwrap().clone()
-}
-
-fn try_http_get_auth(port: u16) -> (u16, String) {
-    // The kit's GET sends no headers: an authenticated GET by hand.
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /api/v1/actions?limit=100 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    // Tolerate chunked framing: the JSON object is between the first '{' and the last '}'.
-    let body = match (body.find('{'), body.rfind('}')) {
-        (Some(a), Some(b)) => body[a..=b].to_string(),
-        _ => body,
-    };
-    (code, body)
-}
-
-fn webhook(port: u16, alerts: Value) -> (u16, Value) {
-    let body = json!({
-        "receiver": "pidwarden", "status": "firing", "alerts": alerts,
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093", "version": "4",
-        "groupKey": "{}:{alertname=\"PidwardenStuck\"}", "truncatedAlerts": 0
-    });
-    let (code, text) = http_post(
-        &format!("http://127.0.0.1:{port}/api/v1/alerts"),
-        &[
-            ("Authorization", &format!("Bearer {TOKEN}")),
-            ("Content-Type", "application/json"),
-        ],
-        &format!("{body}\n"),
-    );
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 #[test]
 fn restart_via_webhook_changes_started_at_once() {
@@ -101,17 +26,17 @@ fn restart_via_webhook_changes_started_at_once() {
     let c = TestContainer::run(&[], &["sleep", "300"]);
     let before = c.started_at();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let d = remediator(dir.path(), port, &[]);
+    let r = Remediator::start(dir.path(), &[]);
+    let (port, d) = (r.port, &r.daemon);
     // The alert began after the container started.
     std::thread::sleep(Duration::from_millis(50));
-    let alert = json!([{
-        "status": "firing",
-        "labels": {"alertname": "PidwardenStuck", "id": c.id, "pidwarden_action": "restart"},
-        "annotations": {}, "startsAt": format_rfc3339(now_nanos()),
-        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph", "fingerprint": "0123456789abcdef"
-    }]);
-    let (code, v) = webhook(port, alert.clone());
+    let alert = json!([alert(
+        "PidwardenStuck",
+        "0123456789abcdef",
+        &c.id,
+        "restart"
+    )]);
+    let (code, v) = r.webhook(alert.clone());
     assert_eq!(code, 200, "{v}\n{}", d.log());
     assert_eq!(v["results"][0]["result"], "pending", "{v}");
     let after = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
@@ -121,7 +46,7 @@ fn restart_via_webhook_changes_started_at_once() {
     .unwrap_or_else(|| panic!("StartedAt never changed\n{}", d.log()));
     assert!(c.is_running());
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        actions(port).into_iter().find(|r| r["result"] != "pending")
+        r.actions().into_iter().find(|r| r["result"] != "pending")
     })
     .unwrap();
     assert_eq!(row["result"], "done", "{row}");
@@ -129,12 +54,12 @@ fn restart_via_webhook_changes_started_at_once() {
     assert_eq!(row["container_name"], c.name.as_str());
 
     // Redelivery of the same alert instance: recorded, not acted on.
-    let (code, v) = webhook(port, alert);
+    let (code, v) = r.webhook(alert);
     assert_eq!(code, 200);
     assert_eq!(v["results"][0]["result"], "duplicate", "{v}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.started_at(), after, "restarted twice");
-    let rows = actions(port);
+    let rows = r.actions();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["result"], "duplicate");
 
@@ -145,8 +70,8 @@ fn restart_via_webhook_changes_started_at_once() {
         "{m}"
     );
     assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="duplicate"} 1"#));
-    drop(d);
-    let state = dir.path().join("state");
+    let state = r.state.clone();
+    drop(r);
     let hist = run_json(
         Command::new(bin())
             .args(["history", "--json", "--limit", "10", "--state-dir"])
@@ -177,8 +102,8 @@ fn an_alert_through_real_alertmanager_is_received_and_recorded() {
         &["sh", "-c", "sleep 300 & sleep 300 & sleep 300 & wait"],
     );
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let d = remediator(dir.path(), port, &[]);
+    let r = Remediator::start(dir.path(), &[]);
+    let (port, d) = (r.port, &r.daemon);
     let am_port = free_port();
     let token = dir.path().join("token");
     let config = format!(
@@ -234,7 +159,7 @@ receivers:
     );
     assert_eq!(code, 200, "alertmanager refused the alert: {text}");
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
-        actions(port)
+        r.actions()
             .into_iter()
             .find(|r| r["container_id"] == c.id.as_str() && r["result"] != "pending")
     })

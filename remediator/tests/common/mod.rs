@@ -3,6 +3,8 @@
 //! an `app()` harness over a SQLite store in a temporary directory.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
