@@ -1,20 +1,70 @@
 //! The seam between the remediator's decisions and the kill-duplicates
 //! engine ([`crate::kill`]): a trait, so the HTTP and restraint logic is
 //! tested without real processes, and the implementation over the host.
-//! Both calls block (sampling, grace period): run them in `spawn_blocking`.
+//! The calls block (sampling, grace period): run them in `spawn_blocking`.
 
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::Roots;
 
-use crate::kill::{KillPlan, KillPolicy, KillReport};
+use crate::kill::{ExecControl, KillPlan, KillPolicy, KillReport, ProcRef};
 
 /// Plans and executes kill-duplicates.
 pub trait KillEngine: Send + Sync + 'static {
     /// Samples the container and chooses victims; `Ok(None)` when `id` is
     /// not a discovered container. Blocks for the sampling window.
     fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String>;
-    /// Signals the victims: SIGTERM, grace, SIGKILL. Blocks for the grace period.
+
+    /// Signals the victims: SIGTERM, grace, SIGKILL. Blocks for the grace
+    /// period. Neither interruptible nor journaled: see
+    /// [`KillEngine::execute_controlled`].
     fn execute(&self, plan: &KillPlan, policy: &KillPolicy) -> KillReport;
+
+    /// [`KillEngine::execute`] under outside control: `control.journal` is
+    /// told about every process before it is first stopped, and
+    /// `control.abort` interrupts the run (no further signal, everything
+    /// stopped continued, [`KillReport::interrupted`] set).
+    ///
+    /// The provided version is for engines that stop nothing and cannot be
+    /// interrupted midway: it honours an abort seen before it starts,
+    /// journals every planned process up front, then runs `execute`.
+    fn execute_controlled(
+        &self,
+        plan: &KillPlan,
+        policy: &KillPolicy,
+        control: &ExecControl<'_>,
+    ) -> KillReport {
+        let planned: Vec<ProcRef> = plan
+            .victims
+            .iter()
+            .flat_map(|c| c.members.iter().cloned())
+            .collect();
+        let refuse_all = |reason: String| KillReport {
+            refused: planned
+                .iter()
+                .map(|p| (p.clone(), reason.clone()))
+                .collect(),
+            ..KillReport::default()
+        };
+        if control.abort.load(std::sync::atomic::Ordering::SeqCst) {
+            return KillReport {
+                interrupted: true,
+                ..refuse_all("interrupted before its signal".into())
+            };
+        }
+        if let Err(e) = (control.journal)(&planned) {
+            return refuse_all(format!("journal failed: {e}"));
+        }
+        self.execute(plan, policy)
+    }
+
+    /// Continues the listed processes that are still the same process and
+    /// stopped; returns those continued. Called at start-up with what the
+    /// journal holds of an execution that never finished. The provided
+    /// version, for engines that stop nothing, continues nothing.
+    fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
+        let _ = procs;
+        Vec::new()
+    }
 }
 
 /// The engine over the host's `/proc` and cgroup filesystem.
@@ -39,6 +89,19 @@ impl KillEngine for HostKillEngine {
     }
 
     fn execute(&self, plan: &KillPlan, policy: &KillPolicy) -> KillReport {
-        crate::kill::execute(&self.roots, plan, policy)
+        crate::kill::execute(&self.roots, plan, policy, &ExecControl::unattended())
+    }
+
+    fn execute_controlled(
+        &self,
+        plan: &KillPlan,
+        policy: &KillPolicy,
+        control: &ExecControl<'_>,
+    ) -> KillReport {
+        crate::kill::execute(&self.roots, plan, policy, control)
+    }
+
+    fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
+        crate::kill::resume_stopped(&self.roots, procs)
     }
 }

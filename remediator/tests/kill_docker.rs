@@ -3,10 +3,12 @@
 //! recycled pid is ever signalled.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
-    execute, plan, CopyPlan, KillPlan, KillPolicy, KillReport, ProcRef,
+    execute, plan, resume_stopped, CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
@@ -121,7 +123,7 @@ fn make_plan(c: &TestContainer, pol: &KillPolicy) -> KillPlan {
 /// Runs the plan and returns the report and how long it took.
 fn run(plan: &KillPlan, pol: &KillPolicy) -> (KillReport, Duration) {
     let t = Instant::now();
-    let report = execute(&Roots::default(), plan, pol);
+    let report = execute(&Roots::default(), plan, pol, &ExecControl::unattended());
     (report, t.elapsed())
 }
 
@@ -572,5 +574,262 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
     assert!(
         after.iter().all(|p| p.state != 'T'),
         "nothing left stopped: {after:#?}"
+    );
+}
+
+/// The state letter of a live `(pid, start time)`; `None` once it is gone.
+fn state_of(r: &ProcRef) -> Option<char> {
+    match read_process(&Roots::default(), r.pid) {
+        Ok(Some(p)) if p.start_time == r.start_time => Some(p.state),
+        _ => None,
+    }
+}
+
+/// Waits (up to 5 s) until no process of the container is stopped.
+fn assert_none_stopped(c: &TestContainer) {
+    let settled = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        procs(c).iter().all(|p| p.state != 'T').then_some(())
+    });
+    assert!(settled.is_some(), "left stopped: {:#?}", procs(c));
+}
+
+/// Watches the container's processes every millisecond while `f` runs and
+/// returns `f`'s result with every identity seen stopped (state `T`) that
+/// `journaled` did not hold at that moment.
+fn watch_stops<T>(
+    c: &TestContainer,
+    journaled: &Mutex<Vec<ProcRef>>,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<Process>) {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut unjournaled = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                for p in procs(c).into_iter().filter(|p| p.state == 'T') {
+                    let known = journaled
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|j| (j.pid, j.start_time) == (p.pid, p.start_time));
+                    if !known {
+                        unjournaled.push(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            unjournaled
+        });
+        let out = f();
+        done.store(true, Ordering::SeqCst);
+        (out, watcher.join().unwrap())
+    })
+}
+
+#[test]
+fn an_interrupted_run_journals_first_and_leaves_nothing_stopped_or_killed() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let before = identities(&c);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let first = plan.victims[0].clone();
+
+    // The journal records every call; on the call after the first copy was
+    // taken, it checks that copy is frozen and sets the abort flag.
+    let abort = AtomicBool::new(false);
+    let journaled: Mutex<Vec<ProcRef>> = Mutex::new(Vec::new());
+    let calls: Mutex<Vec<Vec<ProcRef>>> = Mutex::new(Vec::new());
+    let first_frozen: Mutex<Option<Vec<Option<char>>>> = Mutex::new(None);
+    let aborted_at: Mutex<Option<Instant>> = Mutex::new(None);
+    let journal = |procs: &[ProcRef]| -> Result<(), String> {
+        journaled.lock().unwrap().extend_from_slice(procs);
+        let mut calls = calls.lock().unwrap();
+        calls.push(procs.to_vec());
+        if calls.len() == 2 {
+            *first_frozen.lock().unwrap() = Some(first.members.iter().map(state_of).collect());
+            *aborted_at.lock().unwrap() = Some(Instant::now());
+            abort.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let (report, unjournaled) = watch_stops(&c, &journaled, || {
+        execute(&Roots::default(), &plan, &pol, &control)
+    });
+    let after_abort = aborted_at.lock().unwrap().expect("abort set").elapsed();
+    eprintln!("interrupted run: returned {after_abort:?} after the abort flag was set");
+
+    assert!(report.interrupted, "{report:#?}");
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    assert!(
+        unjournaled.is_empty(),
+        "stopped before journaled: {unjournaled:#?}"
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert!(calls.len() >= 2, "{calls:#?}");
+    assert_eq!(calls[0], first.members, "the first copy journaled first");
+    assert_eq!(
+        first_frozen.lock().unwrap().clone().unwrap(),
+        vec![Some('T'); first.members.len()],
+        "the first copy was frozen when the flag was set"
+    );
+    assert!(
+        after_abort < Duration::from_secs(1),
+        "took {after_abort:?} to stop"
+    );
+    // Nothing stays stopped, nothing died.
+    assert_none_stopped(&c);
+    assert_eq!(identities(&c), before, "nothing was killed");
+}
+
+#[test]
+fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
+    if !require_docker() {
+        return;
+    }
+    // Copies that ignore SIGTERM: the run would wait the whole grace.
+    let c = three_copies("trap '' TERM; while :; do sleep 1; done");
+    let mut pol = policy(1);
+    pol.grace = Duration::from_secs(20);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let abort = AtomicBool::new(false);
+    let journal = |_: &[ProcRef]| -> Result<(), String> { Ok(()) };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let (report, after_abort) = std::thread::scope(|s| {
+        let setter = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            abort.store(true, Ordering::SeqCst);
+            Instant::now()
+        });
+        let report = execute(&Roots::default(), &plan, &pol, &control);
+        let returned = Instant::now();
+        (report, returned - setter.join().unwrap())
+    });
+    eprintln!("abort in the grace period: returned {after_abort:?} after the flag was set");
+    assert!(report.interrupted, "{report:#?}");
+    let sigkills = report.signalled.iter().filter(|s| s.signal == "SIGKILL");
+    assert_eq!(sigkills.count(), 0, "{report:#?}");
+    assert!(
+        report.signalled.iter().any(|s| s.signal == "SIGTERM"),
+        "the flag came during the grace: {report:#?}"
+    );
+    assert!(
+        after_abort < Duration::from_secs(2),
+        "the 20 s grace was not waited out: {after_abort:?}"
+    );
+    for v in &plan.victims {
+        assert!(alive(&v.root), "{v:?} died");
+    }
+    assert_none_stopped(&c);
+}
+
+#[test]
+fn a_failing_journal_stops_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let before = identities(&c);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    let abort = AtomicBool::new(false);
+    let journal = |_: &[ProcRef]| -> Result<(), String> { Err("disk full".into()) };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let none: Mutex<Vec<ProcRef>> = Mutex::new(Vec::new());
+    let (report, stopped) = watch_stops(&c, &none, || {
+        execute(&Roots::default(), &plan, &pol, &control)
+    });
+    assert!(stopped.is_empty(), "stopped: {stopped:#?}");
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    assert!(!report.interrupted);
+    for m in all_members(&plan.victims) {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|(p, why)| p == &m && why == "journal failed: disk full"),
+            "{m:?} not refused: {report:#?}"
+        );
+    }
+    assert_eq!(identities(&c), before);
+}
+
+#[test]
+fn resume_stopped_continues_the_same_stopped_process_only() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(
+        &[],
+        &["sh", "-c", "for i in 1 2 3; do sleep 1000 & done; wait"],
+    );
+    let sleeps: Vec<ProcRef> = wait_procs(&c, 4, |p| count(p, "sleep 1000") == 3)
+        .iter()
+        .filter(|p| &*p.cmdline == "sleep 1000")
+        .map(|p| ProcRef {
+            pid: p.pid,
+            start_time: p.start_time,
+            command: "sleep 1000".into(),
+        })
+        .collect();
+    let roots = Roots::default();
+    let pins: Vec<PinnedProcess> = sleeps[..2]
+        .iter()
+        .map(|s| {
+            PinnedProcess::pin(&roots, s.pid, s.start_time)
+                .unwrap()
+                .expect("sleep alive")
+        })
+        .collect();
+    for p in &pins {
+        assert!(p.signal(libc::SIGSTOP).unwrap());
+    }
+    poll_until(WAIT, Duration::from_millis(10), || {
+        sleeps[..2]
+            .iter()
+            .all(|s| state_of(s) == Some('T'))
+            .then_some(())
+    })
+    .expect("both sleeps stopped");
+
+    let wrong = ProcRef {
+        start_time: sleeps[1].start_time + 1,
+        ..sleeps[1].clone()
+    };
+    // The first: stopped and itself. The second: named with another start
+    // time. The third: running.
+    let resumed = resume_stopped(&roots, &[sleeps[0].clone(), wrong, sleeps[2].clone()]);
+    assert_eq!(resumed, vec![sleeps[0].clone()]);
+    poll_until(WAIT, Duration::from_millis(10), || {
+        (state_of(&sleeps[0]) == Some('S')).then_some(())
+    })
+    .expect("the first sleep runs again");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        state_of(&sleeps[1]),
+        Some('T'),
+        "the mismatch stays stopped"
+    );
+    assert_eq!(state_of(&sleeps[2]), Some('S'));
+    // Named correctly, it is continued too.
+    assert_eq!(
+        resume_stopped(&roots, &sleeps[1..2]),
+        vec![sleeps[1].clone()]
     );
 }
