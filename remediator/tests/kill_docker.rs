@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
-    execute, plan, resume_stopped, CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef,
+    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, KillPlan,
+    KillPolicy, KillReport, ProcRef,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
@@ -832,4 +833,85 @@ fn resume_stopped_continues_the_same_stopped_process_only() {
         resume_stopped(&roots, &sleeps[1..2]),
         vec![sleeps[1].clone()]
     );
+}
+
+/// The reason `pin_child` refused, or a panic naming what it did instead.
+fn refusal(d: Descendant, pid: i32) -> String {
+    match d {
+        Descendant::Refused { process, reason } => {
+            assert_eq!(process.pid, pid);
+            reason
+        }
+        other => panic!("{pid} was not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    let all = wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let init = init_of(&all);
+    let plan = make_plan(&c, &policy(1));
+    let (victim, kept) = (&plan.victims[0], &plan.kept[0]);
+    assert_eq!(
+        (victim.members.len(), kept.members.len()),
+        (2, 2),
+        "{plan:#?}"
+    );
+    let roots = Roots::default();
+    let parent = PinnedProcess::pin(&roots, victim.root.pid, victim.root.start_time)
+        .unwrap()
+        .expect("victim alive");
+    let host = ChildGuard::spawn(std::process::Command::new("sleep").arg("1000"));
+
+    // Offered as the victim's children: the kept copy's sleep and root (a
+    // pid recycled into the kept copy looks just like this), the
+    // container's init and a host process. None is taken.
+    let kept_child = &kept.members[1];
+    let why = refusal(
+        pin_child(&roots, &c.id, &parent, kept_child.pid),
+        kept_child.pid,
+    );
+    assert!(why.contains("not a child"), "{why}");
+    let why = refusal(
+        pin_child(&roots, &c.id, &parent, kept.root.pid),
+        kept.root.pid,
+    );
+    assert!(why.contains("not a child"), "{why}");
+    let why = refusal(pin_child(&roots, &c.id, &parent, init.pid), init.pid);
+    assert!(why.contains("init"), "{why}");
+    let host_pid = host.id() as i32;
+    let why = refusal(pin_child(&roots, &c.id, &parent, host_pid), host_pid);
+    assert!(why.contains("not inside"), "{why}");
+
+    // Its own child is taken, pinned, and not stopped by being taken.
+    let own = &victim.members[1];
+    match pin_child(&roots, &c.id, &parent, own.pid) {
+        Descendant::Child { pin, process } => {
+            assert_eq!((pin.pid, pin.start_time), (own.pid, own.start_time));
+            assert_eq!(process.ppid, victim.root.pid);
+        }
+        other => panic!("own child not taken: {other:?}"),
+    }
+    for p in [kept_child, &kept.root, own] {
+        assert_eq!(state_of(p), Some('S'), "{p:?} was touched");
+    }
+    assert_ne!(read_process(&roots, host_pid).unwrap().unwrap().state, 'T');
+
+    // Once the parent is gone, its former child is no longer taken for it.
+    assert!(parent.signal(libc::SIGKILL).unwrap());
+    poll_until(WAIT, Duration::from_millis(10), || {
+        parent.exited().then_some(())
+    })
+    .expect("the victim exited");
+    let why = refusal(pin_child(&roots, &c.id, &parent, own.pid), own.pid);
+    assert!(
+        why.contains("not a child") || why.contains("exited"),
+        "{why}"
+    );
+    assert_eq!(state_of(own), Some('S'));
+    drop(host);
 }
