@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::error::is_vanished;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
-use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
 use pidwarden_shared::redact::redact_cmdline;
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::{
@@ -105,7 +105,7 @@ impl ProcRef {
         ProcRef {
             pid: p.pid,
             start_time: p.start_time,
-            command: redact_cmdline(&p.cmdline, COMMAND_CHARS),
+            command: redact_cmdline(&p.cmdline.display(), COMMAND_CHARS),
         }
     }
 }
@@ -115,6 +115,12 @@ impl ProcRef {
 pub struct CopyPlan {
     /// The group member.
     pub root: ProcRef,
+    /// The root's exact command line (arguments apart, unredacted) when
+    /// planned: [`execute`] leaves the copy alone unless the root still runs
+    /// exactly this. Never serialised (it may hold secrets); a plan read
+    /// back from JSON has none, and its copies are left alone.
+    #[serde(skip)]
+    pub argv: Cmdline,
     /// The root and all its descendants, root first.
     pub members: Vec<ProcRef>,
     /// CPU ticks the subtree used during the sampling window.
@@ -225,7 +231,10 @@ pub fn plan(
                 .any(|p| is_ns_init(&roots, p.pid) == Some(true))
             {
                 Some(Spared::Init)
-            } else if is_protected(members.iter().map(|p| &*p.cmdline), &policy.protected) {
+            } else if is_protected(
+                members.iter().map(|p| p.cmdline.display()),
+                &policy.protected,
+            ) {
                 Some(Spared::Protected)
             } else {
                 None
@@ -245,15 +254,20 @@ pub fn plan(
     }
     let sel = select_victims(&cands, policy.keep);
     let newest = |pid: &i32| fresh.get(pid).or_else(|| by_pid_after.get(pid).copied());
-    let to_plan = |c: &Candidate| CopyPlan {
-        root: ProcRef::of(fresh.get(&c.root).unwrap_or(by_pid_after[&c.root])),
-        members: c
-            .members
-            .iter()
-            .filter_map(newest)
-            .map(ProcRef::of)
-            .collect(),
-        cpu_ticks: c.cpu_ticks,
+    let to_plan = |c: &Candidate| {
+        // Every candidate's root is in the second reading.
+        let root = newest(&c.root).unwrap_or(by_pid_after[&c.root]);
+        CopyPlan {
+            root: ProcRef::of(root),
+            argv: root.cmdline.clone(),
+            members: c
+                .members
+                .iter()
+                .filter_map(newest)
+                .map(ProcRef::of)
+                .collect(),
+            cpu_ticks: c.cpu_ticks,
+        }
     };
     Ok(Some(KillPlan {
         victims: sel.victims.iter().map(to_plan).collect(),
@@ -524,7 +538,7 @@ impl Run<'_> {
     /// continued and recorded as refused, and `held` is as it was.
     fn take_copy(&mut self, copy: &CopyPlan, held: &mut Vec<Member>) -> Result<(), Interrupted> {
         let start = held.len();
-        let mut current: Vec<String> = Vec::new();
+        let mut current: Vec<Cmdline> = Vec::new();
         let mut refuse_copy: Option<String> = None;
         for pr in &copy.members {
             self.go_on()?;
@@ -536,12 +550,10 @@ impl Run<'_> {
             };
             match check(self.roots, self.id, &pin) {
                 Check::Ok(p) => {
-                    if pr.pid == copy.root.pid
-                        && redact_cmdline(&p.cmdline, COMMAND_CHARS) != copy.root.command
-                    {
+                    if pr.pid == copy.root.pid && p.cmdline != copy.argv {
                         refuse_copy = Some("command line changed since the plan".into());
                     }
-                    current.push(p.cmdline.to_string());
+                    current.push(p.cmdline);
                     held.push(Member::new(pr.clone(), pin));
                 }
                 Check::Gone => self.report.gone_before_signal.push(pr.clone()),
@@ -549,7 +561,7 @@ impl Run<'_> {
             }
         }
         if refuse_copy.is_none()
-            && is_protected(current.iter().map(String::as_str), &self.policy.protected)
+            && is_protected(current.iter().map(Cmdline::display), &self.policy.protected)
         {
             refuse_copy = Some("copy matches a protected pattern".into());
         }
@@ -615,7 +627,7 @@ impl Run<'_> {
                 let Some((p, pin)) = self.descendant(&held[i - 1].pin, child) else {
                     continue;
                 };
-                if is_protected([&*p.cmdline], &self.policy.protected) {
+                if is_protected([p.cmdline.display()], &self.policy.protected) {
                     let reason = format!("descendant {} matches a protected pattern", p.pid);
                     if on_refusal == OnRefusal::LeaveCopy {
                         return Ok(Err(reason));
@@ -911,7 +923,7 @@ mod tests {
             start_time,
             state: 'S',
             comm: Arc::from("sh"),
-            cmdline: Arc::from(cmd),
+            cmdline: Cmdline::from_args(cmd.split(' ')),
             threads: 1,
             cpu_ticks,
         }
@@ -967,6 +979,7 @@ mod tests {
             container_id: String::new(),
             victims: vec![CopyPlan {
                 root: victim.clone(),
+                argv: Cmdline::default(),
                 members: vec![victim.clone()],
                 cpu_ticks: 0,
             }],
@@ -990,6 +1003,7 @@ mod tests {
             container_id: "a".repeat(64),
             victims: Vec::new(),
             kept: vec![CopyPlan {
+                argv: Cmdline::from_args(["sh", "-c", "x"]),
                 root: ProcRef {
                     pid: 5,
                     start_time: 9,
@@ -1003,6 +1017,9 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         let back: KillPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back.kept[0].root.command, "sh -c x");
+        // The unredacted command line stays out of the JSON.
+        assert!(!json.contains("argv"), "{json}");
+        assert!(back.kept[0].argv.is_empty());
         assert_eq!(back.protected_skipped, 1);
         let report = KillReport {
             refused: vec![(plan.kept[0].root.clone(), "why".into())],

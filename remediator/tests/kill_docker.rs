@@ -13,7 +13,7 @@ use pidwarden_remediator::kill::{
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
@@ -52,7 +52,7 @@ fn identities(c: &TestContainer) -> BTreeSet<(i32, u64)> {
 
 /// How many of `procs` run exactly the command line `cmd`.
 fn count(procs: &[Process], cmd: &str) -> usize {
-    procs.iter().filter(|p| &*p.cmdline == cmd).count()
+    procs.iter().filter(|p| p.cmdline.display() == cmd).count()
 }
 
 /// The container's init (PID 1 in its namespace) among `procs`.
@@ -396,7 +396,7 @@ fn nothing_outside_the_target_container_is_signalled() {
     };
     let stranger = procs(&other)
         .into_iter()
-        .find(|p| &*p.cmdline == "sleep 1000")
+        .find(|p| p.cmdline.display() == "sleep 1000")
         .expect("a sleep in the other container");
     let stranger_ref = ProcRef {
         pid: stranger.pid,
@@ -409,6 +409,7 @@ fn nothing_outside_the_target_container_is_signalled() {
     assert_eq!(plan.victims.len(), 2, "{plan:#?}");
     plan.victims.push(CopyPlan {
         root: host_ref.clone(),
+        argv: Cmdline::from_args(["sleep", "1000"]),
         members: vec![host_ref.clone()],
         cpu_ticks: 0,
     });
@@ -782,7 +783,7 @@ fn resume_stopped_continues_the_same_stopped_process_only() {
     );
     let sleeps: Vec<ProcRef> = wait_procs(&c, 4, |p| count(p, "sleep 1000") == 3)
         .iter()
-        .filter(|p| &*p.cmdline == "sleep 1000")
+        .filter(|p| p.cmdline.display() == "sleep 1000")
         .map(|p| ProcRef {
             pid: p.pid,
             start_time: p.start_time,
@@ -914,4 +915,107 @@ fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
     );
     assert_eq!(state_of(own), Some('S'));
     drop(host);
+}
+
+/// The arguments of a live process, as the kernel keeps them.
+fn argv_of(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    Cmdline::from_raw(&raw).args().map(str::to_string).collect()
+}
+
+#[test]
+fn copies_are_grouped_by_their_arguments_not_their_joined_text() {
+    if !require_docker() {
+        return;
+    }
+    // Three copies of `sh /w.sh "a b"` and three of `sh /w.sh a b`, each
+    // waiting on its `sleep`: two groups of three, one copy of each kept.
+    let c = TestContainer::run_lookalike_copies();
+    wait_procs(&c, 13, |p| count(p, "sleep 1000") == 6);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!((plan.victims.len(), plan.kept.len()), (4, 2), "{plan:#?}");
+    let quoted = ["sh", "/w.sh", "a b"];
+    let split = ["sh", "/w.sh", "a", "b"];
+    let of_kind = |copies: &[CopyPlan], kind: &[&str]| {
+        copies
+            .iter()
+            .filter(|cp| argv_of(cp.root.pid) == kind && cp.argv.args().eq(kind.iter().copied()))
+            .count()
+    };
+    assert_eq!(of_kind(&plan.kept, &quoted), 1, "{plan:#?}");
+    assert_eq!(of_kind(&plan.kept, &split), 1, "{plan:#?}");
+    assert_eq!(of_kind(&plan.victims, &quoted), 2, "{plan:#?}");
+    assert_eq!(of_kind(&plan.victims, &split), 2, "{plan:#?}");
+
+    let (report, _) = run(&plan, &pol);
+    assert!(report.refused.is_empty(), "{report:#?}");
+    assert!(report.survivors.is_empty(), "{report:#?}");
+    let after = wait_procs(&c, 5, |_| true);
+    let mut kinds: Vec<Vec<String>> = after
+        .iter()
+        .filter(|p| p.cmdline.display() == "sh /w.sh a b")
+        .map(|p| argv_of(p.pid))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [split.to_vec(), quoted.to_vec()]);
+}
+
+#[test]
+fn a_root_whose_arguments_changed_but_read_the_same_is_left_alone() {
+    if !require_docker() {
+        return;
+    }
+    // Copies of `sh /w.sh a b` that, once /go exists, exec `sh /w.sh "a b"`:
+    // the same text, other arguments. The plan is made before.
+    let script = "if [ $# = 2 ]; then while [ ! -e /go ]; do sleep 1; done; \
+                  exec sh /w.sh \"$1 $2\"; fi; sleep 1000";
+    let env = format!("W={script}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "echo \"$W\" > /w.sh; for i in 1 2 3; do sh /w.sh a b & done; wait",
+        ],
+    );
+    let split = ["sh", "/w.sh", "a", "b"];
+    poll_until(WAIT, STEP, || {
+        let roots: Vec<Process> = procs(&c)
+            .into_iter()
+            .filter(|p| argv_of(p.pid) == split)
+            .collect();
+        (roots.len() == 3).then_some(())
+    })
+    .expect("three copies started");
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+
+    assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
+    let before = wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    for v in &plan.victims {
+        assert_eq!(argv_of(v.root.pid), ["sh", "/w.sh", "a b"]);
+        assert_eq!(
+            state_of(&v.root).map(|_| v.root.command.as_str()),
+            Some("sh /w.sh a b"),
+            "the shown text did not change"
+        );
+    }
+    let (report, _) = run(&plan, &pol);
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    for v in &plan.victims {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|(p, why)| p == &v.root && why == "command line changed since the plan"),
+            "{report:#?}"
+        );
+    }
+    let ids = |p: &[Process]| -> BTreeSet<(i32, u64)> {
+        p.iter().map(|p| (p.pid, p.start_time)).collect()
+    };
+    assert_eq!(ids(&procs(&c)), ids(&before));
+    assert_none_stopped(&c);
 }

@@ -153,6 +153,7 @@ impl KillEngine for FakeEngine {
         let copy = |i: usize| {
             let root = proc_ref(100 + 10 * i as i32, "npm exec @x/server");
             CopyPlan {
+                argv: Default::default(),
                 members: vec![
                     root.clone(),
                     proc_ref(101 + 10 * i as i32, "node /x/server.js"),
