@@ -193,7 +193,7 @@ pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<Comm
         if size < 2 {
             continue;
         }
-        let cmd = redact_cmdline(&g.cmdline, max_chars);
+        let cmd = redact_cmdline(&g.cmdline.display(), max_chars);
         let e = by_cmd.entry(cmd).or_insert(0);
         *e = (*e).max(size);
     }

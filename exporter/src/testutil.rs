@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pidwarden_shared::cgroup::{CgroupDirs, Container, MemoryStats, PidsStats, Runtime};
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
 use pidwarden_shared::groups::Group;
-use pidwarden_shared::procfs::{ContainerProcesses, Process};
+use pidwarden_shared::procfs::{Cmdline, ContainerProcesses, Process};
 use pidwarden_shared::Limit;
 
 use crate::runtime::ContainerMeta;
@@ -17,6 +17,11 @@ pub const ID_A: &str = "aaaaaaaaaaaa11111111111111111111111111111111111111111111
 /// Id of the unlimited container without metadata.
 pub const ID_B: &str = "bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222";
 
+/// A command line from text, one argument per space-separated word.
+fn args(cmd: &str) -> Cmdline {
+    Cmdline::from_args(cmd.split(' '))
+}
+
 fn proc(pid: i32, ppid: i32, state: char, cmd: &str) -> Process {
     Process {
         pid,
@@ -24,7 +29,7 @@ fn proc(pid: i32, ppid: i32, state: char, cmd: &str) -> Process {
         start_time: 1000 + pid as u64,
         state,
         comm: Arc::from(cmd.split(' ').next().unwrap_or("")),
-        cmdline: Arc::from(if state == 'Z' { "" } else { cmd }),
+        cmdline: args(if state == 'Z' { "" } else { cmd }),
         threads: 1,
         cpu_ticks: 0,
     }
@@ -33,7 +38,7 @@ fn proc(pid: i32, ppid: i32, state: char, cmd: &str) -> Process {
 fn group(ppid: i32, cmd: &str, pids: &[i32]) -> Group {
     Group {
         ppid,
-        cmdline: Arc::from(cmd),
+        cmdline: args(cmd),
         pids: pids.to_vec(),
     }
 }

@@ -83,7 +83,11 @@ struct KernelView {
     tasks: u64,
     processes: usize,
     zombies: usize,
-    /// Sibling groups (same parent, same non-empty command line) of 2 or more: command → size.
+    /// Surplus copies: Σ (size − 1) over the sibling groups (same parent,
+    /// same non-empty argument list) of 2 or more.
+    surplus: u64,
+    /// Those groups as labelled: command (arguments joined by spaces) →
+    /// size of the largest group showing that command.
     groups: HashMap<String, usize>,
 }
 
@@ -104,15 +108,16 @@ fn kernel_view(pids_dir: &Path) -> KernelView {
         .map(str::to_string)
         .collect();
     let mut zombies = 0;
+    // Keyed by the arguments as the kernel keeps them (NUL-separated).
     let mut siblings: HashMap<(String, String), usize> = HashMap::new();
     for pid in &procs {
         if let Some((_, ppid)) = proc_stat(pid) {
             let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&raw)
+            let argv = String::from_utf8_lossy(&raw)
                 .trim_end_matches('\0')
-                .replace('\0', " ");
-            if !cmd.is_empty() {
-                *siblings.entry((ppid, cmd)).or_default() += 1;
+                .to_string();
+            if !argv.is_empty() {
+                *siblings.entry((ppid, argv)).or_default() += 1;
             }
         }
         // Zombie children are no longer in cgroup.procs.
@@ -128,15 +133,18 @@ fn kernel_view(pids_dir: &Path) -> KernelView {
             }
         }
     }
-    let groups = siblings
-        .into_iter()
-        .filter(|(_, n)| *n >= 2)
-        .map(|((_, cmd), n)| (cmd, n))
-        .collect();
+    let mut groups: HashMap<String, usize> = HashMap::new();
+    let mut surplus = 0;
+    for ((_, argv), n) in siblings.into_iter().filter(|(_, n)| *n >= 2) {
+        surplus += n as u64 - 1;
+        let largest = groups.entry(argv.replace('\0', " ")).or_default();
+        *largest = (*largest).max(n);
+    }
     KernelView {
         tasks,
         processes: procs.len(),
         zombies,
+        surplus,
         groups,
     }
 }
@@ -165,6 +173,7 @@ fn served_view(body: &str, id: &str) -> Option<KernelView> {
         tasks: n("pidwarden_container_tasks")?,
         processes: n("pidwarden_container_processes")? as usize,
         zombies: n("pidwarden_container_zombie_processes")? as usize,
+        surplus: n("pidwarden_container_duplicate_processes")?,
         groups,
     })
 }
@@ -328,6 +337,35 @@ fn serves_what_the_kernel_reports_for_real_containers() {
     let mut ex = ex;
     let status = ex.daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{status:?}\n{}", ex.daemon.log());
+}
+
+#[test]
+fn arguments_are_compared_apart_not_as_joined_text() {
+    if !require_docker() {
+        return;
+    }
+    // Three copies of `sh /w.sh "a b"` (three arguments) and three of
+    // `sh /w.sh a b` (four), each waiting on its `sleep`: two groups of
+    // three that both show as `sh /w.sh a b`, so 4 surplus copies, not 5.
+    let c = TestContainer::run_lookalike_copies();
+    let ex = Exporter::start(&[]);
+    let (k, body) = settled(&ex, &c, |k| k.processes == 1 + 6 + 6);
+    assert_eq!(k.surplus, 4, "{k:?}");
+    assert_eq!(
+        sample(&body, "pidwarden_container_duplicate_processes", &c.id, &[]).as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "pidwarden_container_process_group_processes",
+            &c.id,
+            &[("command", "sh /w.sh a b")]
+        )
+        .as_deref(),
+        Some("3"),
+        "one label for both groups, the size of the largest"
+    );
 }
 
 #[test]

@@ -22,6 +22,14 @@
 //! time changed is never signalled; everything refused is reported with the
 //! reason.
 //!
+//! Every process is handed to the journal ([`ExecControl::journal`]) before
+//! its first SIGSTOP, and the abort flag ([`ExecControl::abort`]) is checked
+//! between every two steps and in every wait: an interrupted run sends no
+//! further signal and continues everything it stopped. [`resume_stopped`]
+//! continues, after a crash, what a run had journaled and left frozen.
+//! A descendant is taken only through [`pin_child`], which proves after
+//! pinning it that it is the child of the pinned parent.
+//!
 //! A copy found to hold a protected process at execute time is resumed and
 //! left alone (its members were stopped for the scan, the protected process
 //! never). Out of reach: a process a copy forks while handling SIGTERM whose
@@ -31,12 +39,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::error::is_vanished;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
-use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
 use pidwarden_shared::redact::redact_cmdline;
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::{
@@ -96,7 +105,7 @@ impl ProcRef {
         ProcRef {
             pid: p.pid,
             start_time: p.start_time,
-            command: redact_cmdline(&p.cmdline, COMMAND_CHARS),
+            command: redact_cmdline(&p.cmdline.display(), COMMAND_CHARS),
         }
     }
 }
@@ -106,6 +115,12 @@ impl ProcRef {
 pub struct CopyPlan {
     /// The group member.
     pub root: ProcRef,
+    /// The root's exact command line (arguments apart, unredacted) when
+    /// planned: [`execute`] leaves the copy alone unless the root still runs
+    /// exactly this. Never serialised (it may hold secrets); a plan read
+    /// back from JSON has none, and its copies are left alone.
+    #[serde(skip)]
+    pub argv: Cmdline,
     /// The root and all its descendants, root first.
     pub members: Vec<ProcRef>,
     /// CPU ticks the subtree used during the sampling window.
@@ -216,7 +231,10 @@ pub fn plan(
                 .any(|p| is_ns_init(&roots, p.pid) == Some(true))
             {
                 Some(Spared::Init)
-            } else if is_protected(members.iter().map(|p| &*p.cmdline), &policy.protected) {
+            } else if is_protected(
+                members.iter().map(|p| p.cmdline.display()),
+                &policy.protected,
+            ) {
                 Some(Spared::Protected)
             } else {
                 None
@@ -236,15 +254,20 @@ pub fn plan(
     }
     let sel = select_victims(&cands, policy.keep);
     let newest = |pid: &i32| fresh.get(pid).or_else(|| by_pid_after.get(pid).copied());
-    let to_plan = |c: &Candidate| CopyPlan {
-        root: ProcRef::of(fresh.get(&c.root).unwrap_or(by_pid_after[&c.root])),
-        members: c
-            .members
-            .iter()
-            .filter_map(newest)
-            .map(ProcRef::of)
-            .collect(),
-        cpu_ticks: c.cpu_ticks,
+    let to_plan = |c: &Candidate| {
+        // Every candidate's root is in the second reading.
+        let root = newest(&c.root).unwrap_or(by_pid_after[&c.root]);
+        CopyPlan {
+            root: ProcRef::of(root),
+            argv: root.cmdline.clone(),
+            members: c
+                .members
+                .iter()
+                .filter_map(newest)
+                .map(ProcRef::of)
+                .collect(),
+            cpu_ticks: c.cpu_ticks,
+        }
     };
     Ok(Some(KillPlan {
         victims: sel.victims.iter().map(to_plan).collect(),
@@ -309,17 +332,85 @@ pub struct KillReport {
     /// first signal.
     pub gone_before_signal: Vec<ProcRef>,
     /// Processes not signalled, with the reason (pid recycled, outside the
-    /// container, container init, protected, command changed, …).
+    /// container, container init, protected, command changed, journal
+    /// failed, interrupted, …).
     pub refused: Vec<(ProcRef, String)>,
     /// Processes still alive after SIGKILL and [`KILL_WAIT`].
     pub survivors: Vec<ProcRef>,
+    /// The run was interrupted through [`ExecControl::abort`]: no signal was
+    /// sent after that, and every process the run had stopped was continued.
+    #[serde(default)]
+    pub interrupted: bool,
 }
+
+/// The journal [`execute`] reports to before it stops anything: called with
+/// every process (pid, start time, command) before that process's first
+/// SIGSTOP. An `Err` (the reason) leaves those processes unstopped.
+pub type Journal<'a> = dyn Fn(&[ProcRef]) -> Result<(), String> + 'a;
+
+/// Outside control over one [`execute`] run: an abort flag and a journal.
+///
+/// The journal is what lets a restarted remediator continue processes a
+/// crashed one left frozen ([`resume_stopped`]): everything the run may
+/// stop was written down before it was stopped.
+pub struct ExecControl<'a> {
+    /// Set (from any thread) to interrupt the run: it is checked between
+    /// every two steps and in every wait, and the run then sends no further
+    /// signal, continues everything it stopped and returns a report marked
+    /// [`KillReport::interrupted`], within about [`POLL`] of the flag.
+    pub abort: &'a AtomicBool,
+    /// Called before processes are first stopped; see [`Journal`].
+    pub journal: &'a Journal<'a>,
+}
+
+impl std::fmt::Debug for ExecControl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecControl")
+            .field("abort", &self.abort)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A journal that records nothing and never fails.
+fn no_journal(_: &[ProcRef]) -> Result<(), String> {
+    Ok(())
+}
+
+/// The abort flag of unattended runs: never set.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl ExecControl<'static> {
+    /// No abort flag and no journal: the run goes to its end.
+    pub fn unattended() -> ExecControl<'static> {
+        ExecControl {
+            abort: &NEVER,
+            journal: &no_journal,
+        }
+    }
+}
+
+/// The run was interrupted through [`ExecControl::abort`].
+#[derive(Debug)]
+struct Interrupted;
 
 /// A process the engine holds and may signal.
 struct Member {
     proc: ProcRef,
     pin: PinnedProcess,
     stopped: bool,
+    /// A signal (SIGTERM or SIGKILL) was delivered to it.
+    signalled: bool,
+}
+
+impl Member {
+    fn new(proc: ProcRef, pin: PinnedProcess) -> Member {
+        Member {
+            proc,
+            pin,
+            stopped: false,
+            signalled: false,
+        }
+    }
 }
 
 /// What re-checking a pinned process found.
@@ -335,138 +426,294 @@ enum Check {
 /// Kills the plan's victims. Blocking: SIGTERM, wait up to
 /// [`KillPolicy::grace`], SIGKILL what is left, wait up to [`KILL_WAIT`].
 /// Never signals a process it could not verify (see the module docs).
-pub fn execute(roots: &Roots, plan: &KillPlan, policy: &KillPolicy) -> KillReport {
-    let mut report = KillReport::default();
-    let id = plan.container_id.as_str();
-    if !is_container_id(id) {
+/// `control` interrupts the run and journals every process before it is
+/// first stopped ([`ExecControl`]).
+pub fn execute(
+    roots: &Roots,
+    plan: &KillPlan,
+    policy: &KillPolicy,
+    control: &ExecControl<'_>,
+) -> KillReport {
+    let mut run = Run {
+        roots,
+        id: plan.container_id.as_str(),
+        policy,
+        control,
+        seen: HashSet::new(),
+        report: KillReport::default(),
+    };
+    if !is_container_id(run.id) {
         for p in plan.victims.iter().flat_map(|c| &c.members) {
-            report
+            run.report
                 .refused
                 .push((p.clone(), "plan names no valid container id".into()));
         }
-        return report;
+        return run.report;
     }
-    // Identities (pid, start time) already handled, so a process is taken,
-    // refused or recorded once even when copies overlap.
-    let mut seen: HashSet<(i32, u64)> = HashSet::new();
     let mut held: Vec<Member> = Vec::new();
-    for copy in &plan.victims {
-        held.extend(take_copy(roots, id, copy, policy, &mut seen, &mut report));
-    }
-
-    // SIGTERM everything frozen, then let it run its handlers.
-    for m in &held {
-        send(m, libc::SIGTERM, "SIGTERM", &mut report);
-    }
-    for m in &mut held {
-        let _ = m.pin.signal(libc::SIGCONT);
-        m.stopped = false;
-    }
-    wait_exit(&held, policy.grace);
-
-    // What is left: freeze again, pick up children forked since, SIGKILL.
-    held.retain(|m| !m.pin.exited());
-    if !held.is_empty() {
+    if run.kill(plan, &mut held).is_err() {
         for m in &mut held {
-            stop(m);
-        }
-        let mut scanned = HashSet::new();
-        // The copies were already told to stop: a protected process that
-        // appeared since is left out on its own, the rest still dies.
-        let _ = freeze_descendants(
-            roots,
-            id,
-            &policy.protected,
-            OnProtected::Skip,
-            &mut held,
-            &mut scanned,
-            &mut seen,
-            &mut report,
-        );
-        for m in &held {
-            send(m, libc::SIGKILL, "SIGKILL", &mut report);
-        }
-        wait_exit(&held, KILL_WAIT);
-        for m in &held {
-            if !m.pin.exited() {
-                let _ = m.pin.signal(libc::SIGCONT);
-                report.survivors.push(m.proc.clone());
+            resume(m);
+            if !m.signalled {
+                run.report
+                    .refused
+                    .push((m.proc.clone(), "interrupted before its signal".into()));
             }
         }
+        run.report.interrupted = true;
     }
-    report
+    run.report
 }
 
-/// Pins and checks one copy's planned members, freezes them and every
-/// descendant inside the container. Returns the frozen members, or nothing
-/// (all resumed, all recorded as refused) when the copy must be left alone.
-fn take_copy(
-    roots: &Roots,
-    id: &str,
-    copy: &CopyPlan,
-    policy: &KillPolicy,
-    seen: &mut HashSet<(i32, u64)>,
-    report: &mut KillReport,
-) -> Vec<Member> {
-    let mut held: Vec<Member> = Vec::new();
-    let mut current: Vec<String> = Vec::new();
-    let mut refuse_copy: Option<String> = None;
-    for pr in &copy.members {
-        if !seen.insert((pr.pid, pr.start_time)) {
-            continue;
-        }
-        let Some(pin) = pin_planned(roots, pr, report) else {
-            continue;
-        };
-        match check(roots, id, &pin) {
-            Check::Ok(p) => {
-                if pr.pid == copy.root.pid
-                    && redact_cmdline(&p.cmdline, COMMAND_CHARS) != copy.root.command
-                {
-                    refuse_copy = Some("command line changed since the plan".into());
-                }
-                current.push(p.cmdline.to_string());
-                held.push(Member {
-                    proc: pr.clone(),
-                    pin,
-                    stopped: false,
-                });
-            }
-            Check::Gone => report.gone_before_signal.push(pr.clone()),
-            Check::Refused(reason) => report.refused.push((pr.clone(), reason)),
+/// One execution: what it reads, what it was told, what it did.
+struct Run<'a> {
+    roots: &'a Roots,
+    id: &'a str,
+    policy: &'a KillPolicy,
+    control: &'a ExecControl<'a>,
+    /// Identities (pid, start time) already handled, so a process is taken,
+    /// refused or recorded once even when copies overlap.
+    seen: HashSet<(i32, u64)>,
+    report: KillReport,
+}
+
+impl Run<'_> {
+    /// `Err` once the abort flag is set.
+    fn go_on(&self) -> Result<(), Interrupted> {
+        if self.control.abort.load(Ordering::SeqCst) {
+            Err(Interrupted)
+        } else {
+            Ok(())
         }
     }
-    if refuse_copy.is_none() && is_protected(current.iter().map(String::as_str), &policy.protected)
-    {
-        refuse_copy = Some("copy matches a protected pattern".into());
-    }
-    if refuse_copy.is_none() {
-        for m in &mut held {
+
+    /// The whole run. Every process it stops is in `held`, so an
+    /// interruption (`Err`) can continue them all.
+    fn kill(&mut self, plan: &KillPlan, held: &mut Vec<Member>) -> Result<(), Interrupted> {
+        for copy in &plan.victims {
+            self.go_on()?;
+            self.take_copy(copy, held)?;
+        }
+
+        // SIGTERM everything frozen, then let it run its handlers.
+        for m in held.iter_mut() {
+            self.go_on()?;
+            self.send(m, libc::SIGTERM, "SIGTERM");
+        }
+        for m in held.iter_mut() {
+            resume(m);
+        }
+        self.wait_exit(held, self.policy.grace)?;
+
+        // What is left: freeze again, pick up children forked since, SIGKILL.
+        held.retain(|m| !m.pin.exited());
+        if held.is_empty() {
+            return Ok(());
+        }
+        for m in held.iter_mut() {
+            self.go_on()?;
             stop(m);
         }
+        // The copies were already told to stop: a protected process that
+        // appeared since is left out on its own, the rest still dies.
         let mut scanned = HashSet::new();
-        if let Err(reason) = freeze_descendants(
-            roots,
-            id,
-            &policy.protected,
-            OnProtected::Abort,
-            &mut held,
-            &mut scanned,
-            seen,
-            report,
-        ) {
-            refuse_copy = Some(reason);
+        let _ = self.freeze_descendants(OnRefusal::SkipProcess, held, 0, &mut scanned)?;
+        for m in held.iter_mut() {
+            self.go_on()?;
+            self.send(m, libc::SIGKILL, "SIGKILL");
         }
-    }
-    if let Some(reason) = refuse_copy {
-        for m in held.drain(..) {
-            if m.stopped {
-                let _ = m.pin.signal(libc::SIGCONT);
+        self.wait_exit(held, KILL_WAIT)?;
+        for m in held.iter_mut() {
+            if !m.pin.exited() {
+                resume(m);
+                self.report.survivors.push(m.proc.clone());
             }
-            report.refused.push((m.proc, reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// Pins and checks one copy's planned members, journals them, freezes
+    /// them and every descendant inside the container, and appends them to
+    /// `held`. When the copy must be left alone, everything of it is
+    /// continued and recorded as refused, and `held` is as it was.
+    fn take_copy(&mut self, copy: &CopyPlan, held: &mut Vec<Member>) -> Result<(), Interrupted> {
+        let start = held.len();
+        let mut current: Vec<Cmdline> = Vec::new();
+        let mut refuse_copy: Option<String> = None;
+        for pr in &copy.members {
+            self.go_on()?;
+            if !self.seen.insert((pr.pid, pr.start_time)) {
+                continue;
+            }
+            let Some(pin) = pin_planned(self.roots, pr, &mut self.report) else {
+                continue;
+            };
+            match check(self.roots, self.id, &pin) {
+                Check::Ok(p) => {
+                    if pr.pid == copy.root.pid && p.cmdline != copy.argv {
+                        refuse_copy = Some("command line changed since the plan".into());
+                    }
+                    current.push(p.cmdline);
+                    held.push(Member::new(pr.clone(), pin));
+                }
+                Check::Gone => self.report.gone_before_signal.push(pr.clone()),
+                Check::Refused(reason) => self.report.refused.push((pr.clone(), reason)),
+            }
+        }
+        if refuse_copy.is_none()
+            && is_protected(current.iter().map(Cmdline::display), &self.policy.protected)
+        {
+            refuse_copy = Some("copy matches a protected pattern".into());
+        }
+        if refuse_copy.is_none() {
+            refuse_copy = self.journal(&held[start..]).err();
+        }
+        if refuse_copy.is_none() {
+            for m in &mut held[start..] {
+                stop(m);
+            }
+            let mut scanned = HashSet::new();
+            refuse_copy = self
+                .freeze_descendants(OnRefusal::LeaveCopy, held, start, &mut scanned)?
+                .err();
+        }
+        if let Some(reason) = refuse_copy {
+            for mut m in held.drain(start..) {
+                resume(&mut m);
+                self.report.refused.push((m.proc, reason.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the journal about `members` before they are stopped; `Err`
+    /// holds the reason to refuse them with.
+    fn journal(&self, members: &[Member]) -> Result<(), String> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let procs: Vec<ProcRef> = members.iter().map(|m| m.proc.clone()).collect();
+        (self.control.journal)(&procs).map_err(|e| format!("journal failed: {e}"))
+    }
+
+    /// Adds to `held` (journaled, then frozen) every descendant of a held
+    /// member from index `from` on that is inside the container, until no
+    /// new one appears. A frozen process cannot fork, so when the loop ends
+    /// the subtree is complete. A protected descendant is never held or
+    /// stopped, nor one the journal refused; see [`OnRefusal`]. The outer
+    /// `Err` is an interruption, the inner one a reason to leave the copy.
+    fn freeze_descendants(
+        &mut self,
+        on_refusal: OnRefusal,
+        held: &mut Vec<Member>,
+        from: usize,
+        scanned: &mut HashSet<i32>,
+    ) -> Result<Result<(), String>, Interrupted> {
+        let mut i = from;
+        while i < held.len() {
+            self.go_on()?;
+            let parent = held[i].pin.pid;
+            i += 1;
+            if !scanned.insert(parent) {
+                continue;
+            }
+            let Ok(children) = read_children(self.roots, parent) else {
+                continue;
+            };
+            let mut batch: Vec<Member> = Vec::new();
+            for child in children {
+                // A refused child (recorded) is no reason to leave the copy:
+                // it is not the copy's.
+                let Some((p, pin)) = self.descendant(&held[i - 1].pin, child) else {
+                    continue;
+                };
+                if is_protected([p.cmdline.display()], &self.policy.protected) {
+                    let reason = format!("descendant {} matches a protected pattern", p.pid);
+                    if on_refusal == OnRefusal::LeaveCopy {
+                        return Ok(Err(reason));
+                    }
+                    self.report.refused.push((ProcRef::of(&p), reason));
+                    continue;
+                }
+                batch.push(Member::new(ProcRef::of(&p), pin));
+            }
+            match self.journal(&batch) {
+                Ok(()) => {
+                    for mut m in batch {
+                        stop(&mut m);
+                        held.push(m);
+                    }
+                }
+                Err(reason) if on_refusal == OnRefusal::LeaveCopy => return Ok(Err(reason)),
+                Err(reason) => {
+                    for m in batch {
+                        self.report.refused.push((m.proc, reason.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Offers `child` (listed among the children of `parent`) to
+    /// [`pin_child`]. `None`: gone, already handled, or refused (recorded).
+    fn descendant(
+        &mut self,
+        parent: &PinnedProcess,
+        child: i32,
+    ) -> Option<(Process, PinnedProcess)> {
+        match pin_child(self.roots, self.id, parent, child) {
+            Descendant::Child { pin, process } => self
+                .seen
+                .insert((pin.pid, pin.start_time))
+                .then_some((process, pin)),
+            Descendant::Gone => None,
+            Descendant::Refused { process, reason } => {
+                if self.seen.insert((process.pid, process.start_time)) {
+                    self.report.refused.push((process, reason));
+                }
+                None
+            }
         }
     }
-    held
+
+    /// Sends `sig` through the pidfd and records it; a process that exited
+    /// before its first signal is recorded as gone.
+    fn send(&mut self, m: &mut Member, sig: i32, name: &str) {
+        match m.pin.signal(sig) {
+            Ok(true) => {
+                m.signalled = true;
+                self.report.signalled.push(Signalled {
+                    process: m.proc.clone(),
+                    signal: name.to_string(),
+                });
+            }
+            Ok(false) => {
+                if !m.signalled {
+                    self.report.gone_before_signal.push(m.proc.clone());
+                }
+            }
+            Err(e) => self
+                .report
+                .refused
+                .push((m.proc.clone(), format!("{name} failed: {e}"))),
+        }
+    }
+
+    /// Polls until every held process has exited or `limit` has passed;
+    /// `Err` as soon as the abort flag is seen.
+    fn wait_exit(&self, held: &[Member], limit: Duration) -> Result<(), Interrupted> {
+        let deadline = Instant::now() + limit;
+        while held.iter().any(|m| !m.pin.exited()) {
+            self.go_on()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
+        Ok(())
+    }
 }
 
 /// Pins a planned process. `None` (recorded) when it is gone, its pid now
@@ -538,120 +785,130 @@ fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
     Check::Ok(p)
 }
 
-/// SIGSTOP through the pidfd (not recorded: it only keeps the copy from
-/// forking while it is scanned; SIGTERM/SIGKILL follow).
+/// SIGSTOP through the pidfd: it keeps a copy from forking while it is
+/// scanned (not recorded: SIGTERM/SIGKILL follow, or SIGCONT).
 fn stop(m: &mut Member) {
     if !m.stopped && matches!(m.pin.signal(libc::SIGSTOP), Ok(true)) {
         m.stopped = true;
     }
 }
 
-/// What to do with a descendant matching a protected pattern.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnProtected {
-    /// Stop scanning and return `Err`: the caller leaves the whole copy.
-    Abort,
-    /// Leave that process out (recorded as refused) and go on.
-    Skip,
+/// SIGCONT through the pidfd for a member this run stopped.
+fn resume(m: &mut Member) {
+    if m.stopped {
+        let _ = m.pin.signal(libc::SIGCONT);
+        m.stopped = false;
+    }
 }
 
-/// Adds to `held` (frozen) every descendant of a held member that is inside
-/// the container, until no new one appears. A frozen process cannot fork, so
-/// when the loop ends the subtree is complete. A protected descendant is
-/// never held or stopped; see [`OnProtected`].
-#[allow(clippy::too_many_arguments)]
-fn freeze_descendants(
-    roots: &Roots,
-    id: &str,
-    protected: &[regex::Regex],
-    on_protected: OnProtected,
-    held: &mut Vec<Member>,
-    scanned: &mut HashSet<i32>,
-    seen: &mut HashSet<(i32, u64)>,
-    report: &mut KillReport,
-) -> Result<(), String> {
-    let mut i = 0;
-    while i < held.len() {
-        let parent = held[i].pin.pid;
-        i += 1;
-        if !scanned.insert(parent) {
-            continue;
+/// What a refused descendant (protected, outside the rules, or refused by
+/// the journal) means for the rest of its copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnRefusal {
+    /// Stop scanning: the caller leaves the whole copy.
+    LeaveCopy,
+    /// Leave that process out (recorded as refused) and go on.
+    SkipProcess,
+}
+
+/// What [`pin_child`] found.
+#[derive(Debug)]
+pub enum Descendant {
+    /// A child of the pinned parent inside the container: pinned, with its
+    /// reading taken after the pin.
+    Child {
+        /// The child's pidfd.
+        pin: PinnedProcess,
+        /// Its reading.
+        process: Process,
+    },
+    /// Exited, a zombie, or vanished before it could be pinned.
+    Gone,
+    /// Must not be taken, for this reason.
+    Refused {
+        /// The process as read.
+        process: ProcRef,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decides whether `pid`, found among the children of the pinned `parent`,
+/// may join the parent's copy. It is pinned first; then, reading after the
+/// pin, it must be inside container `id`, not its init, not a zombie, and
+/// have `parent.pid` as its parent while `parent` is still the pinned
+/// process (its pidfd not exited, its start time unchanged). A pid that was
+/// recycled since the children list was read (by a kept copy's process, or
+/// anything else) fails one of these and is refused, never stopped.
+pub fn pin_child(roots: &Roots, id: &str, parent: &PinnedProcess, pid: i32) -> Descendant {
+    let first = match read_process(roots, pid) {
+        Ok(Some(p)) if p.state != 'Z' => p,
+        Ok(_) => return Descendant::Gone,
+        Err(e) => {
+            return Descendant::Refused {
+                process: ProcRef {
+                    pid,
+                    start_time: 0,
+                    command: String::new(),
+                },
+                reason: format!("cannot read it: {e}"),
+            }
         }
-        let Ok(children) = read_children(roots, parent) else {
+    };
+    let refused = |p: &Process, reason: String| Descendant::Refused {
+        process: ProcRef::of(p),
+        reason,
+    };
+    let pin = match PinnedProcess::pin(roots, pid, first.start_time) {
+        Ok(Some(pin)) => pin,
+        Ok(None) => return Descendant::Gone,
+        Err(e) => return refused(&first, format!("cannot pin: {e}")),
+    };
+    let now = match check(roots, id, &pin) {
+        Check::Ok(p) => p,
+        Check::Gone => return Descendant::Gone,
+        Check::Refused(reason) => return refused(&first, reason),
+    };
+    if now.ppid != parent.pid {
+        return refused(
+            &now,
+            format!("not a child of {}: its parent is {}", parent.pid, now.ppid),
+        );
+    }
+    // That ppid names the pinned parent only if the parent had not exited
+    // when it was read: it is still alive now, so it had not (a pid is
+    // never reused before its process has exited and been reaped).
+    let parent_now = read_process(roots, parent.pid);
+    let same_parent = matches!(&parent_now, Ok(Some(p)) if p.start_time == parent.start_time);
+    if parent.exited() || !same_parent {
+        return refused(
+            &now,
+            format!("its parent {} exited while it was checked", parent.pid),
+        );
+    }
+    Descendant::Child { pin, process: now }
+}
+
+/// Continues every listed process that is still the same process (pid and
+/// start time, through a pidfd) and is stopped (state `T` or `t`); returns
+/// those continued. For start-up: the processes a remediator that crashed
+/// mid-run had journaled ([`ExecControl::journal`]) and may have left
+/// frozen. A process that is gone, recycled or running is left alone.
+pub fn resume_stopped(roots: &Roots, procs: &[ProcRef]) -> Vec<ProcRef> {
+    let mut out = Vec::new();
+    for pr in procs {
+        let Ok(Some(pin)) = PinnedProcess::pin(roots, pr.pid, pr.start_time) else {
             continue;
         };
-        for child in children {
-            let Ok(Some(p)) = read_process(roots, child) else {
-                continue;
-            };
-            let key = (child, p.start_time);
-            if p.state == 'Z' || seen.contains(&key) {
-                continue;
-            }
-            let pr = ProcRef::of(&p);
-            let Ok(Some(pin)) = PinnedProcess::pin(roots, child, p.start_time) else {
-                continue;
-            };
-            match check(roots, id, &pin) {
-                Check::Ok(now) => {
-                    if is_protected([&*now.cmdline], protected) {
-                        let reason = format!("descendant {} matches a protected pattern", now.pid);
-                        if on_protected == OnProtected::Abort {
-                            return Err(reason);
-                        }
-                        seen.insert(key);
-                        report.refused.push((pr, reason));
-                        continue;
-                    }
-                    seen.insert(key);
-                    let mut m = Member {
-                        proc: ProcRef::of(&now),
-                        pin,
-                        stopped: false,
-                    };
-                    stop(&mut m);
-                    held.push(m);
-                }
-                Check::Gone => {}
-                Check::Refused(reason) => {
-                    seen.insert(key);
-                    report.refused.push((pr, reason));
-                }
-            }
+        let stopped = matches!(
+            read_process(roots, pr.pid),
+            Ok(Some(p)) if p.start_time == pr.start_time && matches!(p.state, 'T' | 't')
+        );
+        if stopped && matches!(pin.signal(libc::SIGCONT), Ok(true)) {
+            out.push(pr.clone());
         }
     }
-    Ok(())
-}
-
-/// Sends `sig` through the pidfd and records it; a process that exited
-/// before its first signal is recorded as gone.
-fn send(m: &Member, sig: i32, name: &str, report: &mut KillReport) {
-    match m.pin.signal(sig) {
-        Ok(true) => report.signalled.push(Signalled {
-            process: m.proc.clone(),
-            signal: name.to_string(),
-        }),
-        Ok(false) => {
-            if !report.signalled.iter().any(|s| s.process == m.proc) {
-                report.gone_before_signal.push(m.proc.clone());
-            }
-        }
-        Err(e) => report
-            .refused
-            .push((m.proc.clone(), format!("{name} failed: {e}"))),
-    }
-}
-
-/// Polls until every held process has exited or `limit` has passed.
-fn wait_exit(held: &[Member], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while held.iter().any(|m| !m.pin.exited()) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep(POLL.min(deadline - now));
-    }
+    out
 }
 
 #[cfg(test)]
@@ -666,7 +923,7 @@ mod tests {
             start_time,
             state: 'S',
             comm: Arc::from("sh"),
-            cmdline: Arc::from(cmd),
+            cmdline: Cmdline::from_args(cmd.split(' ')),
             threads: 1,
             cpu_ticks,
         }
@@ -722,13 +979,19 @@ mod tests {
             container_id: String::new(),
             victims: vec![CopyPlan {
                 root: victim.clone(),
+                argv: Cmdline::default(),
                 members: vec![victim.clone()],
                 cpu_ticks: 0,
             }],
             kept: Vec::new(),
             protected_skipped: 0,
         };
-        let r = execute(&Roots::default(), &plan, &KillPolicy::default());
+        let r = execute(
+            &Roots::default(),
+            &plan,
+            &KillPolicy::default(),
+            &ExecControl::unattended(),
+        );
         assert!(r.signalled.is_empty());
         assert_eq!(r.refused.len(), 1);
         assert_eq!(r.refused[0].0, victim);
@@ -740,6 +1003,7 @@ mod tests {
             container_id: "a".repeat(64),
             victims: Vec::new(),
             kept: vec![CopyPlan {
+                argv: Cmdline::from_args(["sh", "-c", "x"]),
                 root: ProcRef {
                     pid: 5,
                     start_time: 9,
@@ -753,6 +1017,9 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         let back: KillPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back.kept[0].root.command, "sh -c x");
+        // The unredacted command line stays out of the JSON.
+        assert!(!json.contains("argv"), "{json}");
+        assert!(back.kept[0].argv.is_empty());
         assert_eq!(back.protected_skipped, 1);
         let report = KillReport {
             refused: vec![(plan.kept[0].root.clone(), "why".into())],

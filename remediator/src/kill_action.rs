@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
 use crate::decide::Job;
-use crate::kill::KillPolicy;
+use crate::kill::{ExecControl, KillPolicy};
 use crate::outcome::Outcome;
 use crate::service::{blocking, Service};
 
@@ -75,19 +75,15 @@ impl Service {
         let journal = stop_journal(self.store().clone(), job.row);
         let abort = self.abort_flag();
         let report = match blocking(move || {
-            let members: Vec<_> = plan
-                .victims
-                .iter()
-                .flat_map(|c| c.members.iter().cloned())
-                .collect();
-            journal(&members)?;
-            let _ = &abort;
-            Ok::<_, String>(engine.execute(&plan, &policy))
+            let control = ExecControl {
+                abort: &abort,
+                journal: &journal,
+            };
+            engine.execute(&plan, &policy, &control)
         })
         .await
         {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return ActionEnd::retryable(format!("{e}; no signal sent")).with(procs),
+            Ok(r) => r,
             Err(e) => return ActionEnd::new(Outcome::Failed, e).with(procs),
         };
         for s in &report.signalled {
@@ -106,7 +102,20 @@ impl Service {
             report.refused.len(),
             report.survivors.len()
         );
-        if !report.survivors.is_empty() {
+        if report.interrupted {
+            let sent = report.signalled.len();
+            let end = if sent == 0 {
+                ActionEnd::retryable(format!(
+                    "interrupted: the remediator is shutting down; every stopped process was continued; {summary}"
+                ))
+            } else {
+                ActionEnd::new(
+                    Outcome::Failed,
+                    format!("interrupted: the remediator is shutting down; every stopped process was continued; {summary}"),
+                )
+            };
+            end.with(processes)
+        } else if !report.survivors.is_empty() {
             ActionEnd::new(Outcome::Failed, summary).with(processes)
         } else if report.signalled.is_empty() && report.refused.is_empty() {
             ActionEnd::new(

@@ -3,14 +3,17 @@
 //! recycled pid is ever signalled.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
-    execute, plan, CopyPlan, KillPlan, KillPolicy, KillReport, ProcRef,
+    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, KillPlan,
+    KillPolicy, KillReport, ProcRef,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::procfs::{read_children, read_process, Process};
+use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
@@ -49,7 +52,7 @@ fn identities(c: &TestContainer) -> BTreeSet<(i32, u64)> {
 
 /// How many of `procs` run exactly the command line `cmd`.
 fn count(procs: &[Process], cmd: &str) -> usize {
-    procs.iter().filter(|p| &*p.cmdline == cmd).count()
+    procs.iter().filter(|p| p.cmdline.display() == cmd).count()
 }
 
 /// The container's init (PID 1 in its namespace) among `procs`.
@@ -121,7 +124,7 @@ fn make_plan(c: &TestContainer, pol: &KillPolicy) -> KillPlan {
 /// Runs the plan and returns the report and how long it took.
 fn run(plan: &KillPlan, pol: &KillPolicy) -> (KillReport, Duration) {
     let t = Instant::now();
-    let report = execute(&Roots::default(), plan, pol);
+    let report = execute(&Roots::default(), plan, pol, &ExecControl::unattended());
     (report, t.elapsed())
 }
 
@@ -393,7 +396,7 @@ fn nothing_outside_the_target_container_is_signalled() {
     };
     let stranger = procs(&other)
         .into_iter()
-        .find(|p| &*p.cmdline == "sleep 1000")
+        .find(|p| p.cmdline.display() == "sleep 1000")
         .expect("a sleep in the other container");
     let stranger_ref = ProcRef {
         pid: stranger.pid,
@@ -406,6 +409,7 @@ fn nothing_outside_the_target_container_is_signalled() {
     assert_eq!(plan.victims.len(), 2, "{plan:#?}");
     plan.victims.push(CopyPlan {
         root: host_ref.clone(),
+        argv: Cmdline::from_args(["sleep", "1000"]),
         members: vec![host_ref.clone()],
         cpu_ticks: 0,
     });
@@ -573,4 +577,445 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
         after.iter().all(|p| p.state != 'T'),
         "nothing left stopped: {after:#?}"
     );
+}
+
+/// The state letter of a live `(pid, start time)`; `None` once it is gone.
+fn state_of(r: &ProcRef) -> Option<char> {
+    match read_process(&Roots::default(), r.pid) {
+        Ok(Some(p)) if p.start_time == r.start_time => Some(p.state),
+        _ => None,
+    }
+}
+
+/// Waits (up to 5 s) until no process of the container is stopped.
+fn assert_none_stopped(c: &TestContainer) {
+    let settled = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        procs(c).iter().all(|p| p.state != 'T').then_some(())
+    });
+    assert!(settled.is_some(), "left stopped: {:#?}", procs(c));
+}
+
+/// Watches the container's processes every millisecond while `f` runs and
+/// returns `f`'s result with every identity seen stopped (state `T`) that
+/// `journaled` did not hold at that moment.
+fn watch_stops<T>(
+    c: &TestContainer,
+    journaled: &Mutex<Vec<ProcRef>>,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<Process>) {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut unjournaled = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                for p in procs(c).into_iter().filter(|p| p.state == 'T') {
+                    let known = journaled
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|j| (j.pid, j.start_time) == (p.pid, p.start_time));
+                    if !known {
+                        unjournaled.push(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            unjournaled
+        });
+        let out = f();
+        done.store(true, Ordering::SeqCst);
+        (out, watcher.join().unwrap())
+    })
+}
+
+#[test]
+fn an_interrupted_run_journals_first_and_leaves_nothing_stopped_or_killed() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let before = identities(&c);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let first = plan.victims[0].clone();
+
+    // The journal records every call; on the call after the first copy was
+    // taken, it checks that copy is frozen and sets the abort flag.
+    let abort = AtomicBool::new(false);
+    let journaled: Mutex<Vec<ProcRef>> = Mutex::new(Vec::new());
+    let calls: Mutex<Vec<Vec<ProcRef>>> = Mutex::new(Vec::new());
+    let first_frozen: Mutex<Option<Vec<Option<char>>>> = Mutex::new(None);
+    let aborted_at: Mutex<Option<Instant>> = Mutex::new(None);
+    let journal = |procs: &[ProcRef]| -> Result<(), String> {
+        journaled.lock().unwrap().extend_from_slice(procs);
+        let mut calls = calls.lock().unwrap();
+        calls.push(procs.to_vec());
+        if calls.len() == 2 {
+            *first_frozen.lock().unwrap() = Some(first.members.iter().map(state_of).collect());
+            *aborted_at.lock().unwrap() = Some(Instant::now());
+            abort.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let (report, unjournaled) = watch_stops(&c, &journaled, || {
+        execute(&Roots::default(), &plan, &pol, &control)
+    });
+    let after_abort = aborted_at.lock().unwrap().expect("abort set").elapsed();
+    eprintln!("interrupted run: returned {after_abort:?} after the abort flag was set");
+
+    assert!(report.interrupted, "{report:#?}");
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    assert!(
+        unjournaled.is_empty(),
+        "stopped before journaled: {unjournaled:#?}"
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert!(calls.len() >= 2, "{calls:#?}");
+    assert_eq!(calls[0], first.members, "the first copy journaled first");
+    assert_eq!(
+        first_frozen.lock().unwrap().clone().unwrap(),
+        vec![Some('T'); first.members.len()],
+        "the first copy was frozen when the flag was set"
+    );
+    assert!(
+        after_abort < Duration::from_secs(1),
+        "took {after_abort:?} to stop"
+    );
+    // Nothing stays stopped, nothing died.
+    assert_none_stopped(&c);
+    assert_eq!(identities(&c), before, "nothing was killed");
+}
+
+#[test]
+fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
+    if !require_docker() {
+        return;
+    }
+    // Copies that ignore SIGTERM: the run would wait the whole grace.
+    let c = three_copies("trap '' TERM; while :; do sleep 1; done");
+    let mut pol = policy(1);
+    pol.grace = Duration::from_secs(20);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+    let abort = AtomicBool::new(false);
+    let journal = |_: &[ProcRef]| -> Result<(), String> { Ok(()) };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let (report, after_abort) = std::thread::scope(|s| {
+        let setter = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            abort.store(true, Ordering::SeqCst);
+            Instant::now()
+        });
+        let report = execute(&Roots::default(), &plan, &pol, &control);
+        let returned = Instant::now();
+        (report, returned - setter.join().unwrap())
+    });
+    eprintln!("abort in the grace period: returned {after_abort:?} after the flag was set");
+    assert!(report.interrupted, "{report:#?}");
+    let sigkills = report.signalled.iter().filter(|s| s.signal == "SIGKILL");
+    assert_eq!(sigkills.count(), 0, "{report:#?}");
+    assert!(
+        report.signalled.iter().any(|s| s.signal == "SIGTERM"),
+        "the flag came during the grace: {report:#?}"
+    );
+    assert!(
+        after_abort < Duration::from_secs(2),
+        "the 20 s grace was not waited out: {after_abort:?}"
+    );
+    for v in &plan.victims {
+        assert!(alive(&v.root), "{v:?} died");
+    }
+    assert_none_stopped(&c);
+}
+
+#[test]
+fn a_failing_journal_stops_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let before = identities(&c);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    let abort = AtomicBool::new(false);
+    let journal = |_: &[ProcRef]| -> Result<(), String> { Err("disk full".into()) };
+    let control = ExecControl {
+        abort: &abort,
+        journal: &journal,
+    };
+    let none: Mutex<Vec<ProcRef>> = Mutex::new(Vec::new());
+    let (report, stopped) = watch_stops(&c, &none, || {
+        execute(&Roots::default(), &plan, &pol, &control)
+    });
+    assert!(stopped.is_empty(), "stopped: {stopped:#?}");
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    assert!(!report.interrupted);
+    for m in all_members(&plan.victims) {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|(p, why)| p == &m && why == "journal failed: disk full"),
+            "{m:?} not refused: {report:#?}"
+        );
+    }
+    assert_eq!(identities(&c), before);
+}
+
+#[test]
+fn resume_stopped_continues_the_same_stopped_process_only() {
+    if !require_docker() {
+        return;
+    }
+    let c = TestContainer::run(
+        &[],
+        &["sh", "-c", "for i in 1 2 3; do sleep 1000 & done; wait"],
+    );
+    let sleeps: Vec<ProcRef> = wait_procs(&c, 4, |p| count(p, "sleep 1000") == 3)
+        .iter()
+        .filter(|p| p.cmdline.display() == "sleep 1000")
+        .map(|p| ProcRef {
+            pid: p.pid,
+            start_time: p.start_time,
+            command: "sleep 1000".into(),
+        })
+        .collect();
+    let roots = Roots::default();
+    let pins: Vec<PinnedProcess> = sleeps[..2]
+        .iter()
+        .map(|s| {
+            PinnedProcess::pin(&roots, s.pid, s.start_time)
+                .unwrap()
+                .expect("sleep alive")
+        })
+        .collect();
+    for p in &pins {
+        assert!(p.signal(libc::SIGSTOP).unwrap());
+    }
+    poll_until(WAIT, Duration::from_millis(10), || {
+        sleeps[..2]
+            .iter()
+            .all(|s| state_of(s) == Some('T'))
+            .then_some(())
+    })
+    .expect("both sleeps stopped");
+
+    let wrong = ProcRef {
+        start_time: sleeps[1].start_time + 1,
+        ..sleeps[1].clone()
+    };
+    // The first: stopped and itself. The second: named with another start
+    // time. The third: running.
+    let resumed = resume_stopped(&roots, &[sleeps[0].clone(), wrong, sleeps[2].clone()]);
+    assert_eq!(resumed, vec![sleeps[0].clone()]);
+    poll_until(WAIT, Duration::from_millis(10), || {
+        (state_of(&sleeps[0]) == Some('S')).then_some(())
+    })
+    .expect("the first sleep runs again");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        state_of(&sleeps[1]),
+        Some('T'),
+        "the mismatch stays stopped"
+    );
+    assert_eq!(state_of(&sleeps[2]), Some('S'));
+    // Named correctly, it is continued too.
+    assert_eq!(
+        resume_stopped(&roots, &sleeps[1..2]),
+        vec![sleeps[1].clone()]
+    );
+}
+
+/// The reason `pin_child` refused, or a panic naming what it did instead.
+fn refusal(d: Descendant, pid: i32) -> String {
+    match d {
+        Descendant::Refused { process, reason } => {
+            assert_eq!(process.pid, pid);
+            reason
+        }
+        other => panic!("{pid} was not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
+    if !require_docker() {
+        return;
+    }
+    let c = three_copies("sleep 1000; echo");
+    let all = wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    let init = init_of(&all);
+    let plan = make_plan(&c, &policy(1));
+    let (victim, kept) = (&plan.victims[0], &plan.kept[0]);
+    assert_eq!(
+        (victim.members.len(), kept.members.len()),
+        (2, 2),
+        "{plan:#?}"
+    );
+    let roots = Roots::default();
+    let parent = PinnedProcess::pin(&roots, victim.root.pid, victim.root.start_time)
+        .unwrap()
+        .expect("victim alive");
+    let host = ChildGuard::spawn(std::process::Command::new("sleep").arg("1000"));
+
+    // Offered as the victim's children: the kept copy's sleep and root (a
+    // pid recycled into the kept copy looks just like this), the
+    // container's init and a host process. None is taken.
+    let kept_child = &kept.members[1];
+    let why = refusal(
+        pin_child(&roots, &c.id, &parent, kept_child.pid),
+        kept_child.pid,
+    );
+    assert!(why.contains("not a child"), "{why}");
+    let why = refusal(
+        pin_child(&roots, &c.id, &parent, kept.root.pid),
+        kept.root.pid,
+    );
+    assert!(why.contains("not a child"), "{why}");
+    let why = refusal(pin_child(&roots, &c.id, &parent, init.pid), init.pid);
+    assert!(why.contains("init"), "{why}");
+    let host_pid = host.id() as i32;
+    let why = refusal(pin_child(&roots, &c.id, &parent, host_pid), host_pid);
+    assert!(why.contains("not inside"), "{why}");
+
+    // Its own child is taken, pinned, and not stopped by being taken.
+    let own = &victim.members[1];
+    match pin_child(&roots, &c.id, &parent, own.pid) {
+        Descendant::Child { pin, process } => {
+            assert_eq!((pin.pid, pin.start_time), (own.pid, own.start_time));
+            assert_eq!(process.ppid, victim.root.pid);
+        }
+        other => panic!("own child not taken: {other:?}"),
+    }
+    for p in [kept_child, &kept.root, own] {
+        assert_eq!(state_of(p), Some('S'), "{p:?} was touched");
+    }
+    assert_ne!(read_process(&roots, host_pid).unwrap().unwrap().state, 'T');
+
+    // Once the parent is gone, its former child is no longer taken for it.
+    assert!(parent.signal(libc::SIGKILL).unwrap());
+    poll_until(WAIT, Duration::from_millis(10), || {
+        parent.exited().then_some(())
+    })
+    .expect("the victim exited");
+    let why = refusal(pin_child(&roots, &c.id, &parent, own.pid), own.pid);
+    assert!(
+        why.contains("not a child") || why.contains("exited"),
+        "{why}"
+    );
+    assert_eq!(state_of(own), Some('S'));
+    drop(host);
+}
+
+/// The arguments of a live process, as the kernel keeps them.
+fn argv_of(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    Cmdline::from_raw(&raw).args().map(str::to_string).collect()
+}
+
+#[test]
+fn copies_are_grouped_by_their_arguments_not_their_joined_text() {
+    if !require_docker() {
+        return;
+    }
+    // Three copies of `sh /w.sh "a b"` and three of `sh /w.sh a b`, each
+    // waiting on its `sleep`: two groups of three, one copy of each kept.
+    let c = TestContainer::run_lookalike_copies();
+    wait_procs(&c, 13, |p| count(p, "sleep 1000") == 6);
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!((plan.victims.len(), plan.kept.len()), (4, 2), "{plan:#?}");
+    let quoted = ["sh", "/w.sh", "a b"];
+    let split = ["sh", "/w.sh", "a", "b"];
+    let of_kind = |copies: &[CopyPlan], kind: &[&str]| {
+        copies
+            .iter()
+            .filter(|cp| argv_of(cp.root.pid) == kind && cp.argv.args().eq(kind.iter().copied()))
+            .count()
+    };
+    assert_eq!(of_kind(&plan.kept, &quoted), 1, "{plan:#?}");
+    assert_eq!(of_kind(&plan.kept, &split), 1, "{plan:#?}");
+    assert_eq!(of_kind(&plan.victims, &quoted), 2, "{plan:#?}");
+    assert_eq!(of_kind(&plan.victims, &split), 2, "{plan:#?}");
+
+    let (report, _) = run(&plan, &pol);
+    assert!(report.refused.is_empty(), "{report:#?}");
+    assert!(report.survivors.is_empty(), "{report:#?}");
+    let after = wait_procs(&c, 5, |_| true);
+    let mut kinds: Vec<Vec<String>> = after
+        .iter()
+        .filter(|p| p.cmdline.display() == "sh /w.sh a b")
+        .map(|p| argv_of(p.pid))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [split.to_vec(), quoted.to_vec()]);
+}
+
+#[test]
+fn a_root_whose_arguments_changed_but_read_the_same_is_left_alone() {
+    if !require_docker() {
+        return;
+    }
+    // Copies of `sh /w.sh a b` that, once /go exists, exec `sh /w.sh "a b"`:
+    // the same text, other arguments. The plan is made before.
+    let script = "if [ $# = 2 ]; then while [ ! -e /go ]; do sleep 1; done; \
+                  exec sh /w.sh \"$1 $2\"; fi; sleep 1000";
+    let env = format!("W={script}");
+    let c = TestContainer::run(
+        &["-e", &env],
+        &[
+            "sh",
+            "-c",
+            "echo \"$W\" > /w.sh; for i in 1 2 3; do sh /w.sh a b & done; wait",
+        ],
+    );
+    let split = ["sh", "/w.sh", "a", "b"];
+    poll_until(WAIT, STEP, || {
+        let roots: Vec<Process> = procs(&c)
+            .into_iter()
+            .filter(|p| argv_of(p.pid) == split)
+            .collect();
+        (roots.len() == 3).then_some(())
+    })
+    .expect("three copies started");
+    let pol = policy(1);
+    let plan = make_plan(&c, &pol);
+    assert_eq!(plan.victims.len(), 2, "{plan:#?}");
+
+    assert!(c.exec(&["sh", "-c", ": > /go"]).status.success());
+    let before = wait_procs(&c, 7, |p| count(p, "sleep 1000") == 3);
+    for v in &plan.victims {
+        assert_eq!(argv_of(v.root.pid), ["sh", "/w.sh", "a b"]);
+        assert_eq!(
+            state_of(&v.root).map(|_| v.root.command.as_str()),
+            Some("sh /w.sh a b"),
+            "the shown text did not change"
+        );
+    }
+    let (report, _) = run(&plan, &pol);
+    assert!(report.signalled.is_empty(), "{report:#?}");
+    for v in &plan.victims {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|(p, why)| p == &v.root && why == "command line changed since the plan"),
+            "{report:#?}"
+        );
+    }
+    let ids = |p: &[Process]| -> BTreeSet<(i32, u64)> {
+        p.iter().map(|p| (p.pid, p.start_time)).collect()
+    };
+    assert_eq!(ids(&procs(&c)), ids(&before));
+    assert_none_stopped(&c);
 }

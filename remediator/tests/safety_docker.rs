@@ -26,7 +26,7 @@ fn procs(c: &TestContainer) -> Vec<(i32, char, String)> {
     pids.into_iter()
         .filter_map(|pid| read_process(&roots, pid).ok().flatten())
         .filter(|p| p.state != 'Z')
-        .map(|p| (p.pid, p.state, p.cmdline.to_string()))
+        .map(|p| (p.pid, p.state, p.cmdline.display().into_owned()))
         .collect()
 }
 

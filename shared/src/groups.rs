@@ -1,35 +1,35 @@
 //! Duplicate grouping: sibling processes (same parent) with identical command
-//! lines are copies of one another. A *copy* is one such sibling together
-//! with its whole subtree.
-
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+//! lines (argument for argument, not as joined text) are copies of one
+//! another. A *copy* is one such sibling together with its whole subtree.
 
 use serde::Serialize;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::procfs::Process;
+use crate::procfs::{Cmdline, Process};
 
 /// A group of sibling processes with the same command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {
     /// The common parent.
     pub ppid: i32,
-    /// The common command line (unredacted; redact before it becomes a label).
-    pub cmdline: Arc<str>,
+    /// The common command line (unredacted; redact its display text before
+    /// it becomes a label).
+    pub cmdline: Cmdline,
     /// The members' pids, oldest first (by start time, then pid).
     pub pids: Vec<i32>,
 }
 
 /// Groups `procs` into sibling groups of 2 or more with identical, non-empty
-/// command lines, largest first (ties by command line, then parent). Zombies
+/// command lines (compared argument for argument), largest first (ties by command line, then parent). Zombies
 /// are left out: they are no copies, only unreaped exits. Pure.
 pub fn duplicate_groups(procs: &[Process]) -> Vec<Group> {
     let mut by_key: HashMap<(i32, &str), Vec<&Process>> = HashMap::new();
+    // Keyed by the NUL-separated arguments: `a "b c"` and `a b c` differ.
     for p in procs {
         if p.cmdline.is_empty() || p.is_zombie() {
             continue;
         }
-        by_key.entry((p.ppid, &p.cmdline)).or_default().push(p);
+        by_key.entry((p.ppid, p.cmdline.raw())).or_default().push(p);
     }
     let mut groups: Vec<Group> = by_key
         .into_values()
@@ -39,7 +39,7 @@ pub fn duplicate_groups(procs: &[Process]) -> Vec<Group> {
             members.dedup_by_key(|p| p.pid);
             Group {
                 ppid: members[0].ppid,
-                cmdline: Arc::clone(&members[0].cmdline),
+                cmdline: members[0].cmdline.clone(),
                 pids: members.iter().map(|p| p.pid).collect(),
             }
         })
@@ -95,15 +95,21 @@ pub fn subtree(procs: &[Process], root: i32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    fn p(pid: i32, ppid: i32, start: u64, cmd: &str) -> Process {
+    /// A command line from text, one argument per space-separated word.
+    fn cmd(text: &str) -> Cmdline {
+        Cmdline::from_args(text.split(' ').filter(|w| !w.is_empty()))
+    }
+
+    fn p(pid: i32, ppid: i32, start: u64, cmd_text: &str) -> Process {
         Process {
             pid,
             ppid,
             start_time: start,
             state: 'S',
             comm: Arc::from("x"),
-            cmdline: Arc::from(cmd),
+            cmdline: cmd(cmd_text),
             threads: 1,
             cpu_ticks: 0,
         }
@@ -131,12 +137,12 @@ mod tests {
             vec![
                 Group {
                     ppid: 1,
-                    cmdline: Arc::from("npm exec srv"),
+                    cmdline: cmd("npm exec srv"),
                     pids: vec![11, 12, 10],
                 },
                 Group {
                     ppid: 1,
-                    cmdline: Arc::from("uvx tool"),
+                    cmdline: cmd("uvx tool"),
                     pids: vec![20, 21],
                 },
             ]
@@ -155,9 +161,32 @@ mod tests {
             p(15, 1, 2, "a"),
         ];
         let groups = duplicate_groups(&procs);
-        let keys: Vec<(i32, &str)> = groups.iter().map(|g| (g.ppid, &*g.cmdline)).collect();
+        let keys: Vec<(i32, &str)> = groups.iter().map(|g| (g.ppid, g.cmdline.raw())).collect();
         assert_eq!(keys, vec![(1, "a"), (1, "b"), (2, "b")]);
         assert_eq!(surplus(&groups), 3);
+    }
+
+    #[test]
+    fn arguments_are_compared_apart_not_as_joined_text() {
+        // `sh /w.sh "a b"` three times and `sh /w.sh a b` three times: two
+        // groups of three (surplus 4), not one of six (surplus 5).
+        let quoted = Cmdline::from_args(["sh", "/w.sh", "a b"]);
+        let split = Cmdline::from_args(["sh", "/w.sh", "a", "b"]);
+        let mut procs = Vec::new();
+        for i in 0..3 {
+            let mut a = p(10 + i, 1, 1, "");
+            a.cmdline = quoted.clone();
+            let mut b = p(20 + i, 1, 1, "");
+            b.cmdline = split.clone();
+            procs.extend([a, b]);
+        }
+        let groups = duplicate_groups(&procs);
+        assert_eq!(groups.len(), 2, "{groups:#?}");
+        assert_eq!(surplus(&groups), 4);
+        let mut members: Vec<Vec<i32>> = groups.iter().map(|g| g.pids.clone()).collect();
+        members.sort();
+        assert_eq!(members, vec![vec![10, 11, 12], vec![20, 21, 22]]);
+        assert!(groups.iter().all(|g| g.cmdline.display() == "sh /w.sh a b"));
     }
 
     #[test]

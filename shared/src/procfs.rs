@@ -37,11 +37,11 @@ pub struct Process {
     pub state: char,
     /// `comm`: the executable name, at most 15 bytes.
     pub comm: Arc<str>,
-    /// Command line, arguments joined by single spaces; empty for kernel
-    /// threads and zombies (a process that became a zombie since it was last
-    /// read loses its command line too, so zombies read the same whenever
-    /// they were first seen).
-    pub cmdline: Arc<str>,
+    /// Command line, its arguments kept apart (compare it exactly, show it
+    /// with [`Cmdline::display`]); empty for kernel threads and zombies (a
+    /// process that became a zombie since it was last read loses its command
+    /// line too, so zombies read the same whenever they were first seen).
+    pub cmdline: Cmdline,
     /// Threads in the process.
     pub threads: u64,
     /// user + system CPU time, in clock ticks.
@@ -136,19 +136,74 @@ pub fn parse_stat(content: &str) -> Option<Stat> {
     })
 }
 
-/// Turns `/proc/<pid>/cmdline` bytes (NUL-separated) into one line joined by
-/// spaces. Trailing NULs (the terminator, or the padding left by programs
-/// that rewrite their title) are dropped; invalid UTF-8 is replaced. Pure.
-pub fn parse_cmdline(raw: &[u8]) -> String {
-    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let joined: Vec<u8> = raw[..end]
-        .iter()
-        .map(|&b| if b == 0 { b' ' } else { b })
-        .collect();
-    match String::from_utf8(joined) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+/// A command line as the kernel holds it: the arguments separated by NUL,
+/// in one shared allocation. Two command lines are equal only when their
+/// arguments are: `sh /w.sh "a b"` (three arguments) and `sh /w.sh a b`
+/// (four) differ, although both show as `sh /w.sh a b`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cmdline(Arc<str>);
+
+impl Cmdline {
+    /// From the bytes of `/proc/<pid>/cmdline`: trailing NULs (the
+    /// terminator, or the padding left by programs that rewrite their title)
+    /// are dropped; invalid UTF-8 is replaced. Pure.
+    pub fn from_raw(raw: &[u8]) -> Cmdline {
+        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        Cmdline(Arc::from(String::from_utf8_lossy(&raw[..end])))
     }
+
+    /// From separate arguments.
+    pub fn from_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Cmdline {
+        let mut raw = String::new();
+        for (i, a) in args.into_iter().enumerate() {
+            if i > 0 {
+                raw.push('\0');
+            }
+            raw.push_str(a.as_ref());
+        }
+        Cmdline(Arc::from(raw))
+    }
+
+    /// The arguments separated by NUL, as compared.
+    pub fn raw(&self) -> &str {
+        &self.0
+    }
+
+    /// The arguments; none for an empty command line.
+    pub fn args(&self) -> impl Iterator<Item = &str> {
+        let mut it = self.0.split('\0');
+        if self.0.is_empty() {
+            it.next();
+        }
+        it
+    }
+
+    /// The arguments joined by single spaces: how a command line is shown
+    /// (and matched by protected patterns). Borrowed for a single argument.
+    pub fn display(&self) -> std::borrow::Cow<'_, str> {
+        if self.0.contains('\0') {
+            std::borrow::Cow::Owned(self.0.replace('\0', " "))
+        } else {
+            std::borrow::Cow::Borrowed(&self.0)
+        }
+    }
+
+    /// True for the empty command line (kernel threads, zombies).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Serialised as shown: the arguments joined by spaces.
+impl Serialize for Cmdline {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.display())
+    }
+}
+
+/// Parses `/proc/<pid>/cmdline` bytes; see [`Cmdline::from_raw`]. Pure.
+pub fn parse_cmdline(raw: &[u8]) -> Cmdline {
+    Cmdline::from_raw(raw)
 }
 
 /// Parses a `children` file: pids separated by spaces. Pure.
@@ -254,10 +309,10 @@ fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
 
 /// Reads `cmdline`; a vanished file is an empty command line (the process
 /// was exiting; its stat was read a moment ago).
-fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<String> {
+fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<Cmdline> {
     match read_into(path, buf, false) {
         Ok(()) => Ok(parse_cmdline(buf)),
-        Err(e) if is_vanished(&e) => Ok(String::new()),
+        Err(e) if is_vanished(&e) => Ok(Cmdline::default()),
         Err(e) => Err(Error::read(path, e)),
     }
 }
@@ -333,14 +388,14 @@ pub struct ProcessReader {
     paths: PathBuilder,
     children: Vec<i32>,
     /// The empty command line, shared.
-    empty: Arc<str>,
+    empty: Cmdline,
 }
 
 #[derive(Debug)]
 struct Cached {
     start_time: u64,
     comm: Arc<str>,
-    cmdline: Arc<str>,
+    cmdline: Cmdline,
     generation: u64,
     /// The process's `stat`, kept open (see the module docs).
     stat: Option<File>,
@@ -366,7 +421,7 @@ impl ProcessReader {
             generation: 0,
             buf: Vec::with_capacity(4096),
             children: Vec::new(),
-            empty: Arc::from(""),
+            empty: Cmdline::default(),
         }
     }
 
@@ -455,9 +510,9 @@ impl ProcessReader {
                     state: s.state,
                     comm: Arc::clone(&c.comm),
                     cmdline: if s.state == 'Z' {
-                        Arc::clone(&self.empty)
+                        self.empty.clone()
                     } else {
-                        Arc::clone(&c.cmdline)
+                        c.cmdline.clone()
                     },
                     threads: s.threads,
                     cpu_ticks: s.cpu_ticks,
@@ -469,11 +524,11 @@ impl ProcessReader {
         let (state, ppid, start_time, threads, cpu_ticks) =
             (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
         let comm: Arc<str> = Arc::from(s.comm);
-        let cmdline: Arc<str> = if state == 'Z' {
-            Arc::clone(&self.empty)
+        let cmdline = if state == 'Z' {
+            self.empty.clone()
         } else {
             let path = self.paths.pid_file(pid, format_args!("cmdline"));
-            Arc::from(read_cmdline_with(path, &mut self.buf)?)
+            read_cmdline_with(path, &mut self.buf)?
         };
         // A live process with an empty command line is not cached: besides
         // kernel threads, that is what a process caught inside exec shows
@@ -502,7 +557,7 @@ impl ProcessReader {
                 Cached {
                     start_time,
                     comm: Arc::clone(&comm),
-                    cmdline: Arc::clone(&cmdline),
+                    cmdline: cmdline.clone(),
                     generation,
                     stat,
                 },
@@ -722,18 +777,31 @@ mod tests {
     }
 
     #[test]
-    fn cmdline_is_joined_by_spaces() {
-        assert_eq!(parse_cmdline(b"sleep\x001000\x00"), "sleep 1000");
-        assert_eq!(parse_cmdline(b"sh\x00-c\x00echo a b\x00"), "sh -c echo a b");
-        assert_eq!(parse_cmdline(b""), "");
-        assert_eq!(parse_cmdline(b"\x00\x00"), "");
+    fn cmdline_keeps_arguments_apart_and_shows_them_joined() {
+        let shown = |raw: &[u8]| parse_cmdline(raw).display().into_owned();
+        assert_eq!(shown(b"sleep\x001000\x00"), "sleep 1000");
+        assert_eq!(shown(b"sh\x00-c\x00echo a b\x00"), "sh -c echo a b");
+        assert_eq!(shown(b""), "");
+        assert_eq!(shown(b"\x00\x00"), "");
         assert_eq!(
-            parse_cmdline(b"nginx: worker process\x00\x00\x00"),
+            shown(b"nginx: worker process\x00\x00\x00"),
             "nginx: worker process"
         );
-        assert_eq!(parse_cmdline(b"no-terminator"), "no-terminator");
-        assert_eq!(parse_cmdline(b"a\x00\x00b\x00"), "a  b");
-        assert_eq!(parse_cmdline(b"bad\xff\x00utf8\x00"), "bad\u{fffd} utf8");
+        assert_eq!(shown(b"no-terminator"), "no-terminator");
+        assert_eq!(shown(b"a\x00\x00b\x00"), "a  b");
+        assert_eq!(shown(b"bad\xff\x00utf8\x00"), "bad\u{fffd} utf8");
+
+        // One argument with a space is not two arguments.
+        let quoted = parse_cmdline(b"sh\x00/w.sh\x00a b\x00");
+        let split = parse_cmdline(b"sh\x00/w.sh\x00a\x00b\x00");
+        assert_ne!(quoted, split);
+        assert_eq!(quoted.display(), split.display());
+        assert_eq!(quoted.args().collect::<Vec<_>>(), ["sh", "/w.sh", "a b"]);
+        assert_eq!(quoted, Cmdline::from_args(["sh", "/w.sh", "a b"]));
+        assert_eq!(quoted.raw(), "sh\0/w.sh\0a b");
+        assert_eq!(parse_cmdline(b"").args().count(), 0);
+        assert!(parse_cmdline(b"\x00").is_empty());
+        assert_eq!(serde_json::to_string(&split).unwrap(), "\"sh /w.sh a b\"");
     }
 
     #[test]
@@ -754,7 +822,8 @@ mod tests {
         assert!(p.threads >= 1);
         assert!(!p.cmdline.is_empty());
         let exe = std::env::args().next().unwrap();
-        assert!(p.cmdline.starts_with(&exe), "{} vs {exe}", p.cmdline);
+        let shown = p.cmdline.display();
+        assert!(shown.starts_with(&exe), "{shown} vs {exe}");
     }
 
     /// A fixture `/proc` entry.
@@ -802,7 +871,7 @@ mod tests {
         put(root, 10, 1, 'S', 100, b"app\0--serve\0", &[]);
 
         let got = r.read_container(&[10], Some(1)).unwrap();
-        assert_eq!(&*got.live[0].cmdline, "app --serve");
+        assert_eq!(got.live[0].cmdline.display(), "app --serve");
         assert_eq!(&*got.live[0].comm, "x y");
         assert_eq!(got.live[0].cpu_ticks, 11);
         assert_eq!(r.cached(), 1);
@@ -811,13 +880,13 @@ mod tests {
         // Same start time: the cached command line stays even though the file changed.
         std::fs::write(root.join("10/cmdline"), b"other\0").unwrap();
         let got = r.read_container(&[10], Some(1)).unwrap();
-        assert_eq!(&*got.live[0].cmdline, "app --serve");
+        assert_eq!(got.live[0].cmdline.display(), "app --serve");
         r.end_scrape();
 
         // New start time: the pid was recycled, the command line is re-read.
         put(root, 10, 1, 'S', 200, b"other\0", &[]);
         let got = r.read_container(&[10], Some(1)).unwrap();
-        assert_eq!(&*got.live[0].cmdline, "other");
+        assert_eq!(got.live[0].cmdline.display(), "other");
         assert_eq!(got.live[0].start_time, 200);
         assert_eq!(r.cached(), 1);
     }
@@ -870,7 +939,7 @@ mod tests {
         assert_eq!(pids(&got.zombies), vec![20]);
         assert_eq!(got.zombies[0].state, 'Z');
         assert_eq!(got.zombies[0].ppid, 10);
-        assert_eq!(&*got.zombies[0].cmdline, "");
+        assert_eq!(got.zombies[0].cmdline.display(), "");
 
         // Unknown task count: search as well.
         let got = r.read_container(&[10], None).unwrap();
@@ -888,11 +957,11 @@ mod tests {
         put(root, 10, 1, 'S', 100, b"sh\0", &[20]);
         put(root, 20, 10, 'S', 150, b"sleep\x000.1\0", &[]);
         let got = r.read_container(&[10, 20], Some(2)).unwrap();
-        assert_eq!(&*got.live[1].cmdline, "sleep 0.1");
+        assert_eq!(got.live[1].cmdline.display(), "sleep 0.1");
         put(root, 20, 10, 'Z', 150, b"sleep\x000.1\0", &[]);
         let got = r.read_container(&[10], Some(2)).unwrap();
         assert_eq!(pids(&got.zombies), vec![20]);
-        assert_eq!(&*got.zombies[0].cmdline, "");
+        assert_eq!(got.zombies[0].cmdline.display(), "");
     }
 
     #[test]
@@ -909,7 +978,7 @@ mod tests {
         std::fs::write(root.join("10/cmdline"), b"app\0").unwrap();
         let got = r.read_container(&[10], Some(1)).unwrap();
         assert_eq!(&*got.live[0].comm, "app");
-        assert_eq!(&*got.live[0].cmdline, "app");
+        assert_eq!(got.live[0].cmdline.display(), "app");
     }
 
     #[test]
@@ -921,7 +990,7 @@ mod tests {
         let got = r.read_container(&[11, 10], Some(2)).unwrap();
         assert_eq!(pids(&got.live), vec![11]);
         assert_eq!(pids(&got.zombies), vec![10]);
-        assert_eq!(&*got.live[0].cmdline, "");
+        assert_eq!(got.live[0].cmdline.display(), "");
     }
 
     #[test]
@@ -931,11 +1000,11 @@ mod tests {
         let root = dir.path();
         put(root, 10, 1, 'S', 100, b"", &[]);
         let got = r.read_container(&[10], Some(1)).unwrap();
-        assert_eq!(&*got.live[0].cmdline, "");
+        assert_eq!(got.live[0].cmdline.display(), "");
         assert_eq!(r.cached(), 0);
         std::fs::write(root.join("10/cmdline"), b"sleep\x001000\0").unwrap();
         let got = r.read_container(&[10], Some(1)).unwrap();
-        assert_eq!(&*got.live[0].cmdline, "sleep 1000");
+        assert_eq!(got.live[0].cmdline.display(), "sleep 1000");
         assert_eq!(r.cached(), 1);
     }
 
@@ -965,7 +1034,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let p = r.read_cached(pid).unwrap().expect("the sleeper is alive");
-            if &*p.cmdline == "sleep 1000" {
+            if p.cmdline.display() == "sleep 1000" {
                 return p;
             }
             assert!(
@@ -993,7 +1062,7 @@ mod tests {
         // Read again through the kept handle: the same process, fresh figures.
         let again = r.read_cached(pid).unwrap().unwrap();
         assert_eq!((again.pid, again.start_time), (first.pid, first.start_time));
-        assert_eq!(&*again.cmdline, "sleep 1000");
+        assert_eq!(again.cmdline.display(), "sleep 1000");
         assert_eq!(r.kept_handles(), 1);
 
         kids[0].kill().unwrap();

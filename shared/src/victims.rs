@@ -122,14 +122,18 @@ pub fn select_victims(groups: &[CandidateGroup], keep: usize) -> Selection {
     }
 }
 
-/// True when any of `cmdlines` matches any of the `protected` patterns.
-pub fn is_protected<'a>(cmdlines: impl IntoIterator<Item = &'a str>, protected: &[Regex]) -> bool {
+/// True when any of `cmdlines` (as shown: arguments joined by spaces)
+/// matches any of the `protected` patterns.
+pub fn is_protected<S: AsRef<str>>(
+    cmdlines: impl IntoIterator<Item = S>,
+    protected: &[Regex],
+) -> bool {
     if protected.is_empty() {
         return false;
     }
     cmdlines
         .into_iter()
-        .any(|c| protected.iter().any(|re| re.is_match(c)))
+        .any(|c| protected.iter().any(|re| re.is_match(c.as_ref())))
 }
 
 /// The innermost namespace PID from the `NSpid:` line of

@@ -120,7 +120,7 @@ fn collects_groups_zombies_and_stats_and_records_errors_by_stage() {
     assert_eq!(zombies, vec![(14, 11, 'Z')]);
     assert_eq!(a.groups.len(), 1);
     assert_eq!(a.groups[0].ppid, 10);
-    assert_eq!(&*a.groups[0].cmdline, "worker --serve");
+    assert_eq!(a.groups[0].cmdline.display(), "worker --serve");
     assert_eq!(a.groups[0].pids, vec![12, 13, 11], "oldest first");
     assert_eq!(surplus(&a.groups), 2);
     let pids = a.pids.unwrap();

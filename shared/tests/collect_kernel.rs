@@ -148,7 +148,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
             snap.processes
                 .live
                 .iter()
-                .filter(|p| &*p.cmdline == cmd)
+                .filter(|p| p.cmdline.display() == cmd)
                 .count()
         };
         let steady = snap.processes.live.len() == 5
@@ -169,7 +169,12 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
     let live_pids: Vec<i32> = snap.processes.live.iter().map(|p| p.pid).collect();
     assert_eq!(live_pids, listed, "live processes are exactly cgroup.procs");
 
-    let mut cmdlines: Vec<&str> = snap.processes.live.iter().map(|p| &*p.cmdline).collect();
+    let mut cmdlines: Vec<String> = snap
+        .processes
+        .live
+        .iter()
+        .map(|p| p.cmdline.display().into_owned())
+        .collect();
     cmdlines.sort_unstable();
     let sh_line = format!("sh -c {SCRIPT}");
     assert_eq!(
@@ -186,7 +191,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
         .processes
         .live
         .iter()
-        .find(|p| &*p.cmdline == "sleep 1001")
+        .find(|p| p.cmdline.display() == "sleep 1001")
         .unwrap();
     assert_eq!(waiter.ppid, sh);
     for p in &snap.processes.live {
@@ -200,7 +205,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
     let zombie = &snap.processes.zombies[0];
     assert_eq!(zombie.state, 'Z');
     assert_eq!(zombie.ppid, waiter.pid);
-    assert_eq!(&*zombie.cmdline, "");
+    assert_eq!(zombie.cmdline.display(), "");
     assert_eq!(&*zombie.comm, "sleep");
     assert!(
         !listed.contains(&zombie.pid),
@@ -210,7 +215,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
     assert_eq!(snap.groups.len(), 1, "{:#?}", snap.groups);
     let g = &snap.groups[0];
     assert_eq!(g.ppid, sh);
-    assert_eq!(&*g.cmdline, "sleep 1000");
+    assert_eq!(g.cmdline.display(), "sleep 1000");
     assert_eq!(g.pids.len(), 3);
     let mut oldest_first: Vec<(u64, i32)> = g
         .pids

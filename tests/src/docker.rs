@@ -226,6 +226,22 @@ impl TestContainer {
         guard
     }
 
+    /// A container whose init runs three copies of `sh /w.sh "a b"` (three
+    /// arguments) and three of `sh /w.sh a b` (four), each waiting on its
+    /// `sleep 1000`: two duplicate groups whose command lines read the same
+    /// once joined by spaces. 13 processes once everything started.
+    pub fn run_lookalike_copies() -> TestContainer {
+        TestContainer::run(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "echo 'sleep 1000' > /w.sh; \
+                 for i in 1 2 3; do sh /w.sh 'a b' & sh /w.sh a b & done; wait",
+            ],
+        )
+    }
+
     /// `docker inspect --format <format>` on this container, trimmed.
     pub fn inspect(&self, format: &str) -> String {
         docker_ok(&["inspect", "--format", format, &self.id])

@@ -18,7 +18,9 @@ use http_body_util::BodyExt as _;
 use pidwarden_remediator::config::Settings;
 use pidwarden_remediator::engine::KillEngine;
 use pidwarden_remediator::http::{app, AppState, Credentials};
-use pidwarden_remediator::kill::{CopyPlan, KillPlan, KillPolicy, KillReport, ProcRef, Signalled};
+use pidwarden_remediator::kill::{
+    CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signalled,
+};
 use pidwarden_remediator::metrics::Metrics;
 use pidwarden_remediator::runtime::{ContainerInfo, ContainerRuntime, RuntimeError};
 use pidwarden_remediator::service::Service;
@@ -188,6 +190,7 @@ impl KillEngine for FakeEngine {
         let copy = |i: usize| {
             let root = proc_ref(100 + 10 * i as i32, "npm exec @x/server");
             CopyPlan {
+                argv: Default::default(),
                 members: vec![
                     root.clone(),
                     proc_ref(101 + 10 * i as i32, "node /x/server.js"),
@@ -204,9 +207,35 @@ impl KillEngine for FakeEngine {
         }))
     }
 
-    fn execute(&self, plan: &KillPlan, policy: &KillPolicy) -> KillReport {
+    fn execute(
+        &self,
+        plan: &KillPlan,
+        policy: &KillPolicy,
+        control: &ExecControl<'_>,
+    ) -> KillReport {
+        let planned: Vec<ProcRef> = plan
+            .victims
+            .iter()
+            .flat_map(|c| c.members.iter().cloned())
+            .collect();
+        if let Err(e) = (control.journal)(&planned) {
+            return KillReport {
+                refused: planned.into_iter().map(|p| (p, e.clone())).collect(),
+                ..Default::default()
+            };
+        }
         self.executing.store(true, Ordering::SeqCst);
-        std::thread::sleep(policy.grace);
+        let deadline = Instant::now() + policy.grace;
+        while Instant::now() < deadline {
+            if control.abort.load(Ordering::SeqCst) {
+                self.executing.store(false, Ordering::SeqCst);
+                return KillReport {
+                    interrupted: true,
+                    ..Default::default()
+                };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let pids: Vec<i32> = plan
             .victims
             .iter()
