@@ -155,3 +155,55 @@ fn proc_root_must_be_our_own_pid_namespace() {
         "{err}"
     );
 }
+
+#[test]
+fn out_of_bounds_settings_are_startup_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("c.toml");
+    let base = [
+        "--insecure-no-auth",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    for (flags, named) in [
+        (&["--grace", "NaN"][..], "--grace"),
+        (&["--grace=-1"][..], "--grace"),
+        (&["--sample", "inf"][..], "--sample"),
+        (&["--cooldown", "18446744073709551615"][..], "--cooldown"),
+        (&["--keep", "0"][..], "--keep"),
+        (&["--retention-days", "4294967295"][..], "--retention-days"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{flags:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("must be"),
+            "{flags:?}: {err}"
+        );
+    }
+    for (toml, named) in [
+        (
+            "[defaults]\ncooldown_secs = 2592001\n",
+            "defaults.cooldown_secs",
+        ),
+        ("[defaults]\ngrace_secs = nan\n", "defaults.grace_secs"),
+        ("[limits]\nmax_actions = 0\n", "limits.max_actions"),
+        ("[circuit]\nwindow_secs = 0\n", "circuit.window_secs"),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--config", cfg.to_str().unwrap()])
+            .collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{toml:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("must be"),
+            "{toml:?}: {err}"
+        );
+    }
+}
