@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
 use crate::config::{Overrides, Settings};
 use crate::engine::HostKillEngine;
-use crate::http::{app, read_basic_auth_file, read_token_file, AppState, Credentials};
+use crate::http::{app, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::DockerRuntime;
 use crate::service::Service;

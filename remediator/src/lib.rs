@@ -4,8 +4,10 @@
 //! with restraint (idempotency, cooldown, action limits, a circuit breaker).
 //! Every decision is a row in a SQLite audit trail.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
