@@ -1,7 +1,7 @@
 //! Authentication of the HTTP API: the bearer token and basic-auth
 //! credentials read from their files at start, the constant-time check of
 //! an `Authorization` header, and the middleware that answers 401. (TLS
-//! client certificates are enforced by the listener, see [`crate::tls`].)
+//! client certificates are enforced by the listener, see [`crate::server`].)
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};

@@ -331,7 +331,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         credentials: Arc::new(credentials),
         metrics_auth: a.metrics_auth,
     };
-    crate::tls::serve(listener, app(state), tls, shutdown_signal()).await?;
+    let limits = crate::server::Limits::for_this_process();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        "connection limit (below the open file limit)"
+    );
+    crate::server::serve(listener, app(state), tls, limits, shutdown_signal()).await?;
     let wait = crate::http::shutdown_wait(&settings);
     if !service.wait_idle(wait).await {
         tracing::warn!(

@@ -2,7 +2,7 @@
 //! metrics and probes, behind the authentication of [`crate::auth`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -182,9 +182,42 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
-    st.service
-        .readiness()
+/// How long a "ready" answer is served to every probe before it is checked again.
+pub const READY_TTL: Duration = Duration::from_secs(2);
+
+/// The readiness answer shared by the probes: a check (a SQLite round trip
+/// among others) runs at most once per [`READY_TTL`] while ready, and probes
+/// arriving while one runs wait for it and share its answer. A "not ready"
+/// answer is only shared with those waiting probes, so recovery shows at the
+/// next probe.
+#[derive(Debug, Default)]
+pub struct ReadyCache {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl ReadyCache {
+    /// The cached answer, or the one `check` gives.
+    pub async fn get<F>(&self, check: impl FnOnce() -> F) -> Result<(), String>
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = &*last {
+            let fresh = answer.is_ok() && at.elapsed() < READY_TTL;
+            if fresh || *at >= arrived {
+                return answer.clone();
+            }
+        }
+        let answer = check().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+async fn readyz(st: AppState, cache: &ReadyCache) -> Result<&'static str, ApiError> {
+    cache
+        .get(|| st.service.readiness())
         .await
         .map_err(ApiError::Unavailable)?;
     Ok("ready\n")
@@ -200,6 +233,7 @@ pub fn app(state: AppState) -> Router {
     let audit = Router::new()
         .route("/api/v1/actions", get(actions))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    let ready = Arc::new(ReadyCache::default());
     let mut metrics_route = Router::new().route("/metrics", get(metrics));
     if state.metrics_auth {
         metrics_route =
@@ -210,7 +244,10 @@ pub fn app(state: AppState) -> Router {
         .merge(audit)
         .merge(metrics_route)
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(move |State(st): State<AppState>| async move { readyz(st, &ready).await }),
+        )
         .with_state(state)
 }
 
@@ -231,5 +268,42 @@ mod tests {
         for bad in ["limit=0", "limit=1001", "limit=abc", "limit=", "limit=-1"] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn readiness_is_checked_once_for_concurrent_probes_and_cached_while_ready() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = Arc::new(ReadyCache::default());
+        let checks = Arc::new(AtomicUsize::new(0));
+        let probe = |answer: Result<(), String>| {
+            let (cache, checks) = (Arc::clone(&cache), Arc::clone(&checks));
+            async move {
+                cache
+                    .get(|| async move {
+                        checks.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        answer
+                    })
+                    .await
+            }
+        };
+        // 100 probes at once while not ready: one check, one shared answer.
+        let answers = futures_util::future::join_all(
+            (0..100).map(|_| tokio::spawn(probe(Err("store down".into())))),
+        )
+        .await;
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().is_err()));
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        // Not ready is not cached: the next probe checks again and sees recovery.
+        assert_eq!(probe(Ok(())).await, Ok(()));
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        // Ready is cached for READY_TTL.
+        for _ in 0..50 {
+            assert_eq!(probe(Err("unused".into())).await, Ok(()));
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(READY_TTL).await;
+        assert!(probe(Err("down again".into())).await.is_err());
+        assert_eq!(checks.load(Ordering::SeqCst), 3);
     }
 }

@@ -16,6 +16,7 @@ pub mod kill;
 pub mod metrics;
 pub mod restraint;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod timefmt;
