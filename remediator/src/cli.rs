@@ -1,6 +1,6 @@
 //! Command line: the daemon, and `history` printing the audit trail.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
 use crate::config::{Overrides, Settings};
 use crate::engine::HostKillEngine;
-use crate::http::{app, read_basic_auth_file, read_token_file, AppState, Credentials};
+use crate::http::{app, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::DockerRuntime;
 use crate::service::Service;
@@ -197,12 +198,48 @@ pub fn credentials(a: &ServeArgs) -> anyhow::Result<Credentials> {
             .map(read_basic_auth_file)
             .transpose()?,
     };
+    if a.insecure_no_auth && !is_loopback(a.listen.ip()) {
+        anyhow::bail!(
+            "--insecure-no-auth is allowed only on a loopback address, and --listen {} is not one: listen on 127.0.0.1 or ::1, or give --token-file, --basic-auth-file or --tls-client-ca",
+            a.listen
+        );
+    }
     if !creds.is_configured() && a.tls_client_ca.is_none() && !a.insecure_no_auth {
         anyhow::bail!(
             "no credentials: give --token-file, --basic-auth-file or --tls-client-ca (or --insecure-no-auth to run without authentication)"
         );
     }
     Ok(creds)
+}
+
+/// True for 127.0.0.0/8, `::1` and IPv4-mapped loopback (`::ffff:127.0.0.1`).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Checks that `proc_root` is the proc filesystem of this process's own pid
+/// namespace: the victims' pids are read there and signalled through pidfds,
+/// which resolve pids in the remediator's namespace. `<proc_root>/self` must
+/// name this process.
+pub fn check_proc_root(proc_root: &Path) -> anyhow::Result<()> {
+    let link = proc_root.join("self");
+    let own = std::process::id();
+    let target = std::fs::read_link(&link).with_context(|| {
+        format!(
+            "--proc-root {}: cannot read {} (the remediator needs the proc filesystem of its own pid namespace)",
+            proc_root.display(),
+            link.display()
+        )
+    })?;
+    let named = target.to_str().and_then(|t| t.parse::<u32>().ok());
+    anyhow::ensure!(
+        named == Some(own),
+        "--proc-root {} is not the proc filesystem of the remediator's own pid namespace: {} points to {:?}, not to this process ({own}); pids read there would be signalled as other processes (run with the host's pid namespace, e.g. --pid=host, and its /proc)",
+        proc_root.display(),
+        link.display(),
+        target
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -237,6 +274,7 @@ fn state_store(dir: &Path) -> anyhow::Result<Store> {
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let settings = load_settings(&a)?;
     let credentials = credentials(&a)?;
+    check_proc_root(&a.proc_root)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::server_config(c, k, a.tls_client_ca.as_deref())?),
         _ => None,
@@ -297,13 +335,18 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         credentials: Arc::new(credentials),
         metrics_auth: a.metrics_auth,
     };
+    let limits = crate::server::Limits::for_this_process();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        "connection limit (below the open file limit)"
+    );
     let svc = Arc::clone(&service);
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: running actions are interrupted");
         svc.abort();
     };
-    crate::tls::serve(listener, app(state), tls, shutdown).await?;
+    crate::server::serve(listener, app(state), tls, limits, shutdown).await?;
     if !service.wait_idle(crate::http::SHUTDOWN_WAIT).await {
         tracing::warn!(
             in_flight = service.in_flight(),
@@ -311,4 +354,40 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses() {
+        for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "0.0.0.0",
+            "::",
+            "10.0.0.1",
+            "192.168.1.2",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+        ] {
+            assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn own_proc_root_passes_and_others_do_not() {
+        check_proc_root(Path::new("/proc")).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let e = check_proc_root(d.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("--proc-root"), "{e:#}");
+        std::os::unix::fs::symlink("1", d.path().join("self")).unwrap();
+        let e = check_proc_root(d.path()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not the proc filesystem"),
+            "{e:#}"
+        );
+    }
 }

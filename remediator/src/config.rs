@@ -181,13 +181,67 @@ impl Default for Settings {
     }
 }
 
-fn secs(what: &str, v: f64) -> Result<Duration, ConfigError> {
-    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+/// Largest grace period (SIGTERM → SIGKILL, and the restart stop timeout).
+pub const MAX_GRACE_SECS: f64 = 600.0;
+/// Largest CPU sampling window.
+pub const MAX_SAMPLE_SECS: f64 = 60.0;
+/// Largest cooldown and restraint window: 30 days.
+pub const MAX_WINDOW_SECS: u64 = 30 * 86_400;
+/// Largest retention: ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+/// Largest number of copies kept per group.
+pub const MAX_KEEP: usize = 1000;
+/// Largest action bound and breaker threshold.
+pub const MAX_COUNT: u32 = 10_000;
+
+/// A value from the command line or the file, with the name an error uses:
+/// the flag when it was given there, the file key otherwise.
+fn pick<T>(
+    flag: Option<T>,
+    flag_name: &'static str,
+    file: Option<T>,
+    key: &'static str,
+    default: T,
+) -> (T, &'static str) {
+    match (flag, file) {
+        (Some(v), _) => (v, flag_name),
+        (None, Some(v)) => (v, key),
+        (None, None) => (default, key),
+    }
+}
+
+/// Seconds as a float within `0..=max` (negative, NaN and infinite refused
+/// here, so [`Duration::from_secs_f64`] cannot panic).
+fn secs_f64((v, name): (f64, &str), max: f64) -> Result<Duration, ConfigError> {
+    if !v.is_finite() || !(0.0..=max).contains(&v) {
         return Err(ConfigError::Invalid(format!(
-            "{what} must be between 0 and 86400 seconds, got {v}"
+            "{name} must be between 0 and {max} seconds, got {v}"
         )));
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+/// Whole seconds within `min..=MAX_WINDOW_SECS`.
+fn secs_u64((v, name): (u64, &str), min: u64) -> Result<Duration, ConfigError> {
+    if !(min..=MAX_WINDOW_SECS).contains(&v) {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be between {min} and {MAX_WINDOW_SECS} seconds (30 days), got {v}"
+        )));
+    }
+    Ok(Duration::from_secs(v))
+}
+
+/// A count within `1..=max`.
+fn count<T: PartialOrd + From<u8> + std::fmt::Display + Copy>(
+    (v, name): (T, &str),
+    max: T,
+) -> Result<T, ConfigError> {
+    if v < T::from(1) || v > max {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be between 1 and {max}, got {v}"
+        )));
+    }
+    Ok(v)
 }
 
 impl Settings {
@@ -242,51 +296,85 @@ impl Settings {
                 Some(out)
             }
         };
-        let keep = o.keep.or(f.defaults.keep).unwrap_or(1);
-        if keep == 0 {
-            return Err(ConfigError::Invalid("keep must be at least 1".into()));
-        }
-        let kill_threshold = f.circuit.kill_threshold.unwrap_or(3);
-        if kill_threshold == 0 {
-            return Err(ConfigError::Invalid(
-                "circuit.kill_threshold must be at least 1".into(),
-            ));
-        }
-        let max_actions = f.limits.max_actions.unwrap_or(10);
-        if max_actions == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_actions must be at least 1".into(),
-            ));
-        }
+        let d = &f.defaults;
+        let keep = count(pick(o.keep, "--keep", d.keep, "defaults.keep", 1), MAX_KEEP)?;
+        let retention_days = pick(
+            o.retention_days,
+            "--retention-days",
+            f.retention_days,
+            "retention_days",
+            DEFAULT_RETENTION_DAYS,
+        );
+        let retention = match retention_days {
+            (0, _) => None,
+            (days, name) => {
+                if days > MAX_RETENTION_DAYS {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} must be at most {MAX_RETENTION_DAYS} days (0 keeps rows forever), got {days}"
+                    )));
+                }
+                Some(Duration::from_secs(u64::from(days) * 86_400))
+            }
+        };
         Ok(Settings {
             dry_run: o.dry_run || f.dry_run.unwrap_or(false),
             protected,
             keep,
-            grace: secs(
-                "grace",
-                o.grace_secs.or(f.defaults.grace_secs).unwrap_or(5.0),
+            grace: secs_f64(
+                pick(
+                    o.grace_secs,
+                    "--grace",
+                    d.grace_secs,
+                    "defaults.grace_secs",
+                    5.0,
+                ),
+                MAX_GRACE_SECS,
             )?,
-            sample: secs(
-                "sample",
-                o.sample_secs.or(f.defaults.sample_secs).unwrap_or(2.0),
+            sample: secs_f64(
+                pick(
+                    o.sample_secs,
+                    "--sample",
+                    d.sample_secs,
+                    "defaults.sample_secs",
+                    2.0,
+                ),
+                MAX_SAMPLE_SECS,
             )?,
-            cooldown: Duration::from_secs(
-                o.cooldown_secs.or(f.defaults.cooldown_secs).unwrap_or(300),
-            ),
-            limit_window: Duration::from_secs(f.limits.window_secs.unwrap_or(3600)),
-            max_actions,
-            circuit_window: Duration::from_secs(f.circuit.window_secs.unwrap_or(3600)),
-            kill_threshold,
+            cooldown: secs_u64(
+                pick(
+                    o.cooldown_secs,
+                    "--cooldown",
+                    d.cooldown_secs,
+                    "defaults.cooldown_secs",
+                    300,
+                ),
+                0,
+            )?,
+            limit_window: secs_u64(
+                pick(None, "", f.limits.window_secs, "limits.window_secs", 3600),
+                1,
+            )?,
+            max_actions: count(
+                pick(None, "", f.limits.max_actions, "limits.max_actions", 10),
+                MAX_COUNT,
+            )?,
+            circuit_window: secs_u64(
+                pick(None, "", f.circuit.window_secs, "circuit.window_secs", 3600),
+                1,
+            )?,
+            kill_threshold: count(
+                pick(
+                    None,
+                    "",
+                    f.circuit.kill_threshold,
+                    "circuit.kill_threshold",
+                    3,
+                ),
+                MAX_COUNT,
+            )?,
             escalate: f.circuit.escalate.unwrap_or(true),
             allowed,
-            retention: match o
-                .retention_days
-                .or(f.retention_days)
-                .unwrap_or(DEFAULT_RETENTION_DAYS)
-            {
-                0 => None,
-                days => Some(Duration::from_secs(u64::from(days) * 86_400)),
-            },
+            retention,
         })
     }
 
@@ -420,5 +508,137 @@ Dup = ["kill-duplicates"]
         );
         assert!(bad_action.unwrap_err().to_string().contains("reboot"));
         assert!(Settings::parse("unknown_key = 1").is_err());
+    }
+
+    fn resolve_err(toml: &str, o: &Overrides) -> String {
+        match Settings::resolve(Settings::parse(toml).unwrap(), o) {
+            Ok(s) => panic!("{toml:?} {o:?} was accepted: {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_file_values_name_their_key() {
+        for (toml, key) in [
+            ("[defaults]\nkeep = 0", "defaults.keep"),
+            ("[defaults]\nkeep = 1000000", "defaults.keep"),
+            ("[defaults]\ngrace_secs = -1.0", "defaults.grace_secs"),
+            ("[defaults]\ngrace_secs = nan", "defaults.grace_secs"),
+            ("[defaults]\ngrace_secs = inf", "defaults.grace_secs"),
+            ("[defaults]\ngrace_secs = 1e300", "defaults.grace_secs"),
+            ("[defaults]\nsample_secs = -inf", "defaults.sample_secs"),
+            ("[defaults]\nsample_secs = 3600.0", "defaults.sample_secs"),
+            (
+                "[defaults]\ncooldown_secs = 2592001",
+                "defaults.cooldown_secs",
+            ),
+            (
+                "[defaults]\ncooldown_secs = 9223372036854775807",
+                "defaults.cooldown_secs",
+            ),
+            ("[limits]\nwindow_secs = 0", "limits.window_secs"),
+            ("[limits]\nwindow_secs = 99999999999", "limits.window_secs"),
+            ("[limits]\nmax_actions = 0", "limits.max_actions"),
+            ("[limits]\nmax_actions = 4000000000", "limits.max_actions"),
+            ("[circuit]\nwindow_secs = 0", "circuit.window_secs"),
+            ("[circuit]\nwindow_secs = 31536000", "circuit.window_secs"),
+            ("[circuit]\nkill_threshold = 0", "circuit.kill_threshold"),
+            ("retention_days = 4000000000", "retention_days"),
+        ] {
+            let e = resolve_err(toml, &Overrides::default());
+            assert!(e.contains(key), "{toml:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_flags_name_the_flag() {
+        let cases: [(Overrides, &str); 9] = [
+            (
+                Overrides {
+                    keep: Some(0),
+                    ..Default::default()
+                },
+                "--keep",
+            ),
+            (
+                Overrides {
+                    grace_secs: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "--grace",
+            ),
+            (
+                Overrides {
+                    grace_secs: Some(-0.5),
+                    ..Default::default()
+                },
+                "--grace",
+            ),
+            (
+                Overrides {
+                    grace_secs: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+                "--grace",
+            ),
+            (
+                Overrides {
+                    sample_secs: Some(f64::MAX),
+                    ..Default::default()
+                },
+                "--sample",
+            ),
+            (
+                Overrides {
+                    sample_secs: Some(f64::NEG_INFINITY),
+                    ..Default::default()
+                },
+                "--sample",
+            ),
+            (
+                Overrides {
+                    cooldown_secs: Some(u64::MAX),
+                    ..Default::default()
+                },
+                "--cooldown",
+            ),
+            (
+                Overrides {
+                    cooldown_secs: Some(31 * 86_400),
+                    ..Default::default()
+                },
+                "--cooldown",
+            ),
+            (
+                Overrides {
+                    retention_days: Some(u32::MAX),
+                    ..Default::default()
+                },
+                "--retention-days",
+            ),
+        ];
+        for (o, flag) in cases {
+            // The flag wins over a valid file value and is the one named.
+            let e = resolve_err("[defaults]\nkeep = 2\ngrace_secs = 1.0", &o);
+            assert!(e.contains(flag), "{o:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn bounds_themselves_are_accepted() {
+        let s = Settings::resolve(
+            Settings::parse(
+                "retention_days = 3650\n[defaults]\nkeep = 1000\ngrace_secs = 600\nsample_secs = 0\ncooldown_secs = 2592000\n[limits]\nwindow_secs = 2592000\nmax_actions = 10000\n[circuit]\nwindow_secs = 1\nkill_threshold = 10000",
+            )
+            .unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.grace, Duration::from_secs(600));
+        assert_eq!(s.cooldown, Duration::from_secs(MAX_WINDOW_SECS));
+        assert_eq!(s.history_horizon(), Duration::from_secs(MAX_WINDOW_SECS));
+        // The largest values keep every time computation in range.
+        assert!(s.prune_before(i64::MAX).is_some());
+        assert!(s.prune_before(0).unwrap() < 0);
     }
 }

@@ -1,9 +1,8 @@
 //! The HTTP surface: the Alertmanager webhook, the audit trail, self
-//! metrics and probes, behind bearer/basic authentication (TLS client
-//! certificates are enforced by the listener, see [`crate::tls`]).
+//! metrics and probes, behind the authentication of [`crate::auth`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,11 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::alert::parse_payload;
+use crate::auth::{require_auth, Credentials};
 use crate::metrics::CodeLabel;
 use crate::service::Service;
 
@@ -27,62 +25,6 @@ pub const BODY_LIMIT: usize = 1 << 20;
 pub const ACTIONS_DEFAULT: usize = 50;
 /// Largest `limit` of `/api/v1/actions`.
 pub const ACTIONS_MAX: usize = 1000;
-
-/// Credentials the API accepts. Empty = no HTTP-level authentication
-/// (only with `--insecure-no-auth` or when TLS client certificates are required).
-#[derive(Clone, Default)]
-pub struct Credentials {
-    /// Bearer token.
-    pub bearer: Option<Vec<u8>>,
-    /// Basic auth user and password.
-    pub basic: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
-            .field("basic", &self.basic.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl Credentials {
-    /// True when a header check is configured.
-    pub fn is_configured(&self) -> bool {
-        self.bearer.is_some() || self.basic.is_some()
-    }
-
-    /// Checks an `Authorization` header value in constant time per secret.
-    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
-        if !self.is_configured() {
-            return true;
-        }
-        let Some(v) = authorization else { return false };
-        let Some(sp) = v.iter().position(|&b| b == b' ') else {
-            return false;
-        };
-        let (scheme, rest) = (&v[..sp], v[sp + 1..].trim_ascii());
-        if scheme.eq_ignore_ascii_case(b"bearer") {
-            if let Some(tok) = &self.bearer {
-                return bool::from(tok.as_slice().ct_eq(rest));
-            }
-        } else if scheme.eq_ignore_ascii_case(b"basic") {
-            if let Some((user, pass)) = &self.basic {
-                let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
-                    return false;
-                };
-                let Some(colon) = decoded.iter().position(|&b| b == b':') else {
-                    return false;
-                };
-                let u_ok = user.as_slice().ct_eq(&decoded[..colon]);
-                let p_ok = pass.as_slice().ct_eq(&decoded[colon + 1..]);
-                return bool::from(u_ok & p_ok);
-            }
-        }
-        false
-    }
-}
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
@@ -149,22 +91,6 @@ impl IntoResponse for ApiError {
             }
         }
         resp
-    }
-}
-
-async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    if st.credentials.check(auth) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized {
-            bearer: st.credentials.bearer.is_some(),
-            basic: st.credentials.basic.is_some(),
-        }
-        .into_response()
     }
 }
 
@@ -256,9 +182,42 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
-    st.service
-        .readiness()
+/// How long a "ready" answer is served to every probe before it is checked again.
+pub const READY_TTL: Duration = Duration::from_secs(2);
+
+/// The readiness answer shared by the probes: a check (a SQLite round trip
+/// among others) runs at most once per [`READY_TTL`] while ready, and probes
+/// arriving while one runs wait for it and share its answer. A "not ready"
+/// answer is only shared with those waiting probes, so recovery shows at the
+/// next probe.
+#[derive(Debug, Default)]
+pub struct ReadyCache {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl ReadyCache {
+    /// The cached answer, or the one `check` gives.
+    pub async fn get<F>(&self, check: impl FnOnce() -> F) -> Result<(), String>
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = &*last {
+            let fresh = answer.is_ok() && at.elapsed() < READY_TTL;
+            if fresh || *at >= arrived {
+                return answer.clone();
+            }
+        }
+        let answer = check().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+async fn readyz(st: AppState, cache: &ReadyCache) -> Result<&'static str, ApiError> {
+    cache
+        .get(|| st.service.readiness())
         .await
         .map_err(ApiError::Unavailable)?;
     Ok("ready\n")
@@ -274,6 +233,7 @@ pub fn app(state: AppState) -> Router {
     let audit = Router::new()
         .route("/api/v1/actions", get(actions))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    let ready = Arc::new(ReadyCache::default());
     let mut metrics_route = Router::new().route("/metrics", get(metrics));
     if state.metrics_auth {
         metrics_route =
@@ -284,38 +244,11 @@ pub fn app(state: AppState) -> Router {
         .merge(audit)
         .merge(metrics_route)
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(move |State(st): State<AppState>| async move { readyz(st, &ready).await }),
+        )
         .with_state(state)
-}
-
-/// Reads a bearer token file (trimmed; must not be empty).
-pub fn read_token_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let t = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading token file {}: {e}", path.display()))?;
-    let t = t.trim();
-    anyhow::ensure!(!t.is_empty(), "token file {} is empty", path.display());
-    Ok(t.as_bytes().to_vec())
-}
-
-/// Reads a basic auth file: one `user:password` line.
-pub fn read_basic_auth_file(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let t = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading basic auth file {}: {e}", path.display()))?;
-    let line = t
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap_or("");
-    let (u, p) = line
-        .split_once(':')
-        .filter(|(u, p)| !u.is_empty() && !p.is_empty())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "basic auth file {} must hold one user:password line",
-                path.display()
-            )
-        })?;
-    Ok((u.as_bytes().to_vec(), p.as_bytes().to_vec()))
 }
 
 /// How long shutdown waits for interrupted actions to record themselves.
@@ -324,25 +257,6 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_check() {
-        let c = Credentials {
-            bearer: Some(b"s3cret".to_vec()),
-            basic: Some((b"am".to_vec(), b"pw:x".to_vec())),
-        };
-        let h = |v: &str| v.as_bytes().to_vec();
-        assert!(c.check(Some(&h("Bearer s3cret"))));
-        assert!(c.check(Some(&h("bearer s3cret"))));
-        assert!(!c.check(Some(&h("Bearer s3cre"))));
-        assert!(!c.check(Some(&h("Bearer"))));
-        assert!(!c.check(None));
-        let basic = base64::engine::general_purpose::STANDARD.encode("am:pw:x");
-        assert!(c.check(Some(&h(&format!("Basic {basic}")))));
-        let wrong = base64::engine::general_purpose::STANDARD.encode("am:pw");
-        assert!(!c.check(Some(&h(&format!("Basic {wrong}")))));
-        assert!(Credentials::default().check(None));
-    }
 
     #[test]
     fn limits() {
@@ -354,20 +268,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn credential_files() {
-        let d = tempfile::tempdir().unwrap();
-        let t = d.path().join("t");
-        std::fs::write(&t, "  tok\n").unwrap();
-        assert_eq!(read_token_file(&t).unwrap(), b"tok");
-        std::fs::write(&t, "\n").unwrap();
-        assert!(read_token_file(&t).is_err());
-        std::fs::write(&t, "am:pw\n").unwrap();
-        assert_eq!(
-            read_basic_auth_file(&t).unwrap(),
-            (b"am".to_vec(), b"pw".to_vec())
-        );
-        std::fs::write(&t, "nocolon\n").unwrap();
-        assert!(read_basic_auth_file(&t).is_err());
+    #[tokio::test]
+    async fn readiness_is_checked_once_for_concurrent_probes_and_cached_while_ready() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = Arc::new(ReadyCache::default());
+        let checks = Arc::new(AtomicUsize::new(0));
+        let probe = |answer: Result<(), String>| {
+            let (cache, checks) = (Arc::clone(&cache), Arc::clone(&checks));
+            async move {
+                cache
+                    .get(|| async move {
+                        checks.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        answer
+                    })
+                    .await
+            }
+        };
+        // 100 probes at once while not ready: one check, one shared answer.
+        let answers = futures_util::future::join_all(
+            (0..100).map(|_| tokio::spawn(probe(Err("store down".into())))),
+        )
+        .await;
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().is_err()));
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        // Not ready is not cached: the next probe checks again and sees recovery.
+        assert_eq!(probe(Ok(())).await, Ok(()));
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        // Ready is cached for READY_TTL.
+        for _ in 0..50 {
+            assert_eq!(probe(Err("unused".into())).await, Ok(()));
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(READY_TTL).await;
+        assert!(probe(Err("down again".into())).await.is_err());
+        assert_eq!(checks.load(Ordering::SeqCst), 3);
     }
 }

@@ -4,9 +4,11 @@
 //! with restraint (idempotency, cooldown, action limits, a circuit breaker).
 //! Every decision is a row in a SQLite audit trail.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod alert;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod decide;
@@ -20,6 +22,7 @@ pub mod recovery;
 pub mod restart_action;
 pub mod restraint;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod timefmt;

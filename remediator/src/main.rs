@@ -1,4 +1,5 @@
 //! `pidwarden-remediator`: see the library crate for what it does.
+#![forbid(unsafe_code)]
 
 use clap::Parser as _;
 

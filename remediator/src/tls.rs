@@ -1,6 +1,6 @@
 //! TLS for the listener, with client certificates (mTLS) when a client CA is
 //! given — the `tls_config` side of Alertmanager's `http_config`. rustls with
-//! the `ring` provider.
+//! the `ring` provider. The listener using it is [`crate::server`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,38 +59,4 @@ pub fn server_config(
         .context("TLS certificate and key do not match")?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// Serves `app` on `listener` (TLS when `tls` is given) until `shutdown`
-/// resolves, then lets running requests finish.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    app: axum::Router,
-    tls: Option<Arc<ServerConfig>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let h2 = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h2.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
-    });
-    let make = app.into_make_service();
-    match tls {
-        Some(cfg) => {
-            let cfg = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
-            axum_server::from_tcp_rustls(listener, cfg)
-                .handle(handle)
-                .serve(make)
-                .await?
-        }
-        None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(make)
-                .await?
-        }
-    }
-    Ok(())
 }

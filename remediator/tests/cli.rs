@@ -1,18 +1,48 @@
-//! The binary's startup checks: no credentials, a bad config file, and the
-//! `history` subcommand on an empty state directory.
+//! The binary's startup checks: no credentials, `--insecure-no-auth` off
+//! loopback, a proc root of another pid namespace, a bad config file, and
+//! the `history` subcommand on an empty state directory.
 
-use std::process::Command;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a refusal may take; a binary still running then has started.
+const EXIT_WITHIN: Duration = Duration::from_secs(20);
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pidwarden-remediator"))
 }
 
+/// Runs the binary; its exit code (-1 when it was still running after
+/// [`EXIT_WITHIN`] and was killed) and its stderr.
 fn run(args: &[&str]) -> (i32, String) {
-    let out = bin().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + EXIT_WITHIN;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, err)
 }
 
 #[test]
@@ -67,4 +97,113 @@ fn history_needs_a_state_store() {
     let (code, err) = run(&["history", "--state-dir", dir.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("no state store"), "{err}");
+}
+
+#[test]
+fn insecure_no_auth_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for listen in [
+        "0.0.0.0:0",
+        "[::]:0",
+        "192.0.2.1:9918",
+        "[2001:db8::1]:9918",
+    ] {
+        let (code, err) = run(&[
+            "--insecure-no-auth",
+            "--listen",
+            listen,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{listen}: {err}");
+        assert!(
+            err.contains("--insecure-no-auth is allowed only on a loopback address"),
+            "{listen}: {err}"
+        );
+    }
+    assert!(!state.exists(), "nothing is created before the refusal");
+}
+
+#[test]
+fn proc_root_must_be_our_own_pid_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let fake = dir.path().join("proc");
+    std::fs::create_dir(&fake).unwrap();
+    let start = |proc_root: &std::path::Path| {
+        run(&[
+            "--insecure-no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--proc-root",
+            proc_root.to_str().unwrap(),
+        ])
+    };
+    // No `self` at all.
+    let (code, err) = start(&fake);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--proc-root") && err.contains("self"), "{err}");
+    // `self` naming another process (pid 1 of a container's namespace).
+    std::os::unix::fs::symlink("1", fake.join("self")).unwrap();
+    let (code, err) = start(&fake);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--proc-root") && err.contains("not the proc filesystem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_of_bounds_settings_are_startup_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("c.toml");
+    let base = [
+        "--insecure-no-auth",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    for (flags, named) in [
+        (&["--grace", "NaN"][..], "--grace"),
+        (&["--grace=-1"][..], "--grace"),
+        (&["--sample", "inf"][..], "--sample"),
+        (&["--cooldown", "18446744073709551615"][..], "--cooldown"),
+        (&["--keep", "0"][..], "--keep"),
+        (&["--retention-days", "4294967295"][..], "--retention-days"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{flags:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("must be"),
+            "{flags:?}: {err}"
+        );
+    }
+    for (toml, named) in [
+        (
+            "[defaults]\ncooldown_secs = 2592001\n",
+            "defaults.cooldown_secs",
+        ),
+        ("[defaults]\ngrace_secs = nan\n", "defaults.grace_secs"),
+        ("[limits]\nmax_actions = 0\n", "limits.max_actions"),
+        ("[circuit]\nwindow_secs = 0\n", "circuit.window_secs"),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--config", cfg.to_str().unwrap()])
+            .collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{toml:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("must be"),
+            "{toml:?}: {err}"
+        );
+    }
 }

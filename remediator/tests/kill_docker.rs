@@ -653,7 +653,14 @@ fn an_interrupted_run_journals_first_and_leaves_nothing_stopped_or_killed() {
         let mut calls = calls.lock().unwrap();
         calls.push(procs.to_vec());
         if calls.len() == 2 {
-            *first_frozen.lock().unwrap() = Some(first.members.iter().map(state_of).collect());
+            // SIGSTOP takes effect when the target is next scheduled: give a
+            // loaded machine a moment before reading the states.
+            let states = poll_until(Duration::from_secs(1), Duration::from_millis(5), || {
+                let s: Vec<Option<char>> = first.members.iter().map(state_of).collect();
+                s.iter().all(|c| *c == Some('T')).then_some(s)
+            })
+            .unwrap_or_else(|| first.members.iter().map(state_of).collect());
+            *first_frozen.lock().unwrap() = Some(states);
             *aborted_at.lock().unwrap() = Some(Instant::now());
             abort.store(true, Ordering::SeqCst);
         }

@@ -135,10 +135,11 @@ async fn client_certificates_are_required() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pidwarden_remediator::tls::serve(
+    let server = tokio::spawn(pidwarden_remediator::server::serve(
         listener,
         h.app.clone(),
         Some(cfg),
+        pidwarden_remediator::server::Limits::default(),
         async {
             let _ = stop_rx.await;
         },

@@ -662,7 +662,7 @@ async fn auth_malformed_and_oversized_requests() {
 #[tokio::test]
 async fn basic_auth_and_metrics_auth() {
     use base64::Engine as _;
-    let creds = pidwarden_remediator::http::Credentials {
+    let creds = pidwarden_remediator::auth::Credentials {
         bearer: None,
         basic: Some((b"alertmanager".to_vec(), b"pa55".to_vec())),
     };

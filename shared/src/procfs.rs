@@ -335,16 +335,23 @@ pub fn kept_handle_budget(roots: &Roots) -> usize {
     if !is_procfs(&roots.proc) {
         return 0;
     }
+    let Ok((soft, _)) = nofile_limit() else {
+        return 0;
+    };
+    usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+}
+
+/// This process's open file limit (`RLIMIT_NOFILE`): (soft, hard).
+pub fn nofile_limit() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
+        return Err(std::io::Error::last_os_error());
     }
-    let soft = lim.rlim_cur;
-    usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
 /// Whether `path` is on a proc filesystem.

@@ -15,9 +15,10 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt as _;
+use pidwarden_remediator::auth::Credentials;
 use pidwarden_remediator::config::Settings;
 use pidwarden_remediator::engine::KillEngine;
-use pidwarden_remediator::http::{app, AppState, Credentials};
+use pidwarden_remediator::http::{app, AppState};
 use pidwarden_remediator::kill::{
     CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signalled,
 };
