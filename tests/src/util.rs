@@ -94,3 +94,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         "binary `{name}` not found (looked in {candidates:?}): run `cargo build --workspace` first"
     );
 }
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
