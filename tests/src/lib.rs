@@ -14,6 +14,8 @@
 //!   [`Exporter`] and [`Remediator`] — the workspace's daemons on free ports;
 //! - [`Stack`] — exporter, remediator, Prometheus and Alertmanager wired
 //!   together on 127.0.0.1 with the shipped rules and routes;
+//! - [`PrivateDocker`] — a dockerd (and containerd) of the test's own, to
+//!   stop and restart, removed with its containers, mounts and files on drop;
 //! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
 //! [`promtool_check`] checks an exposition with Prometheus's own parser;
@@ -40,7 +42,9 @@ mod alerting;
 mod cgroup;
 mod daemons;
 mod docker;
+mod exposition;
 mod http;
+mod private_docker;
 mod process;
 mod prometheus;
 mod promtool;
@@ -56,13 +60,15 @@ pub use docker::{
     docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,
     TestContainer, TEST_IMAGE,
 };
+pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
+pub use private_docker::PrivateDocker;
 pub use process::{run_json, run_ok, ChildGuard, Daemon, READY_TIMEOUT};
 pub use prometheus::{prom_api, urlencode};
 pub use promtool::promtool_check;
 pub use stack::{Stack, StackOptions};
 pub use tempdir::TempDir;
 pub use util::{
-    now_ms, poll_until, skip_docker, unique_name, workspace_bin, workspace_root, NAME_PREFIX,
-    SKIP_ENV,
+    now_ms, poll_until, rfc3339_ms, skip_docker, unique_name, workspace_bin, workspace_root,
+    NAME_PREFIX, SKIP_ENV,
 };
