@@ -16,6 +16,8 @@
 //!   together on 127.0.0.1 with the shipped rules and routes;
 //! - [`PrivateDocker`] — a dockerd (and containerd) of the test's own, to
 //!   stop and restart, removed with its containers, mounts and files on drop;
+//! - [`run_load`] — an open-loop HTTP load at a fixed rate, with latency
+//!   quantiles measured from each request's due time;
 //! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
 //! [`promtool_check`] checks an exposition with Prometheus's own parser;
@@ -44,6 +46,7 @@ mod daemons;
 mod docker;
 mod exposition;
 mod http;
+mod load;
 mod private_docker;
 mod process;
 mod prometheus;
@@ -62,6 +65,7 @@ pub use docker::{
 };
 pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
+pub use load::{run_load, LoadReport, LoadSpec};
 pub use private_docker::PrivateDocker;
 pub use process::{run_json, run_ok, ChildGuard, Daemon, READY_TIMEOUT};
 pub use prometheus::{prom_api, urlencode};
@@ -70,5 +74,5 @@ pub use stack::{Stack, StackOptions};
 pub use tempdir::TempDir;
 pub use util::{
     now_ms, poll_until, rfc3339_ms, skip_docker, unique_name, workspace_bin, workspace_root,
-    NAME_PREFIX, SKIP_ENV,
+    BIN_DIR_ENV, NAME_PREFIX, SKIP_ENV,
 };

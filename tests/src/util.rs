@@ -62,13 +62,21 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Environment variable naming a directory whose binaries [`workspace_bin`]
+/// prefers (e.g. `target/release` to measure a release build).
+pub const BIN_DIR_ENV: &str = "PIDWARDEN_BIN_DIR";
+
 /// Path of the workspace binary `name` built by `cargo build` (debug profile).
 ///
-/// Looks beside the running test executable first (`target/debug/deps/..`),
-/// then in `$CARGO_TARGET_DIR/debug`, then `<workspace>/target/debug`.
+/// Looks in `$PIDWARDEN_BIN_DIR` first when set, then beside the running
+/// test executable (`target/debug/deps/..`), then in
+/// `$CARGO_TARGET_DIR/debug`, then `<workspace>/target/debug`.
 /// Panics with "run `cargo build --workspace` first" when it is missing.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        candidates.push(PathBuf::from(dir).join(name));
+    }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
             if dir.file_name().is_some_and(|n| n == "deps") {
