@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::alert::is_full_id;
 use crate::timefmt::{parse_rfc3339, UnixNanos};
 
 /// What the remediator needs to know about a container.
@@ -43,7 +44,8 @@ pub enum RuntimeError {
 
 /// A container runtime.
 pub trait ContainerRuntime: Send + Sync + 'static {
-    /// Inspects a container by full id or name.
+    /// Inspects a container by full id or by exact name: a name that only
+    /// matches the start of some container's id is [`RuntimeError::NotFound`].
     fn inspect<'a>(
         &'a self,
         id_or_name: &'a str,
@@ -95,6 +97,16 @@ impl DockerRuntime {
     }
 }
 
+/// True when the name a runtime reports for a container is exactly the name
+/// that was asked for. Docker reports names with a leading `/`; the alert's
+/// name may carry it or not. Nothing else matches: Docker's inspect also
+/// resolves a unique id prefix, which must never stand in for a name.
+pub fn name_matches(reported: &str, requested: &str) -> bool {
+    let reported = reported.strip_prefix('/').unwrap_or(reported);
+    let requested = requested.strip_prefix('/').unwrap_or(requested);
+    !requested.is_empty() && reported == requested
+}
+
 fn map_err(e: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
     match e {
@@ -130,15 +142,17 @@ impl ContainerRuntime for DockerRuntime {
                 )
                 .await
                 .map_err(map_err)?;
+            let name = r.name.unwrap_or_default();
+            // Full ids are looked up as they are; anything else is a name,
+            // and Docker answers a name lookup with an id-prefix match too.
+            if !is_full_id(id_or_name) && !name_matches(&name, id_or_name) {
+                return Err(RuntimeError::NotFound);
+            }
             let state = r.state.unwrap_or_default();
             let running = state.running.unwrap_or(false) && !state.paused.unwrap_or(false);
             Ok(ContainerInfo {
                 id: r.id.unwrap_or_default(),
-                name: r
-                    .name
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
+                name: name.trim_start_matches('/').to_string(),
                 labels: r.config.and_then(|c| c.labels).unwrap_or_default(),
                 running,
                 started_at: state.started_at.as_deref().and_then(parse_rfc3339),
@@ -171,5 +185,35 @@ impl ContainerRuntime for DockerRuntime {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(async move { self.docker.ping().await.map(|_| ()).map_err(map_err) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn names_match_exactly_with_or_without_the_slash() {
+        let cases = [
+            // (reported by the runtime, requested by the alert, matches)
+            ("/web-1", "web-1", true),
+            ("/web-1", "/web-1", true),
+            ("web-1", "web-1", true),
+            // Docker resolves id prefixes on the name route: never a match.
+            ("/pidwarden-test-1", "3f2a9c0d1e7b", false),
+            ("/web-1", "web", false),
+            ("/web-1", "web-10", false),
+            ("/web-1", "Web-1", false),
+            ("/web-1", "", false),
+            ("/", "/", false),
+            ("", "", false),
+        ];
+        for (reported, requested, want) in cases {
+            assert_eq!(
+                name_matches(reported, requested),
+                want,
+                "{reported:?} vs {requested:?}"
+            );
+        }
     }
 }

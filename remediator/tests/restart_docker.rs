@@ -189,3 +189,61 @@ receivers:
         .count();
     assert_eq!(sleeps, 3, "{}", String::from_utf8_lossy(&ps.stdout));
 }
+
+/// A restart alert that names its container by `name` alone.
+fn restart_by_name(name: &str, fingerprint: &str) -> Value {
+    json!([{
+        "status": "firing",
+        "labels": {"alertname": "PidwardenStuck", "name": name, "pidwarden_action": "restart"},
+        "annotations": {}, "startsAt": format_rfc3339(now_nanos()),
+        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint
+    }])
+}
+
+#[test]
+fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
+    if !require_docker() {
+        return;
+    }
+    let b = TestContainer::run(&[], &["sleep", "300"]);
+    let before = b.started_at();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = remediator(dir.path(), port, &[]);
+    std::thread::sleep(Duration::from_millis(50));
+
+    // Docker's inspect resolves a unique id prefix on the name route: the
+    // first 12 hex digits of B's id are not B's name and must not reach B.
+    let prefix = &b.id[..12];
+    let (code, v) = webhook(port, restart_by_name(prefix, "00000000000000a1"));
+    assert_eq!(code, 200, "{v}\n{}", d.log());
+    assert_eq!(v["results"][0]["result"], "unknown_container", "{v}");
+    let rows = actions(port);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["result"], "unknown_container", "{rows:?}");
+    assert_ne!(rows[0]["container_id"], b.id.as_str(), "{rows:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        b.started_at(),
+        before,
+        "an id prefix restarted the container"
+    );
+
+    // B's real name resolves to B and the restart acts.
+    let (code, v) = webhook(port, restart_by_name(&b.name, "00000000000000a2"));
+    assert_eq!(code, 200, "{v}\n{}", d.log());
+    assert_eq!(v["results"][0]["result"], "pending", "{v}");
+    poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        (b.started_at() != before).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the name never restarted the container\n{}", d.log()));
+    let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        actions(port)
+            .into_iter()
+            .find(|r| r["fingerprint"] == "00000000000000a2" && r["result"] != "pending")
+    })
+    .unwrap();
+    assert_eq!(row["result"], "done", "{row}");
+    assert_eq!(row["container_id"], b.id.as_str(), "{row}");
+    assert_eq!(row["container_name"], b.name.as_str(), "{row}");
+}

@@ -10,9 +10,18 @@
 //!   removed with `docker rm -f` on drop;
 //! - [`TestCgroup`] — cgroups `/sys/fs/cgroup/<ctrl>/pidwarden-test-*`, whose
 //!   processes are killed and whose directories are removed on drop;
-//! - [`ChildGuard`] and [`Daemon`] — spawned processes, ended by PID on drop.
+//! - [`ChildGuard`] and [`Daemon`] — spawned processes, ended by PID on drop;
+//!   [`Exporter`] and [`Remediator`] — the workspace's daemons on free ports;
+//! - [`Stack`] — exporter, remediator, Prometheus and Alertmanager wired
+//!   together on 127.0.0.1 with the shipped rules and routes;
+//! - [`PrivateDocker`] — a dockerd (and containerd) of the test's own, to
+//!   stop and restart, removed with its containers, mounts and files on drop;
+//! - [`run_load`] — an open-loop HTTP load at a fixed rate, with latency
+//!   quantiles measured from each request's due time;
+//! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
-//! [`promtool_check`] checks an exposition with Prometheus's own parser.
+//! [`promtool_check`] checks an exposition with Prometheus's own parser;
+//! [`prom_api`] queries a Prometheus.
 //!
 //! Tests that need Docker or root cgroups start with [`require_docker`] or
 //! [`require_cgroups`]: they fail with a clear message when the facility is
@@ -31,21 +40,39 @@
 
 #![deny(missing_docs)]
 
+mod alerting;
 mod cgroup;
+mod daemons;
 mod docker;
+mod exposition;
 mod http;
+mod load;
+mod private_docker;
 mod process;
+mod prometheus;
 mod promtool;
+mod stack;
+mod tempdir;
 mod util;
 
+pub use alerting::{alertmanager_config, rules_with_for};
+
 pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
+pub use daemons::{tally, AuditRow, Exporter, Remediator};
 pub use docker::{
     docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,
     TestContainer, TEST_IMAGE,
 };
+pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
-pub use process::{run_json, run_ok, ChildGuard, Daemon};
+pub use load::{run_load, LoadReport, LoadSpec};
+pub use private_docker::PrivateDocker;
+pub use process::{run_json, run_ok, ChildGuard, Daemon, READY_TIMEOUT};
+pub use prometheus::{prom_api, urlencode};
 pub use promtool::promtool_check;
+pub use stack::{Stack, StackOptions};
+pub use tempdir::TempDir;
 pub use util::{
-    poll_until, skip_docker, unique_name, workspace_bin, workspace_root, NAME_PREFIX, SKIP_ENV,
+    now_ms, poll_until, rfc3339_ms, skip_docker, unique_name, workspace_bin, workspace_root,
+    BIN_DIR_ENV, NAME_PREFIX, SKIP_ENV,
 };

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::util::unique_name;
 
+/// How long [`Daemon::wait_ready`] waits for the readiness URL.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long [`Daemon`]'s drop waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,6 +113,19 @@ impl Daemon {
         if self.try_wait().is_none() {
             // SAFETY: kill(2) on our own unreaped child: the PID is still ours.
             unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Waits until GET `url` answers 2xx, for at most [`READY_TIMEOUT`];
+    /// panics naming `what`, with the exit status (if it exited) and the log,
+    /// otherwise.
+    pub fn wait_ready(&mut self, what: &str, url: &str) {
+        if let Err(e) = crate::http::wait_http(url, READY_TIMEOUT) {
+            let exited = self.try_wait();
+            panic!(
+                "{what} not ready ({e}); exited: {exited:?}; log:\n{}",
+                self.log()
+            );
         }
     }
 

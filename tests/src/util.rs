@@ -62,13 +62,21 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Environment variable naming a directory whose binaries [`workspace_bin`]
+/// prefers (e.g. `target/release` to measure a release build).
+pub const BIN_DIR_ENV: &str = "PIDWARDEN_BIN_DIR";
+
 /// Path of the workspace binary `name` built by `cargo build` (debug profile).
 ///
-/// Looks beside the running test executable first (`target/debug/deps/..`),
-/// then in `$CARGO_TARGET_DIR/debug`, then `<workspace>/target/debug`.
+/// Looks in `$PIDWARDEN_BIN_DIR` first when set, then beside the running
+/// test executable (`target/debug/deps/..`), then in
+/// `$CARGO_TARGET_DIR/debug`, then `<workspace>/target/debug`.
 /// Panics with "run `cargo build --workspace` first" when it is missing.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        candidates.push(PathBuf::from(dir).join(name));
+    }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
             if dir.file_name().is_some_and(|n| n == "deps") {
@@ -93,4 +101,50 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     panic!(
         "binary `{name}` not found (looked in {candidates:?}): run `cargo build --workspace` first"
     );
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `unix_ms` as RFC 3339 in UTC with milliseconds (`2026-11-30T04:20:00.123Z`),
+/// the form Alertmanager gives `startsAt`.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_001), "2000-02-29T00:00:00.001Z");
+        assert_eq!(rfc3339_ms(1_795_926_000_123), "2026-11-29T04:20:00.123Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

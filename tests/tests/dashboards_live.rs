@@ -13,14 +13,13 @@
 //! Every query must parse (no 400/422, instant and range); at least 80%
 //! must return data. The ratio and the empty ones are printed.
 
-mod common;
-
 use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-use pidwarden_tests::{http_post, require_docker, workspace_root, TestContainer};
+use pidwarden_tests::{
+    http_post, require_docker, workspace_root, Stack, StackOptions, TestContainer,
+};
 use serde_json::{json, Value};
 
 fn out(text: &str) {
@@ -133,7 +132,7 @@ fn every_dashboard_query_parses_and_most_return_data() {
 
     // Two requests for the leaky container: a dry-run kill-duplicates, then
     // (breaker threshold 1) the escalated restart, which opens the circuit.
-    let url = format!("http://127.0.0.1:{}/api/v1/alerts", stack.remediator_port);
+    let url = format!("http://127.0.0.1:{}/api/v1/alerts", stack.remediator.port);
     let auth = stack.auth();
     let headers = [
         ("Authorization", auth.as_str()),

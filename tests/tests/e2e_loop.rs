@@ -25,7 +25,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pidwarden_tests::{require_docker, TestContainer};
+use pidwarden_tests::{
+    now_ms, require_docker, tally, AuditRow, Stack, StackOptions, TestContainer,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -57,7 +59,7 @@ fn crossings(samples: &[Sample], limit: u64) -> Vec<i64> {
 }
 
 /// Waits (bounded) until no audit row is `pending`, then returns the rows.
-fn settled_actions(stack: &Stack) -> Vec<Action> {
+fn settled_actions(stack: &Stack) -> Vec<AuditRow> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let rows = stack.actions();
@@ -75,7 +77,7 @@ fn report(
     limit: u64,
     samples: &[Sample],
     refused_end: Option<u64>,
-    rows: &[Action],
+    rows: &[AuditRow],
     extra: &[String],
 ) {
     let peak = samples
@@ -416,7 +418,7 @@ fn scenario_b_spawning_faster_than_kills_escalates_to_restart() {
         .iter()
         .find(|r| r.action == "restart" && r.result == "done")
         .cloned();
-    let kills_before: Vec<&Action> = rows
+    let kills_before: Vec<&AuditRow> = rows
         .iter()
         .filter(|r| {
             r.action == "kill-duplicates"
