@@ -16,7 +16,7 @@ use pidwarden_tests::{
     free_port, http_post, poll_until, require_docker, run_json, run_ok, try_http_get, wait_http,
     Daemon, TestContainer,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn restart_via_webhook_changes_started_at_once() {
@@ -208,17 +208,17 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     let b = TestContainer::run(&[], &["sleep", "300"]);
     let before = b.started_at();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let d = remediator(dir.path(), port, &[]);
+    let r = Remediator::start(dir.path(), &[]);
+    let d = &r.daemon;
     std::thread::sleep(Duration::from_millis(50));
 
     // Docker's inspect resolves a unique id prefix on the name route: the
     // first 12 hex digits of B's id are not B's name and must not reach B.
     let prefix = &b.id[..12];
-    let (code, v) = webhook(port, restart_by_name(prefix, "00000000000000a1"));
+    let (code, v) = r.webhook(restart_by_name(prefix, "00000000000000a1"));
     assert_eq!(code, 200, "{v}\n{}", d.log());
     assert_eq!(v["results"][0]["result"], "unknown_container", "{v}");
-    let rows = actions(port);
+    let rows = r.actions();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["result"], "unknown_container", "{rows:?}");
     assert_ne!(rows[0]["container_id"], b.id.as_str(), "{rows:?}");
@@ -230,7 +230,7 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     );
 
     // B's real name resolves to B and the restart acts.
-    let (code, v) = webhook(port, restart_by_name(&b.name, "00000000000000a2"));
+    let (code, v) = r.webhook(restart_by_name(&b.name, "00000000000000a2"));
     assert_eq!(code, 200, "{v}\n{}", d.log());
     assert_eq!(v["results"][0]["result"], "pending", "{v}");
     poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
@@ -238,9 +238,9 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     })
     .unwrap_or_else(|| panic!("the name never restarted the container\n{}", d.log()));
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        actions(port)
+        r.actions()
             .into_iter()
-            .find(|r| r["fingerprint"] == "00000000000000a2" && r["result"] != "pending")
+            .find(|row| row["fingerprint"] == "00000000000000a2" && row["result"] != "pending")
     })
     .unwrap();
     assert_eq!(row["result"], "done", "{row}");
