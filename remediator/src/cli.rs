@@ -171,7 +171,7 @@ pub fn format_table(rows: &[Record]) -> String {
         } else {
             clip(&r.container_name, 19)
         };
-        let procs = r.processes.as_array().map_or(0, Vec::len);
+        let procs = r.process_count;
         s.push_str(&format!(
             "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
             r.id,
