@@ -7,11 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::binary::{authed_get, Remediator};
+use common::binary::Remediator;
 use pidwarden_remediator::audit::report_processes;
 use pidwarden_remediator::kill::{KillReport, ProcRef, Signalled};
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::store::{Record, Store, ROW_PROCESSES_MAX};
+use pidwarden_tests::TempDir;
 
 fn now_ms() -> i64 {
     (pidwarden_remediator::timefmt::now_nanos() / 1_000_000) as i64
@@ -70,7 +71,7 @@ fn huge_row(n: usize) -> Record {
 
 #[test]
 fn fifty_rows_of_four_thousand_processes_are_served_fast_and_small() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let store = Store::open(&dir.path().join("state")).unwrap();
     for n in 0..50 {
         store.insert(&huge_row(n)).unwrap();
@@ -83,11 +84,11 @@ fn fifty_rows_of_four_thousand_processes_are_served_fast_and_small() {
     )
     .unwrap()
     .len();
-    let r = Remediator::start(dir.path(), &[]);
+    let r = Remediator::start(&dir, &[]);
     let mut took = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let (code, body) = authed_get(r.port, "/api/v1/actions?limit=50");
+        let (code, body) = r.get("/api/v1/actions?limit=50");
         took.push(t.elapsed());
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -102,7 +103,7 @@ fn fifty_rows_of_four_thousand_processes_are_served_fast_and_small() {
         }
     }
     let t = Instant::now();
-    let (code, _) = authed_get(r.port, "/api/v1/actions?limit=1000");
+    let (code, _) = r.get("/api/v1/actions?limit=1000");
     let all = t.elapsed();
     assert_eq!(code, 200);
     took.sort();

@@ -10,11 +10,11 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::binary::{alert, bin, Remediator};
+use common::binary::{alert, Remediator};
 use pidwarden_remediator::timefmt::{format_rfc3339, now_nanos};
 use pidwarden_tests::{
-    free_port, http_post, poll_until, require_docker, run_json, run_ok, try_http_get, wait_http,
-    Daemon, TestContainer,
+    free_port, http_post, poll_until, require_docker, try_http_get, wait_http, Daemon, TempDir,
+    TestContainer,
 };
 use serde_json::{json, Value};
 
@@ -25,8 +25,8 @@ fn restart_via_webhook_changes_started_at_once() {
     }
     let c = TestContainer::run(&[], &["sleep", "300"]);
     let before = c.started_at();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Remediator::start(dir.path(), &[]);
+    let dir = TempDir::new();
+    let r = Remediator::start(&dir, &[]);
     let (port, d) = (r.port, &r.daemon);
     // The alert began after the container started.
     std::thread::sleep(Duration::from_millis(50));
@@ -46,7 +46,10 @@ fn restart_via_webhook_changes_started_at_once() {
     .unwrap_or_else(|| panic!("StartedAt never changed\n{}", d.log()));
     assert!(c.is_running());
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        r.actions().into_iter().find(|r| r["result"] != "pending")
+        r.actions()
+            .into_iter()
+            .map(|a| a.json)
+            .find(|r| r["result"] != "pending")
     })
     .unwrap();
     assert_eq!(row["result"], "done", "{row}");
@@ -61,7 +64,7 @@ fn restart_via_webhook_changes_started_at_once() {
     assert_eq!(c.started_at(), after, "restarted twice");
     let rows = r.actions();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["result"], "duplicate");
+    assert_eq!(rows[1].result, "duplicate");
 
     // The metrics count it, and `history` reads the same trail.
     let (_, m) = try_http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
@@ -70,20 +73,9 @@ fn restart_via_webhook_changes_started_at_once() {
         "{m}"
     );
     assert!(m.contains(r#"pidwarden_remediations_total{action="restart",result="duplicate"} 1"#));
-    let state = r.state.clone();
-    drop(r);
-    let hist = run_json(
-        Command::new(bin())
-            .args(["history", "--json", "--limit", "10", "--state-dir"])
-            .arg(&state),
-    );
+    let hist: serde_json::Value = serde_json::from_str(&r.history(true)).unwrap();
     assert_eq!(hist.as_array().unwrap().len(), 2);
-    let table = run_ok(
-        Command::new(bin())
-            .args(["history", "--state-dir"])
-            .arg(&state),
-    );
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = r.history(false);
     assert!(table.starts_with("ROW"), "{table}");
     assert!(
         table.contains("duplicate") && table.contains("done"),
@@ -101,11 +93,11 @@ fn an_alert_through_real_alertmanager_is_received_and_recorded() {
         &["--label", "pidwarden.dry-run=true"],
         &["sh", "-c", "sleep 300 & sleep 300 & sleep 300 & wait"],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let r = Remediator::start(dir.path(), &[]);
+    let dir = TempDir::new();
+    let r = Remediator::start(&dir, &[]);
     let (port, d) = (r.port, &r.daemon);
     let am_port = free_port();
-    let token = dir.path().join("token");
+    let token = r.token_file.clone();
     let config = format!(
         r#"route:
   receiver: pidwarden
@@ -161,6 +153,7 @@ receivers:
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
         r.actions()
             .into_iter()
+            .map(|a| a.json)
             .find(|r| r["container_id"] == c.id.as_str() && r["result"] != "pending")
     })
     .unwrap_or_else(|| {
@@ -207,8 +200,8 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     }
     let b = TestContainer::run(&[], &["sleep", "300"]);
     let before = b.started_at();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Remediator::start(dir.path(), &[]);
+    let dir = TempDir::new();
+    let r = Remediator::start(&dir, &[]);
     let d = &r.daemon;
     std::thread::sleep(Duration::from_millis(50));
 
@@ -220,8 +213,8 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     assert_eq!(v["results"][0]["result"], "unknown_container", "{v}");
     let rows = r.actions();
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["result"], "unknown_container", "{rows:?}");
-    assert_ne!(rows[0]["container_id"], b.id.as_str(), "{rows:?}");
+    assert_eq!(rows[0].result, "unknown_container", "{rows:?}");
+    assert_ne!(rows[0].container_id, b.id, "{rows:?}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         b.started_at(),
@@ -240,6 +233,7 @@ fn a_name_label_resolves_by_exact_name_never_by_id_prefix() {
     let row = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
         r.actions()
             .into_iter()
+            .map(|a| a.json)
             .find(|row| row["fingerprint"] == "00000000000000a2" && row["result"] != "pending")
     })
     .unwrap();

@@ -14,7 +14,7 @@ use common::binary::{alert, Remediator};
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::procfs::read_process;
 use pidwarden_shared::Roots;
-use pidwarden_tests::{poll_until, require_docker, TestContainer};
+use pidwarden_tests::{poll_until, require_docker, TempDir, TestContainer};
 
 const WAIT: Duration = Duration::from_secs(30);
 const STEP: Duration = Duration::from_millis(100);
@@ -68,28 +68,28 @@ fn an_instance_handled_in_dry_run_acts_when_live() {
         return;
     }
     let c = sleeps(3, false);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let a = alert(
         "PidwardenDuplicateProcesses",
         "fp-dry-live",
         &c.id,
         "kill-duplicates",
     );
-    let dry = Remediator::start(dir.path(), &["--dry-run"]);
+    let dry = Remediator::start(&dir, &["--dry-run"]);
     let (_, v) = dry.webhook(serde_json::json!([a.clone()]));
     assert_eq!(v["results"][0]["result"], "pending", "{v}");
     let row = dry.finished_row(row_id(&v), WAIT);
-    assert_eq!(row["result"], "dry_run", "{row}");
+    assert_eq!(row.result, "dry_run", "{row:?}");
     assert_eq!(dry.post_one(a.clone()), "duplicate");
     drop(dry);
     assert_eq!(count(&c, "sleep 1000"), 3, "dry-run signalled");
 
     // Same state, live mode, the same firing instance redelivered.
-    let live = Remediator::start(dir.path(), &[]);
+    let live = Remediator::start(&dir, &[]);
     let (_, v) = live.webhook(serde_json::json!([a.clone()]));
     assert_eq!(v["results"][0]["result"], "pending", "{v}");
     let row = live.finished_row(row_id(&v), WAIT);
-    assert_eq!(row["result"], "done", "{row}");
+    assert_eq!(row.result, "done", "{row:?}");
     poll_until(WAIT, STEP, || (count(&c, "sleep 1000") == 1).then_some(()))
         .expect("two surplus copies killed");
     assert_eq!(live.post_one(a), "duplicate");
@@ -101,8 +101,8 @@ fn two_alerts_for_one_container_never_act_at_once() {
         return;
     }
     let c = sleeps(4, false);
-    let dir = tempfile::tempdir().unwrap();
-    let r = Remediator::start(dir.path(), &["--sample", "2", "--cooldown", "3"]);
+    let dir = TempDir::new();
+    let r = Remediator::start(&dir, &["--sample", "2", "--cooldown", "3"]);
     let t0 = Instant::now();
     let first = alert(
         "PidwardenDuplicateProcesses",
@@ -116,7 +116,7 @@ fn two_alerts_for_one_container_never_act_at_once() {
     assert_eq!(r.post_one(second.clone()), "busy");
     let row = r.finished_row(row_id(&v), WAIT);
     let ended = t0.elapsed();
-    assert_eq!(row["result"], "done", "{row}");
+    assert_eq!(row.result, "done", "{row:?}");
     poll_until(WAIT, STEP, || (count(&c, "sleep 1000") == 1).then_some(()))
         .expect("exactly one copy kept");
     // The cooldown (3 s) runs from the end of the action (≥ 2 s of sampling),
@@ -169,8 +169,8 @@ fn a_remediator_killed_mid_action_leaves_nothing_stopped_after_its_restart() {
         return;
     }
     let c = sleeps(500, true);
-    let dir = tempfile::tempdir().unwrap();
-    let mut r = Remediator::start(dir.path(), &["--grace", "30", "--sample", "0.5"]);
+    let dir = TempDir::new();
+    let mut r = Remediator::start(&dir, &["--grace", "30", "--sample", "0.5"]);
     let port = r.port;
     let row = catch_the_freeze(&r, &c);
     r.daemon.signal(libc::SIGKILL);
@@ -180,7 +180,7 @@ fn a_remediator_killed_mid_action_leaves_nothing_stopped_after_its_restart() {
     drop(r);
 
     let t = Instant::now();
-    let r = Remediator::start_on(dir.path(), port, &[]);
+    let r = Remediator::start_on(&dir, port, &[]);
     let resumed = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
         stopped(&c).is_empty().then(|| t.elapsed())
     });
@@ -195,9 +195,8 @@ fn a_remediator_killed_mid_action_leaves_nothing_stopped_after_its_restart() {
         resumed.unwrap()
     );
     let rec = r.finished_row(row, Duration::from_secs(5));
-    assert_eq!(rec["result"], "failed", "{rec}");
-    let reason = rec["reason"].as_str().unwrap();
-    assert!(reason.contains("interrupted"), "{reason}");
+    assert_eq!(rec.result, "failed", "{rec:?}");
+    assert!(rec.reason.contains("interrupted"), "{rec:?}");
     assert!(c.is_running());
 }
 
@@ -207,8 +206,8 @@ fn sigterm_mid_action_continues_what_was_stopped_and_exits_within_five_seconds()
         return;
     }
     let c = sleeps(500, true);
-    let dir = tempfile::tempdir().unwrap();
-    let mut r = Remediator::start(dir.path(), &["--grace", "30", "--sample", "0.5"]);
+    let dir = TempDir::new();
+    let mut r = Remediator::start(&dir, &["--grace", "30", "--sample", "0.5"]);
     let row = catch_the_freeze(&r, &c);
     let t = Instant::now();
     r.daemon.signal(libc::SIGTERM);
@@ -222,11 +221,8 @@ fn sigterm_mid_action_continues_what_was_stopped_and_exits_within_five_seconds()
     assert!(stopped(&c).is_empty(), "left stopped: {:?}", stopped(&c));
     let port = r.port;
     drop(r);
-    let r = Remediator::start_on(dir.path(), port, &[]);
+    let r = Remediator::start_on(&dir, port, &[]);
     let rec = r.finished_row(row, Duration::from_secs(5));
-    assert_eq!(rec["result"], "failed", "{rec}");
-    assert!(
-        rec["reason"].as_str().unwrap().contains("interrupted"),
-        "{rec}"
-    );
+    assert_eq!(rec.result, "failed", "{rec:?}");
+    assert!(rec.reason.contains("interrupted"), "{rec:?}");
 }

@@ -79,9 +79,25 @@ impl Remediator {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let port = free_port();
-        let token = format!("token-{}", unique_name());
-        let token_file = dir.write("webhook-token", &format!("{token}\n"));
+        Self::start_on(dir, free_port(), config, args)
+    }
+
+    /// [`Remediator::start`] on a given port. The token is kept in `dir`
+    /// across restarts on the same directory.
+    pub fn start_on<I, S>(dir: &TempDir, port: u16, config: Option<&str>, args: I) -> Remediator
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let token_file = dir.path().join("webhook-token");
+        let token = match std::fs::read_to_string(&token_file) {
+            Ok(t) => t.trim().to_string(),
+            Err(_) => {
+                let t = format!("token-{}", unique_name());
+                dir.write("webhook-token", &format!("{t}\n"));
+                t
+            }
+        };
         let state_dir = dir.path().join("state");
         let mut cmd = Command::new(workspace_bin("pidwarden-remediator"));
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
@@ -127,17 +143,25 @@ impl Remediator {
         )
     }
 
-    /// The audit trail, oldest first, from `GET /api/v1/actions`.
-    pub fn actions(&self) -> Vec<AuditRow> {
-        let url = self.url("/api/v1/actions?limit=1000");
+    /// An authenticated GET of `path`: `(status, body)`; panics on a
+    /// transport error.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = self.url(path);
         let resp = ureq::get(&url)
             .set("Authorization", &self.auth())
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .call();
-        let body = match resp {
-            Ok(r) => r.into_string().unwrap_or_default(),
+        match resp {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
             Err(e) => panic!("GET {url}: {e}"),
-        };
+        }
+    }
+
+    /// The audit trail, oldest first, from `GET /api/v1/actions`.
+    pub fn actions(&self) -> Vec<AuditRow> {
+        let (code, body) = self.get("/api/v1/actions?limit=1000");
+        assert_eq!(code, 200, "GET /api/v1/actions: {body}");
         let v: Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("actions JSON: {e}: {body}"));
         let mut rows: Vec<AuditRow> = v["actions"]
@@ -190,8 +214,11 @@ pub struct AuditRow {
     pub container_id: String,
     /// The resolved container name ("" when none).
     pub container_name: String,
-    /// Processes signalled (or planned).
+    /// Processes signalled (or planned): the stored count, or the listed
+    /// entries when no count was stored.
     pub processes: usize,
+    /// The row as JSON.
+    pub json: Value,
 }
 
 impl AuditRow {
@@ -209,7 +236,11 @@ impl AuditRow {
             opened_circuit: v["opened_circuit"].as_bool().unwrap_or(false),
             container_id: s("container_id"),
             container_name: s("container_name"),
-            processes: v["processes"].as_array().map_or(0, Vec::len),
+            processes: v["process_count"].as_u64().filter(|&n| n > 0).map_or_else(
+                || v["processes"].as_array().map_or(0, Vec::len),
+                |n| n as usize,
+            ),
+            json: v.clone(),
         }
     }
 }
