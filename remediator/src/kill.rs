@@ -164,6 +164,19 @@ pub fn plan(
     id: &str,
     policy: &KillPolicy,
 ) -> Result<Option<KillPlan>, KillError> {
+    plan_with_window(collector, id, policy, || std::thread::sleep(policy.sample))
+}
+
+/// [`plan`] with the sampling window given: `window` runs between the two
+/// readings (and not at all when the first finds no duplicates). [`plan`]
+/// sleeps [`KillPolicy::sample`] there; a caller that controls what the
+/// second reading sees (fixture trees) changes it there instead.
+pub fn plan_with_window(
+    collector: &mut Collector,
+    id: &str,
+    policy: &KillPolicy,
+    window: impl FnOnce(),
+) -> Result<Option<KillPlan>, KillError> {
     if !is_container_id(id) {
         return Ok(None);
     }
@@ -187,7 +200,7 @@ pub fn plan(
     if groups.is_empty() {
         return Ok(Some(empty));
     }
-    std::thread::sleep(policy.sample);
+    window();
     let Some(second) = collect(collector)? else {
         return Ok(None);
     };
