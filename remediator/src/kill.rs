@@ -2,17 +2,18 @@
 //! to kill, then kills them without ever touching anything else.
 //!
 //! [`plan`] reads the container's processes twice, [`KillPolicy::sample`]
-//! apart, groups siblings with identical command lines
-//! ([`duplicate_groups`]), measures the CPU each copy's whole subtree used in
-//! between (the children its processes reaped in the window included), and keeps the [`KillPolicy::keep`] most active copies per group
-//! (ties: the newest survive, the oldest die — see
+//! apart, groups siblings with identical command lines, argument for
+//! argument ([`duplicate_groups`]), measures the CPU each copy's whole
+//! subtree used in between (the children its processes reaped in the window
+//! included), and keeps the [`KillPolicy::keep`] most active copies per
+//! group (ties: the newest survive, the oldest die — see
 //! [`pidwarden_shared::victims`]). Copies holding the container's init or a
 //! process matching a protected pattern are never victims.
 //!
 //! [`execute`] trusts nothing in the plan but identities. Every planned
 //! process is pinned by a pidfd whose (pid, start time) was verified, then
 //! re-checked: still in the container's cgroup, not the container's init,
-//! not a zombie; the copy root still runs the planned command line. A copy
+//! not a zombie; the copy root still runs exactly the planned arguments. A copy
 //! is frozen (SIGSTOP through the pidfds) before its subtree is re-read, so
 //! children spawned since the plan are found and none can be forked behind
 //! the scan; only descendants of pinned members that are themselves inside
@@ -396,7 +397,7 @@ pub struct ExecControl<'a> {
     /// Set (from any thread) to interrupt the run: it is checked between
     /// every two steps and in every wait, and the run then sends no further
     /// signal, continues everything it stopped and returns a report marked
-    /// [`KillReport::interrupted`], within about [`POLL`] of the flag.
+    /// [`KillReport::interrupted`], within about 50 ms of the flag.
     pub abort: &'a AtomicBool,
     /// Called before processes are first stopped; see [`Journal`].
     pub journal: &'a Journal<'a>,
