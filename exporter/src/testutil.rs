@@ -32,6 +32,7 @@ fn proc(pid: i32, ppid: i32, state: char, cmd: &str) -> Process {
         cmdline: args(if state == 'Z' { "" } else { cmd }),
         threads: 1,
         cpu_ticks: 0,
+        child_cpu_ticks: 0,
     }
 }
 

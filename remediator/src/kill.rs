@@ -2,17 +2,18 @@
 //! to kill, then kills them without ever touching anything else.
 //!
 //! [`plan`] reads the container's processes twice, [`KillPolicy::sample`]
-//! apart, groups siblings with identical command lines
-//! ([`duplicate_groups`]), measures the CPU each copy's whole subtree used in
-//! between, and keeps the [`KillPolicy::keep`] most active copies per group
-//! (ties: the newest survive, the oldest die — see
+//! apart, groups siblings with identical command lines, argument for
+//! argument ([`duplicate_groups`]), measures the CPU each copy's whole
+//! subtree used in between (the children its processes reaped in the window
+//! included), and keeps the [`KillPolicy::keep`] most active copies per
+//! group (ties: the newest survive, the oldest die — see
 //! [`pidwarden_shared::victims`]). Copies holding the container's init or a
 //! process matching a protected pattern are never victims.
 //!
 //! [`execute`] trusts nothing in the plan but identities. Every planned
 //! process is pinned by a pidfd whose (pid, start time) was verified, then
 //! re-checked: still in the container's cgroup, not the container's init,
-//! not a zombie; the copy root still runs the planned command line. A copy
+//! not a zombie; the copy root still runs exactly the planned arguments. A copy
 //! is frozen (SIGSTOP through the pidfds) before its subtree is re-read, so
 //! children spawned since the plan are found and none can be forked behind
 //! the scan; only descendants of pinned members that are themselves inside
@@ -164,6 +165,19 @@ pub fn plan(
     id: &str,
     policy: &KillPolicy,
 ) -> Result<Option<KillPlan>, KillError> {
+    plan_with_window(collector, id, policy, || std::thread::sleep(policy.sample))
+}
+
+/// [`plan`] with the sampling window given: `window` runs between the two
+/// readings (and not at all when the first finds no duplicates). [`plan`]
+/// sleeps [`KillPolicy::sample`] there; a caller that controls what the
+/// second reading sees (fixture trees) changes it there instead.
+pub fn plan_with_window(
+    collector: &mut Collector,
+    id: &str,
+    policy: &KillPolicy,
+    window: impl FnOnce(),
+) -> Result<Option<KillPlan>, KillError> {
     if !is_container_id(id) {
         return Ok(None);
     }
@@ -187,7 +201,7 @@ pub fn plan(
     if groups.is_empty() {
         return Ok(Some(empty));
     }
-    std::thread::sleep(policy.sample);
+    window();
     let Some(second) = collect(collector)? else {
         return Ok(None);
     };
@@ -282,28 +296,54 @@ fn live(procs: Vec<Process>) -> Vec<Process> {
     procs.into_iter().filter(|p| p.state != 'Z').collect()
 }
 
-/// CPU ticks a copy used between two readings: for each process present in
-/// both (same pid and start time) the difference; for a process gone by the
-/// second reading nothing past the first (what it used until last seen); for
-/// a process new in the second reading all it used (it started in the window).
+/// CPU ticks a copy used between two readings, its own and that of the
+/// children it reaped (`cutime` + `cstime`, so work done through
+/// short-lived subprocesses born and reaped inside the window counts): for
+/// each process present in both (same pid and start time) the difference;
+/// for a process gone by the second reading nothing past the first (what
+/// it used until last seen); for a process new in the second reading all
+/// it used (it started in the window).
+///
+/// A member that was seen in the first reading and then reaped by its
+/// parent within the window brings its whole past into the parent's
+/// reaped-children time; what it had used by the first reading is taken
+/// back out of that parent's increase (never below zero), so an old child
+/// that merely exited does not make its copy look busy.
 fn window_ticks(
     before: &HashMap<i32, &Process>,
     was: &[i32],
     after: &HashMap<i32, &Process>,
     now: &[i32],
 ) -> u64 {
-    let key = |list: &HashMap<i32, &Process>, pids: &[i32]| -> HashMap<(i32, u64), u64> {
-        pids.iter()
-            .filter_map(|pid| list.get(pid))
-            .map(|p| ((p.pid, p.start_time), p.cpu_ticks))
-            .collect()
-    };
+    let key =
+        |list: &HashMap<i32, &Process>, pids: &[i32]| -> HashMap<(i32, u64), (u64, u64, i32)> {
+            pids.iter()
+                .filter_map(|pid| list.get(pid))
+                .map(|p| {
+                    (
+                        (p.pid, p.start_time),
+                        (p.cpu_ticks, p.child_cpu_ticks, p.ppid),
+                    )
+                })
+                .collect()
+        };
     let was = key(before, was);
     let now = key(after, now);
+    // Per parent pid: what its members that vanished had used by the first reading.
+    let mut vanished_past: HashMap<i32, u64> = HashMap::new();
+    for (k, &(cpu, child, ppid)) in &was {
+        if !now.contains_key(k) {
+            *vanished_past.entry(ppid).or_default() += cpu.saturating_add(child);
+        }
+    }
     now.iter()
-        .map(|(k, &end)| match was.get(k) {
-            Some(&start) => end.saturating_sub(start),
-            None => end,
+        .map(|(k, &(cpu, child, _))| match was.get(k) {
+            Some(&(cpu0, child0, _)) => {
+                let reaped = child.saturating_sub(child0);
+                let past = vanished_past.get(&k.0).copied().unwrap_or(0);
+                cpu.saturating_sub(cpu0) + reaped.saturating_sub(past)
+            }
+            None => cpu.saturating_add(child),
         })
         .sum()
 }
@@ -357,7 +397,7 @@ pub struct ExecControl<'a> {
     /// Set (from any thread) to interrupt the run: it is checked between
     /// every two steps and in every wait, and the run then sends no further
     /// signal, continues everything it stopped and returns a report marked
-    /// [`KillReport::interrupted`], within about [`POLL`] of the flag.
+    /// [`KillReport::interrupted`], within about 50 ms of the flag.
     pub abort: &'a AtomicBool,
     /// Called before processes are first stopped; see [`Journal`].
     pub journal: &'a Journal<'a>,
@@ -926,11 +966,12 @@ mod tests {
             cmdline: Cmdline::from_args(cmd.split(' ')),
             threads: 1,
             cpu_ticks,
+            child_cpu_ticks: 0,
         }
     }
 
     #[test]
-    fn window_ticks_counts_deltas_new_members_and_vanished_ones_until_seen() {
+    fn window_ticks_counts_deltas_reaped_children_new_members_and_vanished_ones_until_seen() {
         let before = vec![
             proc(10, 1, 100, 50, "sh"),
             proc(11, 10, 101, 7, "sleep"),
@@ -953,6 +994,19 @@ mod tests {
             window_ticks(&b, &[10, 11, 12], &a, &[10, 12, 13]),
             5 + 3 + 4
         );
+        // 10 reaped 11 (7 ticks by the first reading) and children born and
+        // reaped in the window (20): only those 20 count as its reaped work.
+        let mut reaper = proc(10, 1, 100, 55, "sh");
+        reaper.child_cpu_ticks = 7 + 20;
+        let after = [reaper, proc(12, 10, 102, 9, "yes")];
+        let a: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+        assert_eq!(window_ticks(&b, &[10, 11, 12], &a, &[10, 12]), 5 + 20);
+        // A new process brings its reaped children's time too.
+        let mut fresh = proc(14, 10, 400, 1, "sh");
+        fresh.child_cpu_ticks = 30;
+        let after = [proc(10, 1, 100, 50, "sh"), fresh];
+        let a: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+        assert_eq!(window_ticks(&b, &[10], &a, &[10, 14]), 31);
         // A counter that went backwards never underflows.
         let back = [proc(10, 1, 100, 40, "sh")];
         let a: HashMap<i32, &Process> = back.iter().map(|p| (p.pid, p)).collect();

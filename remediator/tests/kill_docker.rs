@@ -136,6 +136,15 @@ fn all_members(copies: &[CopyPlan]) -> Vec<ProcRef> {
     copies.iter().flat_map(|c| c.members.clone()).collect()
 }
 
+/// The (namespace) pid a copy wrote to `path` inside the container.
+fn pid_written(c: &TestContainer, path: &str) -> i32 {
+    poll_until(WAIT, STEP, || {
+        let out = c.exec(&["cat", path]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    })
+    .unwrap_or_else(|| panic!("no pid in {path}"))
+}
+
 #[test]
 fn idle_duplicates_die_and_the_busy_copy_survives() {
     if !require_docker() {
@@ -150,11 +159,7 @@ fn idle_duplicates_die_and_the_busy_copy_survives() {
     );
     // init + 5 copies + 4 sleeps
     let init = init_of(&wait_procs(&c, 10, |_| true));
-    let busy_ns: i32 = poll_until(WAIT, STEP, || {
-        let out = c.exec(&["cat", "/busy/pid"]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    })
-    .expect("the busy copy wrote its pid");
+    let busy_ns = pid_written(&c, "/busy/pid");
 
     let pol = policy(1);
     let plan = make_plan(&c, &pol);
@@ -1025,4 +1030,42 @@ fn a_root_whose_arguments_changed_but_read_the_same_is_left_alone() {
     };
     assert_eq!(ids(&procs(&c)), ids(&before));
     assert_none_stopped(&c);
+}
+
+#[test]
+fn a_copy_working_through_short_lived_subprocesses_is_the_active_one() {
+    if !require_docker() {
+        return;
+    }
+    // Two copies of one command line. The first to create /spawner does no
+    // work itself: it keeps running `sh -c <count to 7000>` subprocesses
+    // (each lives some 20–50 ms, born and reaped inside the window). The
+    // other counts to 3000 itself, then sleeps 0.1 s: a little CPU of its
+    // own, far less than the spawner's subprocesses, yet more than the
+    // spawner's own.
+    let c = script_copies(
+        "if busybox mkdir /spawner 2>/dev/null; then echo $$ > /spawner/pid; \
+         while :; do sh -c 'i=0; while [ $i -lt 7000 ]; do i=$((i+1)); done'; done; \
+         else while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; \
+         sleep 0.1; done; fi",
+        2,
+    );
+    let spawner_ns = pid_written(&c, "/spawner/pid");
+    let mut pol = policy(1);
+    pol.sample = Duration::from_secs(2);
+    for round in 1..=2 {
+        let plan = make_plan(&c, &pol);
+        assert_eq!((plan.victims.len(), plan.kept.len()), (1, 1), "{plan:#?}");
+        let (kept, victim) = (&plan.kept[0], &plan.victims[0]);
+        eprintln!(
+            "round {round}: kept copy {} ticks, victim {} ticks in {:?}",
+            kept.cpu_ticks, victim.cpu_ticks, pol.sample
+        );
+        assert_eq!(
+            nspid(kept.root.pid),
+            Some(spawner_ns),
+            "the spawning copy is kept: {plan:#?}"
+        );
+        assert!(kept.cpu_ticks > victim.cpu_ticks, "{plan:#?}");
+    }
 }

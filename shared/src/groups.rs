@@ -112,6 +112,7 @@ mod tests {
             cmdline: cmd(cmd_text),
             threads: 1,
             cpu_ticks: 0,
+            child_cpu_ticks: 0,
         }
     }
 

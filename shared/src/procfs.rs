@@ -46,6 +46,10 @@ pub struct Process {
     pub threads: u64,
     /// user + system CPU time, in clock ticks.
     pub cpu_ticks: u64,
+    /// user + system CPU time of its children that it waited for (reaped),
+    /// in clock ticks (`cutime` + `cstime`): the work a process does through
+    /// short-lived subprocesses, which never show up on their own.
+    pub child_cpu_ticks: u64,
 }
 
 impl Process {
@@ -68,6 +72,8 @@ pub struct Stat {
     pub ppid: i32,
     /// utime + stime in ticks.
     pub cpu_ticks: u64,
+    /// cutime + cstime in ticks: the reaped children's CPU time.
+    pub child_cpu_ticks: u64,
     /// Threads.
     pub threads: u64,
     /// Start time in ticks since boot.
@@ -83,6 +89,7 @@ struct StatRef<'a> {
     state: char,
     ppid: i32,
     cpu_ticks: u64,
+    child_cpu_ticks: u64,
     threads: u64,
     start_time: u64,
 }
@@ -105,8 +112,12 @@ fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
     let mut rest = rest.skip(9);
     let utime: u64 = rest.next()?.parse().ok()?;
     let stime: u64 = rest.next()?.parse().ok()?;
-    // Skip 16..=19 (cutime, cstime, priority, nice) to reach num_threads (20).
-    let mut rest = rest.skip(4);
+    // cutime (16) and cstime (17) are signed in the kernel's format.
+    let child = |t: Option<&str>| -> Option<u64> { Some(t?.parse::<i64>().ok()?.max(0) as u64) };
+    let cutime = child(rest.next())?;
+    let cstime = child(rest.next())?;
+    // Skip 18 and 19 (priority, nice) to reach num_threads (20).
+    let mut rest = rest.skip(2);
     let threads = rest.next()?.parse().ok()?;
     // Skip 21 (itrealvalue) to reach starttime (22).
     let start_time = rest.nth(1)?.parse().ok()?;
@@ -116,6 +127,7 @@ fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
         state,
         ppid,
         cpu_ticks: utime.saturating_add(stime),
+        child_cpu_ticks: cutime.saturating_add(cstime),
         threads,
         start_time,
     })
@@ -131,6 +143,7 @@ pub fn parse_stat(content: &str) -> Option<Stat> {
         state: s.state,
         ppid: s.ppid,
         cpu_ticks: s.cpu_ticks,
+        child_cpu_ticks: s.child_cpu_ticks,
         threads: s.threads,
         start_time: s.start_time,
     })
@@ -523,13 +536,20 @@ impl ProcessReader {
                     },
                     threads: s.threads,
                     cpu_ticks: s.cpu_ticks,
+                    child_cpu_ticks: s.child_cpu_ticks,
                 }));
             }
         }
         // New, recycled or exec'd: read the command line (a zombie has none
         // left: nothing to read).
-        let (state, ppid, start_time, threads, cpu_ticks) =
-            (s.state, s.ppid, s.start_time, s.threads, s.cpu_ticks);
+        let (state, ppid, start_time, threads, cpu_ticks, child_cpu_ticks) = (
+            s.state,
+            s.ppid,
+            s.start_time,
+            s.threads,
+            s.cpu_ticks,
+            s.child_cpu_ticks,
+        );
         let comm: Arc<str> = Arc::from(s.comm);
         let cmdline = if state == 'Z' {
             self.empty.clone()
@@ -579,6 +599,7 @@ impl ProcessReader {
             cmdline,
             threads,
             cpu_ticks,
+            child_cpu_ticks,
         }))
     }
 
@@ -739,6 +760,7 @@ mod tests {
                 state: 'R',
                 ppid: 7375,
                 cpu_ticks: 7,
+                child_cpu_ticks: 0,
                 threads: 1,
                 start_time: 59100,
             }
@@ -756,6 +778,16 @@ mod tests {
         assert_eq!(s.cpu_ticks, 30);
         assert_eq!(s.threads, 3);
         assert_eq!(s.start_time, 777);
+    }
+
+    #[test]
+    fn reaped_children_cpu_is_read_from_cutime_and_cstime() {
+        let s = parse_stat("9 (sh) S 1 9 9 0 -1 0 0 0 0 0 3 4 25 17 20 0 1 0 50 0 0\n").unwrap();
+        assert_eq!((s.cpu_ticks, s.child_cpu_ticks), (7, 42));
+        assert_eq!((s.threads, s.start_time), (1, 50));
+        // Signed in the kernel's format: a negative value reads as none.
+        let s = parse_stat("9 (sh) S 1 9 9 0 -1 0 0 0 0 0 3 4 -1 5 20 0 1 0 50 0 0\n").unwrap();
+        assert_eq!(s.child_cpu_ticks, 5);
     }
 
     #[test]
