@@ -79,9 +79,23 @@ pub struct Alert {
 }
 
 /// Parses a webhook body. The error message says where the JSON is wrong.
+/// The payload and each alert must be JSON objects: serde would also read
+/// a struct from an array of its fields in order, which no sender writes.
 pub fn parse_payload(body: &[u8]) -> Result<WebhookPayload, String> {
-    serde_json::from_slice::<WebhookPayload>(body)
-        .map_err(|e| format!("invalid webhook payload: {e}"))
+    let invalid = |e: serde_json::Error| format!("invalid webhook payload: {e}");
+    let payload = serde_json::from_slice::<WebhookPayload>(body).map_err(invalid)?;
+    let v = serde_json::from_slice::<serde_json::Value>(body).map_err(invalid)?;
+    let objects = v.is_object()
+        && v["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(serde_json::Value::is_object));
+    if !objects {
+        return Err(
+            "invalid webhook payload: the payload and each of its alerts must be JSON objects"
+                .to_string(),
+        );
+    }
+    Ok(payload)
 }
 
 /// The actions pidwarden performs.
@@ -272,5 +286,19 @@ mod tests {
             Target::Invalid(_)
         ));
         assert!(matches!(alert(&[]).target(), Target::Invalid(_)));
+    }
+
+    #[test]
+    fn arrays_in_place_of_objects_are_refused() {
+        // serde reads structs from arrays of their fields; a sender never writes that.
+        for body in [
+            r#"{"alerts":[["firing"]]}"#,
+            r#"{"alerts":[[""]]}"#,
+            r#"["4","",0,"firing","r",[]]"#,
+        ] {
+            let e = parse_payload(body.as_bytes()).unwrap_err();
+            assert!(e.starts_with("invalid webhook payload"), "{body}: {e}");
+        }
+        assert!(parse_payload(br#"{"alerts":[{"status":"firing"}]}"#).is_ok());
     }
 }

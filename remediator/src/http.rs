@@ -54,6 +54,9 @@ pub enum ApiError {
     /// The body is over [`BODY_LIMIT`].
     #[error("request body larger than {BODY_LIMIT} bytes")]
     PayloadTooLarge,
+    /// The request did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
     /// Not ready, or a dependency is down.
     #[error("{0}")]
     Unavailable(String),
@@ -68,6 +71,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -113,6 +117,8 @@ async fn alerts(
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
+        } else if let Some(t) = find_source::<crate::server::BodyTimeout>(&e) {
+            ApiError::Timeout(t.to_string())
         } else {
             ApiError::BadRequest(format!("reading the body: {e}"))
         }
@@ -126,6 +132,20 @@ async fn alerts(
         StatusCode::OK
     };
     Ok((status, Json(json!({"results": outcomes}))).into_response())
+}
+
+/// The first error of type `T` in `e`'s source chain (`e` included).
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Parses `limit` from a raw query string.

@@ -3,9 +3,10 @@
 //! with client certificates when a client CA is given, see [`crate::tls`]),
 //! and each one is bounded:
 //!
-//! - the TLS handshake and every request head must arrive within their
-//!   timeouts (hyper's header timer also runs while a kept-alive connection
-//!   waits for its next request);
+//! - the TLS handshake, every request head and every request body must
+//!   arrive within their timeouts (hyper's header timer also runs while a
+//!   kept-alive connection waits for its next request; a body cut off is
+//!   answered 408, see [`BodyTimeout`]);
 //! - a connection with no request in flight is closed after the idle timeout;
 //! - request heads over [`Limits::max_header_bytes`] are answered 431;
 //! - at most [`Limits::max_connections`] connections are open, a number kept
@@ -21,13 +22,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::body::Bytes;
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
@@ -56,6 +60,8 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct Limits {
     /// A request head (or the first one after a response) must be complete within this.
     pub header_read_timeout: Duration,
+    /// A request body must be complete within this after its head.
+    pub body_read_timeout: Duration,
     /// A TLS handshake must be complete within this.
     pub tls_handshake_timeout: Duration,
     /// A connection with no request in flight is closed after this.
@@ -72,6 +78,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: MAX_CONNECTIONS,
@@ -340,8 +347,10 @@ async fn http<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let counted = Arc::clone(state);
+    let body_timeout = limits.body_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = InFlight::start(&counted);
+        let req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
         let app = app.clone();
         async move {
             let resp = app.oneshot(req).await;
@@ -381,6 +390,56 @@ async fn http<I>(
                 closing = true;
             }
         }
+    }
+}
+
+/// The error a request body gives when it is not complete in time.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not complete within {} s", .0.as_secs_f64())]
+pub struct BodyTimeout(pub Duration);
+
+/// A request body that fails with [`BodyTimeout`] once its deadline passes,
+/// so a client trickling a body cannot keep a request in flight forever.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, limit: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

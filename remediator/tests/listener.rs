@@ -1,6 +1,6 @@
 //! The listener's bounds on a real socket: oversized request heads are
 //! answered 431, slow heads and idle connections are closed after their
-//! timeouts, at the connection cap the idlest connection makes room for a
+//! timeouts, a trickled body is answered 408, at the connection cap the idlest connection makes room for a
 //! new one, and shutdown does not wait for idle connections.
 
 mod common;
@@ -84,6 +84,20 @@ async fn healthz(s: &mut TcpStream) -> String {
         out.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends a webhook request head announcing 100 body bytes and only 9 of them.
+async fn partial_webhook(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/alerts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"alerts\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
 }
 
 fn status_line(resp: &[u8]) -> String {
@@ -224,18 +238,32 @@ async fn shutdown_waits_for_a_request_in_flight_at_most_the_grace() {
         ..Limits::default()
     });
     // A webhook request whose body never completes stays in flight.
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    s.write_all(
-        format!(
-            "POST /api/v1/alerts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"alerts\""
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let _s = partial_webhook(srv.addr).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let took = srv.stop().await;
     println!("shutdown with a request in flight took {took:?} (grace {grace:?})");
     assert!(took >= grace - Duration::from_millis(50), "{took:?}");
     assert!(took < grace + Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408() {
+    let timeout = Duration::from_secs(1);
+    let srv = Server::start(Limits {
+        body_read_timeout: timeout,
+        ..Limits::default()
+    });
+    let t = Instant::now();
+    let mut s = partial_webhook(srv.addr).await;
+    let (resp, closed) = read_until_closed(&mut s).await;
+    let after = t.elapsed();
+    let line = status_line(&resp);
+    println!("trickled body answered {line:?} after {after:?} (timeout {timeout:?})");
+    assert!(line.starts_with("HTTP/1.1 408"), "{line:?}");
+    assert!(after >= timeout - Duration::from_millis(50), "{after:?}");
+    assert!(
+        closed.is_some(),
+        "the connection with an unread body stays open"
+    );
+    srv.stop().await;
 }
