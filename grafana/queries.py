@@ -8,6 +8,8 @@ variable queries (label_values(...)) are not PromQL and are left out.
 
 Default substitutions (override or add with --set NAME=VALUE):
     $instance -> .*          $container -> .*
+    $namespace -> .*         $pod -> .*      (.* also matches the empty label
+                                             of containers outside Kubernetes)
     $__rate_interval -> 1m   $__interval -> 15s   $__range -> 1h
 
 Usage:
@@ -27,6 +29,8 @@ import sys
 DEFAULTS = {
     "instance": ".*",
     "container": ".*",
+    "namespace": ".*",
+    "pod": ".*",
     "__rate_interval": "1m",
     "__interval": "15s",
     "__range": "1h",

@@ -5,14 +5,17 @@
 
 Checks what Grafana would not complain about but users would: a stable uid, a
 schemaVersion Grafana 9+ understands, the datasource chosen through a
-variable (never a hard-coded datasource uid), the `instance` and `container`
-variables, a description on every panel, and that queries.py turns every
-expression into plain PromQL. Whether the expressions parse and run is checked
+variable (never a hard-coded datasource uid), the `instance`, `namespace`,
+`pod` and `container` variables (the Kubernetes ones filter every
+per-container query through pidwarden_container_info, and their "All" also
+matches containers outside Kubernetes), a description on every panel, and
+that queries.py turns every expression into plain PromQL. Whether the expressions parse and run is checked
 against a real Prometheus by the end-to-end tests.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -49,6 +52,17 @@ def datasources(node):
             yield from datasources(item)
 
 
+def queries_with(assignment):
+    """The expressions queries.py prints with `--set assignment`."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(HERE, "queries.py"), "--set", assignment],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line)["expr"] for line in result.stdout.splitlines()]
+
+
 class Dashboards(unittest.TestCase):
     def setUp(self):
         self.dashboards = load()
@@ -68,14 +82,48 @@ class Dashboards(unittest.TestCase):
             variables = {v["name"]: v for v in d["templating"]["list"]}
             ds = variables["datasource"]
             self.assertEqual((ds["type"], ds["query"]), ("datasource", "prometheus"), name)
-            for var in ("instance", "container"):
+            for var in ("instance", "namespace", "pod", "container"):
                 v = variables[var]
                 self.assertEqual(v["type"], "query", name)
                 self.assertTrue(v["multi"] and v["includeAll"], (name, var))
                 self.assertEqual(v["allValue"], ".*", (name, var))
                 self.assertEqual(v["datasource"]["uid"], "${datasource}", (name, var))
-            self.assertIn("pidwarden_container_info", variables["container"]["definition"])
+            for var in ("namespace", "pod", "container"):
+                definition = variables[var]["definition"]
+                self.assertIn("pidwarden_container_info", definition, (name, var))
+                self.assertEqual(definition, variables[var]["query"]["query"], (name, var))
+            self.assertIn(", namespace)", variables["namespace"]["definition"])
+            self.assertIn(", pod)", variables["pod"]["definition"])
+            self.assertIn('namespace=~"$namespace"', variables["pod"]["definition"])
             self.assertIn(", name)", variables["container"]["definition"])
+            self.assertIn('pod=~"$pod"', variables["container"]["definition"])
+            # Kubernetes selectors come before the container they narrow down.
+            order = [v["name"] for v in d["templating"]["list"]]
+            self.assertLess(order.index("namespace"), order.index("pod"), name)
+            self.assertLess(order.index("pod"), order.index("container"), name)
+            for var in ("namespace", "pod"):
+                v = variables[var]
+                self.assertEqual(v["current"]["value"], ["$__all"], (name, var))
+                # Containers outside Kubernetes have empty namespace/pod labels:
+                # "All" must match the empty string, or they would vanish.
+                self.assertIsNotNone(re.fullmatch(v["allValue"], ""), (name, var))
+
+    def test_container_queries_filter_by_namespace_and_pod(self):
+        for name, d in self.dashboards.items():
+            exprs = [a["expr"] for a in d["annotations"]["list"] if a.get("expr")]
+            exprs += [
+                t["expr"] for p in all_panels(d["panels"]) for t in p.get("targets") or []
+            ]
+            checked = 0
+            for expr in exprs:
+                if 'name=~"$container"' not in expr:
+                    continue
+                checked += 1
+                self.assertIn('namespace=~"$namespace"', expr, name)
+                self.assertIn('pod=~"$pod"', expr, name)
+                if not expr.startswith("pidwarden_container_info{"):
+                    self.assertRegex(expr, r"and on\([^)]*\bid\) pidwarden_container_info\{", name)
+            self.assertGreater(checked, 0, name)
 
     def test_no_hard_coded_datasource(self):
         for name, d in self.dashboards.items():
@@ -121,15 +169,14 @@ class Dashboards(unittest.TestCase):
             self.assertTrue(line["panel"], line)
 
     def test_queries_py_set_overrides(self):
-        result = subprocess.run(
-            [sys.executable, os.path.join(HERE, "queries.py"), "--set", "container=web"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        exprs = [json.loads(line)["expr"] for line in result.stdout.splitlines()]
+        exprs = queries_with("container=web")
         self.assertTrue(any('name=~"web"' in e for e in exprs))
         self.assertFalse(any('name=~".*"' in e for e in exprs))
+
+    def test_queries_py_substitutes_namespace_and_pod(self):
+        exprs = queries_with("namespace=shop")
+        self.assertTrue(any('namespace=~"shop",pod=~".*"' in e for e in exprs))
+        self.assertFalse(any('namespace=~".*"' in e for e in exprs))
 
 
 if __name__ == "__main__":

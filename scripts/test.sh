@@ -6,15 +6,20 @@
 #
 # 1. installs the Debian packages the tests use when any is missing
 #    (docker.io busybox-static prometheus prometheus-alertmanager
-#    prometheus-process-exporter wrk) — needs root (or sudo);
+#    prometheus-process-exporter wrk, and python3-yaml python3-jsonschema for
+#    the Kubernetes manifest checks) — needs root (or sudo) — and, with pip,
+#    the Python modules python3 still cannot import (kubernetes-validate);
 # 2. starts dockerd (--bridge=none --iptables=false --ip6tables=false) when
 #    `docker info` fails, and leaves it running;
 # 3. removes leftovers of earlier runs (containers and empty cgroups named
 #    pidwarden-test-*) before and after the run;
 # 4. builds the local image pidwarden-test-busybox:latest when missing;
 # 5. runs cargo fmt --check, clippy -D warnings, build, test for the whole
-#    workspace, then promtool/amtool checks of alerts/ and the grafana/
-#    dashboard checks when those files exist.
+#    workspace, then promtool/amtool checks of alerts/, the grafana/
+#    dashboard checks and the deploy/kubernetes/ manifest checks (kubectl
+#    kustomize, kubernetes-validate, CRD schemas, promtool, PrometheusRule
+#    drift; kubectl is not a Debian package: install it beforehand) when
+#    those files exist.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -86,9 +91,15 @@ installed() {
 }
 
 install_packages() {
+    install_debian_packages && install_python_modules
+}
+
+install_debian_packages() {
     local missing=() wanted=("${PACKAGES[@]}")
     # The dashboard checks and query lister under grafana/ are python3 scripts.
     ls grafana/*.py >/dev/null 2>&1 && wanted+=(python3)
+    # The Kubernetes manifest checks read YAML and check JSON schemas.
+    [ -d deploy/kubernetes/test ] && wanted+=(python3 python3-yaml python3-jsonschema)
     for p in "${wanted[@]}"; do
         installed "$p" || missing+=("$p")
     done
@@ -110,6 +121,23 @@ install_packages() {
     fi
     [ $added_policy -eq 1 ] && as_root rm -f "$policy"
     return $rc
+}
+
+# Modules the python3 on PATH cannot import (it may not be Debian's), from
+# PyPI. kubernetes-validate carries the Kubernetes JSON schemas; it is not
+# packaged by Debian.
+install_python_modules() {
+    [ -d deploy/kubernetes/test ] || return 0
+    local missing=() pair
+    for pair in yaml:PyYAML jsonschema:jsonschema kubernetes_validate:kubernetes-validate; do
+        python3 -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "python modules present: yaml jsonschema kubernetes_validate"
+        return 0
+    fi
+    echo "pip installing: ${missing[*]}"
+    python3 -m pip install --quiet --break-system-packages "${missing[@]}"
 }
 
 ensure_toolchain() {
@@ -340,5 +368,8 @@ step "cargo test" cargo_test
 alert_checks
 if [ -f grafana/test_dashboards.py ]; then
     step "grafana dashboard checks" python3 -m unittest grafana/test_dashboards.py
+fi
+if [ -f deploy/kubernetes/test/test_manifests.py ]; then
+    step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
 exit 0
