@@ -121,6 +121,16 @@ pub struct ServeArgs {
     /// Serve without any authentication (tests, loopback only).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Port of the other nodes' remediators, for alerts about containers of
+    /// another node (default: this remediator's own listen port).
+    #[arg(long)]
+    pub peer_port: Option<u16>,
+    /// Bearer token sent to peers (default: the one in --token-file).
+    #[arg(long)]
+    pub peer_token_file: Option<PathBuf>,
+    /// CA (PEM) that peers' certificates must chain to: forward over HTTPS.
+    #[arg(long)]
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Runs the parsed command line.
@@ -270,6 +280,25 @@ fn state_store(dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(dir)?)
 }
 
+/// How this remediator reaches its peers (fleet routing).
+pub fn peers(a: &ServeArgs, credentials: &Credentials) -> anyhow::Result<crate::forward::Peers> {
+    let token = match &a.peer_token_file {
+        Some(f) => Some(read_token_file(f)?),
+        None => credentials.bearer.clone(),
+    };
+    let tls = a
+        .peer_ca
+        .as_deref()
+        .map(crate::tls::client_config)
+        .transpose()?;
+    Ok(crate::forward::Peers {
+        port: a.peer_port.unwrap_or(a.listen.port()),
+        token,
+        tls,
+        own: a.listen,
+    })
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let settings = load_settings(&a)?;
@@ -292,6 +321,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         Arc::new(HostKillEngine::new(roots)),
         metrics,
     )?;
+    service.set_peers(peers(&a, &credentials)?);
     let svc = Arc::clone(&service);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
 use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
+use crate::forward::Origin;
 use crate::outcome::Outcome;
 use crate::restraint::{Decision, InstanceKey};
 use crate::runtime::{ContainerInfo, RuntimeError};
@@ -20,6 +21,17 @@ use crate::service::{now_ms, set_circuit_open, ContainerLock, InFlight, Service,
 pub const LABEL_ENABLE: &str = "pidwarden.enable";
 /// Per-container dry-run label: `pidwarden.dry-run=true`.
 pub const LABEL_DRY_RUN: &str = "pidwarden.dry-run";
+
+/// Where the container an alert names is.
+enum Resolved {
+    /// On this node.
+    Here(ContainerInfo),
+    /// Not on this node (the runtime does not know it, or its cgroup is not
+    /// here): why.
+    Elsewhere(String),
+    /// Refused: result, reason, whether a redelivery could succeed.
+    Refused(Outcome, String, bool),
+}
 
 /// One action running in the background.
 pub(crate) struct Job {
@@ -40,12 +52,22 @@ impl Service {
     /// stop it. Only decisions are taken here; actions continue in
     /// background tasks.
     pub async fn handle(self: &Arc<Self>, payload: &WebhookPayload) -> Vec<AlertOutcome> {
+        self.handle_from(payload, Origin::Direct).await
+    }
+
+    /// [`Service::handle`] for a request of the given origin: a request
+    /// another remediator forwarded is never forwarded again.
+    pub async fn handle_from(
+        self: &Arc<Self>,
+        payload: &WebhookPayload,
+        origin: Origin,
+    ) -> Vec<AlertOutcome> {
         let svc = Arc::clone(self);
         let alerts = payload.alerts.clone();
         let task = tokio::spawn(async move {
             let mut out = Vec::with_capacity(alerts.len());
             for alert in &alerts {
-                out.push(svc.handle_one(alert).await);
+                out.push(svc.handle_one(alert, origin).await);
             }
             out
         });
@@ -69,7 +91,7 @@ impl Service {
         }
     }
 
-    async fn handle_one(self: &Arc<Self>, alert: &Alert) -> AlertOutcome {
+    async fn handle_one(self: &Arc<Self>, alert: &Alert, origin: Origin) -> AlertOutcome {
         let label = alert.action_label().unwrap_or("");
         let none = ("", "");
         if alert.is_resolved() {
@@ -99,8 +121,17 @@ impl Service {
                 .await;
         }
         let info = match self.resolve(alert).await {
-            Ok(info) => info,
-            Err((result, reason, retryable)) => {
+            Resolved::Here(info) => info,
+            Resolved::Elsewhere(why) => {
+                return match (origin, self.peers()) {
+                    (Origin::Direct, Some(_)) => self.forward(alert, label).await,
+                    _ => {
+                        self.refuse(alert, none, label, Outcome::UnknownContainer, why, false)
+                            .await
+                    }
+                };
+            }
+            Resolved::Refused(result, reason, retryable) => {
                 let mut o = self.refuse(alert, none, label, result, reason, false).await;
                 o.retryable = retryable;
                 return o;
@@ -243,11 +274,13 @@ impl Service {
         }
     }
 
-    /// The container an alert names, through the runtime; the refusal
-    /// (result, reason, whether a redelivery could succeed) otherwise.
-    async fn resolve(&self, alert: &Alert) -> Result<ContainerInfo, (Outcome, String, bool)> {
+    /// The container an alert names, through the runtime and this node's
+    /// cgroups.
+    async fn resolve(&self, alert: &Alert) -> Resolved {
         let lookup = match alert.target() {
-            Target::Invalid(why) => return Err((Outcome::UnknownContainer, why, false)),
+            Target::Invalid(why) => {
+                return Resolved::Refused(Outcome::UnknownContainer, why, false)
+            }
             Target::Id(id) => id,
             Target::Name(name) => name,
         };
@@ -256,24 +289,82 @@ impl Service {
             Ok(Ok(info)) => info,
             Ok(Err(RuntimeError::NotFound)) => {
                 self.runtime_answered();
-                let reason = "the container runtime does not know this container".to_string();
-                return Err((Outcome::UnknownContainer, reason, false));
+                return Resolved::Elsewhere(
+                    "the container runtime of this node does not know this container".into(),
+                );
             }
             Ok(Err(e)) => {
                 let retry = matches!(e, RuntimeError::Unreachable(_));
-                return Err((Outcome::Failed, e.to_string(), retry));
+                return Resolved::Refused(Outcome::Failed, e.to_string(), retry);
             }
             Err(_) => {
                 let reason = "container runtime did not answer the inspect in time".to_string();
-                return Err((Outcome::Failed, reason, true));
+                return Resolved::Refused(Outcome::Failed, reason, true);
             }
         };
         self.runtime_answered();
         if !crate::alert::is_full_id(&info.id) {
             let reason = "the runtime returned no usable container id".to_string();
-            return Err((Outcome::UnknownContainer, reason, false));
+            return Resolved::Refused(Outcome::UnknownContainer, reason, false);
         }
-        Ok(info)
+        let engine = Arc::clone(&self.engine);
+        let id = info.id.clone();
+        match crate::service::blocking(move || engine.is_local(&id)).await {
+            Ok(true) => Resolved::Here(info),
+            Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
+            Err(e) => Resolved::Refused(Outcome::Failed, e, true),
+        }
+    }
+
+    /// Sends an alert for a container of another node on to that node's
+    /// remediator and records its answer.
+    async fn forward(&self, alert: &Alert, label: &str) -> AlertOutcome {
+        let none = ("", "");
+        let Some(peers) = self.peers() else {
+            let reason = "not on this node, and fleet routing is off".to_string();
+            return self
+                .refuse(alert, none, label, Outcome::UnknownContainer, reason, false)
+                .await;
+        };
+        let url = match peers.url_for(alert) {
+            Ok(url) => url,
+            Err(why) => {
+                let reason = format!("not on this node; {why}");
+                return self
+                    .refuse(alert, none, label, Outcome::UnknownContainer, reason, false)
+                    .await;
+            }
+        };
+        let answer = peers.forward(&url, alert).await;
+        let (result, reason, retryable) = match answer {
+            Ok(a) if (200..300).contains(&a.status) || a.status == 503 => (
+                Outcome::Forwarded,
+                format!(
+                    "not on this node; forwarded to {url}: {} {} ({})",
+                    a.status,
+                    a.result.as_deref().unwrap_or("-"),
+                    a.reason.as_deref().unwrap_or("")
+                ),
+                a.status == 503,
+            ),
+            Ok(a) => (
+                Outcome::Failed,
+                format!(
+                    "not on this node; the peer {url} refused the forwarded alert: {} {}",
+                    a.status,
+                    a.reason.as_deref().unwrap_or("")
+                ),
+                false,
+            ),
+            Err(e) => (
+                Outcome::Failed,
+                format!("not on this node; the peer {url} could not be reached: {e}"),
+                true,
+            ),
+        };
+        let mut o = self.refuse(alert, none, label, result, reason, false).await;
+        o.retryable = retryable;
+        o
     }
 
     /// Runs one job to its end, holding the container's lock until the

@@ -29,6 +29,10 @@ pub trait KillEngine: Send + Sync + 'static {
     /// stopped; returns those continued. Called at start-up with what the
     /// journal holds of an execution that never finished.
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef>;
+
+    /// Whether container `id` runs on this node (its cgroup is here).
+    /// Blocks for a walk of the cgroup filesystem.
+    fn is_local(&self, id: &str) -> bool;
 }
 
 /// The engine over the host's `/proc` and cgroup filesystem.
@@ -63,5 +67,11 @@ impl KillEngine for HostKillEngine {
 
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
         crate::kill::resume_stopped(&self.roots, procs)
+    }
+
+    fn is_local(&self, id: &str) -> bool {
+        pidwarden_shared::cgroup::detect_layout(&self.roots)
+            .and_then(|layout| pidwarden_shared::cgroup::discover(&layout))
+            .is_ok_and(|found| found.iter().any(|c| c.id == id))
     }
 }

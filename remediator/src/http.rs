@@ -112,6 +112,7 @@ async fn count_webhook(State(st): State<AppState>, req: Request, next: Next) -> 
 
 async fn alerts(
     State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| {
@@ -124,7 +125,12 @@ async fn alerts(
         }
     })?;
     let payload = parse_payload(&body).map_err(ApiError::BadRequest)?;
-    let outcomes = st.service.handle(&payload).await;
+    let origin = if headers.contains_key(crate::forward::FORWARDED_HEADER) {
+        crate::forward::Origin::Forwarded
+    } else {
+        crate::forward::Origin::Direct
+    };
+    let outcomes = st.service.handle_from(&payload, origin).await;
     let retry = outcomes.iter().any(|o| o.retryable);
     let status = if retry {
         StatusCode::SERVICE_UNAVAILABLE

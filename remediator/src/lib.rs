@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod engine;
+pub mod forward;
 pub mod http;
 pub mod kill;
 pub mod kill_action;

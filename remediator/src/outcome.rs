@@ -31,6 +31,9 @@ pub enum Outcome {
     Failed,
     /// Another action on the same container was running.
     Busy,
+    /// The container runs on another node: the alert was sent on to that
+    /// node's remediator (the row holds its answer).
+    Forwarded,
     /// The alert was resolved: recorded, never acted on.
     Resolved,
     /// The alert asked for no action (or one this alert may not ask for).
@@ -41,7 +44,7 @@ impl Outcome {
     /// Every outcome counted in `pidwarden_remediations_total` (the interface
     /// contract's result set); `pending`, `resolved` and `ignored` are audit
     /// rows only.
-    pub const COUNTED: [Outcome; 10] = [
+    pub const COUNTED: [Outcome; 11] = [
         Outcome::Done,
         Outcome::DryRun,
         Outcome::Recovered,
@@ -52,9 +55,10 @@ impl Outcome {
         Outcome::UnknownContainer,
         Outcome::Failed,
         Outcome::Busy,
+        Outcome::Forwarded,
     ];
 
-    const ALL: [Outcome; 13] = [
+    const ALL: [Outcome; 14] = [
         Outcome::Pending,
         Outcome::Done,
         Outcome::DryRun,
@@ -66,6 +70,7 @@ impl Outcome {
         Outcome::UnknownContainer,
         Outcome::Failed,
         Outcome::Busy,
+        Outcome::Forwarded,
         Outcome::Resolved,
         Outcome::Ignored,
     ];
@@ -84,6 +89,7 @@ impl Outcome {
             Outcome::UnknownContainer => "unknown_container",
             Outcome::Failed => "failed",
             Outcome::Busy => "busy",
+            Outcome::Forwarded => "forwarded",
             Outcome::Resolved => "resolved",
             Outcome::Ignored => "ignored",
         }

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::audit::rebuild_restraint;
 use crate::config::Settings;
 use crate::engine::KillEngine;
+use crate::forward::Peers;
 use crate::metrics::{ContainerLabels, Metrics};
 use crate::restraint::Restraint;
 use crate::runtime::{ContainerRuntime, RuntimeError};
@@ -40,6 +41,7 @@ pub struct Service {
     idle: Notify,
     abort: Arc<AtomicBool>,
     aborted: Notify,
+    peers: OnceLock<Peers>,
 }
 
 impl std::fmt::Debug for Service {
@@ -126,6 +128,7 @@ impl Service {
             idle: Notify::new(),
             abort: Arc::new(AtomicBool::new(false)),
             aborted: Notify::new(),
+            peers: OnceLock::new(),
         }))
     }
 
@@ -142,6 +145,17 @@ impl Service {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Enables fleet routing: alerts for containers of other nodes are
+    /// forwarded through `peers` ([`crate::forward`]). Set once, at start.
+    pub fn set_peers(&self, peers: Peers) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// How peers are reached, when fleet routing is on.
+    pub(crate) fn peers(&self) -> Option<&Peers> {
+        self.peers.get()
     }
 
     pub(crate) fn restraint(&self) -> std::sync::MutexGuard<'_, Restraint> {

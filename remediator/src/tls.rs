@@ -60,3 +60,28 @@ pub fn server_config(
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
+
+/// A client configuration that trusts only the CA certificates in `ca`
+/// (PEM): how a remediator verifies the peer it forwards an alert to.
+pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading peer CA {}", ca.display()))?
+    {
+        roots
+            .add(c.with_context(|| format!("parsing peer CA {}", ca.display()))?)
+            .with_context(|| format!("peer CA {}", ca.display()))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "no certificate in peer CA {}",
+        ca.display()
+    );
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

@@ -61,7 +61,10 @@ impl Exporter {
 pub struct Remediator {
     /// The process.
     pub daemon: Daemon,
-    /// Its port on 127.0.0.1.
+    /// Its listen address (127.0.0.1 unless started with
+    /// [`Remediator::start_at`]).
+    pub host: std::net::IpAddr,
+    /// Its port.
     pub port: u16,
     /// The bearer token the webhook and the actions API accept.
     pub token: String,
@@ -89,6 +92,23 @@ impl Remediator {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+        Self::start_at(dir, (localhost, port).into(), config, args)
+    }
+
+    /// [`Remediator::start`] listening on `addr` (a loopback address: a
+    /// second "node" can be 127.0.0.2).
+    pub fn start_at<I, S>(
+        dir: &TempDir,
+        addr: std::net::SocketAddr,
+        config: Option<&str>,
+        args: I,
+    ) -> Remediator
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let port = addr.port();
         let token_file = dir.path().join("webhook-token");
         let token = match std::fs::read_to_string(&token_file) {
             Ok(t) => t.trim().to_string(),
@@ -100,7 +120,7 @@ impl Remediator {
         };
         let state_dir = dir.path().join("state");
         let mut cmd = Command::new(workspace_bin("pidwarden-remediator"));
-        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        cmd.args(["--listen", &addr.to_string()])
             .arg("--token-file")
             .arg(&token_file)
             .arg("--state-dir")
@@ -110,9 +130,10 @@ impl Remediator {
         }
         cmd.args(args);
         let mut daemon = Daemon::spawn(&mut cmd);
-        daemon.wait_ready("remediator", &format!("http://127.0.0.1:{port}/healthz"));
+        daemon.wait_ready("remediator", &format!("http://{addr}/healthz"));
         Remediator {
             daemon,
+            host: addr.ip(),
             port,
             token,
             token_file,
@@ -120,9 +141,9 @@ impl Remediator {
         }
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://<host>:<port><path>`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.host, self.port)
     }
 
     /// `Authorization` header value.

@@ -35,6 +35,11 @@ impl Remediator {
 
     /// [`Remediator::start`] on a given port (a restart on the same state).
     pub fn start_on(dir: &TempDir, port: u16, extra: &[&str]) -> Remediator {
+        Self::start_at(dir, ([127, 0, 0, 1], port).into(), extra)
+    }
+
+    /// [`Remediator::start`] listening on `addr` (127.0.0.2 is a second node).
+    pub fn start_at(dir: &TempDir, addr: std::net::SocketAddr, extra: &[&str]) -> Remediator {
         let mut args: Vec<&str> = Vec::new();
         for (flag, value) in [("--grace", "1"), ("--cooldown", "0"), ("--sample", "0.5")] {
             if !extra.contains(&flag) {
@@ -42,7 +47,7 @@ impl Remediator {
             }
         }
         args.extend_from_slice(extra);
-        Remediator(pidwarden_tests::Remediator::start_on(dir, port, None, args))
+        Remediator(pidwarden_tests::Remediator::start_at(dir, addr, None, args))
     }
 
     /// Posts a webhook payload holding `alerts`; returns the status and JSON.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod containers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -148,6 +149,8 @@ pub struct FakeEngine {
     pub stopped: Mutex<Vec<(i32, u64)>>,
     /// Every process `resume_stopped` was asked about.
     pub resume_asked: Mutex<Vec<(i32, u64)>>,
+    /// Containers whose cgroup is on another node.
+    pub remote: Mutex<Vec<String>>,
 }
 
 impl FakeEngine {
@@ -164,6 +167,10 @@ impl FakeEngine {
 }
 
 impl KillEngine for FakeEngine {
+    fn is_local(&self, id: &str) -> bool {
+        !self.remote.lock().unwrap().iter().any(|r| r == id)
+    }
+
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
         let mut stopped = self.stopped.lock().unwrap();
         let mut asked = self.resume_asked.lock().unwrap();
