@@ -35,19 +35,7 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .with_context(|| format!("reading client CA {}", ca.display()))?
-            {
-                roots
-                    .add(c.with_context(|| format!("parsing client CA {}", ca.display()))?)
-                    .with_context(|| format!("client CA {}", ca.display()))?;
-            }
-            anyhow::ensure!(
-                !roots.is_empty(),
-                "no certificate in client CA {}",
-                ca.display()
-            );
+            let roots = ca_roots(ca, "client CA")?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .context("client certificate verifier")?;
@@ -61,22 +49,28 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// A client configuration that trusts only the CA certificates in `ca`
-/// (PEM): how a remediator verifies the peer it forwards an alert to.
-pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// The CA certificates of a PEM file (`what` names it in errors); at least one.
+fn ca_roots(ca: &Path, what: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca)
-        .with_context(|| format!("reading peer CA {}", ca.display()))?
+        .with_context(|| format!("reading {what} {}", ca.display()))?
     {
         roots
-            .add(c.with_context(|| format!("parsing peer CA {}", ca.display()))?)
-            .with_context(|| format!("peer CA {}", ca.display()))?;
+            .add(c.with_context(|| format!("parsing {what} {}", ca.display()))?)
+            .with_context(|| format!("{what} {}", ca.display()))?;
     }
     anyhow::ensure!(
         !roots.is_empty(),
-        "no certificate in peer CA {}",
+        "no certificate in {what} {}",
         ca.display()
     );
+    Ok(roots)
+}
+
+/// A client configuration that trusts only the CA certificates in `ca`
+/// (PEM): how a remediator verifies the peer it forwards an alert to.
+pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let roots = ca_roots(ca, "peer CA")?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
