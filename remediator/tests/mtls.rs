@@ -174,3 +174,87 @@ fn broken_tls_files_are_startup_errors() {
         pidwarden_remediator::tls::server_config(&dir.path().join("nope"), &key, None).unwrap_err();
     assert!(format!("{e:#} {missing:#}").contains("nope"));
 }
+
+/// A peer served over TLS: the forward verifies it against `--peer-ca`,
+/// and a peer whose certificate another CA signed is not reached.
+#[tokio::test]
+async fn forwarding_to_a_peer_verifies_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_ca = ca("pidwarden fleet CA");
+    let other_ca = ca("someone else");
+    let (srv_cert, srv_key) = leaf(
+        &fleet_ca,
+        &["127.0.0.2"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let cfg = pidwarden_remediator::tls::server_config(
+        &write(dir.path(), "peer.pem", &srv_cert),
+        &write(dir.path(), "peer.key", &srv_key),
+        None,
+    )
+    .unwrap();
+    // The peer node runs the container.
+    let h = Harness::new(fast_settings());
+    let id = cid(60);
+    h.runtime.add(&id, "gateway", &[]);
+    h.engine.set(&id, 1, 0);
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pidwarden_remediator::server::serve(
+        listener,
+        h.app.clone(),
+        Some(cfg),
+        pidwarden_remediator::server::Limits::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let body = payload(&[A::firing(
+        "Dup",
+        "f1",
+        &[
+            ("id", &id),
+            ("pidwarden_action", "kill-duplicates"),
+            ("instance", "127.0.0.2:9917"),
+        ],
+    )]);
+    let alert = pidwarden_remediator::alert::parse_payload(body.as_bytes())
+        .unwrap()
+        .alerts
+        .remove(0);
+    let peers = |ca_pem: &str, name: &str| pidwarden_remediator::forward::Peers {
+        port: addr.port(),
+        token: Some(TOKEN.as_bytes().to_vec()),
+        tls: Some(
+            pidwarden_remediator::tls::client_config(&write(dir.path(), name, ca_pem)).unwrap(),
+        ),
+        own: "127.0.0.1:9918".parse().unwrap(),
+    };
+
+    let wrong = peers(&other_ca.cert.pem(), "other.pem");
+    let url = wrong.url_for(&alert).unwrap();
+    assert_eq!(
+        url,
+        format!("https://127.0.0.2:{}/api/v1/alerts", addr.port())
+    );
+    let refused = wrong.forward(&url, &alert).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("TLS")),
+        "{refused:?}"
+    );
+    assert!(
+        h.rows().is_empty(),
+        "the peer acted on an unverified forward"
+    );
+
+    let right = peers(&fleet_ca.cert.pem(), "fleet.pem");
+    let answer = right.forward(&url, &alert).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.result.as_deref(), Some("pending"), "{answer:?}");
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 1);
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
