@@ -307,9 +307,7 @@ impl Service {
             let reason = "the runtime returned no usable container id".to_string();
             return Resolved::Refused(Outcome::UnknownContainer, reason, false);
         }
-        let engine = Arc::clone(&self.engine);
-        let id = info.id.clone();
-        match crate::service::blocking(move || engine.is_local(&id)).await {
+        match self.is_local(&info.id).await {
             Ok(true) => Resolved::Here(info),
             Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
             Err(e) => Resolved::Refused(Outcome::Failed, e, true),
