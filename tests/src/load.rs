@@ -104,10 +104,15 @@ impl LoadReport {
 
 type Conn = SendRequest<Full<Bytes>>;
 
-/// The idle connections and how many exist.
+/// A kept-alive connection is not reused after idling this long: below the
+/// remediator's 10 s wait for the next request head, so the client, as HTTP
+/// clients' pools do, drops it before the server closes it under a request.
+const CLIENT_IDLE: Duration = Duration::from_secs(5);
+
+/// The idle connections (with when each was last used) and how many exist.
 #[derive(Default)]
 struct Pool {
-    idle: Vec<Conn>,
+    idle: Vec<(Conn, Instant)>,
     open: usize,
 }
 
@@ -199,7 +204,7 @@ async fn one_request(
     match result {
         Ok(status) => {
             let took = due.elapsed();
-            pool.lock().unwrap().idle.push(conn);
+            pool.lock().unwrap().idle.push((conn, Instant::now()));
             freed.notify_one();
             Outcome::Status(status, took)
         }
@@ -226,8 +231,11 @@ async fn checkout(
         let wait = freed.notified();
         {
             let mut p = pool.lock().unwrap();
-            if let Some(c) = p.idle.pop() {
-                return Ok(c);
+            while let Some((c, used)) = p.idle.pop() {
+                if used.elapsed() < CLIENT_IDLE && !c.is_closed() {
+                    return Ok(c);
+                }
+                p.open -= 1;
             }
             if p.open < spec.max_connections {
                 p.open += 1;
