@@ -18,6 +18,9 @@
 //!   stop and restart, removed with its containers, mounts and files on drop;
 //! - [`run_load`] — an open-loop HTTP load at a fixed rate, with latency
 //!   quantiles measured from each request's due time;
+//! - [`CriNode`] — a private containerd with its CRI plugin (scripts/cri-node.sh),
+//!   stopped with its mounts on drop; [`TestPod`] — a pod driven through CRI
+//!   as the kubelet does, removed with its pod cgroups on drop;
 //! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
 //! [`promtool_check`] checks an exposition with Prometheus's own parser;
@@ -42,6 +45,7 @@
 
 mod alerting;
 mod cgroup;
+mod cri;
 mod daemons;
 mod docker;
 mod exposition;
@@ -58,6 +62,7 @@ mod util;
 pub use alerting::{alertmanager_config, rules_with_for};
 
 pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
+pub use cri::{require_cri, CriNode, TestPod, CRI_IMAGE};
 pub use daemons::{tally, AuditRow, Exporter, Remediator};
 pub use docker::{
     docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# A Kubernetes node's container runtime without a kubelet or an API server:
+# a private containerd with its CRI plugin, for tests that drive pods through
+# CRI as the kubelet does.
+#
+#   scripts/cri-node.sh up DIR     # start; prints the CRI socket path
+#   scripts/cri-node.sh down DIR   # stop everything `up` started
+#
+# Everything lives under DIR: config, root, state, socket, logs. Docker's own
+# containerd (which runs with the CRI plugin disabled) is left alone.
+# Settings these machines need: restrict_oom_score_adj (no CAP_SYS_RESOURCE
+# for the sandbox's oom_score_adj of -998), cgroupfs (SystemdCgroup = false).
+# Host-network sandboxes must come without a hostname (runc refuses one
+# without a private UTS namespace), as the kubelet sends them.
+# The image docker.io/library/kbox:1 (also kpause:1, the sandbox image) is
+# built from /bin/busybox by mkimage.py and imported into the k8s.io
+# namespace.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cmd=${1:-}
+K=${2:-}
+[ -n "$cmd" ] && [ -n "$K" ] || { echo "usage: $0 up|down DIR" >&2; exit 2; }
+mkdir -p "$K"
+K=$(cd "$K" && pwd)
+SOCK="$K/containerd.sock"
+ctr_() { ctr -a "$SOCK" -n k8s.io "$@"; }
+
+# The kubepods cgroups containerd creates for pods; removed by `down` when
+# they did not exist before `up` and are empty by then.
+KUBEPODS="kubepods/besteffort kubepods"
+
+up() {
+    mkdir -p "$K/cni/bin" "$K/cni/net.d" "$K/logs"
+    : >"$K/kubepods.created"
+    for c in /sys/fs/cgroup/*/; do
+        [ -d "$c/kubepods" ] || echo "$c" >>"$K/kubepods.created"
+    done
+    cat >"$K/config.toml" <<TOML
+version = 2
+root = "$K/root"
+state = "$K/state"
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$K/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/library/kpause:1"
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$K/cni/bin"
+    conf_dir = "$K/cni/net.d"
+TOML
+    containerd --config "$K/config.toml" >"$K/containerd.log" 2>&1 &
+    echo $! >"$K/containerd.pid"
+    for _ in $(seq 200); do
+        ctr -a "$SOCK" version >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    if ! ctr -a "$SOCK" plugins ls 2>/dev/null | grep -q 'grpc.v1 *cri .*ok'; then
+        echo "containerd's CRI plugin is not ok (log: $K/containerd.log)" >&2
+        tail -20 "$K/containerd.log" >&2 || true
+        exit 1
+    fi
+    python3 "$HERE/mkimage.py" "$K/kbox.tar" kpause:1 kbox:1
+    ctr_ images import "$K/kbox.tar" >/dev/null
+    echo "$SOCK"
+}
+
+down() {
+    if [ -S "$SOCK" ]; then
+        for id in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$id" || true; done
+        for _ in $(seq 20); do
+            [ -z "$(ctr_ tasks ls -q 2>/dev/null | head -1)" ] && break
+            for id in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true; done
+            sleep 0.1
+        done
+        for id in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$id" >/dev/null 2>&1 || true; done
+    fi
+    if [ -f "$K/containerd.pid" ]; then
+        pid=$(cat "$K/containerd.pid")
+        if kill "$pid" 2>/dev/null; then
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+        rm -f "$K/containerd.pid"
+    fi
+    # Mounts under DIR (sandbox shm, rootfs overlays), deepest first.
+    awk -v k="$K/" 'index($2, k) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    if [ -f "$K/kubepods.created" ]; then
+        while read -r c; do
+            for d in $KUBEPODS; do rmdir "$c$d" 2>/dev/null || true; done
+        done <"$K/kubepods.created"
+    fi
+    rm -rf "$K/root" "$K/state" "$K/opt" "$K/logs" "$SOCK" "$SOCK.ttrpc" "$K/kubepods.created"
+}
+
+case "$cmd" in
+up) up ;;
+down) down ;;
+*) echo "usage: $0 up|down DIR" >&2; exit 2 ;;
+esac
