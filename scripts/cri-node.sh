@@ -18,6 +18,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=private-runtime.sh
+. "$HERE/private-runtime.sh"
 cmd=${1:-}
 K=${2:-}
 [ -n "$cmd" ] && [ -n "$K" ] || { echo "usage: $0 up|down DIR" >&2; exit 2; }
@@ -32,10 +34,7 @@ KUBEPODS="kubepods/besteffort kubepods"
 
 up() {
     mkdir -p "$K/cni/bin" "$K/cni/net.d" "$K/logs"
-    : >"$K/kubepods.created"
-    for c in /sys/fs/cgroup/*/; do
-        [ -d "$c/kubepods" ] || echo "$c" >>"$K/kubepods.created"
-    done
+    note_absent_cgroups "$K/kubepods.created" kubepods
     cat >"$K/config.toml" <<TOML
 version = 2
 root = "$K/root"
@@ -91,24 +90,12 @@ down() {
         done
         for id in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$id" >/dev/null 2>&1 || true; done
     fi
-    if [ -f "$K/containerd.pid" ]; then
-        pid=$(cat "$K/containerd.pid")
-        if kill "$pid" 2>/dev/null; then
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        rm -f "$K/containerd.pid"
-    fi
-    # Mounts under DIR (sandbox shm, rootfs overlays), deepest first.
-    awk -v k="$K/" 'index($2, k) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if [ -f "$K/kubepods.created" ]; then
-        while read -r c; do
-            for d in $KUBEPODS; do rmdir "$c$d" 2>/dev/null || true; done
-        done <"$K/kubepods.created"
-    fi
-    rm -rf "$K/root" "$K/state" "$K/opt" "$K/logs" "$SOCK" "$SOCK.ttrpc" "$K/kubepods.created"
+    stop_pidfile "$K/containerd.pid"
+    # Sandbox shm and rootfs overlays.
+    umount_under "$K"
+    # shellcheck disable=SC2086
+    remove_created_cgroups "$K/kubepods.created" $KUBEPODS
+    rm -rf "$K/root" "$K/state" "$K/opt" "$K/logs" "$SOCK" "$SOCK.ttrpc"
 }
 
 case "$cmd" in

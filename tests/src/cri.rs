@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_cri::v1 as cri;
@@ -18,9 +17,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::cgroup::CGROUP_ROOT;
-use crate::process::run_ok;
+use crate::node_script::{require_root_tools, script_down, script_up};
 use crate::tempdir::TempDir;
-use crate::util::{skip_docker, workspace_root, SKIP_ENV};
 
 /// The image every pod container runs (busybox; its default command is a
 /// pause loop that exits on SIGTERM).
@@ -34,22 +32,11 @@ const CALL: Duration = Duration::from_secs(60);
 /// should return early) with a printed notice when `PIDWARDEN_SKIP_DOCKER=1`
 /// or when not root; panics with a clear message when a binary is missing.
 pub fn require_cri() -> bool {
-    if skip_docker() {
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: a private containerd needs root");
-        return false;
-    }
-    for bin in ["/usr/bin/containerd", "/usr/bin/ctr", "/bin/busybox"] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: install containerd and busybox-static (scripts/test.sh does), \
-             or set {SKIP_ENV}=1 to skip the tests that need them"
-        );
-    }
-    true
+    require_root_tools(
+        "containerd",
+        &["/usr/bin/containerd", "/usr/bin/ctr", "/bin/busybox"],
+        "containerd and busybox-static",
+    )
 }
 
 /// A private containerd with the CRI plugin, under its own temp dir.
@@ -60,9 +47,7 @@ pub struct CriNode {
     client: RuntimeServiceClient<Channel>,
 }
 
-fn script() -> PathBuf {
-    workspace_root().join("scripts/cri-node.sh")
-}
+const SCRIPT: &str = "cri-node.sh";
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -75,10 +60,7 @@ impl CriNode {
     /// Starts containerd and imports the busybox image (about 1 s).
     pub fn start() -> CriNode {
         let dir = TempDir::new();
-        let out = run_ok(Command::new(script()).arg("up").arg(dir.path()));
-        let text = String::from_utf8_lossy(&out.stdout);
-        let socket = PathBuf::from(text.lines().last().unwrap_or("").trim());
-        assert!(socket.exists(), "no CRI socket from cri-node.sh: {text}");
+        let socket = script_up(SCRIPT, dir.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -204,15 +186,7 @@ impl CriNode {
 
 impl Drop for CriNode {
     fn drop(&mut self) {
-        let out = Command::new(script())
-            .arg("down")
-            .arg(self.dir.path())
-            .output();
-        if let Ok(o) = out {
-            if !o.status.success() {
-                eprintln!("cri-node.sh down: {}", String::from_utf8_lossy(&o.stderr));
-            }
-        }
+        script_down(SCRIPT, self.dir.path());
     }
 }
 

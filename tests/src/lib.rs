@@ -21,6 +21,8 @@
 //! - [`CriNode`] — a private containerd with its CRI plugin (scripts/cri-node.sh),
 //!   stopped with its mounts on drop; [`TestPod`] — a pod driven through CRI
 //!   as the kubelet does, removed with its pod cgroups on drop;
+//! - [`PodmanNode`] — a Podman of the test's own with its Docker-compatible API
+//!   (scripts/podman-service.sh), removed with its containers on drop;
 //! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
 //! [`promtool_check`] checks an exposition with Prometheus's own parser;
@@ -51,6 +53,8 @@ mod docker;
 mod exposition;
 mod http;
 mod load;
+mod node_script;
+mod podman;
 mod private_docker;
 mod process;
 mod prometheus;
@@ -71,6 +75,7 @@ pub use docker::{
 pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
 pub use load::{run_load, LoadReport, LoadSpec};
+pub use podman::{require_podman, PodmanContainer, PodmanNode, PODMAN_IMAGE};
 pub use private_docker::PrivateDocker;
 pub use process::{run_json, run_ok, ChildGuard, Daemon, READY_TIMEOUT};
 pub use prometheus::{prom_api, urlencode};
