@@ -24,7 +24,9 @@ use pidwarden_shared::Roots;
 
 use crate::metrics::RenderOptions;
 use crate::runtime::MetaCache;
-use pidwarden_shared::runtime::{RuntimeFlags, Runtimes, DEFAULT_DOCKER_HOST, DEFAULT_PODMAN_HOST};
+use pidwarden_shared::runtime::{
+    Kind, RuntimeFlags, Runtimes, DEFAULT_DOCKER_HOST, DEFAULT_PODMAN_HOST,
+};
 
 /// Command-line interface.
 #[derive(Debug, Parser)]
@@ -52,10 +54,12 @@ struct Cli {
     #[arg(long, default_value = DEFAULT_DOCKER_HOST, value_name = "URL", global = true)]
     docker_host: String,
     /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
-    #[arg(long, default_value = DEFAULT_PODMAN_HOST, value_name = "URL", global = true)]
-    podman_host: String,
+    /// Default: unix:///run/podman/podman.sock, reported once it answers.
+    #[arg(long, value_name = "URL", global = true)]
+    podman_host: Option<String>,
     /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
-    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock.
+    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock,
+    /// reported once one answers.
     #[arg(long, value_name = "URL", global = true)]
     cri_endpoint: Option<String>,
     /// Command groups exposed per container (largest first).
@@ -183,7 +187,13 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
     }
     let runtimes = cli.runtimes()?;
-    let meta = MetaCache::with_runtimes(&runtimes.configured());
+    let configured = runtimes.configured();
+    let probed: Vec<Kind> = configured
+        .iter()
+        .copied()
+        .filter(|k| runtimes.probed(*k))
+        .collect();
+    let meta = MetaCache::with_runtimes(&configured, &probed);
     let backoff = Duration::from_secs(30);
     let poll = runtime::POLL_EVERY;
     for api in [runtimes.docker(), runtimes.podman()].into_iter().flatten() {
@@ -211,7 +221,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         proc_root = %cli.proc_root.display(),
         cgroup_root = %cli.cgroup_root.display(),
         docker_host = %cli.docker_host,
-        podman_host = %cli.podman_host,
+        podman_host = cli.podman_host.as_deref().unwrap_or(DEFAULT_PODMAN_HOST),
         cri_endpoint = cli.cri_endpoint.as_deref().unwrap_or("(containerd, then CRI-O)"),
         "serving /metrics"
     );
@@ -226,7 +236,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
-    use pidwarden_shared::runtime::Kind;
 
     #[test]
     fn the_open_file_limit_is_raised_to_the_hard_limit() {
@@ -249,7 +258,7 @@ mod tests {
         assert_eq!(cli.listen.to_string(), "0.0.0.0:9917");
         assert_eq!(cli.roots(), Roots::default());
         assert_eq!(cli.docker_host, "unix:///var/run/docker.sock");
-        assert_eq!(cli.podman_host, "unix:///run/podman/podman.sock");
+        assert_eq!(cli.podman_host, None);
         assert_eq!(cli.runtimes().unwrap().configured(), Kind::ALL);
         assert_eq!(cli.render_options().top_commands, 5);
         assert_eq!(cli.render_options().command_max_chars, 120);

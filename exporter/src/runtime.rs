@@ -28,6 +28,9 @@ struct Entries {
 #[derive(Debug)]
 struct Source {
     kind: Kind,
+    /// On a default endpoint the host may not have: quiet until first up.
+    probed: bool,
+    ever_up: AtomicBool,
     up: AtomicBool,
     /// Whether a refresher is running (only then are misses queued).
     followed: AtomicBool,
@@ -58,17 +61,22 @@ impl MetaCache {
     /// An empty cache for the Docker runtime alone, down (tests).
     #[cfg(test)]
     pub fn new() -> Arc<Self> {
-        MetaCache::with_runtimes(&[Kind::Docker])
+        MetaCache::with_runtimes(&[Kind::Docker], &[])
     }
 
-    /// An empty cache for the configured runtimes, all down.
-    pub fn with_runtimes(kinds: &[Kind]) -> Arc<Self> {
+    /// An empty cache for the configured runtimes, all down. Those in
+    /// `probed` run on a default endpoint the host may not have: they get a
+    /// `pidwarden_runtime_up` series and count errors only once they have
+    /// answered.
+    pub fn with_runtimes(kinds: &[Kind], probed: &[Kind]) -> Arc<Self> {
         Arc::new(MetaCache {
             entries: RwLock::default(),
             sources: kinds
                 .iter()
                 .map(|&kind| Source {
                     kind,
+                    probed: probed.contains(&kind),
+                    ever_up: AtomicBool::new(false),
                     up: AtomicBool::new(false),
                     followed: AtomicBool::new(false),
                     misses: Mutex::default(),
@@ -183,10 +191,12 @@ impl MetaCache {
             .is_some_and(|s| s.up.load(Ordering::Relaxed))
     }
 
-    /// Each configured runtime and whether it is up, in configuration order.
+    /// Each configured runtime and whether it is up, in configuration
+    /// order; a probed runtime only once it has answered.
     pub fn runtimes_up(&self) -> Vec<(Kind, bool)> {
         self.sources
             .iter()
+            .filter(|s| !s.probed || s.ever_up.load(Ordering::Relaxed))
             .map(|s| (s.kind, s.up.load(Ordering::Relaxed)))
             .collect()
     }
@@ -195,7 +205,17 @@ impl MetaCache {
     pub fn set_up(&self, kind: Kind, up: bool) {
         if let Some(s) = self.source(kind) {
             s.up.store(up, Ordering::Relaxed);
+            if up {
+                s.ever_up.store(true, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// True while a probed runtime has never answered: its failures are
+    /// the host not having it, not errors.
+    fn absent(&self, kind: Kind) -> bool {
+        self.source(kind)
+            .is_some_and(|s| s.probed && !s.ever_up.load(Ordering::Relaxed))
     }
 
     /// Runtime errors since start.
@@ -244,8 +264,12 @@ pub async fn refresh_loop<R: Metadata>(
                     backoff = Duration::from_secs(1);
                 }
                 cache.set_up(kind, false);
-                cache.count_error();
-                limiter.log(kind.as_str(), &e.to_string());
+                if cache.absent(kind) {
+                    tracing::debug!(runtime = kind.as_str(), error = %e, "runtime not (yet) present on its default endpoint");
+                } else {
+                    cache.count_error();
+                    limiter.log(kind.as_str(), &e.to_string());
+                }
             }
         }
         tokio::time::sleep(backoff).await;
@@ -438,7 +462,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn runtimes_without_events_are_polled_and_keep_to_their_own_containers() {
-        let cache = MetaCache::with_runtimes(&[Kind::Docker, Kind::Cri]);
+        let cache = MetaCache::with_runtimes(&[Kind::Docker, Kind::Cri], &[]);
         let mut docker = HashMap::new();
         docker.insert("d".to_string(), meta("/web"));
         cache.replace(Kind::Docker, docker);
@@ -471,6 +495,35 @@ mod tests {
         // Misses of an unconfigured runtime are not queued.
         cache.report_missing(Kind::Podman, "p");
         assert!(cache.take_missing(Kind::Podman).is_empty());
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probed_runtime_is_quiet_until_it_first_answers() {
+        let cache = MetaCache::with_runtimes(&[Kind::Docker, Kind::Podman], &[Kind::Podman]);
+        let mut rt = Scripted::new(Kind::Podman, HashMap::new());
+        rt.fail_lists = Mutex::new(3);
+        rt.events = Some(Vec::new());
+        let task = tokio::spawn(refresh_loop(
+            Arc::new(rt),
+            cache.clone(),
+            Duration::from_secs(2),
+            POLL_EVERY,
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Absent: no series, no error.
+        assert_eq!(cache.runtimes_up(), vec![(Kind::Docker, false)]);
+        assert_eq!(cache.errors(), 0);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            cache.runtimes_up(),
+            vec![(Kind::Docker, false), (Kind::Podman, true)]
+        );
+        assert_eq!(cache.errors(), 0);
+        // Once it has answered, going down is reported and counted.
+        cache.set_up(Kind::Podman, false);
+        assert!(!cache.absent(Kind::Podman));
+        assert_eq!(cache.runtimes_up()[1], (Kind::Podman, false));
         task.abort();
     }
 

@@ -113,8 +113,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKER_HOST", default_value = pidwarden_shared::runtime::DEFAULT_DOCKER_HOST)]
     pub docker_host: String,
     /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
-    #[arg(long, default_value = pidwarden_shared::runtime::DEFAULT_PODMAN_HOST)]
-    pub podman_host: String,
+    /// Default: unix:///run/podman/podman.sock.
+    #[arg(long)]
+    pub podman_host: Option<String>,
     /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
     /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock.
     #[arg(long)]

@@ -20,9 +20,10 @@ use crate::Roots;
 pub struct RuntimeFlags {
     /// Docker Engine API.
     pub docker_host: String,
-    /// Podman's Docker-compatible API.
-    pub podman_host: String,
-    /// The CRI endpoint; `None` tries [`DEFAULT_CRI_ENDPOINTS`] in order.
+    /// Podman's Docker-compatible API; `None` probes
+    /// [`DEFAULT_PODMAN_HOST`](super::DEFAULT_PODMAN_HOST).
+    pub podman_host: Option<String>,
+    /// The CRI endpoint; `None` probes [`DEFAULT_CRI_ENDPOINTS`] in order.
     pub cri_endpoint: Option<String>,
 }
 
@@ -30,7 +31,7 @@ impl Default for RuntimeFlags {
     fn default() -> Self {
         RuntimeFlags {
             docker_host: super::DEFAULT_DOCKER_HOST.into(),
-            podman_host: super::DEFAULT_PODMAN_HOST.into(),
+            podman_host: None,
             cri_endpoint: None,
         }
     }
@@ -46,6 +47,7 @@ pub struct Runtimes {
     podman: Option<Arc<DockerApi>>,
     cri: Option<Arc<CriApi>>,
     cgroups: Option<Roots>,
+    probed: Vec<Kind>,
     seen: Mutex<HashMap<String, Kind>>,
 }
 
@@ -61,7 +63,18 @@ impl Runtimes {
     /// its flag; nothing connects yet.
     pub fn from_flags(f: &RuntimeFlags) -> Result<Self, RuntimeError> {
         let docker = with_flag("--docker-host", Endpoint::parse(&f.docker_host))?;
-        let podman = with_flag("--podman-host", Endpoint::parse(&f.podman_host))?;
+        let podman_host = f
+            .podman_host
+            .as_deref()
+            .unwrap_or(super::DEFAULT_PODMAN_HOST);
+        let podman = with_flag("--podman-host", Endpoint::parse(podman_host))?;
+        let mut probed = Vec::new();
+        if f.podman_host.is_none() {
+            probed.push(Kind::Podman);
+        }
+        if f.cri_endpoint.is_none() {
+            probed.push(Kind::Cri);
+        }
         let cri = match &f.cri_endpoint {
             Some(url) => with_flag("--cri-endpoint", Endpoint::parse(url))?.map(|e| vec![e]),
             None => Some(
@@ -75,6 +88,7 @@ impl Runtimes {
             docker: docker.map(|e| Arc::new(DockerApi::new(Kind::Docker, e))),
             podman: podman.map(|e| Arc::new(DockerApi::new(Kind::Podman, e))),
             cri: cri.map(|e| Arc::new(CriApi::new(e))),
+            probed,
             ..Runtimes::default()
         })
     }
@@ -99,6 +113,15 @@ impl Runtimes {
     /// The CRI API, when configured.
     pub fn cri(&self) -> Option<Arc<CriApi>> {
         self.cri.clone()
+    }
+
+    /// True when `kind` runs on its default endpoint because no flag named
+    /// one (Podman, CRI): a host may well have none of it, so until it first
+    /// answers it is probed quietly — no `pidwarden_runtime_up` series, no
+    /// errors counted. Docker's default and every given flag are expected
+    /// to answer.
+    pub fn probed(&self, kind: Kind) -> bool {
+        self.probed.contains(&kind)
     }
 
     /// The configured kinds, in lookup order.
@@ -256,7 +279,7 @@ mod tests {
     fn flags(d: &str, p: &str, c: Option<&str>) -> RuntimeFlags {
         RuntimeFlags {
             docker_host: d.into(),
-            podman_host: p.into(),
+            podman_host: Some(p.into()),
             cri_endpoint: c.map(String::from),
         }
     }
@@ -265,12 +288,21 @@ mod tests {
     fn flags_configure_runtimes_and_none_disables() {
         let all = Runtimes::from_flags(&RuntimeFlags::default()).unwrap();
         assert_eq!(all.configured(), Kind::ALL.to_vec());
+        assert!(!all.probed(Kind::Docker));
+        assert!(all.probed(Kind::Podman) && all.probed(Kind::Cri));
+        let pm: Vec<String> = [all.podman().unwrap().endpoint()]
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(pm, [super::super::DEFAULT_PODMAN_HOST]);
         let cri = all.cri().unwrap();
         let eps: Vec<String> = cri.endpoints().iter().map(|e| e.to_string()).collect();
         assert_eq!(eps, DEFAULT_CRI_ENDPOINTS.to_vec());
         let some = Runtimes::from_flags(&flags("none", "unix:///p.sock", Some("none"))).unwrap();
         assert_eq!(some.configured(), vec![Kind::Podman]);
+        assert!(!some.probed(Kind::Podman));
         let one = Runtimes::from_flags(&flags("none", "none", Some("unix:///k/c.sock"))).unwrap();
+        assert!(!one.probed(Kind::Cri));
         assert_eq!(
             one.cri().unwrap().endpoints(),
             &[Endpoint::Unix("/k/c.sock".into())]
