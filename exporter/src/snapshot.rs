@@ -227,9 +227,10 @@ pub fn table(r: &Report) -> String {
 
 /// Every container one runtime knows, waiting at most [`RUNTIME_WAIT`];
 /// `None` for a runtime that is not configured, `Some((kind, None))` for one
-/// that did not answer.
+/// that did not answer (logged unless `quiet`: probed on a default endpoint).
 async fn fetch<R: Metadata>(
     rt: Option<std::sync::Arc<R>>,
+    quiet: bool,
 ) -> Option<(Kind, Option<HashMap<String, ContainerMeta>>)> {
     let rt = rt?;
     let kind = rt.kind();
@@ -240,22 +241,24 @@ async fn fetch<R: Metadata>(
     let got = match tokio::time::timeout(RUNTIME_WAIT, list).await {
         Ok(Ok(m)) => Some(m),
         Ok(Err(e)) => {
-            warn_down(kind, &e);
+            warn_down(kind, &e, quiet);
             None
         }
         Err(_) => {
-            tracing::warn!(
-                runtime = kind.as_str(),
-                "runtime API did not answer in {RUNTIME_WAIT:?}"
-            );
+            let e = RuntimeError::Unreachable(format!("no answer in {RUNTIME_WAIT:?}"));
+            warn_down(kind, &e, quiet);
             None
         }
     };
     Some((kind, got))
 }
 
-fn warn_down(kind: Kind, e: &RuntimeError) {
-    tracing::warn!(runtime = kind.as_str(), error = %e, "runtime API");
+fn warn_down(kind: Kind, e: &RuntimeError, quiet: bool) {
+    if quiet {
+        tracing::debug!(runtime = kind.as_str(), error = %e, "runtime API not present");
+    } else {
+        tracing::warn!(runtime = kind.as_str(), error = %e, "runtime API");
+    }
 }
 
 /// Runs the subcommand.
@@ -263,14 +266,19 @@ pub async fn run(cli: &crate::Cli, json: bool) -> anyhow::Result<()> {
     let mut collector = cli.collector();
     let collect = tokio::task::spawn_blocking(move || collector.collect());
     let runtimes = cli.runtimes()?;
+    let quiet = |k: Kind| runtimes.probed(k);
     let (d, p, c) = tokio::join!(
-        fetch(runtimes.docker()),
-        fetch(runtimes.podman()),
-        fetch(runtimes.cri())
+        fetch(runtimes.docker(), quiet(Kind::Docker)),
+        fetch(runtimes.podman(), quiet(Kind::Podman)),
+        fetch(runtimes.cri(), quiet(Kind::Cri))
     );
     let mut meta = HashMap::new();
     let mut ups = Vec::new();
     for (kind, got) in [d, p, c].into_iter().flatten() {
+        if got.is_none() && runtimes.probed(kind) {
+            // Not on this host: its default endpoint does not answer.
+            continue;
+        }
         ups.push(RuntimeUp {
             runtime: kind.as_str(),
             up: got.is_some(),

@@ -119,4 +119,23 @@ fn pods_are_named_and_measured_from_cri_and_the_kernel() {
         Some(50 - pod_tasks),
         "the pod's headroom, shared with the sandbox"
     );
+
+    // A container started while the exporter runs is named without waiting
+    // for the next full list: the scrape that first sees its cgroup asks
+    // CRI for it.
+    let t1 = Instant::now();
+    let side = pod.start_container("sidecar", &["sleep", "1000"]);
+    let body = poll_until(WAIT, Duration::from_millis(50), || {
+        let body = ex.scrape().ok()?;
+        let info = of(&body, "pidwarden_container_info", &side)?;
+        (info.label("container") == "sidecar").then_some(body)
+    })
+    .unwrap_or_else(|| panic!("the sidecar was not named\n{}", ex.daemon.log()));
+    eprintln!("a new pod container named after {:?}", t1.elapsed());
+    let info = of(&body, "pidwarden_container_info", &side).unwrap();
+    assert_eq!(info.label("name"), format!("shop/{pod_name}/sidecar"));
+    assert_eq!(
+        of(&body, "pidwarden_container_pids_limit", &side).map(|s| s.value),
+        Some(50.0)
+    );
 }

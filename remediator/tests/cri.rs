@@ -182,6 +182,22 @@ fn restart_stops_the_container_through_cri_and_never_the_sandbox() {
 }
 
 #[test]
+fn a_pod_label_asks_for_a_dry_run() {
+    if !require_cri() {
+        return;
+    }
+    let node = CriNode::start();
+    let pod = node.run_pod("shop", &pod_name("dry"), &[("pidwarden.dry-run", "true")]);
+    let cid = pod.start_container("app", &["sleep", "1000"]);
+    let dir = TempDir::new();
+    let r = remediator(&dir, &node);
+    std::thread::sleep(Duration::from_millis(50));
+    let row = act(&r, alert("PidwardenStuck", "c0ffee06", &cid, "restart"));
+    assert_eq!(row.result, "dry_run", "{:?}\n{}", row.json, r.daemon.log());
+    assert_eq!(node.container_state(&cid).0, RUNNING, "left running");
+}
+
+#[test]
 fn a_pod_label_opts_the_pod_out() {
     if !require_cri() {
         return;
