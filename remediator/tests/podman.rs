@@ -45,12 +45,8 @@ fn restart_goes_through_the_podman_api() {
     let dir = TempDir::new();
     let r = remediator(&dir, &node);
     std::thread::sleep(Duration::from_millis(50));
-    let (code, v) = r.webhook(json!([alert(
-        "PidwardenStuck",
-        "badc0de1",
-        &c.id,
-        "restart"
-    )]));
+    let first = alert("PidwardenStuck", "badc0de1", &c.id, "restart");
+    let (code, v) = r.webhook(json!([first.clone()]));
     assert_eq!(code, 200, "{v}\n{}", r.daemon.log());
     assert_eq!(v["results"][0]["result"], "pending", "{v}");
     let row = r.finished_row(v["results"][0]["row"].as_i64().unwrap(), WAIT);
@@ -65,6 +61,21 @@ fn restart_goes_through_the_podman_api() {
         node.inspect(&c.id, "{{.State.Running}}"),
         "true",
         "restarted at {after}"
+    );
+
+    // Another alert that began before the restart: the re-check reads the
+    // new StartedAt from Podman and finds the container already restarted.
+    let mut again = alert("PidwardenStuck", "badc0de4", &c.id, "restart");
+    again["startsAt"] = first["startsAt"].clone();
+    let (code, v) = r.webhook(json!([again]));
+    assert_eq!(code, 200, "{v}");
+    let row = r.finished_row(v["results"][0]["row"].as_i64().unwrap(), WAIT);
+    assert_eq!(row.result, "recovered", "{:?}", row.json);
+    assert!(row.reason.contains("already restarted"), "{}", row.reason);
+    assert_eq!(
+        node.inspect(&c.id, "{{.State.StartedAt}}"),
+        after,
+        "not restarted twice"
     );
 }
 
