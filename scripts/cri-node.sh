@@ -12,7 +12,7 @@
 # for the sandbox's oom_score_adj of -998), cgroupfs (SystemdCgroup = false).
 # Host-network sandboxes must come without a hostname (runc refuses one
 # without a private UTS namespace), as the kubelet sends them.
-# The image docker.io/library/kbox:1 (also kpause:1, the sandbox image) is
+# The images docker.io/library/kbox:1 and kpause:1 (the sandbox image) are
 # built from /bin/busybox by mkimage.py and imported into the k8s.io
 # namespace.
 set -euo pipefail
@@ -75,8 +75,11 @@ TOML
         tail -20 "$K/containerd.log" >&2 || true
         exit 1
     fi
-    python3 "$HERE/mkimage.py" "$K/kbox.tar" kpause:1 kbox:1
-    ctr_ images import "$K/kbox.tar" >/dev/null
+    local image
+    for image in kpause kbox; do
+        python3 "$HERE/mkimage.py" "$K/$image.tar" "$image:1"
+        ctr_ images import "$K/$image.tar" >/dev/null
+    done
     echo "$SOCK"
 }
 

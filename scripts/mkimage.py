@@ -64,7 +64,11 @@ def main():
     lay = layer()
     config = compact({
         "architecture": "amd64", "os": "linux", "created": EPOCH,
-        "config": {"Env": ["PATH=/bin"], "Cmd": PAUSE, "WorkingDir": "/"},
+        # The title makes images built under different names distinct:
+        # a runtime reports an image by id, and one id with two tags would
+        # leave it to guess the name.
+        "config": {"Env": ["PATH=/bin"], "Cmd": PAUSE, "WorkingDir": "/",
+                   "Labels": {"org.opencontainers.image.title": names[0]}},
         "rootfs": {"type": "layers", "diff_ids": [digest(lay)]},
         "history": [{"created": EPOCH, "created_by": "scripts/mkimage.py"}],
     })
