@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pidwarden_tests::{
-    poll_until, require_cri, series, unique_name, CriNode, Exporter, Series, CRI_IMAGE,
+    poll_until, require_cri, series, unique_name, CriNode, Exporter, Series, TempDir, CRI_IMAGE,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -138,4 +138,43 @@ fn pods_are_named_and_measured_from_cri_and_the_kernel() {
         of(&body, "pidwarden_container_pids_limit", &side).map(|s| s.value),
         Some(50.0)
     );
+}
+
+/// A CRI socket that accepts connections and never answers: scrapes go on
+/// without names, and the runtime is reported down. Needs no root.
+#[test]
+fn a_cri_runtime_that_never_answers_does_not_hold_up_scrapes() {
+    let dir = TempDir::new();
+    let sock = dir.path().join("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let ex = Exporter::start([
+        "--docker-host",
+        "none",
+        "--podman-host",
+        "none",
+        "--cri-endpoint",
+        &format!("unix://{}", sock.display()),
+    ]);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let body = ex
+            .scrape()
+            .unwrap_or_else(|e| panic!("{e}\n{}", ex.daemon.log()));
+        slowest = slowest.max(t.elapsed());
+        let up: Vec<(String, f64)> = series(&body, "pidwarden_runtime_up")
+            .into_iter()
+            .map(|s| (s.label("runtime").to_string(), s.value))
+            .collect();
+        assert_eq!(up, vec![("cri".to_string(), 0.0)]);
+    }
+    assert!(!held.lock().unwrap().is_empty(), "the exporter did connect");
+    eprintln!("scrapes with a hung CRI socket: slowest {slowest:?}");
 }
