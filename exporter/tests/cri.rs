@@ -28,6 +28,14 @@ fn of(body: &str, metric: &str, id: &str) -> Option<Series> {
         .find(|s| s.label("id") == id)
 }
 
+/// Every `pidwarden_runtime_up` series: (runtime, value).
+fn runtimes_up(body: &str) -> Vec<(String, f64)> {
+    series(body, "pidwarden_runtime_up")
+        .into_iter()
+        .map(|s| (s.label("runtime").to_string(), s.value))
+        .collect()
+}
+
 #[test]
 fn pods_are_named_and_measured_from_cri_and_the_kernel() {
     if !require_cri() {
@@ -90,11 +98,7 @@ fn pods_are_named_and_measured_from_cri_and_the_kernel() {
     assert_eq!(sb.label("name"), format!("shop/{pod_name}/POD"), "{sb:?}");
     assert_eq!(sb.label("container"), "POD");
     assert_eq!(sb.label("pod"), pod_name);
-    let up: Vec<(String, f64)> = series(&body, "pidwarden_runtime_up")
-        .into_iter()
-        .map(|s| (s.label("runtime").to_string(), s.value))
-        .collect();
-    assert_eq!(up, vec![("cri".to_string(), 1.0)]);
+    assert_eq!(runtimes_up(&body), vec![("cri".to_string(), 1.0)]);
 
     // Values: what the kernel reports for the container and its pod cgroup.
     let pod_dir = pod.cgroup_dir("pids");
@@ -169,11 +173,7 @@ fn a_cri_runtime_that_never_answers_does_not_hold_up_scrapes() {
             .scrape()
             .unwrap_or_else(|e| panic!("{e}\n{}", ex.daemon.log()));
         slowest = slowest.max(t.elapsed());
-        let up: Vec<(String, f64)> = series(&body, "pidwarden_runtime_up")
-            .into_iter()
-            .map(|s| (s.label("runtime").to_string(), s.value))
-            .collect();
-        assert_eq!(up, vec![("cri".to_string(), 0.0)]);
+        assert_eq!(runtimes_up(&body), vec![("cri".to_string(), 0.0)]);
     }
     assert!(!held.lock().unwrap().is_empty(), "the exporter did connect");
     eprintln!("scrapes with a hung CRI socket: slowest {slowest:?}");
