@@ -336,12 +336,12 @@ impl<T: Clone> Slot<T> {
 }
 
 /// True when `s` is a Docker or Podman container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
-/// at most 253 characters, a leading `/` allowed): anything else never
-/// reaches a URL.
+/// at most 128 characters, one leading `/` allowed as the APIs report
+/// names): anything else never reaches a URL.
 pub fn is_container_name(s: &str) -> bool {
     let s = s.strip_prefix('/').unwrap_or(s);
     let mut b = s.bytes();
-    s.len() <= 253
+    s.len() <= 128
         && b.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
@@ -418,7 +418,7 @@ mod tests {
             "a?b",
             "a b",
             "a%2f",
-            &"a".repeat(254),
+            &"a".repeat(129),
         ] {
             assert!(!is_container_name(bad), "{bad}");
         }
