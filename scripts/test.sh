@@ -6,13 +6,16 @@
 #
 # 1. installs the Debian packages the tests use when any is missing
 #    (docker.io busybox-static prometheus prometheus-alertmanager
-#    prometheus-process-exporter wrk, and python3-yaml python3-jsonschema for
-#    the Kubernetes manifest checks) — needs root (or sudo) — and, with pip,
+#    prometheus-process-exporter wrk; containerd for the private CRI node,
+#    podman, protobuf-compiler for the CRI bindings, python3 for
+#    scripts/mkimage.py, and python3-yaml python3-jsonschema for the
+#    Kubernetes manifest checks) — needs root (or sudo) — and, with pip,
 #    the Python modules python3 still cannot import (kubernetes-validate);
 # 2. starts dockerd (--bridge=none --iptables=false --ip6tables=false) when
 #    `docker info` fails, and leaves it running;
 # 3. removes leftovers of earlier runs (containers and empty cgroups named
-#    pidwarden-test-*) before and after the run;
+#    pidwarden-test-*, private containerd/podman services the kit started
+#    under $TMP/pidwarden-test-*) before and after the run;
 # 4. builds the local image pidwarden-test-busybox:latest when missing;
 # 5. runs cargo fmt --check, clippy -D warnings, build, test for the whole
 #    workspace, then promtool/amtool checks of alerts/, the grafana/
@@ -38,7 +41,8 @@ LOG_DIR=${PIDWARDEN_LOG_DIR:-/tmp/pidwarden-test-logs}
 mkdir -p "$LOG_DIR"
 TMP=${TMPDIR:-/tmp}
 IMAGE=pidwarden-test-busybox:latest
-PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk)
+PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk
+    containerd podman protobuf-compiler python3)
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     PATH="$HOME/.cargo/bin:$PATH"
@@ -235,7 +239,25 @@ cleanup_leftovers() {
             n_cg=$((n_cg + 1))
         fi
     done
-    echo "removed leftovers: $n_ct containers, $n_cg cgroups, $n_img images ($kept in use by running tests, kept)"
+    # Private runtimes (scripts/cri-node.sh, scripts/podman-service.sh) of
+    # test processes that are gone: their pods, containers, mounts, services.
+    local n_rt=0 script
+    for d in "$TMP"/pidwarden-test-*/; do
+        d=${d%/}
+        if [ -f "$d/kubepods.created" ]; then
+            script=scripts/cri-node.sh
+        elif [ -f "$d/parents.created" ]; then
+            script=scripts/podman-service.sh
+        else
+            continue
+        fi
+        if in_use "$(basename "$d")" true "$(stat -c %Y "$d")"; then
+            kept=$((kept + 1))
+            continue
+        fi
+        "$script" down "$d" >/dev/null 2>&1 && rm -rf "$d" && n_rt=$((n_rt + 1))
+    done
+    echo "removed leftovers: $n_ct containers, $n_cg cgroups, $n_img images, $n_rt private runtimes ($kept in use by running tests, kept)"
 }
 
 # --- 4. image ---------------------------------------------------------------

@@ -180,6 +180,7 @@ async fn serves_the_fixture_values() {
     let mut labels = std::collections::HashMap::new();
     labels.insert("com.docker.compose.project".to_string(), "shop".to_string());
     cache.set(
+        pidwarden_shared::runtime::Kind::Docker,
         ID,
         Some(ContainerMeta::new("/shop-api-1", "shop/api:2", labels)),
     );
@@ -193,7 +194,7 @@ async fn serves_the_fixture_values() {
     let l = format!("{{id=\"{ID}\",name=\"shop-api-1\"}}");
     let free = format!("{{id=\"{ID_FREE}\",name=\"0a1b2c3d4e5f\"}}");
     let expect = [
-        (format!("pidwarden_container_info{{id=\"{ID}\",name=\"shop-api-1\",image=\"shop/api:2\",runtime=\"docker\",compose_project=\"shop\",compose_service=\"\"}}"), "1"),
+        (format!("pidwarden_container_info{{id=\"{ID}\",name=\"shop-api-1\",image=\"shop/api:2\",runtime=\"docker\",compose_project=\"shop\",compose_service=\"\",namespace=\"\",pod=\"\",container=\"\"}}"), "1"),
         (format!("pidwarden_container_tasks{l}"), "7"),
         (format!("pidwarden_container_processes{l}"), "5"),
         (format!("pidwarden_container_zombie_processes{l}"), "1"),

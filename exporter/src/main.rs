@@ -23,7 +23,10 @@ use pidwarden_shared::collect::{self, Collector};
 use pidwarden_shared::Roots;
 
 use crate::metrics::RenderOptions;
-use crate::runtime::{DockerRuntime, MetaCache};
+use crate::runtime::MetaCache;
+use pidwarden_shared::runtime::{
+    Kind, RuntimeFlags, Runtimes, DEFAULT_DOCKER_HOST, DEFAULT_PODMAN_HOST,
+};
 
 /// Command-line interface.
 #[derive(Debug, Parser)]
@@ -48,13 +51,17 @@ struct Cli {
     )]
     cgroup_root: PathBuf,
     /// Docker Engine API endpoint (unix:///path or tcp://host:port); `none` disables it.
-    #[arg(
-        long,
-        default_value = "unix:///var/run/docker.sock",
-        value_name = "URL",
-        global = true
-    )]
+    #[arg(long, default_value = DEFAULT_DOCKER_HOST, value_name = "URL", global = true)]
     docker_host: String,
+    /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
+    /// Default: unix:///run/podman/podman.sock, reported once it answers.
+    #[arg(long, value_name = "URL", global = true)]
+    podman_host: Option<String>,
+    /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
+    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock,
+    /// reported once one answers.
+    #[arg(long, value_name = "URL", global = true)]
+    cri_endpoint: Option<String>,
     /// Command groups exposed per container (largest first).
     #[arg(long, default_value_t = 5, value_name = "K", global = true)]
     top_commands: usize,
@@ -113,14 +120,14 @@ impl Cli {
         }
     }
 
-    /// The Docker client, or `None` when disabled. A malformed URL is an error.
-    fn docker(&self) -> anyhow::Result<Option<DockerRuntime>> {
-        if self.docker_host.eq_ignore_ascii_case("none") {
-            return Ok(None);
-        }
-        Ok(Some(
-            DockerRuntime::new(&self.docker_host).context("--docker-host")?,
-        ))
+    /// The configured runtime APIs (`none` disables one). A malformed URL
+    /// is an error naming its flag.
+    fn runtimes(&self) -> anyhow::Result<Runtimes> {
+        Ok(Runtimes::from_flags(&RuntimeFlags {
+            docker_host: self.docker_host.clone(),
+            podman_host: self.podman_host.clone(),
+            cri_endpoint: self.cri_endpoint.clone(),
+        })?)
     }
 }
 
@@ -179,16 +186,24 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
     }
-    let meta = MetaCache::new();
-    match cli.docker()? {
-        Some(rt) => {
-            tokio::spawn(runtime::refresh_loop(
-                rt,
-                meta.clone(),
-                Duration::from_secs(30),
-            ));
-        }
-        None => tracing::info!("runtime API disabled; containers are named by short id"),
+    let runtimes = cli.runtimes()?;
+    let configured = runtimes.configured();
+    let probed: Vec<Kind> = configured
+        .iter()
+        .copied()
+        .filter(|k| runtimes.probed(*k))
+        .collect();
+    let meta = MetaCache::with_runtimes(&configured, &probed);
+    let backoff = Duration::from_secs(30);
+    let poll = runtime::POLL_EVERY;
+    for api in [runtimes.docker(), runtimes.podman()].into_iter().flatten() {
+        tokio::spawn(runtime::refresh_loop(api, meta.clone(), backoff, poll));
+    }
+    if let Some(api) = runtimes.cri() {
+        tokio::spawn(runtime::refresh_loop(api, meta.clone(), backoff, poll));
+    }
+    if runtimes.configured().is_empty() {
+        tracing::info!("runtime APIs disabled; containers are named by short id");
     }
     let collector = cli.collector();
     tracing::info!(threads = collector.threads(), "collection threads");
@@ -206,6 +221,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         proc_root = %cli.proc_root.display(),
         cgroup_root = %cli.cgroup_root.display(),
         docker_host = %cli.docker_host,
+        podman_host = cli.podman_host.as_deref().unwrap_or(DEFAULT_PODMAN_HOST),
+        cri_endpoint = cli.cri_endpoint.as_deref().unwrap_or("(containerd, then CRI-O)"),
         "serving /metrics"
     );
     axum::serve(listener, server::app(state))
@@ -241,6 +258,8 @@ mod tests {
         assert_eq!(cli.listen.to_string(), "0.0.0.0:9917");
         assert_eq!(cli.roots(), Roots::default());
         assert_eq!(cli.docker_host, "unix:///var/run/docker.sock");
+        assert_eq!(cli.podman_host, None);
+        assert_eq!(cli.runtimes().unwrap().configured(), Kind::ALL);
         assert_eq!(cli.render_options().top_commands, 5);
         assert_eq!(cli.render_options().command_max_chars, 120);
         assert_eq!(cli.collector().threads(), collect::default_threads());
@@ -265,7 +284,26 @@ mod tests {
             Some(Command::Snapshot { json: true })
         ));
         assert_eq!(cli.roots(), Roots::new("/host/proc", "/host/sys/fs/cgroup"));
-        assert!(cli.docker().unwrap().is_none());
+        assert_eq!(
+            cli.runtimes().unwrap().configured(),
+            [Kind::Podman, Kind::Cri]
+        );
+        let cli = Cli::try_parse_from([
+            "pidwarden-exporter",
+            "--docker-host",
+            "none",
+            "--podman-host",
+            "none",
+            "--cri-endpoint",
+            "unix:///run/k/containerd.sock",
+        ])
+        .unwrap();
+        let rts = cli.runtimes().unwrap();
+        assert_eq!(rts.configured(), [Kind::Cri]);
+        assert_eq!(
+            rts.cri().unwrap().endpoints()[0].to_string(),
+            "unix:///run/k/containerd.sock"
+        );
 
         for bad in [
             &["pidwarden-exporter", "--listen", "nowhere"][..],
@@ -278,10 +316,14 @@ mod tests {
         }
         let cli =
             Cli::try_parse_from(["pidwarden-exporter", "--docker-host", "docker.sock"]).unwrap();
-        let e = format!("{:#}", cli.docker().unwrap_err());
+        let e = format!("{:#}", cli.runtimes().unwrap_err());
         assert!(
             e.contains("--docker-host") && e.contains("docker.sock"),
             "{e}"
         );
+        let cli =
+            Cli::try_parse_from(["pidwarden-exporter", "--cri-endpoint", "crio.sock"]).unwrap();
+        let e = format!("{:#}", cli.runtimes().unwrap_err());
+        assert!(e.contains("--cri-endpoint"), "{e}");
     }
 }

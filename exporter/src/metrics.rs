@@ -152,8 +152,8 @@ pub struct SelfStats {
     pub scrape_duration_seconds: f64,
     /// Accumulated errors per stage, in the order they are exposed.
     pub errors: Vec<(&'static str, u64)>,
-    /// Whether the runtime API answered on its last refresh.
-    pub runtime_up: bool,
+    /// Each configured runtime API and whether it answered on its last refresh.
+    pub runtime_up: Vec<(&'static str, bool)>,
 }
 
 /// The name a container is shown under: the runtime's name when known,
@@ -320,6 +320,12 @@ pub fn build_families(
                     .unwrap_or_default(),
             ),
         ]);
+        let kube = m.and_then(|m| m.kube.clone()).unwrap_or_default();
+        info_labels.extend([
+            ("namespace", kube.namespace),
+            ("pod", kube.pod),
+            ("container", kube.container),
+        ]);
         info.push(info_labels, Value::Int(1));
 
         if let Some(p) = &c.pids {
@@ -379,10 +385,12 @@ pub fn build_families(
         Gauge,
         "1 when the runtime API answered on the last refresh.",
     );
-    up.push(
-        vec![("runtime", "docker".to_string())],
-        Value::Int(u64::from(stats.runtime_up)),
-    );
+    for (runtime, is_up) in &stats.runtime_up {
+        up.push(
+            vec![("runtime", runtime.to_string())],
+            Value::Int(u64::from(*is_up)),
+        );
+    }
     let mut build = Family::new("pidwarden_build_info", None, Gauge, "Build information.");
     build.push(
         vec![("version", env!("CARGO_PKG_VERSION").to_string())],
@@ -556,7 +564,7 @@ mod tests {
         SelfStats {
             scrape_duration_seconds: 0.25,
             errors: vec![("discovery", 0), ("cgroup", 0), ("proc", 1), ("runtime", 3)],
-            runtime_up: true,
+            runtime_up: vec![("docker", true), ("cri", false)],
         }
     }
 
@@ -590,8 +598,8 @@ mod tests {
             &[
                 "# HELP pidwarden_container_info Container metadata to join on; absent labels are empty strings.".into(),
                 "# TYPE pidwarden_container_info gauge".into(),
-                format!("pidwarden_container_info{{{a},image=\"busybox:latest\",runtime=\"docker\",compose_project=\"shop\",compose_service=\"web\"}} 1"),
-                format!("pidwarden_container_info{{{b},image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\"}} 1"),
+                format!("pidwarden_container_info{{{a},image=\"busybox:latest\",runtime=\"docker\",compose_project=\"shop\",compose_service=\"web\",namespace=\"\",pod=\"\",container=\"\"}} 1"),
+                format!("pidwarden_container_info{{{b},image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\",namespace=\"\",pod=\"\",container=\"\"}} 1"),
                 "# TYPE pidwarden_container_tasks gauge".into(),
                 format!("pidwarden_container_tasks{{{a}}} 12"),
                 format!("pidwarden_container_tasks{{{b}}} 1"),
@@ -625,6 +633,7 @@ mod tests {
                 "pidwarden_scrape_errors_total{stage=\"proc\"} 1".into(),
                 "pidwarden_scrape_errors_total{stage=\"runtime\"} 3".into(),
                 "pidwarden_runtime_up{runtime=\"docker\"} 1".into(),
+                "pidwarden_runtime_up{runtime=\"cri\"} 0".into(),
                 format!("pidwarden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
             ],
         );
@@ -754,6 +763,7 @@ mod tests {
                 "pidwarden_scrape_duration_seconds 0.25".into(),
                 format!("pidwarden_container_process_group_processes{{{a},command=\"say \\\"hi\\\" C:\\\\dir\"}} 2"),
                 "pidwarden_runtime_up{runtime=\"docker\"} 1".into(),
+                "pidwarden_runtime_up{runtime=\"cri\"} 0".into(),
             ],
         );
         assert!(!out.contains("_total_total"), "{out}");

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use pidwarden_shared::cgroup::Runtime;
 use pidwarden_shared::collect::{Collector, Snapshot};
+use pidwarden_shared::runtime::Kind;
 use tokio::sync::Mutex;
 
 use crate::errors::{ErrorCounts, LogLimiter};
@@ -56,12 +56,16 @@ impl Scraper {
         let stats = SelfStats {
             scrape_duration_seconds: duration,
             errors: self.errors.with_runtime(meta.errors()),
-            runtime_up: meta.up(),
+            runtime_up: meta
+                .runtimes_up()
+                .into_iter()
+                .map(|(k, up)| (k.as_str(), up))
+                .collect(),
         };
         let known = meta.snapshot();
         for c in &snap.containers {
-            if c.container.runtime == Runtime::Docker && !known.contains_key(&c.container.id) {
-                meta.report_missing(&c.container.id);
+            if !known.contains_key(&c.container.id) {
+                meta.report_missing(Kind::of(c.container.runtime), &c.container.id);
             }
         }
         let families = build_families(&snap, &known, &stats, opts);
@@ -274,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_serves_text_and_openmetrics_and_accumulates_errors() {
         let (st, cache) = state(Box::new(Fixed), Duration::from_secs(1));
-        cache.replace(meta());
+        cache.replace(Kind::Docker, meta());
         let (s, ct, body) = get(app(st.clone()), "/metrics", None).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(ct, TEXT_CONTENT_TYPE);
@@ -287,7 +291,7 @@ mod tests {
         promtool_check(&body);
 
         // The runtime comes up and counted errors in between.
-        cache.set_up(true);
+        cache.set_up(Kind::Docker, true);
         cache.count_error();
         let (s, ct, body) = get(
             app(st),
@@ -305,7 +309,7 @@ mod tests {
         assert!(body.contains("pidwarden_scrape_errors_total{stage=\"runtime\"} 1\n"));
         assert!(body.contains("pidwarden_runtime_up{runtime=\"docker\"} 1\n"));
         assert!(body.contains(&format!(
-            "pidwarden_container_info{{id=\"{ID_B}\",name=\"bbbbbbbbbbbb\",image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\"}} 1\n"
+            "pidwarden_container_info{{id=\"{ID_B}\",name=\"bbbbbbbbbbbb\",image=\"\",runtime=\"docker\",compose_project=\"\",compose_service=\"\",namespace=\"\",pod=\"\",container=\"\"}} 1\n"
         )));
     }
 

@@ -11,7 +11,8 @@ use pidwarden_shared::groups::surplus;
 use serde::Serialize;
 
 use crate::metrics::{display_name, short_id, top_groups, CommandGroup, RenderOptions};
-use crate::runtime::{ContainerMeta, ContainerRuntime};
+use crate::runtime::ContainerMeta;
+use pidwarden_shared::runtime::{Kind, Metadata, RuntimeError};
 
 /// How long the snapshot waits for the runtime API before printing without names.
 const RUNTIME_WAIT: Duration = Duration::from_secs(3);
@@ -25,6 +26,9 @@ pub struct Row {
     runtime: &'static str,
     compose_project: String,
     compose_service: String,
+    namespace: String,
+    pod: String,
+    container: String,
     tasks: Option<u64>,
     pids_limit: Option<u64>,
     pids_headroom: Option<u64>,
@@ -45,6 +49,14 @@ pub struct Report {
     containers: Vec<Row>,
     errors: Vec<ErrorRow>,
     runtime_up: bool,
+    runtimes: Vec<RuntimeUp>,
+}
+
+/// One configured runtime API and whether it answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeUp {
+    runtime: &'static str,
+    up: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,7 +69,7 @@ struct ErrorRow {
 pub fn report(
     snap: &Snapshot,
     meta: &HashMap<String, ContainerMeta>,
-    runtime_up: bool,
+    runtimes: Vec<RuntimeUp>,
     opts: RenderOptions,
 ) -> Report {
     let containers = snap
@@ -66,6 +78,7 @@ pub fn report(
         .map(|c| {
             let id = &c.container.id;
             let m = meta.get(id);
+            let kube = m.and_then(|m| m.kube.clone()).unwrap_or_default();
             Row {
                 id: id.clone(),
                 name: display_name(id, m),
@@ -77,6 +90,9 @@ pub fn report(
                 compose_service: m
                     .and_then(|m| m.compose_service.clone())
                     .unwrap_or_default(),
+                namespace: kube.namespace,
+                pod: kube.pod,
+                container: kube.container,
                 tasks: c.pids.map(|p| p.current),
                 pids_limit: c.pids.and_then(|p| p.limit.value()),
                 pids_headroom: c.pids.and_then(|p| p.headroom),
@@ -102,7 +118,8 @@ pub fn report(
                 message: m.clone(),
             })
             .collect(),
-        runtime_up,
+        runtime_up: runtimes.iter().any(|r| r.up),
+        runtimes,
     }
 }
 
@@ -208,32 +225,68 @@ pub fn table(r: &Report) -> String {
     out
 }
 
+/// Every container one runtime knows, waiting at most [`RUNTIME_WAIT`];
+/// `None` for a runtime that is not configured, `Some((kind, None))` for one
+/// that did not answer (logged unless `quiet`: probed on a default endpoint).
+async fn fetch<R: Metadata>(
+    rt: Option<std::sync::Arc<R>>,
+    quiet: bool,
+) -> Option<(Kind, Option<HashMap<String, ContainerMeta>>)> {
+    let rt = rt?;
+    let kind = rt.kind();
+    let list = async {
+        rt.connect().await?;
+        rt.list().await
+    };
+    let got = match tokio::time::timeout(RUNTIME_WAIT, list).await {
+        Ok(Ok(m)) => Some(m),
+        Ok(Err(e)) => {
+            warn_down(kind, &e, quiet);
+            None
+        }
+        Err(_) => {
+            let e = RuntimeError::Unreachable(format!("no answer in {RUNTIME_WAIT:?}"));
+            warn_down(kind, &e, quiet);
+            None
+        }
+    };
+    Some((kind, got))
+}
+
+fn warn_down(kind: Kind, e: &RuntimeError, quiet: bool) {
+    if quiet {
+        tracing::debug!(runtime = kind.as_str(), error = %e, "runtime API not present");
+    } else {
+        tracing::warn!(runtime = kind.as_str(), error = %e, "runtime API");
+    }
+}
+
 /// Runs the subcommand.
 pub async fn run(cli: &crate::Cli, json: bool) -> anyhow::Result<()> {
     let mut collector = cli.collector();
     let collect = tokio::task::spawn_blocking(move || collector.collect());
-    let (meta, up) = match cli.docker()? {
-        Some(rt) => {
-            let fetch = async {
-                rt.connect().await?;
-                rt.list().await
-            };
-            match tokio::time::timeout(RUNTIME_WAIT, fetch).await {
-                Ok(Ok(m)) => (m, true),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "runtime API");
-                    (HashMap::new(), false)
-                }
-                Err(_) => {
-                    tracing::warn!("runtime API did not answer in {RUNTIME_WAIT:?}");
-                    (HashMap::new(), false)
-                }
-            }
+    let runtimes = cli.runtimes()?;
+    let quiet = |k: Kind| runtimes.probed(k);
+    let (d, p, c) = tokio::join!(
+        fetch(runtimes.docker(), quiet(Kind::Docker)),
+        fetch(runtimes.podman(), quiet(Kind::Podman)),
+        fetch(runtimes.cri(), quiet(Kind::Cri))
+    );
+    let mut meta = HashMap::new();
+    let mut ups = Vec::new();
+    for (kind, got) in [d, p, c].into_iter().flatten() {
+        if got.is_none() && runtimes.probed(kind) {
+            // Not on this host: its default endpoint does not answer.
+            continue;
         }
-        None => (HashMap::new(), false),
-    };
+        ups.push(RuntimeUp {
+            runtime: kind.as_str(),
+            up: got.is_some(),
+        });
+        meta.extend(got.unwrap_or_default());
+    }
     let snap = collect.await.context("collection failed")?;
-    let r = report(&snap, &meta, up, cli.render_options());
+    let r = report(&snap, &meta, ups, cli.render_options());
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -142,22 +142,13 @@ pub enum Target {
     Invalid(String),
 }
 
-/// True for a full container id: exactly 64 lowercase hex digits.
-pub fn is_full_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// True for a name Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, ≤ 128
-/// chars), with one optional leading `/` as the API reports names.
-pub fn is_valid_name(s: &str) -> bool {
-    let s = s.strip_prefix('/').unwrap_or(s);
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
+/// The shared checks of what reaches the runtime: a full container id
+/// (exactly 64 lowercase hex digits) and a name Docker or Podman accepts
+/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters, one optional
+/// leading `/` as the API reports names).
+pub use pidwarden_shared::runtime::{
+    is_container_id as is_full_id, is_container_name as is_valid_name,
+};
 
 /// Shortens a string taken from an alert for a log line or audit row.
 pub fn clip(s: &str, max: usize) -> String {

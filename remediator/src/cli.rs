@@ -13,7 +13,7 @@ use crate::config::{Overrides, Settings};
 use crate::engine::HostKillEngine;
 use crate::http::{app, AppState};
 use crate::metrics::Metrics;
-use crate::runtime::DockerRuntime;
+use crate::runtime::{RuntimeFlags, Runtimes};
 use crate::service::Service;
 use crate::store::{Record, Store};
 
@@ -109,9 +109,17 @@ pub struct ServeArgs {
     /// Days audit rows are kept (default 90; 0 keeps them forever).
     #[arg(long)]
     pub retention_days: Option<u32>,
-    /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`).
-    #[arg(long, env = "DOCKER_HOST")]
-    pub docker_host: Option<String>,
+    /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`); `none` disables it.
+    #[arg(long, env = "DOCKER_HOST", default_value = pidwarden_shared::runtime::DEFAULT_DOCKER_HOST)]
+    pub docker_host: String,
+    /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
+    /// Default: unix:///run/podman/podman.sock.
+    #[arg(long)]
+    pub podman_host: Option<String>,
+    /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
+    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock.
+    #[arg(long)]
+    pub cri_endpoint: Option<String>,
     /// The proc filesystem.
     #[arg(long, default_value = "/proc")]
     pub proc_root: PathBuf,
@@ -276,6 +284,15 @@ fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     Ok(Settings::load(a.config.as_deref(), &o)?)
 }
 
+/// The runtimes the flags configure; a malformed URL names its flag.
+pub fn runtimes(a: &ServeArgs) -> anyhow::Result<Runtimes> {
+    Ok(Runtimes::from_flags(&RuntimeFlags {
+        docker_host: a.docker_host.clone(),
+        podman_host: a.podman_host.clone(),
+        cri_endpoint: a.cri_endpoint.clone(),
+    })?)
+}
+
 fn state_store(dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(dir)?)
 }
@@ -309,10 +326,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let store = state_store(&a.state_dir)?;
-    let runtime = DockerRuntime::connect(a.docker_host.as_deref())
-        .await
-        .context("docker client")?;
     let roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    let runtime = runtimes(&a)?.with_cgroups(roots.clone());
+    tracing::info!(
+        runtimes = ?runtime.configured().iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "container runtimes (each container goes to the one its cgroup names)"
+    );
     let metrics = Arc::new(Metrics::new());
     let service = Service::new(
         settings.clone(),

@@ -1,7 +1,9 @@
-//! The restart action: re-check the container through the runtime (still
+//! The restart action: re-check the container through its runtime (still
 //! running, not restarted since the alert began), then restart it with the
-//! grace period as stop timeout. A runtime error or timeout changed nothing
-//! the re-check would not see, so it is retried on redelivery.
+//! grace period as stop timeout. Docker and Podman restart it; on Kubernetes
+//! the CRI stops it and the kubelet starts it again. A runtime error or
+//! timeout changed nothing the re-check would not see, so it is retried on
+//! redelivery; a refusal (a pod sandbox) is not.
 
 use crate::audit::{ActionEnd, ProcessList};
 use crate::decide::Job;
@@ -68,6 +70,9 @@ impl Service {
                 Outcome::UnknownContainer,
                 "container vanished during the restart",
             ),
+            Err(e @ RuntimeError::Refused(_)) => {
+                ActionEnd::new(Outcome::Failed, format!("not restarted: {e}"))
+            }
             Err(e) => ActionEnd::retryable(format!("restart failed: {e}")),
         }
     }

@@ -163,7 +163,12 @@ impl Service {
     /// container found once is remembered; one not found is looked for
     /// again next time (it may just have started).
     pub(crate) async fn is_local(&self, id: &str) -> Result<bool, String> {
-        if self.local.lock().unwrap_or_else(|p| p.into_inner()).contains(id) {
+        if self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+        {
             return Ok(true);
         }
         let engine = Arc::clone(&self.engine);

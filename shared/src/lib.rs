@@ -17,7 +17,9 @@ pub mod limit;
 pub mod procfs;
 pub mod redact;
 pub mod roots;
+pub mod runtime;
 pub mod signal;
+pub mod timefmt;
 pub mod victims;
 
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! cgroup fixture trees laid out like real hosts (cgroup v2: Docker with the
-//! cgroupfs and systemd drivers, Podman, Kubernetes with the systemd and
-//! cgroupfs drivers; cgroup v1 hybrid), with the limits on ancestors, read
+//! cgroupfs and systemd drivers, Podman, Kubernetes with the systemd driver
+//! on containerd and CRI-O and with the cgroupfs driver; cgroup v1 hybrid), with the limits on ancestors, read
 //! through the public API.
 
 use std::fs;
@@ -10,6 +10,7 @@ use pidwarden_shared::cgroup::{
     detect_layout, discover, read_memory, read_pids, read_procs_recursive, Container, Layout,
     MemoryStats, PidsStats, Runtime,
 };
+use pidwarden_shared::runtime::Kind;
 use pidwarden_shared::{Error, Limit, Roots};
 
 const ID_A: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -520,6 +521,84 @@ fn v2_kubepods_systemd_driver() {
             limit: Limit::Max(536870912),
             oom_kills: 0,
         })
+    );
+}
+
+/// A CRI-O node, systemd cgroup driver (cgroup v2): a best-effort pod with
+/// its pause (infra) container and one app container, each beside the
+/// `crio-conmon-<id>.scope` of its monitor, which is not a container.
+#[test]
+fn v2_kubepods_systemd_driver_crio() {
+    let t = Tree::v2();
+    let uid_ = POD_UID.replace('-', "_");
+    let qos = "kubepods.slice/kubepods-besteffort.slice";
+    let pod = format!("{qos}/kubepods-besteffort-pod{uid_}.slice");
+    let app = format!("{pod}/crio-{ID_A}.scope");
+    let pause = format!("{pod}/crio-{ID_B}.scope");
+    let conmon = format!("{pod}/crio-conmon-{ID_A}.scope");
+    t.set("kubepods.slice", "pids.max", "100000\n")
+        .set("kubepods.slice", "pids.current", "40\n")
+        .set(qos, "pids.current", "12\n")
+        // podPidsLimit on the pod slice
+        .set(&pod, "pids.max", "16\n")
+        .set(&pod, "pids.current", "12\n")
+        .set(&app, "pids.current", "9\n")
+        .set(&app, "pids.events", "max 4\n")
+        .set(&app, "cgroup.procs", "7001\n7002\n7003\n")
+        .set(&app, "memory.current", "1000000\n")
+        .set(&app, "memory.stat", v2_memory_stat(900000, 50000, 0))
+        .set(&pause, "pids.current", "1\n")
+        .set(&pause, "cgroup.procs", "6999\n")
+        .set(&conmon, "pids.current", "2\n")
+        .set(&conmon, "cgroup.procs", "6998\n")
+        .set(
+            &format!("{pod}/crio-conmon-{ID_B}.scope"),
+            "cgroup.procs",
+            "6997\n",
+        )
+        .cgroup("system.slice/crio.service")
+        .cgroup("system.slice/kubelet.service");
+
+    let layout = t.layout();
+    let cs = discover(&layout).unwrap();
+    assert_eq!(
+        ids(&cs),
+        sorted(vec![ID_A, ID_B]),
+        "conmon scopes are not containers"
+    );
+    for id in [ID_A, ID_B] {
+        let c = find(&cs, id);
+        assert_eq!(c.runtime, Runtime::Crio);
+        assert_eq!(
+            Kind::of(c.runtime),
+            Kind::Cri,
+            "named and restarted through CRI"
+        );
+        assert_eq!(c.pod_uid.as_deref(), Some(POD_UID));
+    }
+    let c = find(&cs, ID_A);
+    assert_eq!(c.rel_path, PathBuf::from(&app));
+    assert_eq!(
+        read_pids(&layout, c).unwrap(),
+        Some(PidsStats {
+            current: 9,
+            limit: Limit::Max(16),
+            headroom: Some(4),
+            limit_hits: 4,
+        }),
+        "the pod's limit and headroom, shared with the sandbox and conmon"
+    );
+    assert_eq!(
+        read_procs_recursive(&t.path(&app)).unwrap(),
+        vec![7001, 7002, 7003],
+        "conmon's process is not the container's"
+    );
+    let p = find(&cs, ID_B);
+    assert_eq!(
+        read_pids(&layout, p)
+            .unwrap()
+            .map(|s| (s.current, s.headroom)),
+        Some((1, Some(4)))
     );
 }
 

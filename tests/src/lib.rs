@@ -18,6 +18,11 @@
 //!   stop and restart, removed with its containers, mounts and files on drop;
 //! - [`run_load`] — an open-loop HTTP load at a fixed rate, with latency
 //!   quantiles measured from each request's due time;
+//! - [`CriNode`] — a private containerd with its CRI plugin (scripts/cri-node.sh),
+//!   stopped with its mounts on drop; [`TestPod`] — a pod driven through CRI
+//!   as the kubelet does, removed with its pod cgroups on drop;
+//! - [`PodmanNode`] — a Podman of the test's own with its Docker-compatible API
+//!   (scripts/podman-service.sh), removed with its containers on drop;
 //! - [`TempDir`] — a `pidwarden-test-*` directory removed on drop.
 //!
 //! [`promtool_check`] checks an exposition with Prometheus's own parser;
@@ -42,11 +47,14 @@
 
 mod alerting;
 mod cgroup;
+mod cri;
 mod daemons;
 mod docker;
 mod exposition;
 mod http;
 mod load;
+mod node_script;
+mod podman;
 mod private_docker;
 mod process;
 mod prometheus;
@@ -58,6 +66,7 @@ mod util;
 pub use alerting::{alertmanager_config, rules_with_for};
 
 pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
+pub use cri::{require_cri, CriNode, TestPod, CRI_IMAGE};
 pub use daemons::{tally, AuditRow, Exporter, Remediator};
 pub use docker::{
     docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,
@@ -66,6 +75,7 @@ pub use docker::{
 pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
 pub use load::{run_load, LoadReport, LoadSpec};
+pub use podman::{require_podman, PodmanContainer, PodmanNode, PODMAN_IMAGE};
 pub use private_docker::PrivateDocker;
 pub use process::{run_json, run_ok, ChildGuard, Daemon, READY_TIMEOUT};
 pub use prometheus::{prom_api, urlencode};
