@@ -174,7 +174,7 @@ impl Runtimes {
             return None;
         };
         if fresh(&self.classified.read().unwrap_or_else(|e| e.into_inner())) {
-            // Walked while this lookup waited for the lock.
+            // Another lookup walked the tree just before this one took the lock.
             return self.lookup_classified(id);
         }
         let walk = tokio::task::spawn_blocking(move || {
