@@ -210,6 +210,12 @@ impl CriApi {
 
     /// Probes the endpoints in order; keeps the first that answers `Version`.
     async fn probe(&self) -> Result<Clients, RuntimeError> {
+        let r = self.probe_all().await;
+        self.clients.attempted(&r);
+        r
+    }
+
+    async fn probe_all(&self) -> Result<Clients, RuntimeError> {
         let mut why = Vec::new();
         for (i, ep) in self.endpoints.iter().enumerate() {
             let ch = channel(ep)?;
@@ -238,8 +244,11 @@ impl CriApi {
     }
 
     async fn clients(&self) -> Result<Clients, RuntimeError> {
-        match self.clients.get() {
-            Some(c) => Ok(c),
+        if let Some(c) = self.clients.get() {
+            return Ok(c);
+        }
+        match self.clients.recent_failure() {
+            Some(e) => Err(e),
             None => self.probe().await,
         }
     }

@@ -61,19 +61,23 @@ impl DockerApi {
     /// Builds the client and negotiates the version; keeps it only when the
     /// negotiation succeeded.
     async fn negotiate(&self) -> Result<bollard::Docker, RuntimeError> {
-        let client = self
-            .build()?
-            .negotiate_version()
-            .await
-            .map_err(|e| self.map_err(e))?;
+        let r = match self.build() {
+            Ok(c) => c.negotiate_version().await.map_err(|e| self.map_err(e)),
+            Err(e) => Err(e),
+        };
+        self.client.attempted(&r);
+        let client = r?;
         self.client.set(Some(client.clone()));
         Ok(client)
     }
 
     /// The negotiated client, negotiating first when there is none yet.
     async fn client(&self) -> Result<bollard::Docker, RuntimeError> {
-        match self.client.get() {
-            Some(c) => Ok(c),
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        match self.client.recent_failure() {
+            Some(e) => Err(e),
             None => self.negotiate().await,
         }
     }

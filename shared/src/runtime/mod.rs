@@ -317,21 +317,53 @@ pub trait Control: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), RuntimeError>>;
 }
 
-/// A client built on first use, kept while its runtime answers.
+/// How long a failed connection attempt answers for its runtime before the
+/// next call tries again: a burst of lookups against an absent runtime costs
+/// one attempt, not one each.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A client built on first use, kept while its runtime answers; and the
+/// last failed attempt to build one.
 #[derive(Debug)]
-struct Slot<T>(std::sync::RwLock<Option<T>>);
+struct Slot<T> {
+    client: std::sync::RwLock<Option<T>>,
+    failed: std::sync::Mutex<Option<(std::time::Instant, RuntimeError)>>,
+}
 
 impl<T: Clone> Slot<T> {
     fn empty() -> Self {
-        Slot(std::sync::RwLock::new(None))
+        Slot {
+            client: std::sync::RwLock::new(None),
+            failed: std::sync::Mutex::new(None),
+        }
     }
 
     fn get(&self) -> Option<T> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set(&self, v: Option<T>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = v;
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    /// Records the outcome of an attempt to connect.
+    fn attempted(&self, r: &Result<T, RuntimeError>) {
+        let mut f = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        *f = r
+            .as_ref()
+            .err()
+            .map(|e| (std::time::Instant::now(), e.clone()));
+    }
+
+    /// The error of an attempt that failed less than [`RETRY_AFTER`] ago.
+    fn recent_failure(&self) -> Option<RuntimeError> {
+        let f = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        f.as_ref()
+            .filter(|(at, _)| at.elapsed() < RETRY_AFTER)
+            .map(|(_, e)| e.clone())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
@@ -39,6 +39,16 @@ impl Default for RuntimeFlags {
 
 /// Ids remembered with their runtime at most (then the memory starts over).
 const MAX_REMEMBERED: usize = 4096;
+/// The cgroup tree is walked again for an id it did not show at most this
+/// often: lookups of unknown ids cost one walk per interval, not one each.
+const RECLASSIFY_AFTER: Duration = Duration::from_secs(1);
+
+/// The containers' runtimes from the last walk of the cgroup tree.
+#[derive(Debug, Default)]
+struct Classified {
+    at: Option<Instant>,
+    kinds: HashMap<String, Kind>,
+}
 
 /// The configured runtimes.
 #[derive(Debug, Default)]
@@ -47,6 +57,9 @@ pub struct Runtimes {
     podman: Option<Arc<DockerApi>>,
     cri: Option<Arc<CriApi>>,
     cgroups: Option<Roots>,
+    classified: std::sync::RwLock<Classified>,
+    /// Held by the one lookup that walks the tree.
+    walking: tokio::sync::Mutex<()>,
     probed: Vec<Kind>,
     seen: Mutex<HashMap<String, Kind>>,
 }
@@ -141,20 +154,53 @@ impl Runtimes {
     }
 
     /// The runtime of the container `id` from its cgroup, when it has one.
+    /// The tree is walked again when `id` is not in the last walk and that
+    /// walk is older than [`RECLASSIFY_AFTER`]. Lookups never wait for a
+    /// walk another one started: they answer `None` (the caller then asks
+    /// every runtime).
     pub async fn classify(&self, id: &str) -> Option<Kind> {
         let roots = self.cgroups.clone()?;
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || {
+        let fresh = |c: &Classified| c.at.is_some_and(|t| t.elapsed() < RECLASSIFY_AFTER);
+        {
+            let c = self.classified.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = c.kinds.get(id) {
+                return Some(*k);
+            }
+            if fresh(&c) {
+                return None;
+            }
+        }
+        let Ok(_walking) = self.walking.try_lock() else {
+            return None;
+        };
+        if fresh(&self.classified.read().unwrap_or_else(|e| e.into_inner())) {
+            // Another lookup walked the tree just before this one took the lock.
+            return self.lookup_classified(id);
+        }
+        let walk = tokio::task::spawn_blocking(move || {
             let layout = crate::cgroup::detect_layout(&roots).ok()?;
             let found = crate::cgroup::discover(&layout).ok()?;
-            found
-                .into_iter()
-                .find(|c| c.id == id)
-                .map(|c| Kind::of(c.runtime))
-        })
-        .await
-        .ok()
-        .flatten()
+            Some(
+                found
+                    .into_iter()
+                    .map(|c| (c.id, Kind::of(c.runtime)))
+                    .collect::<HashMap<_, _>>(),
+            )
+        });
+        let kinds = walk.await.ok().flatten();
+        {
+            let mut c = self.classified.write().unwrap_or_else(|e| e.into_inner());
+            c.at = Some(Instant::now());
+            if let Some(kinds) = kinds {
+                c.kinds = kinds;
+            }
+        }
+        self.lookup_classified(id)
+    }
+
+    fn lookup_classified(&self, id: &str) -> Option<Kind> {
+        let c = self.classified.read().unwrap_or_else(|e| e.into_inner());
+        c.kinds.get(id).copied()
     }
 
     fn remember(&self, id: &str, kind: Kind) {
@@ -348,7 +394,15 @@ mod tests {
         assert_eq!(r.classify(id).await, Some(Kind::Cri));
         assert_eq!(r.candidates(id).await, vec![Kind::Cri]);
         assert_eq!(r.classify(&pm_id).await, Some(Kind::Podman));
-        assert_eq!(r.classify(&"c".repeat(64)).await, None);
+        // A container that appears later is found by the next walk, which
+        // comes no sooner than RECLASSIFY_AFTER after the last.
+        let late = "c".repeat(64);
+        assert_eq!(r.classify(&late).await, None);
+        std::fs::create_dir_all(d.path().join(format!("system.slice/docker-{late}.scope")))
+            .unwrap();
+        assert_eq!(r.classify(&late).await, None, "no walk per unknown id");
+        tokio::time::sleep(RECLASSIFY_AFTER).await;
+        assert_eq!(r.classify(&late).await, Some(Kind::Docker));
         // With CRI disabled, the pod container falls back to asking all.
         let r = Runtimes::from_flags(&flags(
             "unix:///nonexistent/d.sock",
