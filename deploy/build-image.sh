@@ -3,11 +3,15 @@
 # image with the local Docker daemon. No base image is pulled.
 #
 #   deploy/build-image.sh [TAG]      # default tag: pidwarden:<workspace version>
+#
+# Needs protoc (Debian protobuf-compiler): the CRI client is generated from
+# the CRI api.proto at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${1:-pidwarden:$version}
 target=x86_64-unknown-linux-gnu
+command -v protoc >/dev/null || { echo "error: protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target "$target" -p pidwarden-exporter -p pidwarden-remediator
 ctx=$(mktemp -d)
