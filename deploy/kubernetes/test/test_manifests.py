@@ -322,5 +322,22 @@ class Privileges(unittest.TestCase):
         self.assertEqual(jobs, {"metrics": "pidwarden-exporter", "webhook": "pidwarden-remediator"})
 
 
+class Flags(unittest.TestCase):
+    """The DaemonSet's command lines are ones the binaries accept (the
+    debug builds of this checkout; `scripts/test.sh` builds them first)."""
+
+    def test_every_daemon_command_line_parses(self):
+        ds = by_kind(rendered(), "DaemonSet")
+        for c in ds["spec"]["template"]["spec"]["containers"]:
+            cmd = c.get("command", []) + c.get("args", [])
+            binary = os.path.join(ROOT, "target", "debug", os.path.basename(cmd[0]))
+            if not os.path.exists(binary):
+                self.skipTest(f"{binary} not built (cargo build first)")
+            # --help after every flag: clap refuses an unknown flag or a bad
+            # value before it prints the help.
+            r = subprocess.run([binary, *cmd[1:], "--help"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, f"{c['name']}: {r.stderr}")
+
+
 if __name__ == "__main__":
     unittest.main()
