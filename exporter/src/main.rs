@@ -147,31 +147,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` limit to the hard one: the process reader
-/// keeps one `/proc/<pid>/stat` handle per process below it. Returns the
-/// (old, new) soft limit.
-fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let old = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((old, lim.rlim_cur))
-}
-
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    match raise_nofile_limit() {
+    match pidwarden_shared::procfs::raise_nofile_limit() {
         Ok((old, new)) => tracing::info!(
             old,
             new,
@@ -219,20 +196,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
-
-    #[test]
-    fn the_open_file_limit_is_raised_to_the_hard_limit() {
-        let (old, new) = raise_nofile_limit().unwrap();
-        assert!(new >= old);
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct it is given.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(lim.rlim_cur, lim.rlim_max);
-        assert_eq!(lim.rlim_cur, new);
-    }
 
     #[test]
     fn cli_defaults_and_flags() {
