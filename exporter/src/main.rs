@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use pidwarden_shared::collect::{self, Collector};
+use pidwarden_shared::collect::{self, CollectMode, Collector};
 use pidwarden_shared::Roots;
 
 use crate::metrics::RenderOptions;
@@ -65,6 +65,11 @@ struct Cli {
     /// 1 collects on one thread. Default: the CPUs available, at most 4.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..256), global = true)]
     collect_threads: Option<u64>,
+    /// How processes are read: `incremental` learns exits from pidfds and
+    /// arrivals from cgroup.procs and reads only what changed; `full` reads
+    /// every process's stat each scrape.
+    #[arg(long, value_enum, default_value_t = Mode::Incremental, value_name = "MODE", global = true)]
+    collect_mode: Mode,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -73,6 +78,21 @@ struct Cli {
     scrape_wait: u64,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Incremental,
+    Full,
+}
+
+impl From<Mode> for CollectMode {
+    fn from(m: Mode) -> CollectMode {
+        match m {
+            Mode::Incremental => CollectMode::Incremental,
+            Mode::Full => CollectMode::Full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,7 +123,7 @@ impl Cli {
             .map_or_else(collect::default_threads, |n| {
                 usize::try_from(n).unwrap_or(1)
             });
-        Collector::with_threads(self.roots(), threads)
+        Collector::with_mode(self.roots(), threads, self.collect_mode.into())
     }
 
     fn render_options(&self) -> RenderOptions {
@@ -168,7 +188,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         None => tracing::info!("runtime API disabled; containers are named by short id"),
     }
     let collector = cli.collector();
-    tracing::info!(threads = collector.threads(), "collection threads");
+    tracing::info!(
+        threads = collector.threads(),
+        mode = collector.mode().as_str(),
+        "collection threads and mode"
+    );
     let state = server::AppState::new(
         Box::new(collector),
         Arc::clone(&meta),
@@ -207,6 +231,9 @@ mod tests {
         assert_eq!(cli.render_options().top_commands, 5);
         assert_eq!(cli.render_options().command_max_chars, 120);
         assert_eq!(cli.collector().threads(), collect::default_threads());
+        assert_eq!(cli.collector().mode(), CollectMode::Incremental);
+        let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-mode", "full"]).unwrap();
+        assert_eq!(cli.collector().mode(), CollectMode::Full);
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-threads", "1"]).unwrap();
         assert_eq!(cli.collector().threads(), 1);
@@ -235,6 +262,7 @@ mod tests {
             &["pidwarden-exporter", "--command-max-chars", "0"],
             &["pidwarden-exporter", "--log-format", "xml"],
             &["pidwarden-exporter", "--collect-threads", "0"],
+            &["pidwarden-exporter", "--collect-mode", "fast"],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err().to_string();
             assert!(e.contains(bad[1]), "{e}");

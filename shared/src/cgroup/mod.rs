@@ -22,7 +22,7 @@ mod stats;
 pub use classify::{classify, is_container_id};
 pub use discover::discover;
 pub use layout::detect_layout;
-pub use stats::{read_memory, read_pids, read_procs_recursive};
+pub use stats::{count_threads_recursive, read_memory, read_pids, read_procs_recursive};
 
 /// How the cgroup filesystem is mounted under the cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -220,3 +220,32 @@ pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
     pids.dedup();
     Ok(pids)
 }
+
+/// Counts the threads (tasks) listed in a cgroup directory and all its
+/// descendants: `cgroup.threads` on cgroup v2, `tasks` on v1. Exited tasks
+/// are not listed, so with `pids.current` (which still charges zombies until
+/// they are reaped) it tells how many zombies a cgroup holds. `Ok(None)`
+/// when `dir` has neither file (a fixture tree, a vanished cgroup).
+pub fn count_threads_recursive(dir: &Path) -> Result<Option<u64>> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut top = true;
+    while let Some(d) = stack.pop() {
+        let content = match read_opt(&d.join("cgroup.threads"))? {
+            Some(c) => Some(c),
+            None => read_opt(&d.join("tasks"))?,
+        };
+        let Some(content) = content else {
+            if top {
+                return Ok(None);
+            }
+            continue;
+        };
+        top = false;
+        total += content.split_ascii_whitespace().count() as u64;
+        if let Some(names) = subdirs(&d)? {
+            stack.extend(names.into_iter().map(|n| d.join(n)));
+        }
+    }
+    Ok(Some(total))
+}

@@ -291,8 +291,16 @@ impl ProcessReader {
         self.kept < self.kept_cap
     }
 
+    /// Reads one process afresh: its command line and `comm` too, even when
+    /// the cache holds them (an exec that kept `comm`). `Ok(None)` when it
+    /// vanished.
+    pub(crate) fn read_fresh(&mut self, pid: i32) -> Result<Option<Process>> {
+        self.forget(pid);
+        self.read_cached(pid)
+    }
+
     /// Reads one process through the cache; `Ok(None)` when it vanished.
-    fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
+    pub(crate) fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
         let Some(opened) = self.read_stat(pid)? else {
             return Ok(None);
         };
@@ -391,10 +399,16 @@ impl ProcessReader {
         }))
     }
 
+    /// Takes the children gathered by [`Self::collect_children`], leaving
+    /// the list empty.
+    pub(crate) fn take_children(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.children)
+    }
+
     /// Appends the children of `pid` (all its threads') to `self.children`.
     /// A single-threaded process has one task, named after the pid, so no
     /// directory listing is needed.
-    fn collect_children(&mut self, pid: i32, threads: u64) -> Result<()> {
+    pub(crate) fn collect_children(&mut self, pid: i32, threads: u64) -> Result<()> {
         if threads <= 1 {
             let path = self
                 .paths
