@@ -90,8 +90,8 @@ impl CollectMode {
 /// One shard's process state.
 #[derive(Debug)]
 enum Shard {
-    Full(ProcessReader),
-    Incremental(ProcessTable),
+    Full(Box<ProcessReader>),
+    Incremental(Box<ProcessTable>),
 }
 
 impl Shard {
@@ -182,11 +182,11 @@ impl Collector {
         Collector {
             readers: (0..threads)
                 .map(|_| match mode {
-                    CollectMode::Full => {
-                        Shard::Full(ProcessReader::with_kept_handle_cap(roots.clone(), cap))
-                    }
+                    CollectMode::Full => Shard::Full(Box::new(
+                        ProcessReader::with_kept_handle_cap(roots.clone(), cap),
+                    )),
                     CollectMode::Incremental => {
-                        Shard::Incremental(ProcessTable::new(roots.clone(), cap))
+                        Shard::Incremental(Box::new(ProcessTable::new(roots.clone(), cap)))
                     }
                 })
                 .collect(),
@@ -194,6 +194,17 @@ impl Collector {
             layout: None,
             mode,
             budget_logged: false,
+        }
+    }
+
+    /// Sets how long after its start the incremental tables re-read a
+    /// process every collection ([`crate::procfs::table::YOUNG`] by
+    /// default), for processes first seen from now on.
+    pub fn set_young_window(&mut self, young: std::time::Duration) {
+        for s in &mut self.readers {
+            if let Shard::Incremental(t) = s {
+                t.set_young(young);
+            }
         }
     }
 

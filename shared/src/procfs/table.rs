@@ -117,7 +117,11 @@ pub struct ProcessTable {
     events: Vec<libc::epoll_event>,
     reads: u64,
     exits: u64,
+    /// Processes seen to exit by a re-read (not through their pidfd) since
+    /// their children were last re-read.
+    exited: Vec<i32>,
     clock: Clock,
+    young: Duration,
 }
 
 impl ProcessTable {
@@ -143,8 +147,16 @@ impl ProcessTable {
             events: Vec::with_capacity(EVENTS),
             reads: 0,
             exits: 0,
+            exited: Vec::new(),
             clock: Clock::new(),
+            young: YOUNG,
         }
+    }
+
+    /// Sets how long after its start a process is re-read every scrape
+    /// ([`YOUNG`] by default); applies to processes first seen from now on.
+    pub fn set_young(&mut self, young: Duration) {
+        self.young = young;
     }
 
     /// Whether exits are learnt from pidfds (else every process is read the
@@ -186,19 +198,45 @@ impl ProcessTable {
                 errors.push(e);
             }
         }
-        let parents: HashSet<i32> = exited.into_iter().collect();
+        self.exited.extend(exited);
+        if let Err(e) = self.reread_reparented() {
+            errors.push(e);
+        }
+        errors
+    }
+
+    /// Re-reads the known children of the processes that exited (they were
+    /// reparented), until no re-read finds another exit.
+    fn reread_reparented(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while !self.exited.is_empty() {
+            let parents: HashSet<i32> = self.exited.drain(..).collect();
+            if let Err(e) = self.reread_children_of(&parents) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// Re-reads the known children of `parents`.
+    fn reread_children_of(&mut self, parents: &HashSet<i32>) -> Result<()> {
         let reparented: Vec<i32> = self
             .entries
             .iter()
             .filter(|(_, e)| parents.contains(&e.p.ppid))
             .map(|(&pid, _)| pid)
             .collect();
+        let mut first = Ok(());
         for pid in reparented {
             if let Err(e) = self.reread(pid, false) {
-                errors.push(e);
+                if first.is_ok() {
+                    first = Err(e);
+                }
             }
         }
-        errors
+        first
     }
 
     /// Takes every ready pidfd out of the epoll set; returns their pids.
@@ -287,6 +325,9 @@ impl ProcessTable {
                 if fresh {
                     e.next_refresh = Instant::now() + refresh_after(pid);
                 }
+                if p.is_zombie() && !e.p.is_zombie() {
+                    self.exited.push(pid);
+                }
                 if p.is_zombie() && e.pidfd.take().is_some() {
                     self.pidfds -= 1;
                 }
@@ -298,6 +339,9 @@ impl ProcessTable {
                 Ok(Reread::Same)
             }
             _ => {
+                if !e.p.is_zombie() {
+                    self.exited.push(pid);
+                }
                 self.remove(pid);
                 Ok(Reread::Gone)
             }
@@ -339,7 +383,7 @@ impl ProcessTable {
         }
         let now = Instant::now();
         let entry = Entry {
-            young_until: now + YOUNG.saturating_sub(self.clock.age(p.start_time)),
+            young_until: now + self.young.saturating_sub(self.clock.age(p.start_time)),
             next_refresh: now + refresh_after(pid),
             p,
             container: Arc::clone(container),
@@ -436,6 +480,10 @@ impl ProcessTable {
                 }
             }
         }
+
+        // Children of processes found exited by a re-read (those without a
+        // pidfd): reparented.
+        self.reread_reparented()?;
 
         // Zombies that appeared unseen (born and exited between scrapes).
         let members = self.members(&key);
