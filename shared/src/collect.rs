@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::cgroup::{self, Container, Layout, MemoryStats, PidsStats};
+use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
 use crate::groups::{duplicate_groups, Group};
 use crate::procfs::{
     kept_handle_budget, ContainerProcesses, ProcessReader, ProcessTable, TableStats,
@@ -91,7 +91,7 @@ impl CollectMode {
 #[derive(Debug)]
 enum Shard {
     Full(Box<ProcessReader>),
-    Incremental(Box<ProcessTable>),
+    Incremental(Box<ProcessTable>, Box<ControlFiles>),
 }
 
 impl Shard {
@@ -99,7 +99,7 @@ impl Shard {
     fn reader(&mut self) -> &mut ProcessReader {
         match self {
             Shard::Full(r) => r,
-            Shard::Incremental(t) => t.reader(),
+            Shard::Incremental(t, _) => t.reader(),
         }
     }
 
@@ -107,7 +107,7 @@ impl Shard {
     fn begin(&mut self) -> Vec<(Stage, Error)> {
         match self {
             Shard::Full(_) => Vec::new(),
-            Shard::Incremental(t) => t
+            Shard::Incremental(t, _) => t
                 .begin_scrape()
                 .into_iter()
                 .map(|e| (Stage::Proc, e))
@@ -118,14 +118,17 @@ impl Shard {
     fn end(&mut self) {
         match self {
             Shard::Full(r) => r.end_scrape(),
-            Shard::Incremental(t) => t.end_scrape(),
+            Shard::Incremental(t, files) => {
+                t.end_scrape();
+                files.end_scrape();
+            }
         }
     }
 
     fn cached(&self) -> usize {
         match self {
             Shard::Full(r) => r.cached(),
-            Shard::Incremental(t) => t.stats().tracked,
+            Shard::Incremental(t, _) => t.stats().tracked,
         }
     }
 }
@@ -185,9 +188,12 @@ impl Collector {
                     CollectMode::Full => Shard::Full(Box::new(
                         ProcessReader::with_kept_handle_cap(roots.clone(), cap),
                     )),
-                    CollectMode::Incremental => {
-                        Shard::Incremental(Box::new(ProcessTable::new(roots.clone(), cap)))
-                    }
+                    // A quarter of the budget keeps cgroup control files open,
+                    // the rest holds pidfds.
+                    CollectMode::Incremental => Shard::Incremental(
+                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 4)),
+                        Box::new(ControlFiles::new(cap / 4)),
+                    ),
                 })
                 .collect(),
             roots,
@@ -202,7 +208,7 @@ impl Collector {
     /// default), for processes first seen from now on.
     pub fn set_young_window(&mut self, young: std::time::Duration) {
         for s in &mut self.readers {
-            if let Shard::Incremental(t) = s {
+            if let Shard::Incremental(t, _) = s {
                 t.set_young(young);
             }
         }
@@ -218,7 +224,7 @@ impl Collector {
     pub fn table_stats(&self) -> TableStats {
         let mut sum = TableStats::default();
         for s in &self.readers {
-            if let Shard::Incremental(t) = s {
+            if let Shard::Incremental(t, _) = s {
                 let st = t.stats();
                 sum.tracked += st.tracked;
                 sum.pidfds += st.pidfds;
@@ -403,7 +409,7 @@ fn collect_shard(
     let mut errors = shard.begin();
     let mut read = match shard {
         Shard::Full(r) => Read::Full(r),
-        Shard::Incremental(t) => Read::Incremental(t),
+        Shard::Incremental(t, files) => Read::Incremental(t, files),
     };
     let found = containers
         .into_iter()
@@ -415,7 +421,7 @@ fn collect_shard(
 /// How one container's processes are read.
 enum Read<'a> {
     Full(&'a mut ProcessReader),
-    Incremental(&'a mut ProcessTable),
+    Incremental(&'a mut ProcessTable, &'a mut ControlFiles),
 }
 
 /// Reads one container; `None` when it vanished meanwhile. Errors are
@@ -426,24 +432,26 @@ fn snapshot_container(
     container: Container,
     errors: &mut Vec<(Stage, Error)>,
 ) -> Option<ContainerSnapshot> {
-    let pids = cgroup::read_pids(layout, &container).unwrap_or_else(|e| {
-        errors.push((Stage::Cgroup, e));
-        None
-    });
-    let memory = cgroup::read_memory(layout, &container).unwrap_or_else(|e| {
-        errors.push((Stage::Cgroup, e));
-        None
-    });
-    let listed = match container.dirs.procs.as_deref() {
-        Some(dir) => match cgroup::read_procs_recursive(dir) {
-            Ok(p) => p,
-            Err(e) => {
-                errors.push((Stage::Cgroup, e));
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+    let c = &container;
+    let procs_dir = c.dirs.procs.as_deref();
+    // The incremental mode keeps the control files open between collections.
+    let (pids, memory, listed) = match read {
+        Read::Full(_) => (
+            cgroup::read_pids(layout, c),
+            cgroup::read_memory(layout, c),
+            procs_dir.map(cgroup::read_procs_recursive),
+        ),
+        Read::Incremental(_, files) => (
+            cgroup::read_pids_from(&mut **files, layout, c),
+            cgroup::read_memory_from(&mut **files, layout, c),
+            procs_dir.map(|d| cgroup::read_procs_from(&mut **files, d)),
+        ),
     };
+    let pids = recorded(pids, Stage::Cgroup, errors).flatten();
+    let memory = recorded(memory, Stage::Cgroup, errors).flatten();
+    let listed = recorded(listed.transpose(), Stage::Cgroup, errors)
+        .flatten()
+        .unwrap_or_default();
     // An empty cgroup may simply have been removed since discovery.
     if listed.is_empty() && vanished(&container) {
         return None;
@@ -451,25 +459,20 @@ fn snapshot_container(
     let tasks = pids.map(|p| p.current);
     let got = match read {
         Read::Full(r) => r.read_container(&listed, tasks),
-        Read::Incremental(t) => {
+        Read::Incremental(t, files) => {
             let threads = match container.dirs.pids.as_deref() {
-                Some(dir) if tasks.is_some() => cgroup::count_threads_recursive(dir)
-                    .unwrap_or_else(|e| {
-                        errors.push((Stage::Cgroup, e));
-                        None
-                    }),
+                Some(dir) if tasks.is_some() => recorded(
+                    cgroup::count_threads_from(&mut **files, dir),
+                    Stage::Cgroup,
+                    errors,
+                )
+                .flatten(),
                 _ => None,
             };
             t.read_container(&container.id, &listed, tasks, threads)
         }
     };
-    let processes = match got {
-        Ok(p) => p,
-        Err(e) => {
-            errors.push((Stage::Proc, e));
-            ContainerProcesses::default()
-        }
-    };
+    let processes = recorded(got, Stage::Proc, errors).unwrap_or_default();
     let groups = duplicate_groups(&processes.live);
     Some(ContainerSnapshot {
         container,
@@ -478,6 +481,11 @@ fn snapshot_container(
         processes,
         groups,
     })
+}
+
+/// The value, or `None` with the error recorded at `stage`.
+fn recorded<T>(r: Result<T>, stage: Stage, errors: &mut Vec<(Stage, Error)>) -> Option<T> {
+    r.map_err(|e| errors.push((stage, e))).ok()
 }
 
 /// Whether every directory of the container's cgroup is gone.

@@ -195,6 +195,7 @@ fn beyond_the_fd_budget_processes_are_read_by_full_scan_and_it_is_said_once() {
             let f = full.collect();
             let after = tc.kernel_view();
             let stats = inc.table_stats();
+            assert!(i.errors.is_empty(), "{:?}", i.errors);
             assert!(stats.pidfds <= budget, "{stats:?}");
             assert!(stats.over_budget >= PROCS + 1 - budget, "{stats:?}");
             assert!(open_fds() < 1024, "{} descriptors open", open_fds());

@@ -75,13 +75,19 @@ pub(super) fn open_read(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::
     Ok(file)
 }
 
+/// The longest first read that [`read_at_into`] may take as a whole file.
+pub(crate) const SHORT_READ: usize = 2048;
+
 /// Reads a whole file from offset 0 into `buf` (cleared first) with `pread`,
 /// reusing its capacity; the file can be read again the same way (a kept
-/// `stat` handle). With `line`, a read that ends in a newline with room to
-/// spare is taken as the end of the file: single-line proc files (`stat`)
-/// are produced in one piece, which saves the second read that would
-/// return 0.
-pub(super) fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+/// `stat` handle). With `line`, a first read of at most [`SHORT_READ`]
+/// bytes that ends in a newline with room to spare is taken as the end of
+/// the file: a proc or cgroup file is produced a page at most per read, in
+/// whole records, so a short read is the end unless a record could be
+/// missing (then a page ends short by less than a record: never below half
+/// a page with these files' records). That saves the second read that
+/// would return 0.
+pub(crate) fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
     buf.clear();
     if buf.capacity() < 1024 {
         buf.reserve(1024);
@@ -105,7 +111,8 @@ pub(super) fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::i
             }
         };
         buf.truncate(len + n);
-        if n == 0 || (line && buf.len() < cap && buf.last() == Some(&b'\n')) {
+        let short = len == 0 && n <= SHORT_READ && n < cap;
+        if n == 0 || (line && short && buf.last() == Some(&b'\n')) {
             return Ok(());
         }
     }
