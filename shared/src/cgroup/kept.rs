@@ -6,7 +6,9 @@
 //! removed and created again under the same path (a restarted container) is
 //! read anew. Files that do not exist are remembered as missing for as long
 //! as they are asked for, so a cgroup v1 directory is not asked every
-//! collection for its v2 files.
+//! collection for its v2 files. Within one collection a file is read once:
+//! the files of ancestors shared by every container (`docker/pids.max`) and
+//! the subdirectory lists asked for twice are served from the first read.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,6 +22,8 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct ControlFiles {
     files: HashMap<PathBuf, Kept>,
+    /// Subdirectory lists read in this collection.
+    dirs: HashMap<PathBuf, Option<Vec<String>>>,
     open: usize,
     cap: usize,
     generation: u64,
@@ -31,6 +35,8 @@ struct Kept {
     /// `None`: the file does not exist.
     file: Option<File>,
     generation: u64,
+    /// What it read in this collection.
+    content: Option<String>,
 }
 
 impl ControlFiles {
@@ -38,6 +44,7 @@ impl ControlFiles {
     pub fn new(cap: usize) -> Self {
         ControlFiles {
             files: HashMap::new(),
+            dirs: HashMap::new(),
             open: 0,
             cap,
             generation: 0,
@@ -56,10 +63,17 @@ impl ControlFiles {
         let generation = self.generation;
         if let Some(k) = self.files.get_mut(path) {
             k.generation = generation;
+            if let Some(c) = &k.content {
+                return Ok(Some(c.clone()));
+            }
             match &k.file {
                 None => return Ok(None),
                 Some(f) => match read_at_into(f, &mut self.buf, true) {
-                    Ok(()) => return Ok(Some(String::from_utf8_lossy(&self.buf).into_owned())),
+                    Ok(()) => {
+                        let content = String::from_utf8_lossy(&self.buf).into_owned();
+                        k.content = Some(content.clone());
+                        return Ok(Some(content));
+                    }
                     // The cgroup was removed: open the path afresh.
                     Err(e) if is_vanished(&e) => {
                         self.files.remove(path);
@@ -77,6 +91,7 @@ impl ControlFiles {
                     Kept {
                         file: None,
                         generation,
+                        content: None,
                     },
                 );
                 return Ok(None);
@@ -88,6 +103,7 @@ impl ControlFiles {
             Err(e) if is_vanished(&e) => return Ok(None),
             Err(e) => return Err(Error::read(path, e)),
         }
+        let content = String::from_utf8_lossy(&self.buf).into_owned();
         if self.open < self.cap {
             self.open += 1;
             self.files.insert(
@@ -95,10 +111,30 @@ impl ControlFiles {
                 Kept {
                     file: Some(file),
                     generation,
+                    content: Some(content.clone()),
                 },
             );
         }
-        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+        Ok(Some(content))
+    }
+
+    /// The subdirectory names of `dir`, listed once per collection;
+    /// `Ok(None)` when `dir` vanished.
+    pub fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
+        if let Some(d) = self.dirs.get(dir) {
+            return Ok(d.clone());
+        }
+        // A directory's link count is 2 plus its subdirectories on cgroupfs
+        // (kernfs), ext4 and tmpfs: 2 means none, without listing it.
+        use std::os::unix::fs::MetadataExt;
+        let found = match std::fs::metadata(dir) {
+            Ok(m) if m.nlink() == 2 => Some(Vec::new()),
+            Ok(_) => super::discover::subdirs(dir)?,
+            Err(e) if is_vanished(&e) => None,
+            Err(e) => return Err(Error::read(dir, e)),
+        };
+        self.dirs.insert(dir.to_path_buf(), found.clone());
+        Ok(found)
     }
 
     /// Closes the files (and forgets the missing ones) not read since the
@@ -106,7 +142,9 @@ impl ControlFiles {
     pub fn end_scrape(&mut self) {
         let generation = self.generation;
         let mut closed = 0;
+        self.dirs.clear();
         self.files.retain(|_, k| {
+            k.content = None;
             let keep = k.generation == generation;
             if !keep && k.file.is_some() {
                 closed += 1;
@@ -130,8 +168,11 @@ mod tests {
         let mut f = ControlFiles::new(8);
         assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
         assert_eq!(f.open_files(), 1);
-        // Rewritten in place: the kept handle reads the new content.
+        // Within one collection the first read serves.
         std::fs::write(&a, "42\n").unwrap();
+        assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
+        // In the next, the kept handle reads the content rewritten in place.
+        f.end_scrape();
         assert_eq!(f.read(&a).unwrap().as_deref(), Some("42\n"));
         let missing = dir.path().join("cgroup.threads");
         assert_eq!(f.read(&missing).unwrap(), None);
@@ -159,14 +200,21 @@ mod tests {
         let mut f = ControlFiles::new(8);
         assert_eq!(f.read(&max).unwrap().as_deref(), Some("5\n"));
         assert_eq!(f.open_files(), 1);
+        assert_eq!(f.subdirs(&dir).unwrap(), Some(Vec::new()));
+        f.end_scrape();
         // The cgroup is removed and created again under the same path.
         std::fs::remove_dir(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
         cg.write("pids", "pids.max", "7");
+        std::fs::create_dir(dir.join("sub")).unwrap();
         assert_eq!(f.read(&max).unwrap().as_deref(), Some("7\n"));
         assert_eq!(f.open_files(), 1);
+        assert_eq!(f.subdirs(&dir).unwrap(), Some(vec!["sub".to_string()]));
+        f.end_scrape();
         // Removed for good: gone.
+        std::fs::remove_dir(dir.join("sub")).unwrap();
         std::fs::remove_dir(&dir).unwrap();
         assert_eq!(f.read(&max).unwrap(), None);
+        assert_eq!(f.subdirs(&dir).unwrap(), None);
     }
 }

@@ -37,15 +37,7 @@ impl Source for ControlFiles {
     }
 
     fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
-        // A directory's link count is 2 plus its subdirectories on cgroupfs
-        // (kernfs), ext4 and tmpfs: 2 means none, without listing it.
-        use std::os::unix::fs::MetadataExt;
-        match fs::metadata(dir) {
-            Ok(m) if m.nlink() == 2 => Ok(Some(Vec::new())),
-            Ok(_) => subdirs(dir),
-            Err(e) if is_vanished(&e) => Ok(None),
-            Err(e) => Err(Error::read(dir, e)),
-        }
+        ControlFiles::subdirs(self, dir)
     }
 }
 

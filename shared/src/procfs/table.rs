@@ -32,6 +32,7 @@
 //! `stat` every scrape through the [`ProcessReader`].
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,31 @@ pub const REFRESH: Duration = Duration::from_secs(600);
 
 /// Most epoll events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
+
+/// Hashes a pid with one multiplication (Fibonacci hashing): the table's
+/// maps are keyed by pids, small integers the kernel hands out, and SipHash
+/// was a visible part of a collection's time.
+#[derive(Debug, Default, Clone, Copy)]
+struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, i: i32) {
+        self.0 = (self.0 ^ u64::from(i as u32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PidMap<V> = HashMap<i32, V, BuildHasherDefault<PidHasher>>;
+type PidSet = HashSet<i32, BuildHasherDefault<PidHasher>>;
 
 /// Counters of a table, for tests, benchmarks and self metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,7 +115,7 @@ struct Entry {
 /// The pids of one container in the table.
 #[derive(Debug, Default)]
 struct Members {
-    pids: HashSet<i32>,
+    pids: PidSet,
     generation: u64,
 }
 
@@ -105,7 +131,7 @@ enum Reread {
 #[derive(Debug)]
 pub struct ProcessTable {
     epoll: Option<OwnedFd>,
-    entries: HashMap<i32, Entry>,
+    entries: PidMap<Entry>,
     containers: HashMap<Arc<str>, Members>,
     /// Most pidfds held.
     pidfd_cap: usize,
@@ -137,7 +163,7 @@ impl ProcessTable {
         let reader_cap = if epoll.is_some() { 0 } else { fd_cap };
         ProcessTable {
             epoll,
-            entries: HashMap::new(),
+            entries: PidMap::default(),
             containers: HashMap::new(),
             pidfd_cap: fd_cap,
             pidfds: 0,
@@ -210,7 +236,7 @@ impl ProcessTable {
     fn reread_reparented(&mut self) -> Result<()> {
         let mut first = Ok(());
         while !self.exited.is_empty() {
-            let parents: HashSet<i32> = self.exited.drain(..).collect();
+            let parents: PidSet = self.exited.drain(..).collect();
             if let Err(e) = self.reread_children_of(&parents) {
                 if first.is_ok() {
                     first = Err(e);
@@ -221,7 +247,7 @@ impl ProcessTable {
     }
 
     /// Re-reads the known children of `parents`.
-    fn reread_children_of(&mut self, parents: &HashSet<i32>) -> Result<()> {
+    fn reread_children_of(&mut self, parents: &PidSet) -> Result<()> {
         let reparented: Vec<i32> = self
             .entries
             .iter()
@@ -530,7 +556,7 @@ impl ProcessTable {
 
         // What a full scan reports: the listed live processes, and the
         // zombies listed or whose parent is one of them.
-        let live_set: HashSet<i32> = live.iter().copied().collect();
+        let live_set: PidSet = live.iter().copied().collect();
         let mut out = ContainerProcesses {
             live: Vec::with_capacity(live.len()),
             zombies: Vec::new(),
