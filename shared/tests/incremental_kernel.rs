@@ -130,6 +130,38 @@ fn a_pid_recycled_between_collections_is_a_new_process() {
     assert_eq!(View::of_snapshot(&after), View::of_snapshot(&full));
 }
 
+#[test]
+fn a_process_started_just_after_a_collection_is_listed_by_the_next() {
+    let _serial = serial();
+    let Some(tc) = TestContainer::create_in(&["pids"]) else {
+        return;
+    };
+    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    let first = ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg("1000")));
+    collect_until(&mut inc, &tc.id, "the first process", |cs| {
+        cs.processes.live.len() == 1 && cs.processes.live[0].pid == first.id() as i32
+    });
+    // Nothing else reads the cgroup's process list in between: on cgroup
+    // v1 a list kept open would still be the one of the last collection
+    // for a second.
+    let mut kept = Vec::new();
+    for n in 2..=6 {
+        let started = Instant::now();
+        let next = ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg("1000")));
+        let snap = inc.collect();
+        let cs = find(&snap.containers, &tc.id).expect("collected");
+        let pids: Vec<i32> = cs.processes.live.iter().map(|p| p.pid).collect();
+        assert!(
+            pids.contains(&(next.id() as i32)),
+            "collection {n}, {:?} after the last: {pids:?} lacks {}",
+            started.elapsed(),
+            next.id()
+        );
+        assert_eq!(pids.len(), n, "{pids:?}");
+        kept.push(next);
+    }
+}
+
 /// A writer into a shared buffer, to read the log back.
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<u8>>>);

@@ -6,24 +6,48 @@
 //! removed and created again under the same path (a restarted container) is
 //! read anew. Files that do not exist are remembered as missing for as long
 //! as they are asked for, so a cgroup v1 directory is not asked every
-//! collection for its v2 files. Within one collection a file is read once:
+//! collection for its v2 files.
+//!
+//! The process and thread lists (`cgroup.procs`, `tasks`) are opened afresh
+//! on every collection, never kept: on cgroup v1 an open file keeps serving
+//! the pid list the kernel built for it (cached for a second after each
+//! read, shared by every reader of that cgroup), so a kept handle re-read
+//! within a second sees the processes of the last read, not the new ones. Within one collection a file is read once:
 //! the files of ancestors shared by every container (`docker/pids.max`) and
 //! the subdirectory lists asked for twice are served from the first read.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::hash::BuildHasherDefault;
+use std::path::Path;
 
 use crate::error::is_vanished;
+use crate::fasthash::FastHasher;
 use crate::procfs::reader::read_at_into;
 use crate::{Error, Result};
+
+/// Keyed by the path's bytes (hashing a `Path` walks its components).
+type ByPath<V> = HashMap<OsString, V, BuildHasherDefault<FastHasher>>;
+
+fn key(p: &Path) -> &OsStr {
+    p.as_os_str()
+}
+
+/// Whether a file may be kept open (see the module docs).
+fn keepable(path: &Path) -> bool {
+    !matches!(
+        path.file_name().and_then(OsStr::to_str),
+        Some("cgroup.procs" | "tasks" | "cgroup.threads")
+    )
+}
 
 /// Control files kept open, at most `cap` of them.
 #[derive(Debug)]
 pub struct ControlFiles {
-    files: HashMap<PathBuf, Kept>,
+    files: ByPath<Kept>,
     /// Subdirectory lists read in this collection.
-    dirs: HashMap<PathBuf, Option<Vec<String>>>,
+    dirs: ByPath<Option<Vec<String>>>,
     open: usize,
     cap: usize,
     generation: u64,
@@ -43,8 +67,8 @@ impl ControlFiles {
     /// Keeps at most `cap` files open (0: every read opens its file).
     pub fn new(cap: usize) -> Self {
         ControlFiles {
-            files: HashMap::new(),
-            dirs: HashMap::new(),
+            files: ByPath::default(),
+            dirs: ByPath::default(),
             open: 0,
             cap,
             generation: 0,
@@ -61,7 +85,7 @@ impl ControlFiles {
     /// not exist.
     pub fn read(&mut self, path: &Path) -> Result<Option<String>> {
         let generation = self.generation;
-        if let Some(k) = self.files.get_mut(path) {
+        if let Some(k) = self.files.get_mut(key(path)) {
             k.generation = generation;
             if let Some(c) = &k.content {
                 return Ok(Some(c.clone()));
@@ -76,7 +100,7 @@ impl ControlFiles {
                     }
                     // The cgroup was removed: open the path afresh.
                     Err(e) if is_vanished(&e) => {
-                        self.files.remove(path);
+                        self.files.remove(key(path));
                         self.open -= 1;
                     }
                     Err(e) => return Err(Error::read(path, e)),
@@ -87,7 +111,7 @@ impl ControlFiles {
             Ok(f) => f,
             Err(e) if is_vanished(&e) => {
                 self.files.insert(
-                    path.to_path_buf(),
+                    key(path).to_owned(),
                     Kept {
                         file: None,
                         generation,
@@ -104,10 +128,10 @@ impl ControlFiles {
             Err(e) => return Err(Error::read(path, e)),
         }
         let content = String::from_utf8_lossy(&self.buf).into_owned();
-        if self.open < self.cap {
+        if self.open < self.cap && keepable(path) {
             self.open += 1;
             self.files.insert(
-                path.to_path_buf(),
+                key(path).to_owned(),
                 Kept {
                     file: Some(file),
                     generation,
@@ -121,7 +145,7 @@ impl ControlFiles {
     /// The subdirectory names of `dir`, listed once per collection;
     /// `Ok(None)` when `dir` vanished.
     pub fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
-        if let Some(d) = self.dirs.get(dir) {
+        if let Some(d) = self.dirs.get(key(dir)) {
             return Ok(d.clone());
         }
         // A directory's link count is 2 plus its subdirectories on cgroupfs
@@ -133,7 +157,7 @@ impl ControlFiles {
             Err(e) if is_vanished(&e) => None,
             Err(e) => return Err(Error::read(dir, e)),
         };
-        self.dirs.insert(dir.to_path_buf(), found.clone());
+        self.dirs.insert(key(dir).to_owned(), found.clone());
         Ok(found)
     }
 

@@ -32,13 +32,14 @@
 //! `stat` every scrape through the [`ProcessReader`].
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::budget::is_procfs;
 use super::reader::{ContainerProcesses, Process, ProcessReader};
+use crate::fasthash::FastHasher;
 use crate::signal::pidfd_open;
 use crate::{Error, Result, Roots};
 
@@ -53,30 +54,8 @@ pub const REFRESH: Duration = Duration::from_secs(600);
 /// Most epoll events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
 
-/// Hashes a pid with one multiplication (Fibonacci hashing): the table's
-/// maps are keyed by pids, small integers the kernel hands out, and SipHash
-/// was a visible part of a collection's time.
-#[derive(Debug, Default, Clone, Copy)]
-struct PidHasher(u64);
-
-impl Hasher for PidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_i32(&mut self, i: i32) {
-        self.0 = (self.0 ^ u64::from(i as u32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type PidMap<V> = HashMap<i32, V, BuildHasherDefault<PidHasher>>;
-type PidSet = HashSet<i32, BuildHasherDefault<PidHasher>>;
+type PidMap<V> = HashMap<i32, V, BuildHasherDefault<FastHasher>>;
+type PidSet = HashSet<i32, BuildHasherDefault<FastHasher>>;
 
 /// Counters of a table, for tests, benchmarks and self metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
