@@ -188,11 +188,11 @@ impl Collector {
                     CollectMode::Full => Shard::Full(Box::new(
                         ProcessReader::with_kept_handle_cap(roots.clone(), cap),
                     )),
-                    // A quarter of the budget keeps cgroup control files open,
-                    // the rest holds pidfds.
+                    // A sixteenth of the budget keeps cgroup control files
+                    // open (7 per container), the rest holds pidfds.
                     CollectMode::Incremental => Shard::Incremental(
-                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 4)),
-                        Box::new(ControlFiles::new(cap / 4)),
+                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 16)),
+                        Box::new(ControlFiles::new(cap / 16)),
                     ),
                 })
                 .collect(),
