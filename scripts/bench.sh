@@ -6,6 +6,17 @@
 #   scripts/bench.sh --containers 50 --procs 100 --containers 200 --procs 50
 #   options: --rounds N (30)  --interval SECS (0.5)  --no-build  --no-snapshot
 #            --only pidwarden   measure pidwarden-exporter alone (no process-exporter)
+#            --pe lean|both     process-exporter instances to measure (lean: only
+#                               -gather-smaps=false -threads=false; default lean)
+#            --modes "incremental full"   pidwarden-exporter --collect-mode values,
+#                               one exporter each (default both)
+#            --churn RATE       process starts (and as many exits) per second, spread
+#                               over the containers (default 0: an unchanged host)
+#            --append           add this run's records to bench/results.jsonl instead of
+#                               replacing them (a scale curve over several runs)
+#            --settle SECS      wait after the processes are up before measuring, so
+#                               that none is young any more (default 65: incremental
+#                               collection re-reads processes in their first minute)
 #            --profile   after measuring, strace -c and perf-profile pidwarden-exporter
 #                        over 10 more scrapes (bench/profile-<N>x<M>-{strace,perf}.txt)
 #   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
@@ -30,6 +41,11 @@ BUILD=1
 SNAPSHOT=1
 PROFILE=0
 ONLY=""
+PE_SET="lean"
+MODES="incremental full"
+CHURN=0
+SETTLE=65
+APPEND=0
 SCENARIOS=()
 pending_containers=""
 
@@ -46,6 +62,13 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --no-snapshot) SNAPSHOT=0; shift ;;
     --profile) PROFILE=1; shift ;;
+    --pe)
+        [[ "${2:-}" == lean || "${2:-}" == both ]] || { echo "--pe takes: lean, both" >&2; exit 64; }
+        PE_SET="$2"; shift 2 ;;
+    --modes) MODES="$2"; shift 2 ;;
+    --churn) CHURN="$2"; shift 2 ;;
+    --settle) SETTLE="$2"; shift 2 ;;
+    --append) APPEND=1; shift ;;
     --only)
         [[ "${2:-}" == pidwarden ]] || { echo "--only takes: pidwarden" >&2; exit 64; }
         ONLY="$2"; shift 2 ;;
@@ -157,8 +180,13 @@ wait_http() { # url, bounded to ~3 min (process-exporter's first pass over 10,00
 
 # The process tree inside every container: the shell (PID 1) and M-1 sleeps.
 # Most sleeps fall in two duplicate groups (`sleep 100000`, `sleep 200000`);
-# every tenth has a command line of its own.
+# every tenth has a command line of its own. With churn (second argument: the
+# seconds between starts in one container), a loop shell starts a short
+# `sleep` after the previous one exits: one start and one exit per period.
 container_script() {
+    if [[ -n "${2:-}" ]]; then
+        echo "while :; do sleep $2; done &"
+    fi
     cat <<EOF
 i=1
 while [ \$i -lt $1 ]; do
@@ -172,9 +200,9 @@ wait
 EOF
 }
 
-start_containers() { # count, procs
+start_containers() { # count, procs, churn period (optional)
     local n="$1" m="$2" script i attempt batch running
-    script="$(container_script "$m")"
+    script="$(container_script "$m" "${3:-}")"
     : >"$WORK/start.err"
     # A start that fails (a busy daemon) is retried, up to three attempts.
     for attempt in 1 2 3; do
@@ -212,9 +240,14 @@ for scn in "${SCENARIOS[@]}"; do
     n="${scn%x*}"
     m="${scn#*x}"
     name="${n} × ${m}"
+    period=""
+    if [[ "$CHURN" != 0 ]]; then
+        period="$(python3 -c "print(f'{$n / $CHURN:g}')")"
+        name="${name}, churn ${CHURN}/s"
+    fi
     log "scenario ${name}: starting $n containers with $m processes each"
     remove_containers
-    if ! start_containers "$n" "$m"; then
+    if ! start_containers "$n" "$m" "$period"; then
         echo "scenario ${name}: skipped, the containers did not start" >&2
         STATUS=1
         remove_containers
@@ -228,24 +261,37 @@ for scn in "${SCENARIOS[@]}"; do
         continue
     fi
 
-    p1="$(free_port)"; p2="$(free_port)"; p3="$(free_port)"
-    "$PW_BIN" --listen "127.0.0.1:$p1" >"$WORK/pidwarden.log" 2>&1 &
-    pw_pid=$!
-    EXPORTER_PIDS+=("$pw_pid")
-    urls=("http://127.0.0.1:$p1/metrics")
-    targets=(--target "pidwarden,$pw_pid,http://127.0.0.1:$p1/metrics,pidwarden-exporter")
+    if [[ "$SETTLE" != 0 ]]; then
+        log "settling ${SETTLE} s (no process young any more)"
+        sleep "$SETTLE"
+    fi
+    urls=()
+    targets=()
+    pw_pid=""
+    for mode in $MODES; do
+        p1="$(free_port)"
+        "$PW_BIN" --listen "127.0.0.1:$p1" --collect-mode "$mode" >"$WORK/pidwarden-$mode.log" 2>&1 &
+        EXPORTER_PIDS+=("$!")
+        [[ -n "$pw_pid" ]] || { pw_pid=$!; pw_url="http://127.0.0.1:$p1/metrics"; }
+        urls+=("http://127.0.0.1:$p1/metrics")
+        targets+=(--target "pidwarden,$!,http://127.0.0.1:$p1/metrics,pidwarden-exporter ($mode)")
+    done
     if [[ "$ONLY" != pidwarden ]]; then
-        "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p2" \
-            >"$WORK/pe-default.log" 2>&1 &
-        pe_pid=$!
-        EXPORTER_PIDS+=("$pe_pid")
+        p2="$(free_port)"; p3="$(free_port)"
+        if [[ "$PE_SET" == both ]]; then
+            "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p2" \
+                >"$WORK/pe-default.log" 2>&1 &
+            pe_pid=$!
+            EXPORTER_PIDS+=("$pe_pid")
+            urls+=("http://127.0.0.1:$p2/metrics")
+            targets+=(--target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)")
+        fi
         "$PE_BIN" -config.path "$WORK/process-exporter.yml" -web.listen-address "127.0.0.1:$p3" \
             -gather-smaps=false -threads=false >"$WORK/pe-lean.log" 2>&1 &
         pl_pid=$!
         EXPORTER_PIDS+=("$pl_pid")
-        urls+=("http://127.0.0.1:$p2/metrics" "http://127.0.0.1:$p3/metrics")
-        targets+=(--target "process-exporter,$pe_pid,http://127.0.0.1:$p2/metrics,process-exporter (defaults)"
-            --target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)")
+        urls+=("http://127.0.0.1:$p3/metrics")
+        targets+=(--target "process-exporter,$pl_pid,http://127.0.0.1:$p3/metrics,process-exporter (-gather-smaps=false -threads=false)")
     fi
     ready=1
     for u in "${urls[@]}"; do
@@ -271,16 +317,17 @@ for scn in "${SCENARIOS[@]}"; do
     [[ $rc -ge 128 ]] && exit "$rc"
     if [[ $rc -ne 0 ]]; then
         echo "scenario ${name}: measurement reported a problem (exit $rc)" >&2
-        tail -n 5 "$WORK/pidwarden.log" >&2 || true
+        tail -n 5 "$WORK"/pidwarden-*.log >&2 || true
         STATUS=1
     fi
     if [[ "$PROFILE" == 1 ]]; then
         log "profiling pidwarden-exporter (strace, perf)"
         prof_args=()
-        command -v strace >/dev/null && prof_args+=(--strace-out "$ROOT/bench/profile-${scn}-strace.txt")
-        command -v perf >/dev/null && prof_args+=(--perf-out "$ROOT/bench/profile-${scn}-perf.txt")
+        tag="${scn}$([[ "$CHURN" != 0 ]] && echo "-churn${CHURN}")-$(echo "$MODES" | cut -d' ' -f1)"
+        command -v strace >/dev/null && prof_args+=(--strace-out "$ROOT/bench/profile-${tag}-strace.txt")
+        command -v perf >/dev/null && prof_args+=(--perf-out "$ROOT/bench/profile-${tag}-perf.txt")
         if [[ ${#prof_args[@]} -gt 0 ]]; then
-            python3 bench/bench.py profile --pid "$pw_pid" --url "http://127.0.0.1:$p1/metrics" \
+            python3 bench/bench.py profile --pid "$pw_pid" --url "$pw_url" \
                 "${prof_args[@]}" || echo "profiling failed" >&2
         else
             echo "neither strace nor perf is installed: no profile" >&2
@@ -294,6 +341,10 @@ if [[ ! -s "$WORK/results.jsonl" ]]; then
     echo "no scenario produced results" >&2
     exit 1
 fi
-cp "$WORK/results.jsonl" "$RESULTS"
+if [[ "$APPEND" == 1 ]]; then
+    cat "$WORK/results.jsonl" >>"$RESULTS"
+else
+    cp "$WORK/results.jsonl" "$RESULTS"
+fi
 python3 bench/bench.py report --input "$RESULTS" --output "$ROOT/bench/results.md" --notes "$ROOT/bench/notes.md"
 exit "$STATUS"

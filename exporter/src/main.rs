@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use pidwarden_shared::collect::{self, Collector};
+use pidwarden_shared::collect::{self, CollectMode, Collector};
 use pidwarden_shared::Roots;
 
 use crate::metrics::RenderOptions;
@@ -72,6 +72,11 @@ struct Cli {
     /// 1 collects on one thread. Default: the CPUs available, at most 4.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..256), global = true)]
     collect_threads: Option<u64>,
+    /// How processes are read: `incremental` learns exits from pidfds and
+    /// arrivals from cgroup.procs and reads only what changed; `full` reads
+    /// every process's stat each scrape.
+    #[arg(long, value_enum, default_value_t = Mode::Incremental, value_name = "MODE", global = true)]
+    collect_mode: Mode,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -80,6 +85,21 @@ struct Cli {
     scrape_wait: u64,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Incremental,
+    Full,
+}
+
+impl From<Mode> for CollectMode {
+    fn from(m: Mode) -> CollectMode {
+        match m {
+            Mode::Incremental => CollectMode::Incremental,
+            Mode::Full => CollectMode::Full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,7 +130,7 @@ impl Cli {
             .map_or_else(collect::default_threads, |n| {
                 usize::try_from(n).unwrap_or(1)
             });
-        Collector::with_threads(self.roots(), threads)
+        Collector::with_mode(self.roots(), threads, self.collect_mode.into())
     }
 
     fn render_options(&self) -> RenderOptions {
@@ -154,31 +174,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` limit to the hard one: the process reader
-/// keeps one `/proc/<pid>/stat` handle per process below it. Returns the
-/// (old, new) soft limit.
-fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let old = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((old, lim.rlim_cur))
-}
-
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    match raise_nofile_limit() {
+    match pidwarden_shared::procfs::raise_nofile_limit() {
         Ok((old, new)) => tracing::info!(
             old,
             new,
@@ -206,7 +203,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("runtime APIs disabled; containers are named by short id");
     }
     let collector = cli.collector();
-    tracing::info!(threads = collector.threads(), "collection threads");
+    tracing::info!(
+        threads = collector.threads(),
+        mode = collector.mode().as_str(),
+        "collection threads and mode"
+    );
     let state = server::AppState::new(
         Box::new(collector),
         Arc::clone(&meta),
@@ -238,20 +239,6 @@ mod tests {
     use clap::CommandFactory as _;
 
     #[test]
-    fn the_open_file_limit_is_raised_to_the_hard_limit() {
-        let (old, new) = raise_nofile_limit().unwrap();
-        assert!(new >= old);
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct it is given.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(lim.rlim_cur, lim.rlim_max);
-        assert_eq!(lim.rlim_cur, new);
-    }
-
-    #[test]
     fn cli_defaults_and_flags() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["pidwarden-exporter"]).unwrap();
@@ -263,6 +250,9 @@ mod tests {
         assert_eq!(cli.render_options().top_commands, 5);
         assert_eq!(cli.render_options().command_max_chars, 120);
         assert_eq!(cli.collector().threads(), collect::default_threads());
+        assert_eq!(cli.collector().mode(), CollectMode::Incremental);
+        let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-mode", "full"]).unwrap();
+        assert_eq!(cli.collector().mode(), CollectMode::Full);
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-threads", "1"]).unwrap();
         assert_eq!(cli.collector().threads(), 1);
@@ -310,6 +300,7 @@ mod tests {
             &["pidwarden-exporter", "--command-max-chars", "0"],
             &["pidwarden-exporter", "--log-format", "xml"],
             &["pidwarden-exporter", "--collect-threads", "0"],
+            &["pidwarden-exporter", "--collect-mode", "fast"],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err().to_string();
             assert!(e.contains(bad[1]), "{e}");

@@ -39,18 +39,18 @@
 //! children, so it is not guessed at.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::error::is_vanished;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
-use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
+use pidwarden_shared::procfs::{
+    read_cgroup_membership, read_children, read_ns_pid, read_process, Cmdline, Process,
+};
 use pidwarden_shared::redact::redact_cmdline;
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::{
-    cgroup_names_container, is_container_id, is_protected, parse_nspid, select_victims, Candidate,
+    cgroup_names_container, is_container_id, is_protected, select_victims, Candidate,
     CandidateGroup, Spared,
 };
 use pidwarden_shared::Roots;
@@ -350,8 +350,7 @@ fn window_ticks(
 
 /// Whether `pid` is PID 1 of its innermost namespace; `None` when unreadable.
 fn is_ns_init(roots: &Roots, pid: i32) -> Option<bool> {
-    let status = fs::read_to_string(roots.proc.join(pid.to_string()).join("status")).ok()?;
-    parse_nspid(&status).map(|ns| ns == 1)
+    read_ns_pid(roots, pid).ok()??.map(|ns| ns == 1)
 }
 
 /// A signal sent to a process.
@@ -787,20 +786,15 @@ fn pin_planned(roots: &Roots, pr: &ProcRef, report: &mut KillReport) -> Option<P
 /// PID, then its stat, whose unchanged start time proves the first two
 /// readings were about the pinned process.
 fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
-    let dir = roots.proc.join(pin.pid.to_string());
-    let read = |name: &str| {
-        let path = dir.join(name);
-        fs::read_to_string(&path).map_err(|e| (e, path))
+    let cgroup = match read_cgroup_membership(roots, pin.pid) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Check::Gone,
+        Err(e) => return Check::Refused(e.to_string()),
     };
-    let cgroup = match read("cgroup") {
-        Ok(s) => s,
-        Err((e, _)) if is_vanished(&e) => return Check::Gone,
-        Err((e, path)) => return Check::Refused(format!("reading {}: {e}", path.display())),
-    };
-    let nspid = match read("status") {
-        Ok(s) => parse_nspid(&s),
-        Err((e, _)) if is_vanished(&e) => return Check::Gone,
-        Err((e, path)) => return Check::Refused(format!("reading {}: {e}", path.display())),
+    let nspid = match read_ns_pid(roots, pin.pid) {
+        Ok(Some(ns)) => ns,
+        Ok(None) => return Check::Gone,
+        Err(e) => return Check::Refused(e.to_string()),
     };
     let p = match read_process(roots, pin.pid) {
         Ok(Some(p)) => p,

@@ -4,14 +4,17 @@
 //!
 //! A collection of every container is spread over a few threads: containers
 //! are sharded by a stable hash of their id, so a container is always read
-//! by the same shard's [`ProcessReader`] and finds its cache (and its kept
-//! `stat` handles) there.
+//! by the same shard and finds its cache there: the shard's
+//! [`ProcessTable`] (the default, [`CollectMode::Incremental`]) or its
+//! full-scan [`ProcessReader`] ([`CollectMode::Full`], the oracle).
 
 use serde::Serialize;
 
-use crate::cgroup::{self, Container, Layout, MemoryStats, PidsStats};
+use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
 use crate::groups::{duplicate_groups, Group};
-use crate::procfs::{kept_handle_budget, ContainerProcesses, ProcessReader};
+use crate::procfs::{
+    kept_handle_budget, ContainerProcesses, ProcessReader, ProcessTable, TableStats,
+};
 use crate::{Error, Result, Roots};
 
 /// Where a collection error happened (the `stage` label of
@@ -62,6 +65,74 @@ pub struct Snapshot {
     pub errors: Vec<(Stage, String)>,
 }
 
+/// How a collection reads processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectMode {
+    /// Learn exits from pidfds and arrivals from `cgroup.procs`; read only
+    /// what changed ([`ProcessTable`]).
+    #[default]
+    Incremental,
+    /// Read every listed process's `stat` each collection ([`ProcessReader`]).
+    Full,
+}
+
+impl CollectMode {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectMode::Incremental => "incremental",
+            CollectMode::Full => "full",
+        }
+    }
+}
+
+/// One shard's process state.
+#[derive(Debug)]
+enum Shard {
+    Full(Box<ProcessReader>),
+    Incremental(Box<ProcessTable>, Box<ControlFiles>),
+}
+
+impl Shard {
+    /// The reader for full readings (`collect_one`, and every read in full mode).
+    fn reader(&mut self) -> &mut ProcessReader {
+        match self {
+            Shard::Full(r) => r,
+            Shard::Incremental(t, _) => t.reader(),
+        }
+    }
+
+    /// Starts a collection (exits learnt by the incremental table).
+    fn begin(&mut self) -> Vec<(Stage, Error)> {
+        match self {
+            Shard::Full(_) => Vec::new(),
+            Shard::Incremental(t, _) => t
+                .begin_scrape()
+                .into_iter()
+                .map(|e| (Stage::Proc, e))
+                .collect(),
+        }
+    }
+
+    fn end(&mut self) {
+        match self {
+            Shard::Full(r) => r.end_scrape(),
+            Shard::Incremental(t, files) => {
+                t.end_scrape();
+                files.end_scrape();
+            }
+        }
+    }
+
+    fn cached(&self) -> usize {
+        match self {
+            Shard::Full(r) => r.cached(),
+            Shard::Incremental(t, _) => t.stats().tracked,
+        }
+    }
+}
+
 /// Most threads [`Collector::new`] collects with.
 pub const MAX_DEFAULT_THREADS: usize = 4;
 
@@ -78,30 +149,91 @@ pub fn default_threads() -> usize {
 pub struct Collector {
     roots: Roots,
     layout: Option<Layout>,
-    /// One reader per shard.
-    readers: Vec<ProcessReader>,
+    mode: CollectMode,
+    /// One per shard.
+    readers: Vec<Shard>,
+    /// Whether the spent descriptor budget was logged.
+    budget_logged: bool,
 }
 
 impl Collector {
-    /// A collector over the given roots, collecting with
+    /// A collector over the given roots, collecting incrementally with
     /// [`default_threads`] threads.
     pub fn new(roots: Roots) -> Self {
         Self::with_threads(roots, default_threads())
     }
 
-    /// A collector over the given roots that spreads a collection over
-    /// `threads` threads (0 or 1: the calling thread only). The kept `stat`
-    /// handle budget ([`kept_handle_budget`]) is shared between the shards.
+    /// An incremental collector over the given roots that spreads a
+    /// collection over `threads` threads (0 or 1: the calling thread only).
     pub fn with_threads(roots: Roots, threads: usize) -> Self {
+        Self::with_mode(roots, threads, CollectMode::default())
+    }
+
+    /// A collector over the given roots, reading processes the `mode` way,
+    /// spread over `threads` threads. The file descriptor budget
+    /// ([`kept_handle_budget`]: pidfds, kept `stat` handles) is shared
+    /// between the shards.
+    pub fn with_mode(roots: Roots, threads: usize, mode: CollectMode) -> Self {
+        let budget = kept_handle_budget(&roots);
+        Self::with_fd_budget(roots, threads, mode, budget)
+    }
+
+    /// As [`Collector::with_mode`], with the descriptor budget given.
+    pub fn with_fd_budget(roots: Roots, threads: usize, mode: CollectMode, budget: usize) -> Self {
         let threads = threads.max(1);
-        let cap = kept_handle_budget(&roots) / threads;
+        let cap = budget / threads;
         Collector {
             readers: (0..threads)
-                .map(|_| ProcessReader::with_kept_handle_cap(roots.clone(), cap))
+                .map(|_| match mode {
+                    CollectMode::Full => Shard::Full(Box::new(
+                        ProcessReader::with_kept_handle_cap(roots.clone(), cap),
+                    )),
+                    // A sixteenth of the budget keeps cgroup control files
+                    // open (7 per container), the rest holds pidfds.
+                    CollectMode::Incremental => Shard::Incremental(
+                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 16)),
+                        Box::new(ControlFiles::new(cap / 16)),
+                    ),
+                })
                 .collect(),
             roots,
             layout: None,
+            mode,
+            budget_logged: false,
         }
+    }
+
+    /// Sets how long after its start the incremental tables re-read a
+    /// process every collection ([`crate::procfs::table::YOUNG`] by
+    /// default), for processes first seen from now on.
+    pub fn set_young_window(&mut self, young: std::time::Duration) {
+        for s in &mut self.readers {
+            if let Shard::Incremental(t, _) = s {
+                t.set_young(young);
+            }
+        }
+    }
+
+    /// How it reads processes.
+    pub fn mode(&self) -> CollectMode {
+        self.mode
+    }
+
+    /// The incremental tables' counters, summed over the shards (all zero
+    /// in full mode).
+    pub fn table_stats(&self) -> TableStats {
+        let mut sum = TableStats::default();
+        for s in &self.readers {
+            if let Shard::Incremental(t, _) = s {
+                let st = t.stats();
+                sum.tracked += st.tracked;
+                sum.pidfds += st.pidfds;
+                sum.over_budget += st.over_budget;
+                sum.reads += st.reads;
+                sum.exits += st.exits;
+            }
+        }
+        sum
     }
 
     /// Threads a collection is spread over.
@@ -121,7 +253,7 @@ impl Collector {
 
     /// Processes whose command line is cached (a self metric).
     pub fn cached_processes(&self) -> usize {
-        self.readers.iter().map(ProcessReader::cached).sum()
+        self.readers.iter().map(Shard::cached).sum()
     }
 
     /// Collects every container. Never fails as a whole: errors are listed in
@@ -143,7 +275,7 @@ impl Collector {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = readers
                     .filter(|(_, cs)| !cs.is_empty())
-                    .map(|(reader, cs)| scope.spawn(move || collect_shard(reader, layout, cs)))
+                    .map(|(shard, cs)| scope.spawn(move || collect_shard(shard, layout, cs)))
                     .collect();
                 if let Some((reader, cs)) = first {
                     let (found, errs) = collect_shard(reader, layout, cs);
@@ -165,8 +297,10 @@ impl Collector {
             .containers
             .sort_by(|a, b| a.container.id.cmp(&b.container.id));
         for r in &mut self.readers {
-            r.end_scrape();
+            r.end();
         }
+        let stats = self.table_stats();
+        log_budget_once(&mut self.budget_logged, stats);
         snapshot.errors = errors
             .into_iter()
             .map(|(stage, e)| (stage, e.to_string()))
@@ -195,7 +329,12 @@ impl Collector {
         };
         let mut errors = Vec::new();
         let shard = self.shard_of(&c.id);
-        let cs = snapshot_container(&mut self.readers[shard], &layout, c, &mut errors);
+        let cs = snapshot_container(
+            &mut Read::Full(self.readers[shard].reader()),
+            &layout,
+            c,
+            &mut errors,
+        );
         match errors.into_iter().next() {
             Some((_, e)) => Err(e),
             None => Ok(cs),
@@ -236,6 +375,19 @@ impl Collector {
     }
 }
 
+/// Says once, when the descriptor budget first runs out, that processes
+/// beyond it are read the full-scan way.
+fn log_budget_once(logged: &mut bool, stats: TableStats) {
+    if stats.over_budget > 0 && !*logged {
+        *logged = true;
+        tracing::warn!(
+            over_budget = stats.over_budget,
+            pidfds = stats.pidfds,
+            "file descriptor budget spent (RLIMIT_NOFILE): processes beyond it are read by full scan each collection"
+        );
+    }
+}
+
 /// The shard of container `id` among `n`: FNV-1a of the id, stable across
 /// runs and platforms.
 fn shard_of(id: &str, n: usize) -> usize {
@@ -250,55 +402,77 @@ fn shard_of(id: &str, n: usize) -> usize {
 
 /// Reads one shard's containers (errors are returned beside them).
 fn collect_shard(
-    reader: &mut ProcessReader,
+    shard: &mut Shard,
     layout: &Layout,
     containers: Vec<Container>,
 ) -> (Vec<ContainerSnapshot>, Vec<(Stage, Error)>) {
-    let mut errors = Vec::new();
+    let mut errors = shard.begin();
+    let mut read = match shard {
+        Shard::Full(r) => Read::Full(r),
+        Shard::Incremental(t, files) => Read::Incremental(t, files),
+    };
     let found = containers
         .into_iter()
-        .filter_map(|c| snapshot_container(reader, layout, c, &mut errors))
+        .filter_map(|c| snapshot_container(&mut read, layout, c, &mut errors))
         .collect();
     (found, errors)
+}
+
+/// How one container's processes are read.
+enum Read<'a> {
+    Full(&'a mut ProcessReader),
+    Incremental(&'a mut ProcessTable, &'a mut ControlFiles),
 }
 
 /// Reads one container; `None` when it vanished meanwhile. Errors are
 /// recorded and what could be read is still returned.
 fn snapshot_container(
-    reader: &mut ProcessReader,
+    read: &mut Read<'_>,
     layout: &Layout,
     container: Container,
     errors: &mut Vec<(Stage, Error)>,
 ) -> Option<ContainerSnapshot> {
-    let pids = cgroup::read_pids(layout, &container).unwrap_or_else(|e| {
-        errors.push((Stage::Cgroup, e));
-        None
-    });
-    let memory = cgroup::read_memory(layout, &container).unwrap_or_else(|e| {
-        errors.push((Stage::Cgroup, e));
-        None
-    });
-    let listed = match container.dirs.procs.as_deref() {
-        Some(dir) => match cgroup::read_procs_recursive(dir) {
-            Ok(p) => p,
-            Err(e) => {
-                errors.push((Stage::Cgroup, e));
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+    let c = &container;
+    let procs_dir = c.dirs.procs.as_deref();
+    // The incremental mode keeps the control files open between collections.
+    let (pids, memory, listed) = match read {
+        Read::Full(_) => (
+            cgroup::read_pids(layout, c),
+            cgroup::read_memory(layout, c),
+            procs_dir.map(cgroup::read_procs_recursive),
+        ),
+        Read::Incremental(_, files) => (
+            cgroup::read_pids_from(&mut **files, layout, c),
+            cgroup::read_memory_from(&mut **files, layout, c),
+            procs_dir.map(|d| cgroup::read_procs_from(&mut **files, d)),
+        ),
     };
+    let pids = recorded(pids, Stage::Cgroup, errors).flatten();
+    let memory = recorded(memory, Stage::Cgroup, errors).flatten();
+    let listed = recorded(listed.transpose(), Stage::Cgroup, errors)
+        .flatten()
+        .unwrap_or_default();
     // An empty cgroup may simply have been removed since discovery.
     if listed.is_empty() && vanished(&container) {
         return None;
     }
-    let processes = match reader.read_container(&listed, pids.map(|p| p.current)) {
-        Ok(p) => p,
-        Err(e) => {
-            errors.push((Stage::Proc, e));
-            ContainerProcesses::default()
+    let tasks = pids.map(|p| p.current);
+    let got = match read {
+        Read::Full(r) => r.read_container(&listed, tasks),
+        Read::Incremental(t, files) => {
+            let threads = match container.dirs.pids.as_deref() {
+                Some(dir) if tasks.is_some() => recorded(
+                    cgroup::count_threads_from(&mut **files, dir),
+                    Stage::Cgroup,
+                    errors,
+                )
+                .flatten(),
+                _ => None,
+            };
+            t.read_container(&container.id, &listed, tasks, threads)
         }
     };
+    let processes = recorded(got, Stage::Proc, errors).unwrap_or_default();
     let groups = duplicate_groups(&processes.live);
     Some(ContainerSnapshot {
         container,
@@ -307,6 +481,11 @@ fn snapshot_container(
         processes,
         groups,
     })
+}
+
+/// The value, or `None` with the error recorded at `stage`.
+fn recorded<T>(r: Result<T>, stage: Stage, errors: &mut Vec<(Stage, Error)>) -> Option<T> {
+    r.map_err(|e| errors.push((stage, e))).ok()
 }
 
 /// Whether every directory of the container's cgroup is gone.

@@ -30,7 +30,7 @@ pub struct PinnedProcess {
 }
 
 /// `pidfd_open(pid, 0)`.
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags by value and returns a new
     // file descriptor or -1; no memory is shared with the kernel.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

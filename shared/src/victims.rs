@@ -136,13 +136,7 @@ pub fn is_protected<S: AsRef<str>>(
         .any(|c| protected.iter().any(|re| re.is_match(c.as_ref())))
 }
 
-/// The innermost namespace PID from the `NSpid:` line of
-/// `/proc/<pid>/status` (its last field). `None` when the line is missing
-/// (kernels before 4.1) or malformed.
-pub fn parse_nspid(status: &str) -> Option<i32> {
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    line.split_whitespace().last()?.parse().ok()
-}
+pub use crate::procfs::parse_nspid;
 
 /// The id check the kill engine applies before an id reaches a path or a
 /// signal decision: the one container discovery uses.

@@ -11,128 +11,28 @@
 //! subreaper so that the orphans of its processes come back to it to be
 //! reaped, and it reaps any child in its cleanup.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pidwarden_shared::collect::{Collector, ContainerSnapshot};
+use pidwarden_shared::collect::Collector;
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::Roots;
-use pidwarden_tests::{require_cgroups, ChildGuard, TestCgroup};
+
+mod common;
+use common::{become_subreaper, find, TestContainer};
 
 /// sh ─┬─ sleep 1000  ×3  (duplicates: one group of 3, surplus 2)
 ///     └─ sleep 1001 ── zombie (`sleep 0.1`, never reaped: sleep does not wait)
 const SCRIPT: &str =
     "sleep 1000 & sleep 1000 & sleep 1000 & sh -c 'sleep 0.1 & exec sleep 1001' & wait";
 
-fn random_hex(n: usize) -> String {
-    let mut out = String::new();
-    while out.len() < n {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(n);
-    out
-}
-
-/// A fake Docker container: the kit's test cgroups
-/// `<ctrl>/pidwarden-test-…/docker/<id>` in the pids and memory hierarchies,
-/// and the shell started in them. On drop, on failure too, the shell is
-/// killed and reaped, the kit kills whatever is left inside and removes the
-/// cgroups, and the orphans that came back to this subreaper are reaped.
-struct TestContainer {
-    id: String,
-    cg: Option<TestCgroup>,
-    child: Option<ChildGuard>,
-}
-
-impl TestContainer {
-    /// Creates the cgroups; `None` when `PIDWARDEN_SKIP_DOCKER=1`.
-    fn create() -> Option<TestContainer> {
-        if !require_cgroups() {
-            return None;
-        }
-        let id = random_hex(64);
-        let cg = TestCgroup::new(&["pids", "memory"], &format!("docker/{id}"));
-        Some(TestContainer {
-            id,
-            cg: Some(cg),
-            child: None,
-        })
-    }
-
-    fn cgroup(&self) -> &TestCgroup {
-        self.cg.as_ref().expect("the cgroups live until drop")
-    }
-
-    /// Starts `sh -c script` inside the cgroups: the child moves itself in
-    /// before exec, so all its descendants are born inside.
-    fn spawn(&mut self, script: &str) {
-        let child = self
-            .cgroup()
-            .spawn_in(Command::new("sh").arg("-c").arg(script));
-        self.child = Some(ChildGuard(child));
-    }
-
-    fn sh_pid(&self) -> i32 {
-        self.child.as_ref().expect("a shell was spawned").id() as i32
-    }
-
-    /// The pids listed in the pids leaf's `cgroup.procs`.
-    fn listed(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self
-            .cgroup()
-            .procs("pids")
-            .into_iter()
-            .map(|p| p as i32)
-            .collect();
-        v.sort_unstable();
-        v
-    }
-}
-
-/// Reaps whatever child of this process has exited, without blocking.
-fn reap_any() {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer and WNOHANG.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if r <= 0 {
-            break;
-        }
-    }
-}
-
-impl Drop for TestContainer {
-    fn drop(&mut self) {
-        self.child = None;
-        self.cg = None;
-        reap_any();
-    }
-}
-
-fn find(snapshot: &[ContainerSnapshot], id: &str) -> Option<ContainerSnapshot> {
-    snapshot.iter().find(|c| c.container.id == id).cloned()
-}
-
 #[test]
 fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
-    // SAFETY: prctl with an integer argument; it only marks this process.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
+    become_subreaper();
 
     let Some(mut tc) = TestContainer::create() else {
         return;
     };
-    tc.spawn(SCRIPT);
+    tc.spawn(SCRIPT, &[]);
     let sh = tc.sh_pid();
 
     let mut collector = Collector::new(Roots::default());

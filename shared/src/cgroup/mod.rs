@@ -15,14 +15,19 @@ use crate::Limit;
 
 mod classify;
 mod discover;
+mod kept;
 mod layout;
 pub mod parse;
 mod stats;
 
 pub use classify::{classify, is_container_id};
 pub use discover::discover;
+pub use kept::ControlFiles;
 pub use layout::detect_layout;
-pub use stats::{read_memory, read_pids, read_procs_recursive};
+pub use stats::{
+    count_threads_from, count_threads_recursive, read_memory, read_memory_from, read_pids,
+    read_pids_from, read_procs_from, read_procs_recursive, Fresh, Source,
+};
 
 /// How the cgroup filesystem is mounted under the cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]

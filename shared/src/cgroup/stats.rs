@@ -5,10 +5,41 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::discover::subdirs;
+use super::kept::ControlFiles;
 use super::parse::{flat_keyed_value, limit_from_value, parse_limit, parse_procs, parse_u64};
 use super::{Container, Layout, MemoryStats, PidsStats};
 use crate::error::is_vanished;
 use crate::{Error, Limit, Result};
+
+/// Where control files are read from: opened afresh on every read
+/// ([`Fresh`]) or kept open between collections ([`ControlFiles`]).
+pub trait Source {
+    /// Reads a control file; `Ok(None)` when it (or its cgroup) does not exist.
+    fn read_opt(&mut self, path: &Path) -> Result<Option<String>>;
+    /// The subdirectory names of `dir`; `Ok(None)` when `dir` vanished.
+    fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
+        subdirs(dir)
+    }
+}
+
+/// Every read opens the file.
+pub struct Fresh;
+
+impl Source for Fresh {
+    fn read_opt(&mut self, path: &Path) -> Result<Option<String>> {
+        read_opt(path)
+    }
+}
+
+impl Source for ControlFiles {
+    fn read_opt(&mut self, path: &Path) -> Result<Option<String>> {
+        self.read(path)
+    }
+
+    fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
+        ControlFiles::subdirs(self, dir)
+    }
+}
 
 /// Reads a control file; `Ok(None)` when it (or its cgroup) does not exist.
 fn read_opt(path: &Path) -> Result<Option<String>> {
@@ -40,8 +71,8 @@ fn parse_err(path: &Path, what: &str, content: &str) -> Error {
 }
 
 /// Reads a single-number file; `Ok(None)` when missing.
-fn read_u64(path: &Path) -> Result<Option<u64>> {
-    match read_opt(path)? {
+fn read_u64(src: &mut dyn Source, path: &Path) -> Result<Option<u64>> {
+    match src.read_opt(path)? {
         None => Ok(None),
         Some(s) => parse_u64(&s)
             .map(Some)
@@ -50,8 +81,8 @@ fn read_u64(path: &Path) -> Result<Option<u64>> {
 }
 
 /// Reads a limit file; `Ok(None)` when missing.
-fn read_limit(path: &Path) -> Result<Option<Limit>> {
-    match read_opt(path)? {
+fn read_limit(src: &mut dyn Source, path: &Path) -> Result<Option<Limit>> {
+    match src.read_opt(path)? {
         None => Ok(None),
         Some(s) => parse_limit(&s)
             .map(Some)
@@ -61,8 +92,8 @@ fn read_limit(path: &Path) -> Result<Option<Limit>> {
 
 /// Reads one key of a flat-keyed file; `Ok(None)` when the file is missing,
 /// `Some(None)` when the key is.
-fn read_key(path: &Path, key: &str) -> Result<Option<Option<u64>>> {
-    Ok(read_opt(path)?.map(|s| flat_keyed_value(&s, key)))
+fn read_key(src: &mut dyn Source, path: &Path, key: &str) -> Result<Option<Option<u64>>> {
+    Ok(src.read_opt(path)?.map(|s| flat_keyed_value(&s, key)))
 }
 
 /// `dir` and its ancestors up to, but excluding, the hierarchy root it lives
@@ -98,16 +129,25 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
 /// fork refused by an ancestor's limit (a pod or a slice) does not show in
 /// the container's file.
 pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
+    read_pids_from(&mut Fresh, layout, c)
+}
+
+/// [`read_pids`] through `src`.
+pub fn read_pids_from(
+    src: &mut dyn Source,
+    layout: &Layout,
+    c: &Container,
+) -> Result<Option<PidsStats>> {
     let Some(dir) = c.dirs.pids.as_deref() else {
         return Ok(None);
     };
-    let Some(current) = read_u64(&dir.join("pids.current"))? else {
+    let Some(current) = read_u64(src, &dir.join("pids.current"))? else {
         return Ok(None);
     };
     let mut limit = Limit::Unlimited;
     let mut headroom: Option<u64> = None;
     for (i, level) in levels(layout, dir).iter().enumerate() {
-        let Some(level_limit) = read_limit(&level.join("pids.max"))? else {
+        let Some(level_limit) = read_limit(src, &level.join("pids.max"))? else {
             if i == 0 {
                 return Ok(None);
             }
@@ -120,7 +160,7 @@ pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
         let level_current = if i == 0 {
             current
         } else {
-            match read_u64(&level.join("pids.current"))? {
+            match read_u64(src, &level.join("pids.current"))? {
                 Some(v) => v,
                 None => return Ok(None),
             }
@@ -129,7 +169,7 @@ pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
         let h = max.saturating_sub(level_current);
         headroom = Some(headroom.map_or(h, |old| old.min(h)));
     }
-    let limit_hits = read_key(&dir.join("pids.events"), "max")?
+    let limit_hits = read_key(src, &dir.join("pids.events"), "max")?
         .flatten()
         .unwrap_or(0);
     Ok(Some(PidsStats {
@@ -150,6 +190,15 @@ pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
 /// cgroup and its ancestors and `hierarchical_memory_limit`,
 /// `memory.oom_control` `oom_kill`.
 pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>> {
+    read_memory_from(&mut Fresh, layout, c)
+}
+
+/// [`read_memory`] through `src`.
+pub fn read_memory_from(
+    src: &mut dyn Source,
+    layout: &Layout,
+    c: &Container,
+) -> Result<Option<MemoryStats>> {
     let Some(dir) = c.dirs.memory.as_deref() else {
         return Ok(None);
     };
@@ -163,10 +212,10 @@ pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>
     } else {
         ("memory.current", "memory.max", "memory.events")
     };
-    let Some(usage) = read_u64(&dir.join(usage_file))? else {
+    let Some(usage) = read_u64(src, &dir.join(usage_file))? else {
         return Ok(None);
     };
-    let Some(stat) = read_opt(&dir.join("memory.stat"))? else {
+    let Some(stat) = src.read_opt(&dir.join("memory.stat"))? else {
         return Ok(None);
     };
     let inactive_file = if v1 {
@@ -184,13 +233,13 @@ pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>
         }
     }
     for (i, level) in levels(layout, dir).iter().enumerate() {
-        match read_limit(&level.join(limit_file))? {
+        match read_limit(src, &level.join(limit_file))? {
             Some(l) => limit = limit.min(l),
             None if i == 0 => return Ok(None),
             None => {}
         }
     }
-    let oom_kills = read_key(&dir.join(events_file), "oom_kill")?
+    let oom_kills = read_key(src, &dir.join(events_file), "oom_kill")?
         .flatten()
         .unwrap_or(0);
     Ok(Some(MemoryStats {
@@ -205,18 +254,57 @@ pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>
 /// descendants (`cgroup.procs` of each), sorted and deduplicated. Directories
 /// that vanish are skipped; a vanished `dir` yields an empty list.
 pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
+    read_procs_from(&mut Fresh, dir)
+}
+
+/// [`read_procs_recursive`] through `src`.
+pub fn read_procs_from(src: &mut dyn Source, dir: &Path) -> Result<Vec<i32>> {
     let mut pids = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Some(content) = read_opt(&d.join("cgroup.procs"))? else {
+        let Some(content) = src.read_opt(&d.join("cgroup.procs"))? else {
             continue;
         };
         pids.extend(parse_procs(&content));
-        if let Some(names) = subdirs(&d)? {
+        if let Some(names) = src.subdirs(&d)? {
             stack.extend(names.into_iter().map(|n| d.join(n)));
         }
     }
     pids.sort_unstable();
     pids.dedup();
     Ok(pids)
+}
+
+/// Counts the threads (tasks) listed in a cgroup directory and all its
+/// descendants: `cgroup.threads` on cgroup v2, `tasks` on v1. Exited tasks
+/// are not listed, so with `pids.current` (which still charges zombies until
+/// they are reaped) it tells how many zombies a cgroup holds. `Ok(None)`
+/// when `dir` has neither file (a fixture tree, a vanished cgroup).
+pub fn count_threads_recursive(dir: &Path) -> Result<Option<u64>> {
+    count_threads_from(&mut Fresh, dir)
+}
+
+/// [`count_threads_recursive`] through `src`.
+pub fn count_threads_from(src: &mut dyn Source, dir: &Path) -> Result<Option<u64>> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut top = true;
+    while let Some(d) = stack.pop() {
+        let content = match src.read_opt(&d.join("cgroup.threads"))? {
+            Some(c) => Some(c),
+            None => src.read_opt(&d.join("tasks"))?,
+        };
+        let Some(content) = content else {
+            if top {
+                return Ok(None);
+            }
+            continue;
+        };
+        top = false;
+        total += content.split_ascii_whitespace().count() as u64;
+        if let Some(names) = src.subdirs(&d)? {
+            stack.extend(names.into_iter().map(|n| d.join(n)));
+        }
+    }
+    Ok(Some(total))
 }

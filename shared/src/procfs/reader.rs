@@ -1,9 +1,10 @@
 //! Reading processes from `/proc`, cheaply: what cannot change for a live
 //! process (its command line and start time) is cached by (pid, start time),
-//! so a scrape of an unchanged host re-reads only what can change.
+//! so a scrape of an unchanged host re-reads only what can change. This is
+//! the full-scan reader (`--collect-mode full`), the oracle of the
+//! incremental [`super::table`], and its fallback.
 //!
-//! Parsing ([`parse_stat`], [`parse_cmdline`]) is pure and tested on literal
-//! strings; reading goes through one reusable buffer per [`ProcessReader`].
+//! Reading goes through one reusable buffer per [`ProcessReader`].
 //!
 //! On a real procfs the reader also keeps each process's `stat` file open
 //! between scrapes and re-reads it with `pread` at offset 0, which saves the
@@ -20,6 +21,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::budget::kept_handle_budget;
+use super::parse::{parse_children, parse_cmdline, parse_nspid, parse_stat_ref, Cmdline, StatRef};
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
 
@@ -59,195 +62,32 @@ impl Process {
     }
 }
 
-/// Fields parsed from `/proc/<pid>/stat`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    /// PID.
-    pub pid: i32,
-    /// `comm`, without the parentheses.
-    pub comm: String,
-    /// State letter.
-    pub state: char,
-    /// Parent PID.
-    pub ppid: i32,
-    /// utime + stime in ticks.
-    pub cpu_ticks: u64,
-    /// cutime + cstime in ticks: the reaped children's CPU time.
-    pub child_cpu_ticks: u64,
-    /// Threads.
-    pub threads: u64,
-    /// Start time in ticks since boot.
-    pub start_time: u64,
-}
-
-/// `stat` fields with `comm` borrowed from the content: the allocation-free
-/// form the reader uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StatRef<'a> {
-    pid: i32,
-    comm: &'a str,
-    state: char,
-    ppid: i32,
-    cpu_ticks: u64,
-    child_cpu_ticks: u64,
-    threads: u64,
-    start_time: u64,
-}
-
-/// Parses `stat` content. `comm` may hold spaces and `)`, so the fields after
-/// it start after the *last* `)`.
-fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
-    let open = content.find('(')?;
-    let close = content.rfind(')')?;
-    if close < open {
-        return None;
-    }
-    let pid = content[..open].trim().parse().ok()?;
-    let comm = &content[open + 1..close];
-    // Fields from 3 (state) on; index i is field i + 3.
-    let mut rest = content[close + 1..].split_ascii_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    // Skip fields 5..=13 (pgrp … cmajflt) to reach utime (14).
-    let mut rest = rest.skip(9);
-    let utime: u64 = rest.next()?.parse().ok()?;
-    let stime: u64 = rest.next()?.parse().ok()?;
-    // cutime (16) and cstime (17) are signed in the kernel's format.
-    let child = |t: Option<&str>| -> Option<u64> { Some(t?.parse::<i64>().ok()?.max(0) as u64) };
-    let cutime = child(rest.next())?;
-    let cstime = child(rest.next())?;
-    // Skip 18 and 19 (priority, nice) to reach num_threads (20).
-    let mut rest = rest.skip(2);
-    let threads = rest.next()?.parse().ok()?;
-    // Skip 21 (itrealvalue) to reach starttime (22).
-    let start_time = rest.nth(1)?.parse().ok()?;
-    Some(StatRef {
-        pid,
-        comm,
-        state,
-        ppid,
-        cpu_ticks: utime.saturating_add(stime),
-        child_cpu_ticks: cutime.saturating_add(cstime),
-        threads,
-        start_time,
-    })
-}
-
-/// Parses the content of `/proc/<pid>/stat` (comm may contain spaces and
-/// parentheses). Pure.
-pub fn parse_stat(content: &str) -> Option<Stat> {
-    let s = parse_stat_ref(content)?;
-    Some(Stat {
-        pid: s.pid,
-        comm: s.comm.to_owned(),
-        state: s.state,
-        ppid: s.ppid,
-        cpu_ticks: s.cpu_ticks,
-        child_cpu_ticks: s.child_cpu_ticks,
-        threads: s.threads,
-        start_time: s.start_time,
-    })
-}
-
-/// A command line as the kernel holds it: the arguments separated by NUL,
-/// in one shared allocation. Two command lines are equal only when their
-/// arguments are: `sh /w.sh "a b"` (three arguments) and `sh /w.sh a b`
-/// (four) differ, although both show as `sh /w.sh a b`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cmdline(Arc<str>);
-
-impl Cmdline {
-    /// From the bytes of `/proc/<pid>/cmdline`: trailing NULs (the
-    /// terminator, or the padding left by programs that rewrite their title)
-    /// are dropped; invalid UTF-8 is replaced. Pure.
-    pub fn from_raw(raw: &[u8]) -> Cmdline {
-        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        Cmdline(Arc::from(String::from_utf8_lossy(&raw[..end])))
-    }
-
-    /// From separate arguments.
-    pub fn from_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Cmdline {
-        let mut raw = String::new();
-        for (i, a) in args.into_iter().enumerate() {
-            if i > 0 {
-                raw.push('\0');
-            }
-            raw.push_str(a.as_ref());
-        }
-        Cmdline(Arc::from(raw))
-    }
-
-    /// The arguments separated by NUL, as compared.
-    pub fn raw(&self) -> &str {
-        &self.0
-    }
-
-    /// The arguments; none for an empty command line.
-    pub fn args(&self) -> impl Iterator<Item = &str> {
-        let mut it = self.0.split('\0');
-        if self.0.is_empty() {
-            it.next();
-        }
-        it
-    }
-
-    /// The arguments joined by single spaces: how a command line is shown
-    /// (and matched by protected patterns). Borrowed for a single argument.
-    pub fn display(&self) -> std::borrow::Cow<'_, str> {
-        if self.0.contains('\0') {
-            std::borrow::Cow::Owned(self.0.replace('\0', " "))
-        } else {
-            std::borrow::Cow::Borrowed(&self.0)
-        }
-    }
-
-    /// True for the empty command line (kernel threads, zombies).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// Serialised as shown: the arguments joined by spaces.
-impl Serialize for Cmdline {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.display())
-    }
-}
-
-/// Parses `/proc/<pid>/cmdline` bytes; see [`Cmdline::from_raw`]. Pure.
-pub fn parse_cmdline(raw: &[u8]) -> Cmdline {
-    Cmdline::from_raw(raw)
-}
-
-/// Parses a `children` file: pids separated by spaces. Pure.
-fn parse_children(content: &str, out: &mut Vec<i32>) {
-    out.extend(
-        content
-            .split_ascii_whitespace()
-            .filter_map(|t| t.parse::<i32>().ok()),
-    );
-}
-
 /// Reads a whole file into `buf` (cleared first), reusing its capacity.
-fn read_into(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+pub(super) fn read_into(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
     open_read(path, buf, line).map(drop)
 }
 
 /// Opens `path` and reads it whole into `buf`; returns the open file.
-fn open_read(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<File> {
+pub(super) fn open_read(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::Result<File> {
     buf.clear();
     let file = File::open(path)?;
     read_at_into(&file, buf, line)?;
     Ok(file)
 }
 
+/// The longest first read that [`read_at_into`] may take as a whole file.
+pub(crate) const SHORT_READ: usize = 2048;
+
 /// Reads a whole file from offset 0 into `buf` (cleared first) with `pread`,
 /// reusing its capacity; the file can be read again the same way (a kept
-/// `stat` handle). With `line`, a read that ends in a newline with room to
-/// spare is taken as the end of the file: single-line proc files (`stat`)
-/// are produced in one piece, which saves the second read that would
-/// return 0.
-fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
+/// `stat` handle). With `line`, a first read of at most [`SHORT_READ`]
+/// bytes that ends in a newline with room to spare is taken as the end of
+/// the file: a proc or cgroup file is produced a page at most per read, in
+/// whole records, so a short read is the end unless a record could be
+/// missing (then a page ends short by less than a record: never below half
+/// a page with these files' records). That saves the second read that
+/// would return 0.
+pub(crate) fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<()> {
     buf.clear();
     if buf.capacity() < 1024 {
         buf.reserve(1024);
@@ -271,7 +111,8 @@ fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<(
             }
         };
         buf.truncate(len + n);
-        if n == 0 || (line && buf.len() < cap && buf.last() == Some(&b'\n')) {
+        let short = len == 0 && n <= SHORT_READ && n < cap;
+        if n == 0 || (line && short && buf.last() == Some(&b'\n')) {
             return Ok(());
         }
     }
@@ -279,14 +120,14 @@ fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::io::Result<(
 
 /// A reusable `<proc>/<pid>/<file>` path: no allocation per process.
 #[derive(Debug)]
-struct PathBuilder {
+pub(super) struct PathBuilder {
     root: PathBuf,
     path: PathBuf,
     tail: String,
 }
 
 impl PathBuilder {
-    fn new(proc_root: &Path) -> Self {
+    pub(super) fn new(proc_root: &Path) -> Self {
         PathBuilder {
             root: proc_root.to_path_buf(),
             path: PathBuf::with_capacity(proc_root.as_os_str().len() + 48),
@@ -295,7 +136,7 @@ impl PathBuilder {
     }
 
     /// `<proc>/<pid>/<rest>`; `rest` may contain further `/`.
-    fn pid_file(&mut self, pid: i32, rest: std::fmt::Arguments<'_>) -> &Path {
+    pub(super) fn pid_file(&mut self, pid: i32, rest: std::fmt::Arguments<'_>) -> &Path {
         use std::fmt::Write;
         self.tail.clear();
         let _ = write!(self.tail, "/{pid}/{rest}");
@@ -309,7 +150,7 @@ impl PathBuilder {
 
 /// Parses a non-empty `stat` read (an empty one means the process went
 /// away between open and read: callers skip it before).
-fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
+pub(super) fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
     let text = std::str::from_utf8(buf).map_err(|_| Error::Parse {
         path: path.to_path_buf(),
         msg: "stat is not UTF-8".into(),
@@ -322,7 +163,7 @@ fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
 
 /// Reads `cmdline`; a vanished file is an empty command line (the process
 /// was exiting; its stat was read a moment ago).
-fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<Cmdline> {
+pub(super) fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<Cmdline> {
     match read_into(path, buf, false) {
         Ok(()) => Ok(parse_cmdline(buf)),
         Err(e) if is_vanished(&e) => Ok(Cmdline::default()),
@@ -334,52 +175,6 @@ fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<Cmdline> {
 /// [`ProcessReader`]'s, without a cache to keep.
 pub fn read_process(roots: &Roots, pid: i32) -> Result<Option<Process>> {
     ProcessReader::with_kept_handle_cap(roots.clone(), 0).read_cached(pid)
-}
-
-/// File descriptors a process keeps free for everything else (sockets,
-/// cgroup files, the runtime's connections) when handles are kept.
-pub const RESERVED_FDS: u64 = 512;
-
-/// How many `stat` handles readers over `roots` may keep open in all: the
-/// soft `RLIMIT_NOFILE` limit less [`RESERVED_FDS`] when the proc root is a
-/// real procfs, 0 otherwise (a kept handle to a plain file would never see
-/// the file replaced or removed, so fixture trees are always re-opened).
-pub fn kept_handle_budget(roots: &Roots) -> usize {
-    if !is_procfs(&roots.proc) {
-        return 0;
-    }
-    let Ok((soft, _)) = nofile_limit() else {
-        return 0;
-    };
-    usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
-}
-
-/// This process's open file limit (`RLIMIT_NOFILE`): (soft, hard).
-pub fn nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
-}
-
-/// Whether `path` is on a proc filesystem.
-fn is_procfs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    st.f_type == libc::PROC_SUPER_MAGIC
 }
 
 /// The processes of one container, as read in one pass.
@@ -503,8 +298,16 @@ impl ProcessReader {
         self.kept < self.kept_cap
     }
 
+    /// Reads one process afresh: its command line and `comm` too, even when
+    /// the cache holds them (an exec that kept `comm`). `Ok(None)` when it
+    /// vanished.
+    pub(crate) fn read_fresh(&mut self, pid: i32) -> Result<Option<Process>> {
+        self.forget(pid);
+        self.read_cached(pid)
+    }
+
     /// Reads one process through the cache; `Ok(None)` when it vanished.
-    fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
+    pub(crate) fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
         let Some(opened) = self.read_stat(pid)? else {
             return Ok(None);
         };
@@ -603,10 +406,16 @@ impl ProcessReader {
         }))
     }
 
+    /// Takes the children gathered by [`Self::collect_children`], leaving
+    /// the list empty.
+    pub(crate) fn take_children(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.children)
+    }
+
     /// Appends the children of `pid` (all its threads') to `self.children`.
     /// A single-threaded process has one task, named after the pid, so no
     /// directory listing is needed.
-    fn collect_children(&mut self, pid: i32, threads: u64) -> Result<()> {
+    pub(crate) fn collect_children(&mut self, pid: i32, threads: u64) -> Result<()> {
         if threads <= 1 {
             let path = self
                 .paths
@@ -743,114 +552,33 @@ pub fn read_children(roots: &Roots, pid: i32) -> Result<Vec<i32>> {
     Ok(out)
 }
 
+/// Reads a `/proc/<pid>/<name>` file whole; `Ok(None)` when the process
+/// vanished.
+fn read_pid_file(roots: &Roots, pid: i32, name: &str) -> Result<Option<String>> {
+    let path = roots.proc.join(pid.to_string()).join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if is_vanished(&e) => Ok(None),
+        Err(e) => Err(Error::read(path, e)),
+    }
+}
+
+/// The PID of `pid` in its innermost PID namespace (`NSpid` of `status`):
+/// 1 for a container's init. `Ok(None)` when the process vanished;
+/// `Ok(Some(None))` when the kernel shows no `NSpid`.
+pub fn read_ns_pid(roots: &Roots, pid: i32) -> Result<Option<Option<i32>>> {
+    Ok(read_pid_file(roots, pid, "status")?.map(|s| parse_nspid(&s)))
+}
+
+/// The content of `/proc/<pid>/cgroup` (the process's cgroup in each
+/// hierarchy); `Ok(None)` when the process vanished.
+pub fn read_cgroup_membership(roots: &Roots, pid: i32) -> Result<Option<String>> {
+    read_pid_file(roots, pid, "cgroup")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const STAT: &str = "7378 (cat) R 7375 7375 5668 0 -1 4194304 100 0 0 0 3 4 0 0 20 0 1 0 59100 3133440 383 18446744073709551615 0 0\n";
-
-    #[test]
-    fn parses_a_plain_stat_line() {
-        let s = parse_stat(STAT).unwrap();
-        assert_eq!(
-            s,
-            Stat {
-                pid: 7378,
-                comm: "cat".into(),
-                state: 'R',
-                ppid: 7375,
-                cpu_ticks: 7,
-                child_cpu_ticks: 0,
-                threads: 1,
-                start_time: 59100,
-            }
-        );
-    }
-
-    #[test]
-    fn comm_with_spaces_and_parentheses_splits_at_the_last_paren() {
-        let line = "42 (a) b (c)) Z 1 42 42 0 -1 0 0 0 0 0 10 20 0 0 20 0 3 0 777 0 0\n";
-        let s = parse_stat(line).unwrap();
-        assert_eq!(s.pid, 42);
-        assert_eq!(s.comm, "a) b (c)");
-        assert_eq!(s.state, 'Z');
-        assert_eq!(s.ppid, 1);
-        assert_eq!(s.cpu_ticks, 30);
-        assert_eq!(s.threads, 3);
-        assert_eq!(s.start_time, 777);
-    }
-
-    #[test]
-    fn reaped_children_cpu_is_read_from_cutime_and_cstime() {
-        let s = parse_stat("9 (sh) S 1 9 9 0 -1 0 0 0 0 0 3 4 25 17 20 0 1 0 50 0 0\n").unwrap();
-        assert_eq!((s.cpu_ticks, s.child_cpu_ticks), (7, 42));
-        assert_eq!((s.threads, s.start_time), (1, 50));
-        // Signed in the kernel's format: a negative value reads as none.
-        let s = parse_stat("9 (sh) S 1 9 9 0 -1 0 0 0 0 0 3 4 -1 5 20 0 1 0 50 0 0\n").unwrap();
-        assert_eq!(s.child_cpu_ticks, 5);
-    }
-
-    #[test]
-    fn empty_comm_and_unicode_comm_parse() {
-        let s = parse_stat("5 () S 0 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 0\n").unwrap();
-        assert_eq!(s.comm, "");
-        assert_eq!(s.start_time, 9);
-        let s = parse_stat("6 (nöde ✓) S 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0\n").unwrap();
-        assert_eq!(s.comm, "nöde ✓");
-    }
-
-    #[test]
-    fn malformed_stat_lines_are_rejected() {
-        for bad in [
-            "",
-            "12",
-            "12 (x",
-            "x) 12 (",
-            "12 (x) S",
-            "12 (x) S 1 2 3",
-            "abc (x) S 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 0",
-            "12 (x) S 1 0 0 0 -1 0 0 0 0 0 q 0 0 0 20 0 1 0 10 0",
-        ] {
-            assert_eq!(parse_stat(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn cmdline_keeps_arguments_apart_and_shows_them_joined() {
-        let shown = |raw: &[u8]| parse_cmdline(raw).display().into_owned();
-        assert_eq!(shown(b"sleep\x001000\x00"), "sleep 1000");
-        assert_eq!(shown(b"sh\x00-c\x00echo a b\x00"), "sh -c echo a b");
-        assert_eq!(shown(b""), "");
-        assert_eq!(shown(b"\x00\x00"), "");
-        assert_eq!(
-            shown(b"nginx: worker process\x00\x00\x00"),
-            "nginx: worker process"
-        );
-        assert_eq!(shown(b"no-terminator"), "no-terminator");
-        assert_eq!(shown(b"a\x00\x00b\x00"), "a  b");
-        assert_eq!(shown(b"bad\xff\x00utf8\x00"), "bad\u{fffd} utf8");
-
-        // One argument with a space is not two arguments.
-        let quoted = parse_cmdline(b"sh\x00/w.sh\x00a b\x00");
-        let split = parse_cmdline(b"sh\x00/w.sh\x00a\x00b\x00");
-        assert_ne!(quoted, split);
-        assert_eq!(quoted.display(), split.display());
-        assert_eq!(quoted.args().collect::<Vec<_>>(), ["sh", "/w.sh", "a b"]);
-        assert_eq!(quoted, Cmdline::from_args(["sh", "/w.sh", "a b"]));
-        assert_eq!(quoted.raw(), "sh\0/w.sh\0a b");
-        assert_eq!(parse_cmdline(b"").args().count(), 0);
-        assert!(parse_cmdline(b"\x00").is_empty());
-        assert_eq!(serde_json::to_string(&split).unwrap(), "\"sh /w.sh a b\"");
-    }
-
-    #[test]
-    fn children_files_parse() {
-        let mut v = Vec::new();
-        parse_children("12 34 \n", &mut v);
-        parse_children("", &mut v);
-        parse_children("56", &mut v);
-        assert_eq!(v, vec![12, 34, 56]);
-    }
 
     #[test]
     fn reads_this_process_from_the_host_proc() {
@@ -1082,13 +810,6 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-    }
-
-    #[test]
-    fn the_host_proc_keeps_handles_and_fixture_trees_do_not() {
-        assert!(kept_handle_budget(&Roots::default()) > 0);
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(kept_handle_budget(&Roots::new(dir.path(), dir.path())), 0);
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! Control files kept open between collections: a file read in one
+//! collection is re-read in the next with `pread` at offset 0, which saves
+//! its path walk and its `close`. A file that a collection did not read is
+//! closed at its end. A kept file of a removed cgroup reads as gone
+//! (`ENODEV`); it is dropped and the path opened afresh, so a cgroup
+//! removed and created again under the same path (a restarted container) is
+//! read anew. Files that do not exist are remembered as missing for as long
+//! as they are asked for, so a cgroup v1 directory is not asked every
+//! collection for its v2 files.
+//!
+//! The process and thread lists (`cgroup.procs`, `tasks`) are opened afresh
+//! on every collection, never kept: on cgroup v1 an open file keeps serving
+//! the pid list the kernel built for it (cached for a second after each
+//! read, shared by every reader of that cgroup), so a kept handle re-read
+//! within a second sees the processes of the last read, not the new ones. Within one collection a file is read once:
+//! the files of ancestors shared by every container (`docker/pids.max`) and
+//! the subdirectory lists asked for twice are served from the first read.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::hash::BuildHasherDefault;
+use std::path::Path;
+
+use crate::error::is_vanished;
+use crate::fasthash::FastHasher;
+use crate::procfs::reader::read_at_into;
+use crate::{Error, Result};
+
+/// Keyed by the path's bytes (hashing a `Path` walks its components).
+type ByPath<V> = HashMap<OsString, V, BuildHasherDefault<FastHasher>>;
+
+fn key(p: &Path) -> &OsStr {
+    p.as_os_str()
+}
+
+/// Whether a file may be kept open (see the module docs).
+fn keepable(path: &Path) -> bool {
+    !matches!(
+        path.file_name().and_then(OsStr::to_str),
+        Some("cgroup.procs" | "tasks" | "cgroup.threads")
+    )
+}
+
+/// Control files kept open, at most `cap` of them.
+#[derive(Debug)]
+pub struct ControlFiles {
+    files: ByPath<Kept>,
+    /// Subdirectory lists read in this collection.
+    dirs: ByPath<Option<Vec<String>>>,
+    open: usize,
+    cap: usize,
+    generation: u64,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    /// `None`: the file does not exist.
+    file: Option<File>,
+    generation: u64,
+    /// What it read in this collection.
+    content: Option<String>,
+}
+
+impl ControlFiles {
+    /// Keeps at most `cap` files open (0: every read opens its file).
+    pub fn new(cap: usize) -> Self {
+        ControlFiles {
+            files: ByPath::default(),
+            dirs: ByPath::default(),
+            open: 0,
+            cap,
+            generation: 0,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Files kept open.
+    pub fn open_files(&self) -> usize {
+        self.open
+    }
+
+    /// Reads a control file whole; `Ok(None)` when it (or its cgroup) does
+    /// not exist.
+    pub fn read(&mut self, path: &Path) -> Result<Option<String>> {
+        let generation = self.generation;
+        if let Some(k) = self.files.get_mut(key(path)) {
+            k.generation = generation;
+            if let Some(c) = &k.content {
+                return Ok(Some(c.clone()));
+            }
+            match &k.file {
+                None => return Ok(None),
+                Some(f) => match read_at_into(f, &mut self.buf, true) {
+                    Ok(()) => {
+                        let content = String::from_utf8_lossy(&self.buf).into_owned();
+                        k.content = Some(content.clone());
+                        return Ok(Some(content));
+                    }
+                    // The cgroup was removed: open the path afresh.
+                    Err(e) if is_vanished(&e) => {
+                        self.files.remove(key(path));
+                        self.open -= 1;
+                    }
+                    Err(e) => return Err(Error::read(path, e)),
+                },
+            }
+        }
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if is_vanished(&e) => {
+                self.files.insert(
+                    key(path).to_owned(),
+                    Kept {
+                        file: None,
+                        generation,
+                        content: None,
+                    },
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::read(path, e)),
+        };
+        match read_at_into(&file, &mut self.buf, true) {
+            Ok(()) => {}
+            Err(e) if is_vanished(&e) => return Ok(None),
+            Err(e) => return Err(Error::read(path, e)),
+        }
+        let content = String::from_utf8_lossy(&self.buf).into_owned();
+        if self.open < self.cap && keepable(path) {
+            self.open += 1;
+            self.files.insert(
+                key(path).to_owned(),
+                Kept {
+                    file: Some(file),
+                    generation,
+                    content: Some(content.clone()),
+                },
+            );
+        }
+        Ok(Some(content))
+    }
+
+    /// The subdirectory names of `dir`, listed once per collection;
+    /// `Ok(None)` when `dir` vanished.
+    pub fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
+        if let Some(d) = self.dirs.get(key(dir)) {
+            return Ok(d.clone());
+        }
+        // A directory's link count is 2 plus its subdirectories on cgroupfs
+        // (kernfs), ext4 and tmpfs: 2 means none, without listing it.
+        use std::os::unix::fs::MetadataExt;
+        let found = match std::fs::metadata(dir) {
+            Ok(m) if m.nlink() == 2 => Some(Vec::new()),
+            Ok(_) => super::discover::subdirs(dir)?,
+            Err(e) if is_vanished(&e) => None,
+            Err(e) => return Err(Error::read(dir, e)),
+        };
+        self.dirs.insert(key(dir).to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Closes the files (and forgets the missing ones) not read since the
+    /// last call. Call once per collection.
+    pub fn end_scrape(&mut self) {
+        let generation = self.generation;
+        let mut closed = 0;
+        self.dirs.clear();
+        self.files.retain(|_, k| {
+            k.content = None;
+            let keep = k.generation == generation;
+            if !keep && k.file.is_some() {
+                closed += 1;
+            }
+            keep
+        });
+        self.open -= closed;
+        self.generation = generation.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_files_are_reread_missing_ones_remembered_and_unused_ones_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("pids.current");
+        std::fs::write(&a, "3\n").unwrap();
+        let mut f = ControlFiles::new(8);
+        assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
+        assert_eq!(f.open_files(), 1);
+        // Within one collection the first read serves.
+        std::fs::write(&a, "42\n").unwrap();
+        assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
+        // In the next, the kept handle reads the content rewritten in place.
+        f.end_scrape();
+        assert_eq!(f.read(&a).unwrap().as_deref(), Some("42\n"));
+        let missing = dir.path().join("cgroup.threads");
+        assert_eq!(f.read(&missing).unwrap(), None);
+        assert_eq!(f.open_files(), 1);
+        f.end_scrape();
+        // Not read in this collection: closed at its end.
+        f.end_scrape();
+        assert_eq!(f.open_files(), 0);
+        assert!(f.files.is_empty());
+        // At the cap, files are read and closed.
+        let mut f = ControlFiles::new(0);
+        assert_eq!(f.read(&a).unwrap().as_deref(), Some("42\n"));
+        assert_eq!(f.open_files(), 0);
+    }
+
+    #[test]
+    fn a_kept_file_of_a_removed_cgroup_is_opened_afresh() {
+        if !pidwarden_tests::require_cgroups() {
+            return;
+        }
+        let cg = pidwarden_tests::TestCgroup::new(&["pids"], "again");
+        let dir = cg.path("pids");
+        let max = dir.join("pids.max");
+        cg.write("pids", "pids.max", "5");
+        let mut f = ControlFiles::new(8);
+        assert_eq!(f.read(&max).unwrap().as_deref(), Some("5\n"));
+        assert_eq!(f.open_files(), 1);
+        assert_eq!(f.subdirs(&dir).unwrap(), Some(Vec::new()));
+        f.end_scrape();
+        // The cgroup is removed and created again under the same path.
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        cg.write("pids", "pids.max", "7");
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert_eq!(f.read(&max).unwrap().as_deref(), Some("7\n"));
+        assert_eq!(f.open_files(), 1);
+        assert_eq!(f.subdirs(&dir).unwrap(), Some(vec!["sub".to_string()]));
+        f.end_scrape();
+        // Removed for good: gone.
+        std::fs::remove_dir(dir.join("sub")).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(f.read(&max).unwrap(), None);
+        assert_eq!(f.subdirs(&dir).unwrap(), None);
+    }
+}

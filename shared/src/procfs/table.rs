@@ -1,0 +1,663 @@
+//! The incremental process table (`--collect-mode incremental`): a scrape
+//! costs what changed, not what exists.
+//!
+//! - **Exits come from the kernel.** Each known process is held by a pidfd
+//!   in one epoll set; a scrape asks `epoll_wait(0)` which of them exited and
+//!   re-reads only those: a zombie stays in the table (checked each scrape)
+//!   until its pid is gone, a reaped process leaves it. The children of an
+//!   exited process are re-read: they were reparented.
+//! - **Arrivals come from the cgroup.** `cgroup.procs` is read and diffed
+//!   against the known set: only new pids get their `stat` and `cmdline`
+//!   read. A known pid no longer listed is re-read once (it became a zombie,
+//!   was reaped or moved away).
+//! - **What can change for a live process** besides its parent is its
+//!   command line, at `exec`. A process's `stat` and `cmdline` are re-read
+//!   every scrape while it is young ([`YOUNG`] after its start) and every
+//!   process's at least every [`REFRESH`], the re-reads spread over scrapes
+//!   by pid, so an exec late in a process's life shows within [`REFRESH`]
+//!   (plus one scrape interval).
+//! - **Counts need no per-process read**: the cgroup's `pids.current` less
+//!   its listed threads is the number of zombies it holds; only when that
+//!   exceeds the zombies already known are the children of its processes
+//!   searched for the ones that appeared unseen.
+//!
+//! The per-process figures that change all the time (CPU ticks, thread
+//! count) are those of the last reading, not of this scrape: nothing the
+//! exporter serves depends on them, and the remediator reads a container in
+//! full ([`crate::collect::Collector::collect_one`]) before it acts.
+//!
+//! Where pidfds are not available (a fixture tree, a proc root of another
+//! PID namespace, a kernel before 5.3) or the file descriptor budget
+//! ([`super::budget`]) is spent, a process is read the full-scan way: its
+//! `stat` every scrape through the [`ProcessReader`].
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::budget::is_procfs;
+use super::reader::{ContainerProcesses, Process, ProcessReader};
+use crate::fasthash::FastHasher;
+use crate::signal::pidfd_open;
+use crate::{Error, Result, Roots};
+
+/// How long after its start a process's `stat` and `cmdline` are re-read
+/// every scrape (a fresh process is the one that execs).
+pub const YOUNG: Duration = Duration::from_secs(60);
+
+/// The longest a live process goes without its `stat` and `cmdline` being
+/// re-read: the staleness bound of a command line changed by a late exec.
+pub const REFRESH: Duration = Duration::from_secs(600);
+
+/// Most epoll events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+type PidMap<V> = HashMap<i32, V, BuildHasherDefault<FastHasher>>;
+type PidSet = HashSet<i32, BuildHasherDefault<FastHasher>>;
+
+/// Counters of a table, for tests, benchmarks and self metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Processes in the table (live and zombies).
+    pub tracked: usize,
+    /// Processes held by a pidfd.
+    pub pidfds: usize,
+    /// Live processes read the full-scan way because the file descriptor
+    /// budget was spent when they were first seen.
+    pub over_budget: usize,
+    /// Per-process reads (`stat`, with `cmdline` where due) in the last scrape.
+    pub reads: u64,
+    /// Exits learnt from pidfds in the last scrape.
+    pub exits: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The last reading.
+    p: Process,
+    /// The container it was last listed in.
+    container: Arc<str>,
+    /// Readable once the process exited; registered in the epoll set.
+    pidfd: Option<OwnedFd>,
+    /// Re-read every scrape until then.
+    young_until: Instant,
+    /// Re-read at the first scrape after then.
+    next_refresh: Instant,
+    /// The generation in which its container's `cgroup.procs` last listed it.
+    listed: u64,
+    /// Whether it has no pidfd because the budget was spent.
+    over_budget: bool,
+}
+
+/// The pids of one container in the table.
+#[derive(Debug, Default)]
+struct Members {
+    pids: PidSet,
+    generation: u64,
+}
+
+/// What a re-read found.
+enum Reread {
+    /// The process is gone (or its pid is another process's now): removed.
+    Gone,
+    /// The same process, reading updated.
+    Same,
+}
+
+/// The incremental process table of one collection shard.
+#[derive(Debug)]
+pub struct ProcessTable {
+    epoll: Option<OwnedFd>,
+    entries: PidMap<Entry>,
+    containers: HashMap<Arc<str>, Members>,
+    /// Most pidfds held.
+    pidfd_cap: usize,
+    pidfds: usize,
+    over_budget: usize,
+    /// Reads every process (new ones, re-reads, the fallback).
+    reader: ProcessReader,
+    generation: u64,
+    events: Vec<libc::epoll_event>,
+    reads: u64,
+    exits: u64,
+    /// Processes seen to exit by a re-read (not through their pidfd) since
+    /// their children were last re-read.
+    exited: Vec<i32>,
+    clock: Clock,
+    young: Duration,
+}
+
+impl ProcessTable {
+    /// An empty table over `roots` holding at most `fd_cap` descriptors
+    /// (pidfds; kept `stat` handles of the fallback when pidfds are not
+    /// available).
+    pub fn new(roots: Roots, fd_cap: usize) -> Self {
+        let epoll = if pidfds_usable(&roots) {
+            epoll_create().ok()
+        } else {
+            None
+        };
+        let reader_cap = if epoll.is_some() { 0 } else { fd_cap };
+        ProcessTable {
+            epoll,
+            entries: PidMap::default(),
+            containers: HashMap::new(),
+            pidfd_cap: fd_cap,
+            pidfds: 0,
+            over_budget: 0,
+            reader: ProcessReader::with_kept_handle_cap(roots, reader_cap),
+            generation: 1,
+            events: Vec::with_capacity(EVENTS),
+            reads: 0,
+            exits: 0,
+            exited: Vec::new(),
+            clock: Clock::new(),
+            young: YOUNG,
+        }
+    }
+
+    /// Sets how long after its start a process is re-read every scrape
+    /// ([`YOUNG`] by default); applies to processes first seen from now on.
+    pub fn set_young(&mut self, young: Duration) {
+        self.young = young;
+    }
+
+    /// Whether exits are learnt from pidfds (else every process is read the
+    /// full-scan way).
+    pub fn uses_pidfds(&self) -> bool {
+        self.epoll.is_some()
+    }
+
+    /// The reader behind the table, for one-off full readings.
+    pub fn reader(&mut self) -> &mut ProcessReader {
+        &mut self.reader
+    }
+
+    /// The table's counters.
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            tracked: self.entries.len(),
+            pidfds: self.pidfds,
+            over_budget: self.over_budget,
+            reads: self.reads,
+            exits: self.exits,
+        }
+    }
+
+    /// Starts a scrape: learns which processes exited since the last one
+    /// and re-reads those (zombie or gone) and their children (reparented).
+    /// Errors are returned; the table stays usable.
+    pub fn begin_scrape(&mut self) -> Vec<Error> {
+        self.reads = 0;
+        self.exits = 0;
+        let mut errors = Vec::new();
+        let exited = self.drain_exits(&mut errors);
+        if exited.is_empty() {
+            return errors;
+        }
+        self.exits = exited.len() as u64;
+        for &pid in &exited {
+            if let Err(e) = self.reread(pid, true) {
+                errors.push(e);
+            }
+        }
+        self.exited.extend(exited);
+        if let Err(e) = self.reread_reparented() {
+            errors.push(e);
+        }
+        errors
+    }
+
+    /// Re-reads the known children of the processes that exited (they were
+    /// reparented), until no re-read finds another exit.
+    fn reread_reparented(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while !self.exited.is_empty() {
+            let parents: PidSet = self.exited.drain(..).collect();
+            if let Err(e) = self.reread_children_of(&parents) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// Re-reads the known children of `parents`.
+    fn reread_children_of(&mut self, parents: &PidSet) -> Result<()> {
+        let reparented: Vec<i32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| parents.contains(&e.p.ppid))
+            .map(|(&pid, _)| pid)
+            .collect();
+        let mut first = Ok(());
+        for pid in reparented {
+            if let Err(e) = self.reread(pid, false) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// Takes every ready pidfd out of the epoll set; returns their pids.
+    fn drain_exits(&mut self, errors: &mut Vec<Error>) -> Vec<i32> {
+        let mut exited = Vec::new();
+        let Some(ep) = self.epoll.as_ref().map(AsRawFd::as_raw_fd) else {
+            return exited;
+        };
+        loop {
+            self.events.clear();
+            // SAFETY: the buffer has room for EVENTS events; the kernel
+            // writes at most that many and returns how many it wrote.
+            let n = unsafe { libc::epoll_wait(ep, self.events.as_mut_ptr(), EVENTS as i32, 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                errors.push(Error::read("epoll_wait", e));
+                return exited;
+            }
+            let n = n as usize;
+            // SAFETY: the kernel initialised the first n events.
+            unsafe { self.events.set_len(n) };
+            for ev in &self.events {
+                let pid = ev.u64 as u32 as i32;
+                exited.push(pid);
+            }
+            // Closing a ready pidfd takes it out of the set, so the next
+            // wait returns the others.
+            for &pid in &exited[exited.len() - n..] {
+                self.close_pidfd(pid);
+            }
+            if n < EVENTS {
+                return exited;
+            }
+        }
+    }
+
+    /// Closes the pidfd of `pid`, if it has one.
+    fn close_pidfd(&mut self, pid: i32) {
+        if let Some(e) = self.entries.get_mut(&pid) {
+            if e.pidfd.take().is_some() {
+                self.pidfds -= 1;
+            }
+        }
+    }
+
+    /// Removes `pid` from the table.
+    fn remove(&mut self, pid: i32) {
+        if let Some(e) = self.entries.remove(&pid) {
+            if e.pidfd.is_some() {
+                self.pidfds -= 1;
+            }
+            if e.over_budget {
+                self.over_budget -= 1;
+            }
+            if let Some(m) = self.containers.get_mut(&e.container) {
+                m.pids.remove(&pid);
+            }
+        }
+    }
+
+    /// Re-reads a known process; `fresh` re-reads its command line too.
+    /// A process that is gone, or whose pid now names another process, is
+    /// removed.
+    fn reread(&mut self, pid: i32, fresh: bool) -> Result<Reread> {
+        self.reads += 1;
+        let got = if fresh {
+            self.reader.read_fresh(pid)
+        } else {
+            self.reader.read_cached(pid)
+        };
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                self.remove(pid);
+                return Err(e);
+            }
+        };
+        let Some(e) = self.entries.get_mut(&pid) else {
+            return Ok(Reread::Gone);
+        };
+        match got {
+            Some(p) if p.start_time == e.p.start_time => {
+                if fresh {
+                    e.next_refresh = Instant::now() + refresh_after(pid);
+                }
+                if p.is_zombie() && !e.p.is_zombie() {
+                    self.exited.push(pid);
+                }
+                if p.is_zombie() && e.pidfd.take().is_some() {
+                    self.pidfds -= 1;
+                }
+                if p.is_zombie() && e.over_budget {
+                    e.over_budget = false;
+                    self.over_budget -= 1;
+                }
+                e.p = p;
+                Ok(Reread::Same)
+            }
+            _ => {
+                if !e.p.is_zombie() {
+                    self.exited.push(pid);
+                }
+                self.remove(pid);
+                Ok(Reread::Gone)
+            }
+        }
+    }
+
+    /// Adds a pid listed by (or a zombie child found in) `container`:
+    /// pidfd first, then the reading, so the pidfd can only be of the
+    /// process read or of one that exited before it (then it is ready at
+    /// once and the next scrape re-reads the pid).
+    fn add(&mut self, pid: i32, container: &Arc<str>, listed: bool) -> Result<Option<&Entry>> {
+        let mut over_budget = false;
+        let pidfd = match &self.epoll {
+            Some(_) if self.pidfds < self.pidfd_cap => match pidfd_open(pid) {
+                Ok(fd) => Some(fd),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+                Err(_) => None,
+            },
+            Some(_) => {
+                over_budget = true;
+                None
+            }
+            None => None,
+        };
+        self.reads += 1;
+        let Some(p) = self.reader.read_fresh(pid)? else {
+            return Ok(None);
+        };
+        let pidfd = match pidfd {
+            Some(fd) if !p.is_zombie() => self.register(fd, pid),
+            _ => None,
+        };
+        let over_budget = over_budget && !p.is_zombie();
+        if pidfd.is_some() {
+            self.pidfds += 1;
+        }
+        if over_budget {
+            self.over_budget += 1;
+        }
+        let now = Instant::now();
+        let entry = Entry {
+            young_until: now + self.young.saturating_sub(self.clock.age(p.start_time)),
+            next_refresh: now + refresh_after(pid),
+            p,
+            container: Arc::clone(container),
+            pidfd,
+            listed: if listed { self.generation } else { 0 },
+            over_budget,
+        };
+        self.containers
+            .entry(Arc::clone(container))
+            .or_default()
+            .pids
+            .insert(pid);
+        self.entries.insert(pid, entry);
+        Ok(self.entries.get(&pid))
+    }
+
+    /// Registers a pidfd in the epoll set; `None` (the fd closed) when that fails.
+    fn register(&self, fd: OwnedFd, pid: i32) -> Option<OwnedFd> {
+        let ep = self.epoll.as_ref()?;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: u64::from(pid as u32),
+        };
+        // SAFETY: both descriptors are open; `ev` is a valid event the
+        // kernel copies.
+        let r = unsafe {
+            libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev)
+        };
+        (r == 0).then_some(fd)
+    }
+
+    /// Reads one container: `listed` is its `cgroup.procs` (subtree),
+    /// `tasks` its `pids.current` and `threads` the threads its cgroup lists,
+    /// when known. The same result as [`ProcessReader::read_container`]:
+    /// live processes (listed, not zombies) sorted by pid, and the zombies
+    /// among them or among their children.
+    pub fn read_container(
+        &mut self,
+        id: &str,
+        listed: &[i32],
+        tasks: Option<u64>,
+        threads: Option<u64>,
+    ) -> Result<ContainerProcesses> {
+        let generation = self.generation;
+        let key: Arc<str> = match self.containers.get_key_value(id) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(id),
+        };
+        self.containers
+            .entry(Arc::clone(&key))
+            .or_default()
+            .generation = generation;
+        let now = Instant::now();
+
+        // Arrivals, and the processes due a re-read.
+        for &pid in listed {
+            let Some(e) = self.entries.get_mut(&pid) else {
+                self.add(pid, &key, true)?;
+                continue;
+            };
+            if e.container != key {
+                // Moved here from another container.
+                self.remove(pid);
+                self.add(pid, &key, true)?;
+                continue;
+            }
+            e.listed = generation;
+            let young = now < e.young_until;
+            let due = young || now >= e.next_refresh;
+            if e.pidfd.is_none() || due {
+                if let Reread::Gone = self.reread(pid, due)? {
+                    // Its pid names another process now: the new one.
+                    self.add(pid, &key, true)?;
+                }
+            }
+        }
+
+        // Known here but not listed: became a zombie, was reaped, or left.
+        let unlisted: Vec<i32> = match self.containers.get(&key) {
+            Some(m) => m
+                .pids
+                .iter()
+                .filter(|p| self.entries.get(p).is_some_and(|e| e.listed != generation))
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        for pid in unlisted {
+            let was_zombie = self.entries.get(&pid).is_some_and(|e| e.p.is_zombie());
+            if let Reread::Same = self.reread(pid, !was_zombie)? {
+                if self.entries.get(&pid).is_some_and(|e| !e.p.is_zombie()) {
+                    // Alive in another cgroup: not this container's any more.
+                    self.remove(pid);
+                }
+            }
+        }
+
+        // Children of processes found exited by a re-read (those without a
+        // pidfd): reparented.
+        self.reread_reparented()?;
+
+        // Zombies that appeared unseen (born and exited between scrapes).
+        let members = self.members(&key);
+        let (mut live, mut listed_threads, mut known_zombies) = (Vec::new(), 0u64, 0u64);
+        for &pid in &members {
+            let e = &self.entries[&pid];
+            if e.listed == generation {
+                listed_threads = listed_threads.saturating_add(e.p.threads.max(1));
+            }
+            if e.p.is_zombie() {
+                known_zombies += 1;
+            } else if e.listed == generation {
+                live.push(pid);
+            }
+        }
+        live.sort_unstable();
+        let search = match (tasks, threads) {
+            (None, _) => true,
+            (Some(t), Some(listed)) => t > listed.saturating_add(known_zombies),
+            (Some(t), None) => t > listed_threads,
+        };
+        if search {
+            for &pid in &live {
+                let threads = self.entries[&pid].p.threads;
+                self.reads += 1;
+                self.reader.collect_children(pid, threads)?;
+            }
+            let mut children = self.reader.take_children();
+            children.sort_unstable();
+            children.dedup();
+            for child in children {
+                if self.entries.contains_key(&child) {
+                    continue;
+                }
+                // Only a zombie child is this container's; a live one lives
+                // in a cgroup of its own.
+                if let Some(e) = self.add(child, &key, false)? {
+                    if !e.p.is_zombie() {
+                        self.remove(child);
+                    }
+                }
+            }
+        }
+
+        // What a full scan reports: the listed live processes, and the
+        // zombies listed or whose parent is one of them.
+        let live_set: PidSet = live.iter().copied().collect();
+        let mut out = ContainerProcesses {
+            live: Vec::with_capacity(live.len()),
+            zombies: Vec::new(),
+        };
+        for pid in live {
+            out.live.push(self.entries[&pid].p.clone());
+        }
+        for pid in self.members(&key) {
+            let e = &self.entries[&pid];
+            if e.p.is_zombie() && (e.listed == generation || live_set.contains(&e.p.ppid)) {
+                out.zombies.push(e.p.clone());
+            }
+        }
+        out.zombies.sort_unstable_by_key(|p| p.pid);
+        Ok(out)
+    }
+
+    /// The pids of a container that are in the table.
+    fn members(&self, key: &str) -> Vec<i32> {
+        self.containers
+            .get(key)
+            .map(|m| {
+                m.pids
+                    .iter()
+                    .copied()
+                    .filter(|p| self.entries.contains_key(p))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ends a scrape: forgets the containers not read in it (and their
+    /// processes).
+    pub fn end_scrape(&mut self) {
+        let generation = self.generation;
+        let gone: Vec<Arc<str>> = self
+            .containers
+            .iter()
+            .filter(|(_, m)| m.generation != generation)
+            .map(|(k, _)| Arc::clone(k))
+            .collect();
+        for key in gone {
+            if let Some(m) = self.containers.remove(&key) {
+                for pid in m.pids {
+                    self.remove(pid);
+                }
+            }
+        }
+        self.reader.end_scrape();
+        self.generation += 1;
+    }
+}
+
+/// How long after a full re-read the next one is due: between half of
+/// [`REFRESH`] and all of it, spread by pid so that processes first seen
+/// together are not all re-read in the same scrape.
+fn refresh_after(pid: i32) -> Duration {
+    let half = REFRESH.as_millis() as u64 / 2;
+    let spread = u64::from(pid as u32).wrapping_mul(2_654_435_761) % half;
+    REFRESH - Duration::from_millis(spread)
+}
+
+/// Whether pidfds may be opened for the pids under `roots`: the proc root
+/// is a procfs of this process's own PID namespace (its `self` is this
+/// process) and the kernel has `pidfd_open`.
+fn pidfds_usable(roots: &Roots) -> bool {
+    if !is_procfs(&roots.proc) {
+        return false;
+    }
+    let me = std::process::id();
+    match std::fs::read_link(roots.proc.join("self")) {
+        Ok(link) if link.as_os_str() == me.to_string().as_str() => {}
+        _ => return false,
+    }
+    pidfd_open(me as i32).is_ok()
+}
+
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+fn epoll_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with a flag; returns a new descriptor or -1.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Process ages from `stat` start times (clock ticks since boot).
+#[derive(Debug)]
+struct Clock {
+    ticks_per_sec: u64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        // SAFETY: sysconf takes a constant and returns a value.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Clock {
+            ticks_per_sec: u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100),
+        }
+    }
+
+    /// Time since boot (`CLOCK_BOOTTIME`, the clock of `stat`'s start time).
+    fn since_boot() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+
+    /// How long ago a process with this start time started.
+    fn age(&self, start_time: u64) -> Duration {
+        let started = Duration::from_millis(start_time.saturating_mul(1000) / self.ticks_per_sec);
+        Self::since_boot().saturating_sub(started)
+    }
+}
