@@ -158,7 +158,7 @@ ensure_toolchain() {
 # --- 2. dockerd -------------------------------------------------------------
 
 start_docker() {
-    if docker info >/dev/null 2>&1; then
+    if timeout 30 docker info >/dev/null 2>&1; then
         echo "dockerd already answering: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
         return 0
     fi
@@ -168,7 +168,7 @@ start_docker() {
     as_root setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false >>"$log" 2>&1 </dev/null &
     local i
     for i in $(seq 1 60); do
-        if docker info >/dev/null 2>&1; then
+        if timeout 30 docker info >/dev/null 2>&1; then
             echo "dockerd up after ${i}s: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
             return 0
         fi
@@ -201,7 +201,7 @@ in_use() {
 
 cleanup_leftovers() {
     local n_ct=0 n_cg=0 n_img=0 kept=0
-    if docker info >/dev/null 2>&1; then
+    if timeout 30 docker info >/dev/null 2>&1; then
         local id name running created ref
         while read -r id; do
             [ -n "$id" ] || continue

@@ -20,13 +20,26 @@ pub const TEST_IMAGE: &str = "pidwarden-test-busybox:latest";
 /// Host busybox binary copied into the image (Debian `busybox-static`).
 const HOST_BUSYBOX: &str = "/bin/busybox";
 
-/// Runs `docker <args>` and returns its output (never panics on a non-zero exit).
+/// The longest one `docker` command may take (`docker run` pulls nothing
+/// here; a daemon that hangs must fail the test, not stall the suite).
+pub const DOCKER_TIMEOUT_SECS: u32 = 120;
+
+/// `docker` under `timeout(1)`: [`DOCKER_TIMEOUT_SECS`], then SIGKILL.
+pub fn docker_command() -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=5", &DOCKER_TIMEOUT_SECS.to_string(), "docker"]);
+    cmd
+}
+
+/// Runs `docker <args>` under `timeout(1)` ([`DOCKER_TIMEOUT_SECS`], then
+/// SIGKILL) and returns its output (never panics on a non-zero exit; a
+/// command that timed out exits 124).
 pub fn docker<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new("docker")
+    docker_command()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -48,8 +61,8 @@ fn docker_ok(args: &[&str]) -> String {
 
 /// True when `docker info` succeeds (the CLI is installed and dockerd answers).
 pub fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
+    Command::new("timeout")
+        .args(["--kill-after=5", "30", "docker", "info"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -173,7 +186,7 @@ fn build_image(ctx: &Path, tag: &str) {
         "FROM scratch\nCOPY rootfs/ /\nCMD [\"/bin/sh\"]\n",
     )
     .expect("writing Dockerfile");
-    let out = Command::new("docker")
+    let out = docker_command()
         .args(["build", "-q", "-t", tag])
         .arg(ctx)
         .env("DOCKER_BUILDKIT", "0")

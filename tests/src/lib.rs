@@ -69,8 +69,8 @@ pub use cgroup::{require_cgroups, TestCgroup, CGROUP_ROOT};
 pub use cri::{require_cri, CriNode, TestPod, CRI_IMAGE};
 pub use daemons::{tally, AuditRow, Exporter, Remediator};
 pub use docker::{
-    docker, docker_available, ensure_image, ensure_image_tagged, image_exists, require_docker,
-    TestContainer, TEST_IMAGE,
+    docker, docker_available, docker_command, ensure_image, ensure_image_tagged, image_exists,
+    require_docker, TestContainer, TEST_IMAGE,
 };
 pub use exposition::{series, series_with, Series};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::CGROUP_ROOT;
-use crate::docker::{ensure_image, TEST_IMAGE};
+use crate::docker::{docker_command, ensure_image, TEST_IMAGE};
 use crate::process::Daemon;
 use crate::util::{poll_until, unique_name};
 
@@ -149,7 +149,7 @@ impl PrivateDocker {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Command::new("docker")
+        docker_command()
             .args(["-H", &self.host])
             .args(args)
             .stdin(Stdio::null())
@@ -173,13 +173,13 @@ impl PrivateDocker {
     /// daemon when missing) into the private daemon: `docker save | docker load`.
     pub fn load_test_image(&self) {
         ensure_image();
-        let mut save = Command::new("docker")
+        let mut save = docker_command()
             .args(["save", TEST_IMAGE])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .expect("running docker save");
-        let out = Command::new("docker")
+        let out = docker_command()
             .args(["-H", &self.host, "load"])
             .stdin(save.stdout.take().expect("docker save stdout"))
             .output()
