@@ -14,6 +14,11 @@ Subcommands:
           processes, and append one JSON record per target to a JSON-lines file
   report  turn the JSON-lines file into a markdown table plus a description
           of the machine
+  fake    (--cgroups) stand in for Docker: create N fake Docker container
+          cgroups (pids, memory: /sys/fs/cgroup/<ctrl>/pidwarden-test-bench-*/
+          docker/<id>), start the container script in each, write the ids,
+          wait for SIGTERM, then kill and reap everything and remove the
+          cgroups; it is a child subreaper, so no orphan is left unreaped
 """
 
 import argparse
@@ -195,8 +200,10 @@ def percentile(values, p):
 
 
 def cmd_wait(args):
-    ids = read_ids(args.ids_file)
-    dirs = [cgroup_dir_of(container_init_pid(cid)) for cid in ids]
+    if args.dirs_file:
+        dirs = read_ids(args.dirs_file)
+    else:
+        dirs = [cgroup_dir_of(container_init_pid(cid)) for cid in read_ids(args.ids_file)]
     deadline = time.monotonic() + args.timeout
     n = 0
     while True:
@@ -211,6 +218,111 @@ def cmd_wait(args):
             )
             return 1
         time.sleep(1.0)
+
+
+def cmd_fake(args):
+    import ctypes
+    import hashlib
+    import shutil
+    import signal
+    import tempfile
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER")
+    name = f"pidwarden-test-bench-{os.getpid()}"
+    tops = [f"/sys/fs/cgroup/{c}/{name}" for c in ("pids", "memory")]
+    busybox = shutil.which("busybox")
+    if not busybox:
+        print("busybox not found", file=sys.stderr)
+        return 1
+    bindir = tempfile.mkdtemp(prefix="pidwarden-bench-bin.")
+    for applet in ("sh", "sleep"):
+        os.symlink(busybox, os.path.join(bindir, applet))
+    with open(args.script_file) as f:
+        script = f.read()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    children = []
+    try:
+        for top in tops:
+            os.makedirs(os.path.join(top, "docker"))
+        ids, dirs = [], []
+        for i in range(args.containers):
+            cid = hashlib.sha256(f"{name}-{i}".encode()).hexdigest()
+            leaves = [os.path.join(top, "docker", cid) for top in tops]
+            for d in leaves:
+                os.mkdir(d)
+
+            def move_in(leaves=leaves):
+                for d in leaves:
+                    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                        f.write(str(os.getpid()))
+
+            children.append(
+                subprocess.Popen(
+                    [os.path.join(bindir, "sh"), "-c", script],
+                    preexec_fn=move_in,
+                    env={"PATH": f"{bindir}:/usr/bin:/bin"},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            ids.append(cid)
+            dirs.append(leaves[0])
+        with open(args.dirs_file + ".tmp", "w") as f:
+            f.write("\n".join(dirs) + "\n")
+        os.rename(args.dirs_file + ".tmp", args.dirs_file)
+        with open(args.ids_file + ".tmp", "w") as f:
+            f.write("\n".join(ids) + "\n")
+        os.rename(args.ids_file + ".tmp", args.ids_file)
+        print(f"{len(ids)} fake containers started under {name}", file=sys.stderr)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    finally:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = set()
+            for top in tops:
+                for root, _dirs, files in os.walk(top):
+                    try:
+                        with open(os.path.join(root, "cgroup.procs")) as f:
+                            pids.update(int(x) for x in f.read().split())
+                    except OSError:
+                        pass
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:
+                    continue
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:
+                    pass
+                os.close(fd)
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+            time.sleep(0.1)
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    time.sleep(0.1)
+                    continue
+            except ChildProcessError:
+                break
+        for top in tops:
+            for root, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                try:
+                    os.rmdir(root)
+                except OSError as e:
+                    print(f"cannot remove {root}: {e}", file=sys.stderr)
+        shutil.rmtree(bindir, ignore_errors=True)
+    return 0
 
 
 def parse_target(spec):
@@ -561,7 +673,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     w = sub.add_parser("wait", help="wait until the containers hold the expected processes")
-    w.add_argument("--ids-file", required=True)
+    w.add_argument("--ids-file")
+    w.add_argument("--dirs-file", help="cgroup directories to count instead of the containers' (--cgroups)")
     w.add_argument("--expect", type=int, required=True)
     w.add_argument("--timeout", type=float, default=180.0)
     w.set_defaults(func=cmd_wait)
@@ -591,6 +704,13 @@ def main():
     f.add_argument("--strace-out")
     f.add_argument("--perf-out")
     f.set_defaults(func=cmd_profile)
+
+    k = sub.add_parser("fake", help="fake Docker container cgroups instead of Docker (--cgroups)")
+    k.add_argument("--containers", type=int, required=True)
+    k.add_argument("--script-file", required=True)
+    k.add_argument("--ids-file", required=True)
+    k.add_argument("--dirs-file", required=True)
+    k.set_defaults(func=cmd_fake)
 
     p = sub.add_parser("report", help="write the markdown report")
     p.add_argument("--input", required=True)

@@ -12,6 +12,10 @@
 #                               one exporter each (default both)
 #            --churn RATE       process starts (and as many exits) per second, spread
 #                               over the containers (default 0: an unchanged host)
+#            --cgroups          no Docker: fake Docker container cgroups
+#                               (pids, memory) under pidwarden-test-bench-*, the same
+#                               processes started by bench.py fake (busybox); the
+#                               exporters run with --docker-host none
 #            --append           add this run's records to bench/results.jsonl instead of
 #                               replacing them (a scale curve over several runs)
 #            --settle SECS      wait after the processes are up before measuring, so
@@ -46,6 +50,8 @@ MODES="incremental full"
 CHURN=0
 SETTLE=65
 APPEND=0
+FAKE=0
+FAKE_PID=""
 SCENARIOS=()
 pending_containers=""
 
@@ -69,6 +75,7 @@ while [[ $# -gt 0 ]]; do
     --churn) CHURN="$2"; shift 2 ;;
     --settle) SETTLE="$2"; shift 2 ;;
     --append) APPEND=1; shift ;;
+    --cgroups) FAKE=1; shift ;;
     --only)
         [[ "${2:-}" == pidwarden ]] || { echo "--only takes: pidwarden" >&2; exit 64; }
         ONLY="$2"; shift 2 ;;
@@ -81,7 +88,7 @@ done
 
 PE_BIN="$(command -v prometheus-process-exporter || true)"
 [[ -n "$PE_BIN" || "$ONLY" == pidwarden ]] || { echo "prometheus-process-exporter not installed (apt-get install prometheus-process-exporter)" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "docker is not reachable" >&2; exit 1; }
+[[ "$FAKE" == 1 ]] || docker info >/dev/null 2>&1 || { echo "docker is not reachable" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/pidwarden-bench.XXXXXX)"
 EXPORTER_PIDS=()
@@ -105,6 +112,18 @@ stop_exporters() {
 
 remove_containers() {
     local ids
+    if [[ "$FAKE" == 1 ]]; then
+        if [[ -n "$FAKE_PID" ]]; then
+            kill -TERM "$FAKE_PID" 2>/dev/null || true
+            for _ in $(seq 1 700); do
+                kill -0 "$FAKE_PID" 2>/dev/null || break
+                sleep 0.1
+            done
+            wait "$FAKE_PID" 2>/dev/null || true
+            FAKE_PID=""
+        fi
+        return 0
+    fi
     ids="$(docker ps -aq --filter "name=${PREFIX}" 2>/dev/null || true)"
     if [[ -n "$ids" ]]; then
         echo "removing $(echo "$ids" | wc -l) benchmark containers" >&2
@@ -139,7 +158,7 @@ export PIDWARDEN_BENCH_BUILD="${PIDWARDEN_BENCH_BUILD:-built from commit $(git r
 PW_BIN="${PIDWARDEN_EXPORTER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pidwarden-exporter}"
 [[ -x "$PW_BIN" ]] || { echo "$PW_BIN missing: run cargo build --release -p pidwarden-exporter" >&2; exit 1; }
 
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+if [[ "$FAKE" == 0 ]] && ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "building $IMAGE from the static busybox" >&2
     BB="$(command -v busybox || true)"
     [[ -n "$BB" ]] || { echo "busybox not found (apt-get install busybox-static)" >&2; exit 1; }
@@ -200,8 +219,26 @@ wait
 EOF
 }
 
+start_fake() { # count, procs, churn period (optional)
+    container_script "$2" "${3:-}" >"$WORK/script.sh"
+    rm -f "$WORK/ids" "$WORK/dirs"
+    python3 bench/bench.py fake --containers "$1" --script-file "$WORK/script.sh" \
+        --ids-file "$WORK/ids" --dirs-file "$WORK/dirs" &
+    FAKE_PID=$!
+    for _ in $(seq 1 600); do
+        [[ -s "$WORK/ids" ]] && return 0
+        kill -0 "$FAKE_PID" 2>/dev/null || return 1
+        sleep 0.2
+    done
+    return 1
+}
+
 start_containers() { # count, procs, churn period (optional)
     local n="$1" m="$2" script i attempt batch running
+    if [[ "$FAKE" == 1 ]]; then
+        start_fake "$@"
+        return
+    fi
     script="$(container_script "$m" "${3:-}")"
     : >"$WORK/start.err"
     # A start that fails (a busy daemon) is retried, up to three attempts.
@@ -254,7 +291,9 @@ for scn in "${SCENARIOS[@]}"; do
         continue
     fi
     log "containers started; waiting for $((n * m)) processes"
-    if ! python3 bench/bench.py wait --ids-file "$WORK/ids" --expect "$((n * m))" --timeout 180; then
+    count_args=(--ids-file "$WORK/ids")
+    [[ "$FAKE" == 1 ]] && count_args=(--dirs-file "$WORK/dirs")
+    if ! python3 bench/bench.py wait "${count_args[@]}" --expect "$((n * m))" --timeout 180; then
         echo "scenario ${name}: skipped, the processes did not all start" >&2
         STATUS=1
         remove_containers
@@ -270,7 +309,9 @@ for scn in "${SCENARIOS[@]}"; do
     pw_pid=""
     for mode in $MODES; do
         p1="$(free_port)"
-        "$PW_BIN" --listen "127.0.0.1:$p1" --collect-mode "$mode" >"$WORK/pidwarden-$mode.log" 2>&1 &
+        docker_args=()
+        [[ "$FAKE" == 1 ]] && docker_args=(--docker-host none)
+        "$PW_BIN" --listen "127.0.0.1:$p1" --collect-mode "$mode" "${docker_args[@]}" >"$WORK/pidwarden-$mode.log" 2>&1 &
         EXPORTER_PIDS+=("$!")
         [[ -n "$pw_pid" ]] || { pw_pid=$!; pw_url="http://127.0.0.1:$p1/metrics"; }
         urls+=("http://127.0.0.1:$p1/metrics")

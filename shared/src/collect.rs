@@ -460,16 +460,17 @@ fn snapshot_container(
     let got = match read {
         Read::Full(r) => r.read_container(&listed, tasks),
         Read::Incremental(t, files) => {
-            let threads = match container.dirs.pids.as_deref() {
-                Some(dir) if tasks.is_some() => recorded(
+            let pids_dir = container.dirs.pids.as_deref();
+            let mut threads = || {
+                let dir = pids_dir?;
+                recorded(
                     cgroup::count_threads_from(&mut **files, dir),
                     Stage::Cgroup,
                     errors,
                 )
-                .flatten(),
-                _ => None,
+                .flatten()
             };
-            t.read_container(&container.id, &listed, tasks, threads)
+            t.read_container(&container.id, &listed, tasks, &mut threads)
         }
     };
     let processes = recorded(got, Stage::Proc, errors).unwrap_or_default();

@@ -97,7 +97,9 @@ fn a_pid_recycled_between_collections_is_a_new_process() {
     assert!(inc.table_stats().pidfds >= 1, "{:?}", inc.table_stats());
 
     // The process exits and is reaped; another one in the same container
-    // gets its pid before the next collection.
+    // gets its pid before the next collection, a few clock ticks later
+    // (start times count in ticks: within one tick both would read alike).
+    std::thread::sleep(Duration::from_millis(50));
     old.kill().unwrap();
     old.wait().unwrap();
     let mut new = None;

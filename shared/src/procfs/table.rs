@@ -19,7 +19,9 @@
 //! - **Counts need no per-process read**: the cgroup's `pids.current` less
 //!   its listed threads is the number of zombies it holds; only when that
 //!   exceeds the zombies already known are the children of its processes
-//!   searched for the ones that appeared unseen.
+//!   searched for the ones that appeared unseen. The thread list itself is
+//!   read only when `pids.current` exceeds the live processes and the known
+//!   zombies (a process has one thread at least).
 //!
 //! The per-process figures that change all the time (CPU ticks, thread
 //! count) are those of the last reading, not of this scrape: nothing the
@@ -421,8 +423,10 @@ impl ProcessTable {
     }
 
     /// Reads one container: `listed` is its `cgroup.procs` (subtree),
-    /// `tasks` its `pids.current` and `threads` the threads its cgroup lists,
-    /// when known. The same result as [`ProcessReader::read_container`]:
+    /// `tasks` its `pids.current`, when known, and `threads` counts the
+    /// threads its cgroup lists (called only when `tasks` exceeds the live
+    /// processes and known zombies: a thread list costs the kernel a sorted
+    /// pid list). The same result as [`ProcessReader::read_container`]:
     /// live processes (listed, not zombies) sorted by pid, and the zombies
     /// among them or among their children.
     pub fn read_container(
@@ -430,7 +434,7 @@ impl ProcessTable {
         id: &str,
         listed: &[i32],
         tasks: Option<u64>,
-        threads: Option<u64>,
+        threads: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<ContainerProcesses> {
         let generation = self.generation;
         let key: Arc<str> = match self.containers.get_key_value(id) {
@@ -492,23 +496,28 @@ impl ProcessTable {
 
         // Zombies that appeared unseen (born and exited between scrapes).
         let members = self.members(&key);
-        let (mut live, mut listed_threads, mut known_zombies) = (Vec::new(), 0u64, 0u64);
+        let (mut live, mut live_threads, mut known_zombies) = (Vec::new(), 0u64, 0u64);
         for &pid in &members {
             let e = &self.entries[&pid];
-            if e.listed == generation {
-                listed_threads = listed_threads.saturating_add(e.p.threads.max(1));
-            }
             if e.p.is_zombie() {
                 known_zombies += 1;
             } else if e.listed == generation {
                 live.push(pid);
+                live_threads = live_threads.saturating_add(e.p.threads.max(1));
             }
         }
         live.sort_unstable();
-        let search = match (tasks, threads) {
-            (None, _) => true,
-            (Some(t), Some(listed)) => t > listed.saturating_add(known_zombies),
-            (Some(t), None) => t > listed_threads,
+        // A live process has a thread at least and a zombie holds one task:
+        // when pids.current is no more than that, no zombie is unknown and
+        // the thread list need not be read.
+        let floor = (live.len() as u64).saturating_add(known_zombies);
+        let search = match tasks {
+            None => true,
+            Some(t) if t <= floor => false,
+            Some(t) => match threads() {
+                Some(listed) => t > listed.saturating_add(known_zombies),
+                None => t > live_threads.saturating_add(known_zombies),
+            },
         };
         if search {
             for &pid in &live {
