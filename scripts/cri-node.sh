@@ -28,13 +28,14 @@ K=$(cd "$K" && pwd)
 SOCK="$K/containerd.sock"
 ctr_() { ctr -a "$SOCK" -n k8s.io "$@"; }
 
-# The kubepods cgroups containerd creates for pods; removed by `down` when
-# they did not exist before `up` and are empty by then.
+# The kubepods cgroups containerd creates for pods: shared with the kit's
+# other private nodes, removed by the last `down` (private-runtime.sh).
 KUBEPODS="kubepods/besteffort kubepods"
 
 up() {
     mkdir -p "$K/cni/bin" "$K/cni/net.d" "$K/logs"
-    note_absent_cgroups "$K/kubepods.created" kubepods
+    : >"$K/cri-node"
+    claim_cgroups kubepods "$K"
     cat >"$K/config.toml" <<TOML
 version = 2
 root = "$K/root"
@@ -97,7 +98,7 @@ down() {
     # Sandbox shm and rootfs overlays.
     umount_under "$K"
     # shellcheck disable=SC2086
-    remove_created_cgroups "$K/kubepods.created" $KUBEPODS
+    release_cgroups kubepods "$K" $KUBEPODS
     rm -rf "$K/root" "$K/state" "$K/opt" "$K/logs" "$SOCK" "$SOCK.ttrpc"
 }
 

@@ -26,12 +26,13 @@ SOCK="$K/podman.sock"
 PODMAN=(podman --root "$K/root" --runroot "$K/run" --tmpdir "$K/tmp"
     --cgroup-manager cgroupfs --events-backend file)
 podman_() { "${PODMAN[@]}" "$@"; }
-# The cgroups podman creates with cgroupfs; removed by `down` when they did
-# not exist before `up` and are empty by then.
+# The cgroups podman creates with cgroupfs: shared with the kit's other
+# private Podman services, removed by the last `down` (private-runtime.sh).
 PARENTS="libpod_parent/conmon libpod_parent"
 
 up() {
-    note_absent_cgroups "$K/parents.created" libpod_parent
+    : >"$K/podman-service"
+    claim_cgroups libpod_parent "$K"
     python3 "$HERE/mkimage.py" "$K/kbox.tar" kbox:1
     podman_ load -q -i "$K/kbox.tar" >/dev/null
     # Started directly (not through a function) so that $! is podman's pid.
@@ -50,7 +51,7 @@ down() {
     stop_pidfile "$K/service.pid"
     umount_under "$K"
     # shellcheck disable=SC2086
-    remove_created_cgroups "$K/parents.created" $PARENTS
+    release_cgroups libpod_parent "$K" $PARENTS
     rm -rf "$K/root" "$K/run" "$K/tmp" "$SOCK"
 }
 

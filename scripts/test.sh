@@ -244,9 +244,9 @@ cleanup_leftovers() {
     local n_rt=0 script
     for d in "$TMP"/pidwarden-test-*/; do
         d=${d%/}
-        if [ -f "$d/kubepods.created" ]; then
+        if [ -f "$d/cri-node" ]; then
             script=scripts/cri-node.sh
-        elif [ -f "$d/parents.created" ]; then
+        elif [ -f "$d/podman-service" ]; then
             script=scripts/podman-service.sh
         else
             continue
