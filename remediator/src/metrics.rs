@@ -21,7 +21,7 @@ use crate::outcome::Outcome;
 pub struct ActionResult {
     /// `kill-duplicates` or `restart`.
     pub action: String,
-    /// One of [`Outcome::COUNTED`].
+    /// One of [`Outcome::counted`].
     pub result: String,
 }
 
@@ -144,7 +144,7 @@ impl Metrics {
             let _ = action_duration.get_or_create(&ActionLabel {
                 action: a.as_str().to_string(),
             });
-            for r in Outcome::COUNTED {
+            for r in Outcome::counted() {
                 let _ = remediations.get_or_create(&ActionResult {
                     action: a.as_str().to_string(),
                     result: r.as_str().to_string(),
@@ -245,7 +245,7 @@ mod tests {
         let om = m.encode();
         assert!(om.ends_with("# EOF\n"));
         for a in ["kill-duplicates", "restart"] {
-            for r in Outcome::COUNTED {
+            for r in Outcome::counted() {
                 let line =
                     format!("pidwarden_remediations_total{{action=\"{a}\",result=\"{r}\"}} 0");
                 assert!(om.contains(&line), "{line}");

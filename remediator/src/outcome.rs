@@ -41,24 +41,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome counted in `pidwarden_remediations_total` (the interface
-    /// contract's result set); `pending`, `resolved` and `ignored` are audit
-    /// rows only.
-    pub const COUNTED: [Outcome; 11] = [
-        Outcome::Done,
-        Outcome::DryRun,
-        Outcome::Recovered,
-        Outcome::Duplicate,
-        Outcome::Cooldown,
-        Outcome::CircuitOpen,
-        Outcome::Protected,
-        Outcome::UnknownContainer,
-        Outcome::Failed,
-        Outcome::Busy,
-        Outcome::Forwarded,
-    ];
-
-    const ALL: [Outcome; 14] = [
+    /// Every outcome.
+    pub const ALL: [Outcome; 14] = [
         Outcome::Pending,
         Outcome::Done,
         Outcome::DryRun,
@@ -100,9 +84,19 @@ impl Outcome {
         Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
-    /// Whether it is counted in `pidwarden_remediations_total`.
+    /// Whether it is counted in `pidwarden_remediations_total` (the
+    /// interface contract's result set); `pending`, `resolved` and `ignored`
+    /// are audit rows only.
     pub fn is_counted(self) -> bool {
-        Outcome::COUNTED.contains(&self)
+        !matches!(
+            self,
+            Outcome::Pending | Outcome::Resolved | Outcome::Ignored
+        )
+    }
+
+    /// The outcomes counted in `pidwarden_remediations_total`.
+    pub fn counted() -> impl Iterator<Item = Outcome> {
+        Outcome::ALL.into_iter().filter(|o| o.is_counted())
     }
 
     /// Whether an action of this outcome counts for cooldowns, the action

@@ -327,7 +327,8 @@ impl Store {
     }
 
     /// The `synchronous` setting in force (tests check it is restored).
-    pub fn synchronous(&self) -> Result<i64, StoreError> {
+    #[cfg(test)]
+    fn synchronous(&self) -> Result<i64, StoreError> {
         self.with(|c| c.pragma_query_value(None, "synchronous", |r| r.get(0)))
     }
 
