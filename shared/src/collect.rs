@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
 use crate::groups::{duplicate_groups, Group};
 use crate::procfs::{
-    kept_handle_budget, ContainerProcesses, ProcessReader, ProcessTable, TableStats,
+    ContainerProcesses, FdShare, ProcessReader, ProcessTable, TableStats,
 };
 use crate::{Error, Result, Roots};
 
@@ -154,6 +154,8 @@ pub struct Collector {
     readers: Vec<Shard>,
     /// Whether the spent descriptor budget was logged.
     budget_logged: bool,
+    /// Its share of the process's descriptor budget, held while it lives.
+    _fds: FdShare,
 }
 
 impl Collector {
@@ -170,18 +172,18 @@ impl Collector {
     }
 
     /// A collector over the given roots, reading processes the `mode` way,
-    /// spread over `threads` threads. The file descriptor budget
-    /// ([`kept_handle_budget`]: pidfds, kept `stat` handles) is shared
-    /// between the shards.
+    /// spread over `threads` threads. It claims what other collectors of
+    /// this process left of the file descriptor budget ([`FdShare`]: pidfds,
+    /// kept `stat` handles) and shares it between its shards.
     pub fn with_mode(roots: Roots, threads: usize, mode: CollectMode) -> Self {
-        let budget = kept_handle_budget(&roots);
-        Self::with_fd_budget(roots, threads, mode, budget)
+        Self::with_fd_budget(roots, threads, mode, usize::MAX)
     }
 
-    /// As [`Collector::with_mode`], with the descriptor budget given.
+    /// As [`Collector::with_mode`], holding at most `budget` descriptors.
     pub fn with_fd_budget(roots: Roots, threads: usize, mode: CollectMode, budget: usize) -> Self {
         let threads = threads.max(1);
-        let cap = budget / threads;
+        let fds = FdShare::claim(&roots, budget);
+        let cap = fds.fds() / threads;
         Collector {
             readers: (0..threads)
                 .map(|_| match mode {
@@ -200,6 +202,7 @@ impl Collector {
             layout: None,
             mode,
             budget_logged: false,
+            _fds: fds,
         }
     }
 

@@ -72,6 +72,8 @@ fn kernel(containers: &[TestContainer]) -> Vec<View> {
 /// A collection's view of every container.
 fn collected(c: &mut Collector, containers: &[TestContainer]) -> Vec<View> {
     let snap = c.collect();
+    // An error would leave a container's processes out: fail on it instead.
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
     containers
         .iter()
         .map(|tc| {

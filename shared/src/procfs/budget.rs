@@ -1,8 +1,14 @@
 //! The file descriptor budget: how many descriptors the process reader may
 //! hold open (kept `stat` handles, pidfds) below the open file limit, and
 //! raising that limit at startup.
+//!
+//! The budget is the process's, not a collector's: every collector claims
+//! its [`FdShare`] from what the others left, so two collectors in one
+//! process (an oracle beside the incremental one, the remediator's plans
+//! beside each other) never hold more than the limit between them.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Roots;
 
@@ -22,6 +28,40 @@ pub fn kept_handle_budget(roots: &Roots) -> usize {
         return 0;
     };
     usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+}
+
+/// Descriptors claimed by the live [`FdShare`]s of this process.
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
+
+/// A collector's share of the process's descriptor budget, given back when
+/// dropped.
+#[derive(Debug)]
+pub struct FdShare(usize);
+
+impl FdShare {
+    /// Claims up to `want` descriptors of what the other shares left of the
+    /// budget over `roots` ([`kept_handle_budget`]); possibly none.
+    pub fn claim(roots: &Roots, want: usize) -> FdShare {
+        let budget = kept_handle_budget(roots);
+        let mut got = 0;
+        // The closure only computes; `fetch_update` retries it on a race.
+        let _ = CLAIMED.fetch_update(Ordering::AcqRel, Ordering::Acquire, |claimed| {
+            got = want.min(budget.saturating_sub(claimed));
+            Some(claimed + got)
+        });
+        FdShare(got)
+    }
+
+    /// How many descriptors this share may hold.
+    pub fn fds(&self) -> usize {
+        self.0
+    }
+}
+
+impl Drop for FdShare {
+    fn drop(&mut self) {
+        CLAIMED.fetch_sub(self.0, Ordering::AcqRel);
+    }
 }
 
 /// This process's open file limit (`RLIMIT_NOFILE`): (soft, hard).
@@ -85,6 +125,23 @@ mod tests {
         assert!(kept_handle_budget(&Roots::default()) > 0);
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(kept_handle_budget(&Roots::new(dir.path(), dir.path())), 0);
+    }
+
+    #[test]
+    fn shares_never_add_up_to_more_than_the_budget_and_are_given_back() {
+        let first = FdShare::claim(&Roots::default(), usize::MAX);
+        let second = FdShare::claim(&Roots::default(), usize::MAX);
+        // Read after the claims: the other test here only raises the limit.
+        let budget = kept_handle_budget(&Roots::default());
+        assert!(first.fds() > 0);
+        assert!(first.fds() + second.fds() <= budget);
+        let fixture = tempfile::tempdir().unwrap();
+        let none = FdShare::claim(&Roots::new(fixture.path(), fixture.path()), usize::MAX);
+        assert_eq!(none.fds(), 0);
+        let (a, b) = (first.fds(), second.fds());
+        drop(first);
+        let again = FdShare::claim(&Roots::default(), a);
+        assert_eq!(again.fds(), a, "a dropped share is given back ({b} still held)");
     }
 
     #[test]
