@@ -188,7 +188,7 @@ pub struct CommandGroup {
 /// largest of them is reported, so each label set appears once.
 pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<CommandGroup> {
     let mut by_cmd: HashMap<String, u64> = HashMap::new();
-    for g in &c.groups {
+    for g in c.groups.iter() {
         let size = g.pids.len() as u64;
         if size < 2 {
             continue;
@@ -430,15 +430,22 @@ impl EncodeLabelValue for Escaped<'_> {
 }
 
 fn write_escaped(w: &mut impl std::fmt::Write, s: &str, quotes: bool) -> std::fmt::Result {
-    for ch in s.chars() {
-        match ch {
-            '\\' => w.write_str("\\\\")?,
-            '\n' => w.write_str("\\n")?,
-            '"' if quotes => w.write_str("\\\"")?,
-            c => w.write_char(c)?,
-        }
+    // Runs that need no escape are written whole (most values are ids,
+    // names and numbers).
+    let mut rest = s;
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| b == b'\\' || b == b'\n' || (quotes && b == b'"'))
+    {
+        w.write_str(&rest[..i])?;
+        w.write_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        })?;
+        rest = &rest[i + 1..];
     }
-    Ok(())
+    w.write_str(rest)
 }
 
 /// A sample's labels as a prometheus-client label set, escaped.

@@ -76,14 +76,16 @@ pub fn snapshot() -> Snapshot {
                 .map(|p| proc(p, if p == 1 { 0 } else { 1 }, 'S', "sleep 1000"))
                 .collect(),
             zombies: vec![proc(40, 1, 'Z', "")],
-        },
+        }
+        .into(),
         groups: vec![
             group(1, "sleep 1000", &[2, 3, 4, 5]),
             group(1, "worker --password=hunter2 --port 80", &[6, 7, 8]),
             group(6, "sleep 1000", &[9, 10]),
             group(1, &long, &[11, 12]),
             group(1, "say \"hi\" C:\\dir", &[13, 14]),
-        ],
+        ]
+        .into(),
     };
     let b = ContainerSnapshot {
         container: container(ID_B),
@@ -102,8 +104,9 @@ pub fn snapshot() -> Snapshot {
         processes: ContainerProcesses {
             live: vec![proc(100, 0, 'S', "sleep 1000")],
             zombies: vec![],
-        },
-        groups: vec![],
+        }
+        .into(),
+        groups: Vec::new().into(),
     };
     Snapshot {
         containers: vec![a, b],

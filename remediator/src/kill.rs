@@ -190,7 +190,7 @@ pub fn plan_with_window(
     let Some(first) = collect(collector)? else {
         return Ok(None);
     };
-    let before = live(first.processes.live);
+    let before = live(&first.processes.live);
     let groups = duplicate_groups(&before);
     let empty = KillPlan {
         container_id: id.to_string(),
@@ -205,7 +205,7 @@ pub fn plan_with_window(
     let Some(second) = collect(collector)? else {
         return Ok(None);
     };
-    let after = live(second.processes.live);
+    let after = live(&second.processes.live);
     let roots = collector.roots().clone();
     let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
     let by_pid_after: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
@@ -292,8 +292,8 @@ pub fn plan_with_window(
 }
 
 /// Drops zombies: they hold no CPU and cannot be signalled to any effect.
-fn live(procs: Vec<Process>) -> Vec<Process> {
-    procs.into_iter().filter(|p| p.state != 'Z').collect()
+fn live(procs: &[Process]) -> Vec<Process> {
+    procs.iter().filter(|p| p.state != 'Z').cloned().collect()
 }
 
 /// CPU ticks a copy used between two readings, its own and that of the

@@ -8,13 +8,16 @@
 //! [`ProcessTable`] (the default, [`CollectMode::Incremental`]) or its
 //! full-scan [`ProcessReader`] ([`CollectMode::Full`], the oracle).
 
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
+use crate::fasthash::stable_hash;
 use crate::groups::{duplicate_groups, Group};
-use crate::procfs::{
-    ContainerProcesses, FdShare, ProcessReader, ProcessTable, TableStats,
-};
+use crate::procfs::{ContainerProcesses, FdShare, ProcessReader, ProcessTable, TableStats};
 use crate::{Error, Result, Roots};
 
 /// Where a collection error happened (the `stage` label of
@@ -50,10 +53,11 @@ pub struct ContainerSnapshot {
     pub pids: Option<PidsStats>,
     /// Memory controller figures, when readable.
     pub memory: Option<MemoryStats>,
-    /// Live processes and zombies.
-    pub processes: ContainerProcesses,
+    /// Live processes and zombies (shared with the incremental table while
+    /// they do not change).
+    pub processes: Arc<ContainerProcesses>,
     /// Sibling groups of identical command lines (size ≥ 2), largest first.
-    pub groups: Vec<Group>,
+    pub groups: Arc<Vec<Group>>,
 }
 
 /// One collection of the whole host.
@@ -190,11 +194,13 @@ impl Collector {
                     CollectMode::Full => Shard::Full(Box::new(
                         ProcessReader::with_kept_handle_cap(roots.clone(), cap),
                     )),
-                    // A sixteenth of the budget keeps cgroup control files
-                    // open (7 per container), the rest holds pidfds.
+                    // A quarter of the budget keeps cgroup control files
+                    // open (5 to 7 per container: the containers of a host
+                    // with 4 processes each, at least), the rest holds
+                    // pidfds.
                     CollectMode::Incremental => Shard::Incremental(
-                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 16)),
-                        Box::new(ControlFiles::new(cap / 16)),
+                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 4)),
+                        Box::new(ControlFiles::new(cap / 4)),
                     ),
                 })
                 .collect(),
@@ -234,9 +240,20 @@ impl Collector {
                 sum.over_budget += st.over_budget;
                 sum.reads += st.reads;
                 sum.exits += st.exits;
+                sum.listings += st.listings;
             }
         }
         sum
+    }
+
+    /// Whether the last collection read the `cgroup.procs` of container
+    /// `id` (always in full mode; in incremental mode unless it was
+    /// unchanged).
+    pub fn listed_in_last_collection(&self, id: &str) -> bool {
+        match &self.readers[self.shard_of(id)] {
+            Shard::Full(_) => true,
+            Shard::Incremental(t, _) => t.listed_in_last_scrape(id),
+        }
     }
 
     /// Threads a collection is spread over.
@@ -397,10 +414,7 @@ fn shard_of(id: &str, n: usize) -> usize {
     if n <= 1 {
         return 0;
     }
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % n as u64) as usize
+    (stable_hash(id) % n as u64) as usize
 }
 
 /// Reads one shard's containers (errors are returned beside them).
@@ -438,34 +452,43 @@ fn snapshot_container(
     let c = &container;
     let procs_dir = c.dirs.procs.as_deref();
     // The incremental mode keeps the control files open between collections.
-    let (pids, memory, listed) = match read {
-        Read::Full(_) => (
-            cgroup::read_pids(layout, c),
-            cgroup::read_memory(layout, c),
-            procs_dir.map(cgroup::read_procs_recursive),
-        ),
+    let (pids, memory) = match read {
+        Read::Full(_) => (cgroup::read_pids(layout, c), cgroup::read_memory(layout, c)),
         Read::Incremental(_, files) => (
             cgroup::read_pids_from(&mut **files, layout, c),
             cgroup::read_memory_from(&mut **files, layout, c),
-            procs_dir.map(|d| cgroup::read_procs_from(&mut **files, d)),
         ),
     };
     let pids = recorded(pids, Stage::Cgroup, errors).flatten();
     let memory = recorded(memory, Stage::Cgroup, errors).flatten();
-    let listed = recorded(listed.transpose(), Stage::Cgroup, errors)
-        .flatten()
-        .unwrap_or_default();
-    // An empty cgroup may simply have been removed since discovery.
-    if listed.is_empty() && vanished(&container) {
-        return None;
-    }
     let tasks = pids.map(|p| p.current);
+    let pids_dir = c.dirs.pids.as_deref();
+    // An empty cgroup may simply have been removed since discovery.
+    let mut gone = false;
     let got = match read {
-        Read::Full(r) => r.read_container(&listed, tasks),
+        Read::Full(r) => {
+            let listed = read_listing(&mut cgroup::Fresh::default(), procs_dir, errors);
+            gone = listed.as_ref().is_some_and(Vec::is_empty) && vanished(c);
+            r.read_container(&listed.unwrap_or_default(), tasks)
+                .map(|p| {
+                    let groups = Arc::new(duplicate_groups(&p.live));
+                    (Arc::new(p), groups)
+                })
+        }
         Read::Incremental(t, files) => {
-            let pids_dir = container.dirs.pids.as_deref();
+            // The table asks for the listing only when something may have
+            // arrived, and for the thread count only when tasks are
+            // unaccounted for; both read through the kept files.
+            let ctx = RefCell::new((&mut **files, &mut *errors));
+            let mut list = || {
+                let (files, errors) = &mut *ctx.borrow_mut();
+                let listed = read_listing(&mut **files, procs_dir, errors);
+                gone = listed.as_ref().is_some_and(Vec::is_empty) && vanished(c);
+                listed
+            };
             let mut threads = || {
                 let dir = pids_dir?;
+                let (files, errors) = &mut *ctx.borrow_mut();
                 recorded(
                     cgroup::count_threads_from(&mut **files, dir),
                     Stage::Cgroup,
@@ -473,11 +496,13 @@ fn snapshot_container(
                 )
                 .flatten()
             };
-            t.read_container(&container.id, &listed, tasks, &mut threads)
+            t.read_container(&c.id, tasks, &mut list, &mut threads)
         }
     };
-    let processes = recorded(got, Stage::Proc, errors).unwrap_or_default();
-    let groups = duplicate_groups(&processes.live);
+    if gone {
+        return None;
+    }
+    let (processes, groups) = recorded(got, Stage::Proc, errors).unwrap_or_default();
     Some(ContainerSnapshot {
         container,
         pids,
@@ -485,6 +510,19 @@ fn snapshot_container(
         processes,
         groups,
     })
+}
+
+/// The pids listed in the `cgroup.procs` of `dir` and its descendants (none
+/// without a `dir`); `None` with the error recorded when unreadable.
+fn read_listing(
+    src: &mut dyn cgroup::Source,
+    dir: Option<&Path>,
+    errors: &mut Vec<(Stage, Error)>,
+) -> Option<Vec<i32>> {
+    match dir {
+        Some(dir) => recorded(cgroup::read_procs_from(src, dir), Stage::Cgroup, errors),
+        None => Some(Vec::new()),
+    }
 }
 
 /// The value, or `None` with the error recorded at `stage`.

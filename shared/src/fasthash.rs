@@ -6,6 +6,14 @@
 
 use std::hash::Hasher;
 
+/// FNV-1a of `s`: stable across runs and platforms (a container's shard,
+/// its place in a spread schedule).
+pub(crate) fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// See the module docs.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FastHasher(u64);

@@ -805,8 +805,14 @@ fn v1_hybrid() {
             "memory.stat",
             v1_memory_stat(1048576, 0, "536870912"),
         )
-        // C exists in the memory hierarchy only
+        // C exists in the memory hierarchy only; the kernel shows the
+        // parent's limit in its hierarchical_memory_limit
         .set(&format!("memory/docker/{ID_C}"), "cgroup.procs", "800\n")
+        .set(
+            &format!("memory/docker/{ID_C}"),
+            "memory.stat",
+            v1_memory_stat(0, 0, two_gib),
+        )
         .cgroup(&format!("systemd/{a}"))
         .cgroup(&format!("systemd/{b}"))
         .cgroup("systemd/system.slice/docker.service")

@@ -1,6 +1,8 @@
 //! The incremental collection's edges against the real kernel: a pid
-//! recycled inside a container between two collections, and a host with
-//! more processes than the file descriptor budget has room for pidfds.
+//! recycled inside a container between two collections, an unchanged
+//! container that is not listed again (and every change that makes it
+//! listed), and a host with more processes than the file descriptor budget
+//! has room for pidfds.
 //!
 //! Needs root and a writable cgroup v1 `pids` hierarchy, unless
 //! `PIDWARDEN_SKIP_DOCKER=1`.
@@ -130,6 +132,128 @@ fn a_pid_recycled_between_collections_is_a_new_process() {
         .unwrap()
         .unwrap();
     assert_eq!(View::of_snapshot(&after), View::of_snapshot(&full));
+}
+
+/// One collection of the container: its view, and whether it was listed.
+fn collect_view(c: &mut Collector, tc: &TestContainer) -> (View, bool) {
+    let snap = c.collect();
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    let cs = find(&snap.containers, &tc.id).expect("collected");
+    (View::of_snapshot(&cs), c.listed_in_last_collection(&tc.id))
+}
+
+#[test]
+fn an_unchanged_container_is_not_listed_and_every_change_lists_it() {
+    let _serial = serial();
+    let Some(tc) = TestContainer::create_in(&["pids"]) else {
+        return;
+    };
+    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    // Nobody young: only a change may make the container listed.
+    inc.set_young_window(Duration::ZERO);
+    let spawn = |arg: &str| ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg(arg)));
+    let mut a = spawn("1000");
+    let _b = spawn("1001");
+    let (first, listed) = collect_view(&mut inc, &tc);
+    assert!(listed, "a new container is listed");
+    assert_eq!(first.live.len(), 2, "{first:?}");
+
+    // Unchanged: served without its listing, and still what the kernel says.
+    for _ in 0..3 {
+        let (view, listed) = collect_view(&mut inc, &tc);
+        assert!(!listed, "an unchanged container was listed");
+        assert_eq!(view, tc.kernel_view());
+    }
+
+    // An arrival raises pids.current.
+    let c = spawn("1002");
+    let (view, listed) = collect_view(&mut inc, &tc);
+    assert!(listed);
+    assert!(view.live.iter().any(|p| p.0 == c.id() as i32), "{view:?}");
+    assert_eq!(view, tc.kernel_view());
+    assert!(!collect_view(&mut inc, &tc).1);
+
+    // An exit and an arrival between two collections: pids.current is the
+    // same, the exit comes from the pidfd.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let d = spawn("1003");
+    let (view, listed) = collect_view(&mut inc, &tc);
+    assert!(listed, "an exit balanced by an arrival went unseen");
+    assert!(view.live.iter().any(|p| p.0 == d.id() as i32), "{view:?}");
+    assert!(!view.live.iter().any(|p| p.0 == a.id() as i32), "{view:?}");
+    assert_eq!(view, tc.kernel_view());
+    assert!(!collect_view(&mut inc, &tc).1);
+
+    // A zombie whose parent is outside the container (this test) is
+    // charged to it but listed nowhere: its reaping would go unseen, so the
+    // container is listed for as long as it holds one.
+    let mut z = spawn("0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", z.id()))
+        .unwrap()
+        .contains(") Z ")
+    {
+        assert!(Instant::now() < deadline, "sleep 0 never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..2 {
+        let (view, listed) = collect_view(&mut inc, &tc);
+        assert!(
+            listed,
+            "a container charged with an unknown zombie was not listed"
+        );
+        assert_eq!(view, tc.kernel_view());
+    }
+    z.wait().unwrap();
+    let (view, listed) = collect_view(&mut inc, &tc);
+    assert!(listed);
+    assert_eq!(view, tc.kernel_view());
+    assert!(!collect_view(&mut inc, &tc).1);
+
+    // A zombie of a process inside is known and re-read each collection
+    // without a listing; reaped and balanced by an arrival, it is seen.
+    // (Debian's python3 itself: a wrapper that execs it would exec after
+    // the first reading, which this collector re-reads only in REFRESH.)
+    let reaper = tc.cgroup().spawn_in(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import signal, subprocess\n\
+         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n\
+         p = subprocess.Popen(['sleep', '0'])\n\
+         signal.sigwait([signal.SIGUSR1])\n\
+         p.wait()\n\
+         signal.sigwait([signal.SIGUSR1])\n",
+    ]));
+    let reaper = ChildGuard(reaper);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let zombie = loop {
+        let (view, _) = collect_view(&mut inc, &tc);
+        if view.zombies.iter().any(|z| z.1 == reaper.id() as i32) {
+            break view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the zombie never showed: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(zombie, tc.kernel_view());
+    let (view, listed) = collect_view(&mut inc, &tc);
+    assert!(!listed, "a container holding a known zombie was listed");
+    assert_eq!(view, zombie);
+    // SAFETY: a signal to the python process this test started.
+    unsafe { libc::kill(reaper.id() as i32, libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tc.kernel_view().zombies.len() == zombie.zombies.len() {
+        assert!(Instant::now() < deadline, "the zombie was never reaped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = spawn("1004");
+    let (view, listed) = collect_view(&mut inc, &tc);
+    assert!(listed, "a reaped zombie balanced by an arrival went unseen");
+    assert!(view.live.iter().any(|p| p.0 == e.id() as i32), "{view:?}");
+    assert!(view.zombies.is_empty(), "{view:?}");
+    assert_eq!(view, tc.kernel_view());
 }
 
 #[test]

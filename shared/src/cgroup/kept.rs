@@ -34,6 +34,14 @@ fn key(p: &Path) -> &OsStr {
     p.as_os_str()
 }
 
+/// A control file's text: ASCII, so anything else is an error.
+fn text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|_| Error::Parse {
+        path: path.to_path_buf(),
+        msg: "not UTF-8".into(),
+    })
+}
+
 /// Whether a file may be kept open (see the module docs).
 fn keepable(path: &Path) -> bool {
     !matches!(
@@ -59,8 +67,20 @@ struct Kept {
     /// `None`: the file does not exist.
     file: Option<File>,
     generation: u64,
-    /// What it read in this collection.
-    content: Option<String>,
+    /// What it read last, its buffer reused by the next read.
+    content: Vec<u8>,
+    /// Whether `content` was read in this collection.
+    fresh: bool,
+}
+
+/// What a kept entry gave for a path.
+enum Got {
+    /// Its content of this collection is in the entry.
+    Content,
+    /// The file does not exist.
+    Missing,
+    /// Not kept (or its cgroup removed): open the path.
+    Open,
 }
 
 impl ControlFiles {
@@ -82,30 +102,39 @@ impl ControlFiles {
     }
 
     /// Reads a control file whole; `Ok(None)` when it (or its cgroup) does
-    /// not exist.
-    pub fn read(&mut self, path: &Path) -> Result<Option<String>> {
+    /// not exist. The text lives until the next read.
+    pub fn read(&mut self, path: &Path) -> Result<Option<&str>> {
         let generation = self.generation;
-        if let Some(k) = self.files.get_mut(key(path)) {
-            k.generation = generation;
-            if let Some(c) = &k.content {
-                return Ok(Some(c.clone()));
+        let got = match self.files.get_mut(key(path)) {
+            None => Got::Open,
+            Some(k) => {
+                k.generation = generation;
+                match &k.file {
+                    _ if k.fresh => Got::Content,
+                    None => Got::Missing,
+                    Some(f) => match read_at_into(f, &mut k.content, true) {
+                        Ok(()) => {
+                            k.fresh = true;
+                            Got::Content
+                        }
+                        // The cgroup was removed: open the path afresh.
+                        Err(e) if is_vanished(&e) => {
+                            self.files.remove(key(path));
+                            self.open -= 1;
+                            Got::Open
+                        }
+                        Err(e) => return Err(Error::read(path, e)),
+                    },
+                }
             }
-            match &k.file {
-                None => return Ok(None),
-                Some(f) => match read_at_into(f, &mut self.buf, true) {
-                    Ok(()) => {
-                        let content = String::from_utf8_lossy(&self.buf).into_owned();
-                        k.content = Some(content.clone());
-                        return Ok(Some(content));
-                    }
-                    // The cgroup was removed: open the path afresh.
-                    Err(e) if is_vanished(&e) => {
-                        self.files.remove(key(path));
-                        self.open -= 1;
-                    }
-                    Err(e) => return Err(Error::read(path, e)),
-                },
+        };
+        match got {
+            Got::Missing => return Ok(None),
+            Got::Content => {
+                let k = &self.files[key(path)];
+                return text(path, &k.content).map(Some);
             }
+            Got::Open => {}
         }
         let file = match File::open(path) {
             Ok(f) => f,
@@ -115,7 +144,8 @@ impl ControlFiles {
                     Kept {
                         file: None,
                         generation,
-                        content: None,
+                        content: Vec::new(),
+                        fresh: false,
                     },
                 );
                 return Ok(None);
@@ -127,19 +157,18 @@ impl ControlFiles {
             Err(e) if is_vanished(&e) => return Ok(None),
             Err(e) => return Err(Error::read(path, e)),
         }
-        let content = String::from_utf8_lossy(&self.buf).into_owned();
         if self.open < self.cap && keepable(path) {
             self.open += 1;
-            self.files.insert(
-                key(path).to_owned(),
-                Kept {
-                    file: Some(file),
-                    generation,
-                    content: Some(content.clone()),
-                },
-            );
+            let k = self.files.entry(key(path).to_owned()).or_insert(Kept {
+                file: Some(file),
+                generation,
+                content: Vec::new(),
+                fresh: true,
+            });
+            k.content.clone_from(&self.buf);
+            return text(path, &k.content).map(Some);
         }
-        Ok(Some(content))
+        text(path, &self.buf).map(Some)
     }
 
     /// The subdirectory names of `dir`, listed once per collection;
@@ -168,7 +197,7 @@ impl ControlFiles {
         let mut closed = 0;
         self.dirs.clear();
         self.files.retain(|_, k| {
-            k.content = None;
+            k.fresh = false;
             let keep = k.generation == generation;
             if !keep && k.file.is_some() {
                 closed += 1;
@@ -190,14 +219,14 @@ mod tests {
         let a = dir.path().join("pids.current");
         std::fs::write(&a, "3\n").unwrap();
         let mut f = ControlFiles::new(8);
-        assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
+        assert_eq!(f.read(&a).unwrap(), Some("3\n"));
         assert_eq!(f.open_files(), 1);
         // Within one collection the first read serves.
         std::fs::write(&a, "42\n").unwrap();
-        assert_eq!(f.read(&a).unwrap().as_deref(), Some("3\n"));
+        assert_eq!(f.read(&a).unwrap(), Some("3\n"));
         // In the next, the kept handle reads the content rewritten in place.
         f.end_scrape();
-        assert_eq!(f.read(&a).unwrap().as_deref(), Some("42\n"));
+        assert_eq!(f.read(&a).unwrap(), Some("42\n"));
         let missing = dir.path().join("cgroup.threads");
         assert_eq!(f.read(&missing).unwrap(), None);
         assert_eq!(f.open_files(), 1);
@@ -208,7 +237,7 @@ mod tests {
         assert!(f.files.is_empty());
         // At the cap, files are read and closed.
         let mut f = ControlFiles::new(0);
-        assert_eq!(f.read(&a).unwrap().as_deref(), Some("42\n"));
+        assert_eq!(f.read(&a).unwrap(), Some("42\n"));
         assert_eq!(f.open_files(), 0);
     }
 
@@ -222,7 +251,7 @@ mod tests {
         let max = dir.join("pids.max");
         cg.write("pids", "pids.max", "5");
         let mut f = ControlFiles::new(8);
-        assert_eq!(f.read(&max).unwrap().as_deref(), Some("5\n"));
+        assert_eq!(f.read(&max).unwrap(), Some("5\n"));
         assert_eq!(f.open_files(), 1);
         assert_eq!(f.subdirs(&dir).unwrap(), Some(Vec::new()));
         f.end_scrape();
@@ -231,7 +260,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         cg.write("pids", "pids.max", "7");
         std::fs::create_dir(dir.join("sub")).unwrap();
-        assert_eq!(f.read(&max).unwrap().as_deref(), Some("7\n"));
+        assert_eq!(f.read(&max).unwrap(), Some("7\n"));
         assert_eq!(f.open_files(), 1);
         assert_eq!(f.subdirs(&dir).unwrap(), Some(vec!["sub".to_string()]));
         f.end_scrape();

@@ -53,7 +53,21 @@ pub fn flat_keyed(content: &str) -> impl Iterator<Item = (&str, u64)> {
 /// The value of `key` in a flat-keyed file, when present. The key must match
 /// exactly (`max` does not match `max.imposed`).
 pub fn flat_keyed_value(content: &str, key: &str) -> Option<u64> {
-    flat_keyed(content).find(|(k, _)| *k == key).map(|(_, v)| v)
+    // The key is searched for, not each line split and parsed: memory.stat
+    // has dozens of lines.
+    content.match_indices(key).find_map(|(at, _)| {
+        let before = content[..at].bytes().next_back();
+        if before.is_some_and(|b| b != b'\n' && !b.is_ascii_whitespace()) {
+            return None;
+        }
+        let line = content[at + key.len()..].lines().next()?;
+        if !line.starts_with(|c: char| c.is_ascii_whitespace()) {
+            return None;
+        }
+        let mut parts = line.split_whitespace();
+        let value = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(value)
+    })
 }
 
 /// Parses `cgroup.procs`: one PID per line. Lines that are not a positive PID

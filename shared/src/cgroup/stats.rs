@@ -14,25 +14,33 @@ use crate::{Error, Limit, Result};
 /// Where control files are read from: opened afresh on every read
 /// ([`Fresh`]) or kept open between collections ([`ControlFiles`]).
 pub trait Source {
-    /// Reads a control file; `Ok(None)` when it (or its cgroup) does not exist.
-    fn read_opt(&mut self, path: &Path) -> Result<Option<String>>;
+    /// Reads a control file; `Ok(None)` when it (or its cgroup) does not
+    /// exist. The text lives until the next read.
+    fn read_opt(&mut self, path: &Path) -> Result<Option<&str>>;
     /// The subdirectory names of `dir`; `Ok(None)` when `dir` vanished.
     fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
         subdirs(dir)
     }
 }
 
-/// Every read opens the file.
-pub struct Fresh;
+/// Every read opens the file (into one reused buffer).
+#[derive(Debug, Default)]
+pub struct Fresh {
+    buf: String,
+}
 
 impl Source for Fresh {
-    fn read_opt(&mut self, path: &Path) -> Result<Option<String>> {
-        read_opt(path)
+    fn read_opt(&mut self, path: &Path) -> Result<Option<&str>> {
+        match read_small(path, &mut self.buf) {
+            Ok(()) => Ok(Some(&self.buf)),
+            Err(e) if is_vanished(&e) => Ok(None),
+            Err(e) => Err(Error::read(path, e)),
+        }
     }
 }
 
 impl Source for ControlFiles {
-    fn read_opt(&mut self, path: &Path) -> Result<Option<String>> {
+    fn read_opt(&mut self, path: &Path) -> Result<Option<&str>> {
         self.read(path)
     }
 
@@ -41,25 +49,14 @@ impl Source for ControlFiles {
     }
 }
 
-/// Reads a control file; `Ok(None)` when it (or its cgroup) does not exist.
-fn read_opt(path: &Path) -> Result<Option<String>> {
-    match read_small(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if is_vanished(&e) => Ok(None),
-        Err(e) => Err(Error::read(path, e)),
-    }
-}
-
-/// Reads a small text file to its end. Unlike `fs::read_to_string`, it
-/// asks for no size hint (a `statx` per file, and a control file's size is
-/// 0 or 4096 anyway): control files are read ten times per container per
-/// scrape.
-fn read_small(path: &Path) -> std::io::Result<String> {
+/// Reads a small text file to its end into `buf` (cleared first). Unlike
+/// `fs::read_to_string`, it asks for no size hint (a `statx` per file, and
+/// a control file's size is 0 or 4096 anyway).
+fn read_small(path: &Path, buf: &mut String) -> std::io::Result<()> {
     use std::io::Read;
-    let file = fs::File::open(path)?;
-    let mut s = String::with_capacity(256);
-    file.take(u64::MAX).read_to_string(&mut s)?;
-    Ok(s)
+    buf.clear();
+    fs::File::open(path)?.read_to_string(buf)?;
+    Ok(())
 }
 
 fn parse_err(path: &Path, what: &str, content: &str) -> Error {
@@ -74,9 +71,9 @@ fn parse_err(path: &Path, what: &str, content: &str) -> Error {
 fn read_u64(src: &mut dyn Source, path: &Path) -> Result<Option<u64>> {
     match src.read_opt(path)? {
         None => Ok(None),
-        Some(s) => parse_u64(&s)
+        Some(s) => parse_u64(s)
             .map(Some)
-            .ok_or_else(|| parse_err(path, "an unsigned number", &s)),
+            .ok_or_else(|| parse_err(path, "an unsigned number", s)),
     }
 }
 
@@ -84,16 +81,16 @@ fn read_u64(src: &mut dyn Source, path: &Path) -> Result<Option<u64>> {
 fn read_limit(src: &mut dyn Source, path: &Path) -> Result<Option<Limit>> {
     match src.read_opt(path)? {
         None => Ok(None),
-        Some(s) => parse_limit(&s)
+        Some(s) => parse_limit(s)
             .map(Some)
-            .ok_or_else(|| parse_err(path, "a limit (`max` or a number)", &s)),
+            .ok_or_else(|| parse_err(path, "a limit (`max` or a number)", s)),
     }
 }
 
 /// Reads one key of a flat-keyed file; `Ok(None)` when the file is missing,
 /// `Some(None)` when the key is.
 fn read_key(src: &mut dyn Source, path: &Path, key: &str) -> Result<Option<Option<u64>>> {
-    Ok(src.read_opt(path)?.map(|s| flat_keyed_value(&s, key)))
+    Ok(src.read_opt(path)?.map(|s| flat_keyed_value(s, key)))
 }
 
 /// `dir` and its ancestors up to, but excluding, the hierarchy root it lives
@@ -103,11 +100,10 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
     let Some(root) = layout.hierarchy_root(dir) else {
         return out;
     };
+    // `dir` lies under `root`, so its ancestors longer than `root` do too.
+    let root_len = root.as_os_str().len();
     let mut cur = dir.parent();
-    while let Some(p) = cur {
-        if p == root || !p.starts_with(root) {
-            break;
-        }
+    while let Some(p) = cur.filter(|p| p.as_os_str().len() > root_len) {
         out.push(p.to_path_buf());
         cur = p.parent();
     }
@@ -129,7 +125,7 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
 /// fork refused by an ancestor's limit (a pod or a slice) does not show in
 /// the container's file.
 pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
-    read_pids_from(&mut Fresh, layout, c)
+    read_pids_from(&mut Fresh::default(), layout, c)
 }
 
 /// [`read_pids`] through `src`.
@@ -190,7 +186,7 @@ pub fn read_pids_from(
 /// cgroup and its ancestors and `hierarchical_memory_limit`,
 /// `memory.oom_control` `oom_kill`.
 pub fn read_memory(layout: &Layout, c: &Container) -> Result<Option<MemoryStats>> {
-    read_memory_from(&mut Fresh, layout, c)
+    read_memory_from(&mut Fresh::default(), layout, c)
 }
 
 /// [`read_memory`] through `src`.
@@ -219,26 +215,34 @@ pub fn read_memory_from(
         return Ok(None);
     };
     let inactive_file = if v1 {
-        flat_keyed_value(&stat, "total_inactive_file")
-            .or_else(|| flat_keyed_value(&stat, "inactive_file"))
+        flat_keyed_value(stat, "total_inactive_file")
+            .or_else(|| flat_keyed_value(stat, "inactive_file"))
     } else {
-        flat_keyed_value(&stat, "inactive_file")
+        flat_keyed_value(stat, "inactive_file")
     }
     .unwrap_or(0);
+    // v1's `hierarchical_memory_limit` is already the smallest limit over
+    // the cgroup and the ancestors whose limits apply to it.
+    let hierarchical = if v1 {
+        flat_keyed_value(stat, "hierarchical_memory_limit").map(limit_from_value)
+    } else {
+        None
+    };
 
-    let mut limit = Limit::Unlimited;
-    if v1 {
-        if let Some(h) = flat_keyed_value(&stat, "hierarchical_memory_limit") {
-            limit = limit.min(limit_from_value(h));
+    let limit = match hierarchical {
+        Some(limit) => limit,
+        None => {
+            let mut limit = Limit::Unlimited;
+            for (i, level) in levels(layout, dir).iter().enumerate() {
+                match read_limit(src, &level.join(limit_file))? {
+                    Some(l) => limit = limit.min(l),
+                    None if i == 0 => return Ok(None),
+                    None => {}
+                }
+            }
+            limit
         }
-    }
-    for (i, level) in levels(layout, dir).iter().enumerate() {
-        match read_limit(src, &level.join(limit_file))? {
-            Some(l) => limit = limit.min(l),
-            None if i == 0 => return Ok(None),
-            None => {}
-        }
-    }
+    };
     let oom_kills = read_key(src, &dir.join(events_file), "oom_kill")?
         .flatten()
         .unwrap_or(0);
@@ -254,7 +258,7 @@ pub fn read_memory_from(
 /// descendants (`cgroup.procs` of each), sorted and deduplicated. Directories
 /// that vanish are skipped; a vanished `dir` yields an empty list.
 pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
-    read_procs_from(&mut Fresh, dir)
+    read_procs_from(&mut Fresh::default(), dir)
 }
 
 /// [`read_procs_recursive`] through `src`.
@@ -265,7 +269,7 @@ pub fn read_procs_from(src: &mut dyn Source, dir: &Path) -> Result<Vec<i32>> {
         let Some(content) = src.read_opt(&d.join("cgroup.procs"))? else {
             continue;
         };
-        pids.extend(parse_procs(&content));
+        pids.extend(parse_procs(content));
         if let Some(names) = src.subdirs(&d)? {
             stack.extend(names.into_iter().map(|n| d.join(n)));
         }
@@ -281,7 +285,7 @@ pub fn read_procs_from(src: &mut dyn Source, dir: &Path) -> Result<Vec<i32>> {
 /// they are reaped) it tells how many zombies a cgroup holds. `Ok(None)`
 /// when `dir` has neither file (a fixture tree, a vanished cgroup).
 pub fn count_threads_recursive(dir: &Path) -> Result<Option<u64>> {
-    count_threads_from(&mut Fresh, dir)
+    count_threads_from(&mut Fresh::default(), dir)
 }
 
 /// [`count_threads_recursive`] through `src`.

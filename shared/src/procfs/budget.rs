@@ -141,7 +141,11 @@ mod tests {
         let (a, b) = (first.fds(), second.fds());
         drop(first);
         let again = FdShare::claim(&Roots::default(), a);
-        assert_eq!(again.fds(), a, "a dropped share is given back ({b} still held)");
+        assert_eq!(
+            again.fds(),
+            a,
+            "a dropped share is given back ({b} still held)"
+        );
     }
 
     #[test]

@@ -10,6 +10,18 @@
 //!   against the known set: only new pids get their `stat` and `cmdline`
 //!   read. A known pid no longer listed is re-read once (it became a zombie,
 //!   was reaped or moved away).
+//! - **An unchanged container is not listed.** Listing `cgroup.procs` costs
+//!   the kernel a walk of the cgroup's tasks (on v1 a sorted pid list
+//!   built afresh), the largest share of a scrape left. It is skipped when
+//!   nothing can have arrived: `pids.current` (which counts every task
+//!   forked or moved in, and every zombie until reaped) equals its last
+//!   reading, no process of the container exited (pidfds) or vanished
+//!   (its known zombies are re-read), it holds no zombie the table does not
+//!   know (a child of a process outside it), and every live process is held
+//!   by a pidfd. An arrival is then missed only when, between two scrapes, it is
+//!   balanced exactly by a thread exiting or a process moving out: the
+//!   container is listed at least every [`RELIST`] (spread over scrapes),
+//!   which bounds that.
 //! - **What can change for a live process** besides its parent is its
 //!   command line, at `exec`. A process's `stat` and `cmdline` are re-read
 //!   every scrape while it is young ([`YOUNG`] after its start) and every
@@ -41,7 +53,8 @@ use std::time::{Duration, Instant};
 
 use super::budget::is_procfs;
 use super::reader::{ContainerProcesses, Process, ProcessReader};
-use crate::fasthash::FastHasher;
+use crate::fasthash::{stable_hash, FastHasher};
+use crate::groups::{duplicate_groups, Group};
 use crate::signal::pidfd_open;
 use crate::{Error, Result, Roots};
 
@@ -52,6 +65,11 @@ pub const YOUNG: Duration = Duration::from_secs(60);
 /// The longest a live process goes without its `stat` and `cmdline` being
 /// re-read: the staleness bound of a command line changed by a late exec.
 pub const REFRESH: Duration = Duration::from_secs(600);
+
+/// The longest a container goes without its `cgroup.procs` being read:
+/// the staleness bound of an arrival balanced exactly by a thread exit (see
+/// the module docs).
+pub const RELIST: Duration = Duration::from_secs(300);
 
 /// Most epoll events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
@@ -73,6 +91,9 @@ pub struct TableStats {
     pub reads: u64,
     /// Exits learnt from pidfds in the last scrape.
     pub exits: u64,
+    /// Containers whose `cgroup.procs` the last scrape read (the others
+    /// were unchanged).
+    pub listings: u64,
 }
 
 #[derive(Debug)]
@@ -93,11 +114,67 @@ struct Entry {
     over_budget: bool,
 }
 
-/// The pids of one container in the table.
-#[derive(Debug, Default)]
+impl Entry {
+    /// Whether its `stat` and `cmdline` are due a re-read: while young, and
+    /// once its refresh time came.
+    fn is_due(&self, now: Instant) -> bool {
+        now < self.young_until || now >= self.next_refresh
+    }
+}
+
+/// The pids of one container in the table, and what its last reading found.
+#[derive(Debug)]
 struct Members {
     pids: PidSet,
+    /// The generation of the scrape that last read it.
     generation: u64,
+    /// The generation in which its `cgroup.procs` was last read.
+    listing: u64,
+    /// `pids.current` at its last reading.
+    tasks: Option<u64>,
+    /// A member exited, vanished or arrived since the last listing: list again.
+    dirty: bool,
+    /// Listed again by then at the latest.
+    relist_at: Instant,
+    /// The earliest re-read due among its live processes.
+    next_due: Instant,
+    /// Whether a live member has no pidfd (its exit would go unseen).
+    unwatched: bool,
+    /// Whether it holds zombies (re-read each scrape).
+    zombies: bool,
+    /// Whether `pids.current` counts zombies it does not know.
+    unknown_zombies: bool,
+    /// What its last reading returned (and the duplicate groups of its
+    /// processes), while no reading changed since.
+    last: Option<(Arc<ContainerProcesses>, Arc<Vec<Group>>)>,
+}
+
+impl Members {
+    fn new(now: Instant) -> Self {
+        Members {
+            pids: PidSet::default(),
+            generation: 0,
+            listing: 0,
+            tasks: None,
+            dirty: true,
+            relist_at: now,
+            next_due: now,
+            unwatched: true,
+            zombies: false,
+            unknown_zombies: false,
+            last: None,
+        }
+    }
+}
+
+/// Whether a re-reading differs from the last one in what a reading
+/// reports (CPU ticks aside: see the module docs).
+fn differs(old: &Process, new: &Process) -> bool {
+    old.ppid != new.ppid
+        || old.state != new.state
+        || old.threads != new.threads
+        || old.comm != new.comm
+        || old.cmdline != new.cmdline
 }
 
 /// What a re-read found.
@@ -124,6 +201,7 @@ pub struct ProcessTable {
     events: Vec<libc::epoll_event>,
     reads: u64,
     exits: u64,
+    listings: u64,
     /// Processes seen to exit by a re-read (not through their pidfd) since
     /// their children were last re-read.
     exited: Vec<i32>,
@@ -154,6 +232,7 @@ impl ProcessTable {
             events: Vec::with_capacity(EVENTS),
             reads: 0,
             exits: 0,
+            listings: 0,
             exited: Vec::new(),
             clock: Clock::new(),
             young: YOUNG,
@@ -185,7 +264,15 @@ impl ProcessTable {
             over_budget: self.over_budget,
             reads: self.reads,
             exits: self.exits,
+            listings: self.listings,
         }
+    }
+
+    /// Whether the last scrape read the `cgroup.procs` of container `id`.
+    pub fn listed_in_last_scrape(&self, id: &str) -> bool {
+        self.containers
+            .get(id)
+            .is_some_and(|m| m.listing + 1 == self.generation)
     }
 
     /// Starts a scrape: learns which processes exited since the last one
@@ -194,6 +281,7 @@ impl ProcessTable {
     pub fn begin_scrape(&mut self) -> Vec<Error> {
         self.reads = 0;
         self.exits = 0;
+        self.listings = 0;
         let mut errors = Vec::new();
         let exited = self.drain_exits(&mut errors);
         if exited.is_empty() {
@@ -303,7 +391,18 @@ impl ProcessTable {
             }
             if let Some(m) = self.containers.get_mut(&e.container) {
                 m.pids.remove(&pid);
+                m.dirty = true;
+                m.last = None;
             }
+        }
+    }
+
+    /// Notes that a reading of a member of `container` changed what the
+    /// container reports; `membership` when a process exited or vanished.
+    fn touch(&mut self, container: &Arc<str>, membership: bool) {
+        if let Some(m) = self.containers.get_mut(container) {
+            m.last = None;
+            m.dirty |= membership;
         }
     }
 
@@ -332,7 +431,8 @@ impl ProcessTable {
                 if fresh {
                     e.next_refresh = Instant::now() + refresh_after(pid);
                 }
-                if p.is_zombie() && !e.p.is_zombie() {
+                let exited = p.is_zombie() && !e.p.is_zombie();
+                if exited {
                     self.exited.push(pid);
                 }
                 if p.is_zombie() && e.pidfd.take().is_some() {
@@ -342,7 +442,12 @@ impl ProcessTable {
                     e.over_budget = false;
                     self.over_budget -= 1;
                 }
+                let changed = differs(&e.p, &p);
                 e.p = p;
+                if changed {
+                    let container = Arc::clone(&e.container);
+                    self.touch(&container, exited);
+                }
                 Ok(Reread::Same)
             }
             _ => {
@@ -398,11 +503,13 @@ impl ProcessTable {
             listed: if listed { self.generation } else { 0 },
             over_budget,
         };
-        self.containers
+        let m = self
+            .containers
             .entry(Arc::clone(container))
-            .or_default()
-            .pids
-            .insert(pid);
+            .or_insert_with(|| Members::new(now));
+        m.pids.insert(pid);
+        m.dirty = true;
+        m.last = None;
         self.entries.insert(pid, entry);
         Ok(self.entries.get(&pid))
     }
@@ -422,56 +529,131 @@ impl ProcessTable {
         (r == 0).then_some(fd)
     }
 
-    /// Reads one container: `listed` is its `cgroup.procs` (subtree),
-    /// `tasks` its `pids.current`, when known, and `threads` counts the
-    /// threads its cgroup lists (called only when `tasks` exceeds the live
-    /// processes and known zombies: a thread list costs the kernel a sorted
-    /// pid list). The same result as [`ProcessReader::read_container`]:
-    /// live processes (listed, not zombies) sorted by pid, and the zombies
-    /// among them or among their children.
+    /// Reads one container: `tasks` is its `pids.current`, when known;
+    /// `list` reads its `cgroup.procs` (subtree), called unless nothing can
+    /// have arrived since the last listing (see the module docs), `None`
+    /// when unreadable (the caller records why; the container is then
+    /// reported as last read, and listed again next time); `threads`
+    /// counts the threads its cgroup lists (called only when `tasks`
+    /// exceeds the live processes and known zombies: a thread list costs
+    /// the kernel a sorted pid list). The same result as
+    /// [`ProcessReader::read_container`]: live processes (listed, not
+    /// zombies) sorted by pid, and the zombies among them or among their
+    /// children.
     pub fn read_container(
         &mut self,
         id: &str,
-        listed: &[i32],
         tasks: Option<u64>,
+        list: &mut dyn FnMut() -> Option<Vec<i32>>,
         threads: &mut dyn FnMut() -> Option<u64>,
-    ) -> Result<ContainerProcesses> {
-        let generation = self.generation;
+    ) -> Result<(Arc<ContainerProcesses>, Arc<Vec<Group>>)> {
+        let now = Instant::now();
         let key: Arc<str> = match self.containers.get_key_value(id) {
             Some((k, _)) => Arc::clone(k),
             None => Arc::from(id),
         };
         self.containers
             .entry(Arc::clone(&key))
-            .or_default()
-            .generation = generation;
-        let now = Instant::now();
+            .or_insert_with(|| Members::new(now))
+            .generation = self.generation;
+        if !self.unchanged(&key, tasks, now)? {
+            self.listings += 1;
+            match list() {
+                Some(listed) => self.read_listed(&key, &listed, tasks, threads, now)?,
+                None => self.touch(&key, true),
+            }
+        }
+        Ok(self.output(&key))
+    }
+
+    /// Whether container `key` may be reported without listing it (see the
+    /// module docs). Re-reads its known zombies and the processes due a
+    /// re-read; `false` once one of them exited or vanished.
+    fn unchanged(&mut self, key: &Arc<str>, tasks: Option<u64>, now: Instant) -> Result<bool> {
+        let m = &self.containers[key];
+        let quiet = self.epoll.is_some()
+            && tasks.is_some()
+            && m.tasks == tasks
+            && !m.dirty
+            && !m.unwatched
+            && !m.unknown_zombies
+            && now < m.relist_at;
+        if !quiet {
+            return Ok(false);
+        }
+        // A zombie reaped frees a task that an arrival may have taken.
+        let zombies: Vec<i32> = if m.zombies {
+            m.pids
+                .iter()
+                .copied()
+                .filter(|p| self.entries.get(p).is_some_and(|e| e.p.is_zombie()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for pid in zombies {
+            self.reread(pid, false)?;
+        }
+        if now >= self.containers[key].next_due {
+            let due: Vec<i32> = self.containers[key]
+                .pids
+                .iter()
+                .copied()
+                .filter(|p| {
+                    self.entries
+                        .get(p)
+                        .is_some_and(|e| !e.p.is_zombie() && e.is_due(now))
+                })
+                .collect();
+            for pid in due {
+                self.reread(pid, true)?;
+            }
+            self.reread_reparented()?;
+            self.settle(key, now);
+        }
+        Ok(!self.containers[key].dirty)
+    }
+
+    /// Reads container `key` from its listing: arrivals, re-reads, exits,
+    /// zombies that appeared unseen.
+    fn read_listed(
+        &mut self,
+        key: &Arc<str>,
+        listed: &[i32],
+        tasks: Option<u64>,
+        threads: &mut dyn FnMut() -> Option<u64>,
+        now: Instant,
+    ) -> Result<()> {
+        let generation = self.generation;
+        if let Some(m) = self.containers.get_mut(key) {
+            m.listing = generation;
+            m.last = None;
+        }
 
         // Arrivals, and the processes due a re-read.
         for &pid in listed {
             let Some(e) = self.entries.get_mut(&pid) else {
-                self.add(pid, &key, true)?;
+                self.add(pid, key, true)?;
                 continue;
             };
-            if e.container != key {
+            if e.container != *key {
                 // Moved here from another container.
                 self.remove(pid);
-                self.add(pid, &key, true)?;
+                self.add(pid, key, true)?;
                 continue;
             }
             e.listed = generation;
-            let young = now < e.young_until;
-            let due = young || now >= e.next_refresh;
+            let due = e.is_due(now);
             if e.pidfd.is_none() || due {
                 if let Reread::Gone = self.reread(pid, due)? {
                     // Its pid names another process now: the new one.
-                    self.add(pid, &key, true)?;
+                    self.add(pid, key, true)?;
                 }
             }
         }
 
         // Known here but not listed: became a zombie, was reaped, or left.
-        let unlisted: Vec<i32> = match self.containers.get(&key) {
+        let unlisted: Vec<i32> = match self.containers.get(key) {
             Some(m) => m
                 .pids
                 .iter()
@@ -495,9 +677,8 @@ impl ProcessTable {
         self.reread_reparented()?;
 
         // Zombies that appeared unseen (born and exited between scrapes).
-        let members = self.members(&key);
         let (mut live, mut live_threads, mut known_zombies) = (Vec::new(), 0u64, 0u64);
-        for &pid in &members {
+        for pid in self.members(key) {
             let e = &self.entries[&pid];
             if e.p.is_zombie() {
                 known_zombies += 1;
@@ -511,13 +692,17 @@ impl ProcessTable {
         // when pids.current is no more than that, no zombie is unknown and
         // the thread list need not be read.
         let floor = (live.len() as u64).saturating_add(known_zombies);
+        // The tasks that are no zombie: the listed threads, else the
+        // threads the live processes had when last read.
+        let mut nonzombie = None;
         let search = match tasks {
             None => true,
             Some(t) if t <= floor => false,
-            Some(t) => match threads() {
-                Some(listed) => t > listed.saturating_add(known_zombies),
-                None => t > live_threads.saturating_add(known_zombies),
-            },
+            Some(t) => {
+                let n = threads().unwrap_or(live_threads);
+                nonzombie = Some(n);
+                t > n.saturating_add(known_zombies)
+            }
         };
         if search {
             for &pid in &live {
@@ -534,7 +719,7 @@ impl ProcessTable {
                 }
                 // Only a zombie child is this container's; a live one lives
                 // in a cgroup of its own.
-                if let Some(e) = self.add(child, &key, false)? {
+                if let Some(e) = self.add(child, key, false)? {
                     if !e.p.is_zombie() {
                         self.remove(child);
                     }
@@ -542,24 +727,98 @@ impl ProcessTable {
             }
         }
 
-        // What a full scan reports: the listed live processes, and the
-        // zombies listed or whose parent is one of them.
-        let live_set: PidSet = live.iter().copied().collect();
-        let mut out = ContainerProcesses {
-            live: Vec::with_capacity(live.len()),
-            zombies: Vec::new(),
-        };
-        for pid in live {
-            out.live.push(self.entries[&pid].p.clone());
+        // Zombies still unaccounted for are children of processes outside
+        // the container (an exec'd process's parent in the runtime): their
+        // reaping would go unseen, so the container is listed until they
+        // are gone.
+        let unknown_zombies = search
+            && match (tasks, nonzombie) {
+                (Some(t), Some(n)) => {
+                    let known = self
+                        .members(key)
+                        .iter()
+                        .filter(|p| self.entries[p].p.is_zombie())
+                        .count() as u64;
+                    t > n.saturating_add(known)
+                }
+                _ => true,
+            };
+        self.settle(key, now);
+        if let Some(m) = self.containers.get_mut(key) {
+            m.tasks = tasks;
+            m.unknown_zombies = unknown_zombies;
+            m.dirty = false;
+            m.relist_at = now + relist_after(key);
         }
-        for pid in self.members(&key) {
-            let e = &self.entries[&pid];
-            if e.p.is_zombie() && (e.listed == generation || live_set.contains(&e.p.ppid)) {
+        Ok(())
+    }
+
+    /// Notes when container `key`'s next re-read is due, whether it holds
+    /// zombies and whether each live process is held by a pidfd.
+    fn settle(&mut self, key: &Arc<str>, now: Instant) {
+        let Some(m) = self.containers.get(key) else {
+            return;
+        };
+        let (mut next_due, mut zombies, mut unwatched) = (now + REFRESH, false, false);
+        for pid in &m.pids {
+            let Some(e) = self.entries.get(pid) else {
+                continue;
+            };
+            if e.p.is_zombie() {
+                zombies = true;
+            } else if e.listed == m.listing {
+                unwatched |= e.pidfd.is_none();
+                next_due = next_due.min(if now < e.young_until {
+                    now
+                } else {
+                    e.next_refresh
+                });
+            }
+        }
+        if let Some(m) = self.containers.get_mut(key) {
+            m.next_due = next_due;
+            m.zombies = zombies;
+            m.unwatched = unwatched;
+        }
+    }
+
+    /// What a full scan reports for container `key`: the listed live
+    /// processes, and the zombies listed or whose parent is one of them;
+    /// with their duplicate groups. Kept until a reading changes it.
+    fn output(&mut self, key: &Arc<str>) -> (Arc<ContainerProcesses>, Arc<Vec<Group>>) {
+        let Some(m) = self.containers.get(key) else {
+            return Default::default();
+        };
+        if let Some(last) = &m.last {
+            return last.clone();
+        }
+        let listing = m.listing;
+        let mut out = ContainerProcesses::default();
+        for pid in &m.pids {
+            let Some(e) = self.entries.get(pid) else {
+                continue;
+            };
+            if !e.p.is_zombie() && e.listed == listing {
+                out.live.push(e.p.clone());
+            }
+        }
+        out.live.sort_unstable_by_key(|p| p.pid);
+        let live_set: PidSet = out.live.iter().map(|p| p.pid).collect();
+        for pid in &m.pids {
+            let Some(e) = self.entries.get(pid) else {
+                continue;
+            };
+            if e.p.is_zombie() && (e.listed == listing || live_set.contains(&e.p.ppid)) {
                 out.zombies.push(e.p.clone());
             }
         }
         out.zombies.sort_unstable_by_key(|p| p.pid);
-        Ok(out)
+        let groups = Arc::new(duplicate_groups(&out.live));
+        let last = (Arc::new(out), groups);
+        if let Some(m) = self.containers.get_mut(key) {
+            m.last = Some(last.clone());
+        }
+        last
     }
 
     /// The pids of a container that are in the table.
@@ -605,6 +864,13 @@ fn refresh_after(pid: i32) -> Duration {
     let half = REFRESH.as_millis() as u64 / 2;
     let spread = u64::from(pid as u32).wrapping_mul(2_654_435_761) % half;
     REFRESH - Duration::from_millis(spread)
+}
+
+/// How long after a listing container `key` is listed again at the latest:
+/// between half of [`RELIST`] and all of it, spread by id.
+fn relist_after(key: &str) -> Duration {
+    let half = RELIST.as_millis() as u64 / 2;
+    RELIST - Duration::from_millis(stable_hash(key) % half)
 }
 
 /// Whether pidfds may be opened for the pids under `roots`: the proc root

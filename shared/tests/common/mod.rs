@@ -205,7 +205,7 @@ impl View {
             &c.processes.zombies,
             c.pids.map(|p| p.current),
         );
-        v.groups = c.groups.clone();
+        v.groups = c.groups.to_vec();
         v
     }
 }
