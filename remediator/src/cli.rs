@@ -327,7 +327,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let store = state_store(&a.state_dir)?;
     let roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
-    let runtime = runtimes(&a)?.with_cgroups(roots.clone());
+    // One index of the node's containers: the runtime layer and the kill
+    // engine share its walks.
+    let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));
+    let runtime = runtimes(&a)?.with_cgroups(Arc::clone(&index));
     tracing::info!(
         runtimes = ?runtime.configured().iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         "container runtimes (each container goes to the one its cgroup names)"
@@ -337,7 +340,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         settings.clone(),
         store,
         Arc::new(runtime),
-        Arc::new(HostKillEngine::new(roots)),
+        Arc::new(HostKillEngine::new(roots, index)),
         metrics,
     )?;
     service.set_peers(peers(&a, &credentials)?);

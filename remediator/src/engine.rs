@@ -3,6 +3,9 @@
 //! tested without real processes, and the implementation over the host.
 //! The calls block (sampling, grace period): run them in `spawn_blocking`.
 
+use std::sync::Arc;
+
+use pidwarden_shared::cgroup::ContainerIndex;
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::Roots;
 
@@ -31,7 +34,7 @@ pub trait KillEngine: Send + Sync + 'static {
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef>;
 
     /// Whether container `id` runs on this node (its cgroup is here).
-    /// Blocks for a walk of the cgroup filesystem.
+    /// May block for a walk of the cgroup filesystem.
     fn is_local(&self, id: &str) -> bool;
 }
 
@@ -41,12 +44,15 @@ pub trait KillEngine: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct HostKillEngine {
     roots: Roots,
+    /// The containers on this node (shared with the runtime layer).
+    index: Arc<ContainerIndex>,
 }
 
 impl HostKillEngine {
-    /// An engine reading and signalling under `roots`.
-    pub fn new(roots: Roots) -> Self {
-        HostKillEngine { roots }
+    /// An engine reading and signalling under `roots`, finding the node's
+    /// containers through `index` (over the same roots).
+    pub fn new(roots: Roots, index: Arc<ContainerIndex>) -> Self {
+        HostKillEngine { roots, index }
     }
 }
 
@@ -70,8 +76,6 @@ impl KillEngine for HostKillEngine {
     }
 
     fn is_local(&self, id: &str) -> bool {
-        pidwarden_shared::cgroup::detect_layout(&self.roots)
-            .and_then(|layout| pidwarden_shared::cgroup::discover(&layout))
-            .is_ok_and(|found| found.iter().any(|c| c.id == id))
+        self.index.lookup(id).is_some()
     }
 }

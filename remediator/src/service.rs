@@ -42,7 +42,6 @@ pub struct Service {
     abort: Arc<AtomicBool>,
     aborted: Notify,
     peers: OnceLock<Peers>,
-    local: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -66,10 +65,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| format!("background task failed: {e}"))
 }
-
-/// Containers remembered as running on this node (a container never moves,
-/// so a redelivery skips the cgroup walk); the set is emptied when full.
-const LOCAL_CACHE: usize = 4096;
 
 /// Rows deleted per write when pruning the audit trail.
 const PRUNE_BATCH: usize = 500;
@@ -134,7 +129,6 @@ impl Service {
             abort: Arc::new(AtomicBool::new(false)),
             aborted: Notify::new(),
             peers: OnceLock::new(),
-            local: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -159,29 +153,13 @@ impl Service {
         let _ = self.peers.set(peers);
     }
 
-    /// Whether container `id` runs on this node: its cgroup is here. A
-    /// container found once is remembered; one not found is looked for
-    /// again next time (it may just have started).
+    /// Whether container `id` runs on this node: its cgroup is here (the
+    /// engine's index of the node's containers; one not found is looked for
+    /// again, as it may just have started).
     pub(crate) async fn is_local(&self, id: &str) -> Result<bool, String> {
-        if self
-            .local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
-        {
-            return Ok(true);
-        }
         let engine = Arc::clone(&self.engine);
         let owned = id.to_string();
-        let here = blocking(move || engine.is_local(&owned)).await?;
-        if here {
-            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-            if local.len() >= LOCAL_CACHE {
-                local.clear();
-            }
-            local.insert(id.to_string());
-        }
-        Ok(here)
+        blocking(move || engine.is_local(&owned)).await
     }
 
     /// How peers are reached, when fleet routing is on.

@@ -1,6 +1,7 @@
 //! The cgroup side of the model: which hierarchies the host mounts
-//! ([`Layout`]), which cgroups are containers ([`discover`]), and what their
-//! pids and memory controllers report ([`read_pids`], [`read_memory`]).
+//! ([`Layout`]), which cgroups are containers ([`discover`], and
+//! [`ContainerIndex`] for lookups of one id), and what their pids and
+//! memory controllers report ([`read_pids`], [`read_memory`]).
 //!
 //! Parsing is split from reading: the functions in [`parse`] (and
 //! [`classify`]) take file contents or paths as strings and are tested on
@@ -15,6 +16,7 @@ use crate::Limit;
 
 mod classify;
 mod discover;
+mod index;
 mod kept;
 mod layout;
 pub mod parse;
@@ -22,6 +24,7 @@ mod stats;
 
 pub use classify::{classify, is_container_id};
 pub use discover::discover;
+pub use index::{ContainerIndex, REWALK_AFTER};
 pub use kept::ControlFiles;
 pub use layout::detect_layout;
 pub use stats::{

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -12,7 +12,7 @@ use super::{
     is_container_id, ContainerInfo, Control, CriApi, DockerApi, Endpoint, Kind, KubeRef,
     RuntimeError, DEFAULT_CRI_ENDPOINTS,
 };
-use crate::Roots;
+use crate::cgroup::ContainerIndex;
 
 /// The endpoint flags both daemons take (`--docker-host`, `--podman-host`,
 /// `--cri-endpoint`); `none` disables one.
@@ -39,16 +39,6 @@ impl Default for RuntimeFlags {
 
 /// Ids remembered with their runtime at most (then the memory starts over).
 const MAX_REMEMBERED: usize = 4096;
-/// The cgroup tree is walked again for an id it did not show at most this
-/// often: lookups of unknown ids cost one walk per interval, not one each.
-const RECLASSIFY_AFTER: Duration = Duration::from_secs(1);
-
-/// The containers' runtimes from the last walk of the cgroup tree.
-#[derive(Debug, Default)]
-struct Classified {
-    at: Option<Instant>,
-    kinds: HashMap<String, Kind>,
-}
 
 /// The configured runtimes.
 #[derive(Debug, Default)]
@@ -56,10 +46,7 @@ pub struct Runtimes {
     docker: Option<Arc<DockerApi>>,
     podman: Option<Arc<DockerApi>>,
     cri: Option<Arc<CriApi>>,
-    cgroups: Option<Roots>,
-    classified: std::sync::RwLock<Classified>,
-    /// Held by the one lookup that walks the tree.
-    walking: tokio::sync::Mutex<()>,
+    cgroups: Option<Arc<ContainerIndex>>,
     probed: Vec<Kind>,
     seen: Mutex<HashMap<String, Kind>>,
 }
@@ -106,10 +93,11 @@ impl Runtimes {
         })
     }
 
-    /// Classifies containers by their cgroups under `roots` to pick their
-    /// runtime (without, every configured runtime is asked in turn).
-    pub fn with_cgroups(mut self, roots: Roots) -> Self {
-        self.cgroups = Some(roots);
+    /// Classifies containers by their cgroups, found through `index`, to
+    /// pick their runtime (without, every configured runtime is asked in
+    /// turn).
+    pub fn with_cgroups(mut self, index: Arc<ContainerIndex>) -> Self {
+        self.cgroups = Some(index);
         self
     }
 
@@ -153,54 +141,17 @@ impl Runtimes {
         }
     }
 
-    /// The runtime of the container `id` from its cgroup, when it has one.
-    /// The tree is walked again when `id` is not in the last walk and that
-    /// walk is older than [`RECLASSIFY_AFTER`]. Lookups never wait for a
-    /// walk another one started: they answer `None` (the caller then asks
-    /// every runtime).
+    /// The runtime of the container `id` from its cgroup, when it has one
+    /// (a walk of the cgroup tree for an id not seen yet, at most one per
+    /// [`REWALK_AFTER`](crate::cgroup::REWALK_AFTER)).
     pub async fn classify(&self, id: &str) -> Option<Kind> {
-        let roots = self.cgroups.clone()?;
-        let fresh = |c: &Classified| c.at.is_some_and(|t| t.elapsed() < RECLASSIFY_AFTER);
-        {
-            let c = self.classified.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(k) = c.kinds.get(id) {
-                return Some(*k);
-            }
-            if fresh(&c) {
-                return None;
-            }
-        }
-        let Ok(_walking) = self.walking.try_lock() else {
-            return None;
-        };
-        if fresh(&self.classified.read().unwrap_or_else(|e| e.into_inner())) {
-            // Another lookup walked the tree just before this one took the lock.
-            return self.lookup_classified(id);
-        }
-        let walk = tokio::task::spawn_blocking(move || {
-            let layout = crate::cgroup::detect_layout(&roots).ok()?;
-            let found = crate::cgroup::discover(&layout).ok()?;
-            Some(
-                found
-                    .into_iter()
-                    .map(|c| (c.id, Kind::of(c.runtime)))
-                    .collect::<HashMap<_, _>>(),
-            )
-        });
-        let kinds = walk.await.ok().flatten();
-        {
-            let mut c = self.classified.write().unwrap_or_else(|e| e.into_inner());
-            c.at = Some(Instant::now());
-            if let Some(kinds) = kinds {
-                c.kinds = kinds;
-            }
-        }
-        self.lookup_classified(id)
-    }
-
-    fn lookup_classified(&self, id: &str) -> Option<Kind> {
-        let c = self.classified.read().unwrap_or_else(|e| e.into_inner());
-        c.kinds.get(id).copied()
+        let index = Arc::clone(self.cgroups.as_ref()?);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || index.lookup(&id))
+            .await
+            .ok()
+            .flatten()
+            .map(Kind::of)
     }
 
     fn remember(&self, id: &str, kind: Kind) {
@@ -321,6 +272,7 @@ impl Control for Runtimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Roots;
 
     fn flags(d: &str, p: &str, c: Option<&str>) -> RuntimeFlags {
         RuntimeFlags {
@@ -390,7 +342,7 @@ mod tests {
         std::fs::create_dir_all(&pm).unwrap();
         let r = Runtimes::from_flags(&RuntimeFlags::default())
             .unwrap()
-            .with_cgroups(Roots::new("/proc", d.path()));
+            .with_cgroups(Arc::new(ContainerIndex::new(Roots::new("/proc", d.path()))));
         assert_eq!(r.classify(id).await, Some(Kind::Cri));
         assert_eq!(r.candidates(id).await, vec![Kind::Cri]);
         assert_eq!(r.classify(&pm_id).await, Some(Kind::Podman));
@@ -401,7 +353,7 @@ mod tests {
         std::fs::create_dir_all(d.path().join(format!("system.slice/docker-{late}.scope")))
             .unwrap();
         assert_eq!(r.classify(&late).await, None, "no walk per unknown id");
-        tokio::time::sleep(RECLASSIFY_AFTER).await;
+        tokio::time::sleep(crate::cgroup::REWALK_AFTER).await;
         assert_eq!(r.classify(&late).await, Some(Kind::Docker));
         // With CRI disabled, the pod container falls back to asking all.
         let r = Runtimes::from_flags(&flags(
@@ -410,7 +362,7 @@ mod tests {
             Some("none"),
         ))
         .unwrap()
-        .with_cgroups(Roots::new("/proc", d.path()));
+        .with_cgroups(Arc::new(ContainerIndex::new(Roots::new("/proc", d.path()))));
         assert_eq!(r.candidates(id).await, vec![Kind::Docker, Kind::Podman]);
         let e = r.inspect(id).await.unwrap_err();
         assert!(matches!(e, RuntimeError::Unreachable(_)), "{e}");
