@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
 use crate::fasthash::stable_hash;
 use crate::groups::{duplicate_groups, Group};
-use crate::procfs::{ContainerProcesses, FdShare, ProcessReader, ProcessTable, TableStats};
+use crate::procfs::{ContainerProcesses, FdPool, ProcessReader, ProcessTable, TableStats};
 use crate::{Error, Result, Roots};
 
 /// Where a collection error happened (the `stage` label of
@@ -158,8 +158,6 @@ pub struct Collector {
     readers: Vec<Shard>,
     /// Whether the spent descriptor budget was logged.
     budget_logged: bool,
-    /// Its share of the process's descriptor budget, held while it lives.
-    _fds: FdShare,
 }
 
 impl Collector {
@@ -177,8 +175,8 @@ impl Collector {
 
     /// A collector over the given roots, reading processes the `mode` way,
     /// spread over `threads` threads. It claims what other collectors of
-    /// this process left of the file descriptor budget ([`FdShare`]: pidfds,
-    /// kept `stat` handles) and shares it between its shards.
+    /// this process left of the file descriptor budget ([`FdPool`]: pidfds,
+    /// kept control files and `stat` handles), one pool for its shards.
     pub fn with_mode(roots: Roots, threads: usize, mode: CollectMode) -> Self {
         Self::with_fd_budget(roots, threads, mode, usize::MAX)
     }
@@ -186,21 +184,18 @@ impl Collector {
     /// As [`Collector::with_mode`], holding at most `budget` descriptors.
     pub fn with_fd_budget(roots: Roots, threads: usize, mode: CollectMode, budget: usize) -> Self {
         let threads = threads.max(1);
-        let fds = FdShare::claim(&roots, budget);
-        let cap = fds.fds() / threads;
+        // One pool for all shards and every kind of kept descriptor.
+        let pool = FdPool::claim(&roots, budget);
         Collector {
             readers: (0..threads)
                 .map(|_| match mode {
-                    CollectMode::Full => Shard::Full(Box::new(
-                        ProcessReader::with_kept_handle_cap(roots.clone(), cap),
-                    )),
-                    // A quarter of the budget keeps cgroup control files
-                    // open (5 to 7 per container: the containers of a host
-                    // with 4 processes each, at least), the rest holds
-                    // pidfds.
+                    CollectMode::Full => Shard::Full(Box::new(ProcessReader::with_pool(
+                        roots.clone(),
+                        pool.clone(),
+                    ))),
                     CollectMode::Incremental => Shard::Incremental(
-                        Box::new(ProcessTable::new(roots.clone(), cap - cap / 4)),
-                        Box::new(ControlFiles::new(cap / 4)),
+                        Box::new(ProcessTable::new(roots.clone(), pool.clone())),
+                        Box::new(ControlFiles::new(pool.clone())),
                     ),
                 })
                 .collect(),
@@ -208,7 +203,6 @@ impl Collector {
             layout: None,
             mode,
             budget_logged: false,
-            _fds: fds,
         }
     }
 

@@ -25,6 +25,7 @@ use std::path::Path;
 use crate::error::is_vanished;
 use crate::fasthash::FastHasher;
 use crate::procfs::reader::read_at_into;
+use crate::procfs::FdPool;
 use crate::{Error, Result};
 
 /// Keyed by the path's bytes (hashing a `Path` walks its components).
@@ -50,14 +51,14 @@ fn keepable(path: &Path) -> bool {
     )
 }
 
-/// Control files kept open, at most `cap` of them.
+/// Control files kept open, as many as the pool gives.
 #[derive(Debug)]
 pub struct ControlFiles {
     files: ByPath<Kept>,
     /// Subdirectory lists read in this collection.
     dirs: ByPath<Option<Vec<String>>>,
     open: usize,
-    cap: usize,
+    pool: FdPool,
     generation: u64,
     buf: Vec<u8>,
 }
@@ -84,13 +85,14 @@ enum Got {
 }
 
 impl ControlFiles {
-    /// Keeps at most `cap` files open (0: every read opens its file).
-    pub fn new(cap: usize) -> Self {
+    /// Keeps files open as long as `pool` has descriptors (when it has
+    /// none, every read opens its file).
+    pub fn new(pool: FdPool) -> Self {
         ControlFiles {
             files: ByPath::default(),
             dirs: ByPath::default(),
             open: 0,
-            cap,
+            pool,
             generation: 0,
             buf: Vec::with_capacity(4096),
         }
@@ -121,6 +123,7 @@ impl ControlFiles {
                         Err(e) if is_vanished(&e) => {
                             self.files.remove(key(path));
                             self.open -= 1;
+                            self.pool.give(1);
                             Got::Open
                         }
                         Err(e) => return Err(Error::read(path, e)),
@@ -157,7 +160,7 @@ impl ControlFiles {
             Err(e) if is_vanished(&e) => return Ok(None),
             Err(e) => return Err(Error::read(path, e)),
         }
-        if self.open < self.cap && keepable(path) {
+        if keepable(path) && self.pool.take() {
             self.open += 1;
             let k = self.files.entry(key(path).to_owned()).or_insert(Kept {
                 file: Some(file),
@@ -205,6 +208,7 @@ impl ControlFiles {
             keep
         });
         self.open -= closed;
+        self.pool.give(closed);
         self.generation = generation.wrapping_add(1);
     }
 }
@@ -218,7 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("pids.current");
         std::fs::write(&a, "3\n").unwrap();
-        let mut f = ControlFiles::new(8);
+        let mut f = ControlFiles::new(FdPool::fixed(8));
         assert_eq!(f.read(&a).unwrap(), Some("3\n"));
         assert_eq!(f.open_files(), 1);
         // Within one collection the first read serves.
@@ -236,7 +240,7 @@ mod tests {
         assert_eq!(f.open_files(), 0);
         assert!(f.files.is_empty());
         // At the cap, files are read and closed.
-        let mut f = ControlFiles::new(0);
+        let mut f = ControlFiles::new(FdPool::fixed(0));
         assert_eq!(f.read(&a).unwrap(), Some("42\n"));
         assert_eq!(f.open_files(), 0);
     }
@@ -250,7 +254,7 @@ mod tests {
         let dir = cg.path("pids");
         let max = dir.join("pids.max");
         cg.write("pids", "pids.max", "5");
-        let mut f = ControlFiles::new(8);
+        let mut f = ControlFiles::new(FdPool::fixed(8));
         assert_eq!(f.read(&max).unwrap(), Some("5\n"));
         assert_eq!(f.open_files(), 1);
         assert_eq!(f.subdirs(&dir).unwrap(), Some(Vec::new()));

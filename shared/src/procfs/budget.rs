@@ -3,12 +3,15 @@
 //! raising that limit at startup.
 //!
 //! The budget is the process's, not a collector's: every collector claims
-//! its [`FdShare`] from what the others left, so two collectors in one
-//! process (an oracle beside the incremental one, the remediator's plans
-//! beside each other) never hold more than the limit between them.
+//! its share from what the others left, so two collectors in one process
+//! (an oracle beside the incremental one, the remediator's plans beside
+//! each other) never hold more than the limit between them. Within a
+//! collector, one [`FdPool`] hands the share out a descriptor at a time to
+//! whatever part needs one.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::Roots;
 
@@ -61,6 +64,71 @@ impl FdShare {
 impl Drop for FdShare {
     fn drop(&mut self) {
         CLAIMED.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// The descriptors one collector's parts hold between scrapes (pidfds,
+/// kept control files, kept `stat` handles), taken one at a time from its
+/// [`FdShare`] and given back when closed: whoever needs one first gets
+/// it, with no fixed split between the kinds or the collection threads.
+/// Clones share the pool.
+#[derive(Debug, Clone)]
+pub struct FdPool(Arc<Pool>);
+
+#[derive(Debug)]
+struct Pool {
+    cap: usize,
+    used: AtomicUsize,
+    _share: Option<FdShare>,
+}
+
+impl FdPool {
+    /// A pool of up to `want` descriptors claimed from the process's budget
+    /// ([`FdShare::claim`]).
+    pub fn claim(roots: &Roots, want: usize) -> FdPool {
+        let share = FdShare::claim(roots, want);
+        FdPool(Arc::new(Pool {
+            cap: share.fds(),
+            used: AtomicUsize::new(0),
+            _share: Some(share),
+        }))
+    }
+
+    /// A pool of `cap` descriptors outside the process's budget: one-off
+    /// readers (0) and tests.
+    pub fn fixed(cap: usize) -> FdPool {
+        FdPool(Arc::new(Pool {
+            cap,
+            used: AtomicUsize::new(0),
+            _share: None,
+        }))
+    }
+
+    /// Takes one descriptor; `false` when the pool is spent.
+    pub fn take(&self) -> bool {
+        self.0
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.0.cap).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` descriptors taken (closed).
+    pub fn give(&self, n: usize) {
+        if n > 0 {
+            self.0.used.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// How many it may hold.
+    pub fn cap(&self) -> usize {
+        self.0.cap
+    }
+
+    /// How many are taken.
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Acquire)
     }
 }
 
@@ -146,6 +214,19 @@ mod tests {
             a,
             "a dropped share is given back ({b} still held)"
         );
+    }
+
+    #[test]
+    fn a_pool_hands_out_at_most_its_cap_and_takes_back_what_is_given() {
+        let pool = FdPool::fixed(2);
+        let other = pool.clone();
+        assert!(pool.take());
+        assert!(other.take());
+        assert!(!pool.take(), "spent");
+        assert_eq!((pool.cap(), pool.used()), (2, 2));
+        other.give(1);
+        assert!(pool.take());
+        assert!(!FdPool::fixed(0).take());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::budget::kept_handle_budget;
+use super::budget::FdPool;
 use super::parse::{parse_children, parse_cmdline, parse_nspid, parse_stat_ref, Cmdline, StatRef};
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
@@ -118,6 +118,17 @@ pub(crate) fn read_at_into(file: &File, buf: &mut Vec<u8>, line: bool) -> std::i
     }
 }
 
+/// Keeps `file` as a `stat` handle when `pool` has a descriptor left,
+/// counting it in `kept`.
+fn keep(pool: &FdPool, kept: &mut usize, file: Option<File>) -> Option<File> {
+    let file = file?;
+    if !pool.take() {
+        return None;
+    }
+    *kept += 1;
+    Some(file)
+}
+
 /// A reusable `<proc>/<pid>/<file>` path: no allocation per process.
 #[derive(Debug)]
 pub(super) struct PathBuilder {
@@ -195,9 +206,9 @@ pub struct ProcessReader {
     cache: HashMap<i32, Cached>,
     /// Entries holding an open `stat` handle.
     kept: usize,
-    /// At most this many handles are kept; above it `stat` is opened and
-    /// closed on every read.
-    kept_cap: usize,
+    /// Where kept handles are taken from; when it is spent, `stat` is
+    /// opened and closed on every read.
+    pool: FdPool,
     generation: u64,
     buf: Vec<u8>,
     paths: PathBuilder,
@@ -217,22 +228,28 @@ struct Cached {
 }
 
 impl ProcessReader {
-    /// A reader with an empty cache that keeps up to
-    /// [`kept_handle_budget`] `stat` handles open.
+    /// A reader with an empty cache that keeps `stat` handles open within
+    /// what the process's descriptor budget has left ([`FdPool::claim`]).
     pub fn new(roots: Roots) -> Self {
-        let cap = kept_handle_budget(&roots);
-        Self::with_kept_handle_cap(roots, cap)
+        let pool = FdPool::claim(&roots, usize::MAX);
+        Self::with_pool(roots, pool)
     }
 
     /// A reader with an empty cache that keeps at most `cap` `stat` handles
     /// open (0: open and close `stat` on every read).
     pub fn with_kept_handle_cap(roots: Roots, cap: usize) -> Self {
+        Self::with_pool(roots, FdPool::fixed(cap))
+    }
+
+    /// A reader with an empty cache that keeps `stat` handles open as long
+    /// as `pool` has descriptors.
+    pub fn with_pool(roots: Roots, pool: FdPool) -> Self {
         ProcessReader {
             paths: PathBuilder::new(&roots.proc),
             roots,
             cache: HashMap::new(),
             kept: 0,
-            kept_cap: cap,
+            pool,
             generation: 0,
             buf: Vec::with_capacity(4096),
             children: Vec::new(),
@@ -245,12 +262,6 @@ impl ProcessReader {
         &self.roots
     }
 
-    /// Sets the most `stat` handles kept open; handles beyond it are closed
-    /// as their processes are next read or evicted.
-    pub fn set_kept_handle_cap(&mut self, cap: usize) {
-        self.kept_cap = cap;
-    }
-
     /// Number of `stat` handles kept open (for tests and self metrics).
     pub fn kept_handles(&self) -> usize {
         self.kept
@@ -261,6 +272,7 @@ impl ProcessReader {
         if let Some(c) = self.cache.remove(&pid) {
             if c.stat.is_some() {
                 self.kept -= 1;
+                self.pool.give(1);
             }
         }
     }
@@ -293,11 +305,6 @@ impl ProcessReader {
         }
     }
 
-    /// Whether one more handle may be kept.
-    fn may_keep(&self) -> bool {
-        self.kept < self.kept_cap
-    }
-
     /// Reads one process afresh: its command line and `comm` too, even when
     /// the cache holds them (an exec that kept `comm`). `Ok(None)` when it
     /// vanished.
@@ -308,23 +315,29 @@ impl ProcessReader {
 
     /// Reads one process through the cache; `Ok(None)` when it vanished.
     pub(crate) fn read_cached(&mut self, pid: i32) -> Result<Option<Process>> {
-        let Some(opened) = self.read_stat(pid)? else {
+        let Some(mut opened) = self.read_stat(pid)? else {
             return Ok(None);
         };
         let path = self.paths.pid_file(pid, format_args!("stat"));
         let s = stat_of(path, &self.buf)?;
         let generation = self.generation;
-        let may_keep = self.may_keep();
         // The same process (pid, start time) with the same comm: nothing that
         // the cache holds can have changed, short of an exec that kept comm.
-        if let Some(c) = self.cache.get_mut(&pid) {
-            if c.start_time == s.start_time && *c.comm == *s.comm {
+        let same = self
+            .cache
+            .get(&pid)
+            .is_some_and(|c| c.start_time == s.start_time && *c.comm == *s.comm);
+        if same {
+            let needs_handle = self.cache.get(&pid).is_some_and(|c| c.stat.is_none());
+            let kept = if needs_handle {
+                keep(&self.pool, &mut self.kept, opened.take())
+            } else {
+                None
+            };
+            if let Some(c) = self.cache.get_mut(&pid) {
                 c.generation = generation;
-                if c.stat.is_none() && may_keep {
-                    if let Some(f) = opened {
-                        c.stat = Some(f);
-                        self.kept += 1;
-                    }
+                if kept.is_some() {
+                    c.stat = kept;
                 }
                 return Ok(Some(Process {
                     pid,
@@ -369,18 +382,11 @@ impl ProcessReader {
         } else {
             // A kept handle of the entry being replaced (an exec that changed
             // comm) is the same process's: it stays.
-            let kept = self.cache.get_mut(&pid).and_then(|c| c.stat.take());
-            let stat = match kept {
-                Some(f) => {
-                    self.kept -= 1;
-                    Some(f)
-                }
-                None => opened,
-            }
-            .filter(|_| self.kept < self.kept_cap);
-            if stat.is_some() {
-                self.kept += 1;
-            }
+            let stat = match self.cache.get_mut(&pid).and_then(|c| c.stat.take()) {
+                // Still counted and holding its descriptor.
+                Some(f) => Some(f),
+                None => keep(&self.pool, &mut self.kept, opened),
+            };
             self.forget(pid);
             self.cache.insert(
                 pid,
@@ -514,6 +520,7 @@ impl ProcessReader {
             keep
         });
         self.kept -= closed;
+        self.pool.give(closed);
         self.generation = generation.wrapping_add(1);
     }
 
@@ -870,12 +877,19 @@ mod tests {
             read_sleeper(&mut r, pid);
         }
         assert_eq!((r.cached(), r.kept_handles()), (3, 0));
-        // Raising the cap keeps handles from the next read on.
-        r.set_kept_handle_cap(2);
-        for &pid in &pids {
-            read_sleeper(&mut r, pid);
-        }
-        assert_eq!(r.kept_handles(), 2);
+        // Handles given back are kept again: a pool shared by two readers.
+        let pool = FdPool::fixed(2);
+        let mut a = ProcessReader::with_pool(Roots::default(), pool.clone());
+        let mut b = ProcessReader::with_pool(Roots::default(), pool.clone());
+        read_sleeper(&mut a, pids[0]);
+        read_sleeper(&mut b, pids[1]);
+        read_sleeper(&mut b, pids[2]);
+        assert_eq!((a.kept_handles(), b.kept_handles(), pool.used()), (1, 1, 2));
+        a.end_scrape();
+        a.end_scrape();
+        assert_eq!((a.kept_handles(), pool.used()), (0, 1));
+        read_sleeper(&mut b, pids[2]);
+        assert_eq!((b.kept_handles(), pool.used()), (2, 2));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::budget::is_procfs;
+use super::budget::{is_procfs, FdPool};
 use super::reader::{ContainerProcesses, Process, ProcessReader};
 use crate::fasthash::{stable_hash, FastHasher};
 use crate::groups::{duplicate_groups, Group};
@@ -191,8 +191,8 @@ pub struct ProcessTable {
     epoll: Option<OwnedFd>,
     entries: PidMap<Entry>,
     containers: HashMap<Arc<str>, Members>,
-    /// Most pidfds held.
-    pidfd_cap: usize,
+    /// Where pidfds are taken from.
+    pool: FdPool,
     pidfds: usize,
     over_budget: usize,
     /// Reads every process (new ones, re-reads, the fallback).
@@ -210,24 +210,28 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
-    /// An empty table over `roots` holding at most `fd_cap` descriptors
+    /// An empty table over `roots` holding the descriptors `pool` gives
     /// (pidfds; kept `stat` handles of the fallback when pidfds are not
     /// available).
-    pub fn new(roots: Roots, fd_cap: usize) -> Self {
+    pub fn new(roots: Roots, pool: FdPool) -> Self {
         let epoll = if pidfds_usable(&roots) {
             epoll_create().ok()
         } else {
             None
         };
-        let reader_cap = if epoll.is_some() { 0 } else { fd_cap };
+        let reader = if epoll.is_some() {
+            ProcessReader::with_kept_handle_cap(roots, 0)
+        } else {
+            ProcessReader::with_pool(roots, pool.clone())
+        };
         ProcessTable {
             epoll,
             entries: PidMap::default(),
             containers: HashMap::new(),
-            pidfd_cap: fd_cap,
+            pool,
             pidfds: 0,
             over_budget: 0,
-            reader: ProcessReader::with_kept_handle_cap(roots, reader_cap),
+            reader,
             generation: 1,
             events: Vec::with_capacity(EVENTS),
             reads: 0,
@@ -376,6 +380,7 @@ impl ProcessTable {
         if let Some(e) = self.entries.get_mut(&pid) {
             if e.pidfd.take().is_some() {
                 self.pidfds -= 1;
+                self.pool.give(1);
             }
         }
     }
@@ -385,6 +390,7 @@ impl ProcessTable {
         if let Some(e) = self.entries.remove(&pid) {
             if e.pidfd.is_some() {
                 self.pidfds -= 1;
+                self.pool.give(1);
             }
             if e.over_budget {
                 self.over_budget -= 1;
@@ -437,6 +443,7 @@ impl ProcessTable {
                 }
                 if p.is_zombie() && e.pidfd.take().is_some() {
                     self.pidfds -= 1;
+                    self.pool.give(1);
                 }
                 if p.is_zombie() && e.over_budget {
                     e.over_budget = false;
@@ -467,10 +474,15 @@ impl ProcessTable {
     fn add(&mut self, pid: i32, container: &Arc<str>, listed: bool) -> Result<Option<&Entry>> {
         let mut over_budget = false;
         let pidfd = match &self.epoll {
-            Some(_) if self.pidfds < self.pidfd_cap => match pidfd_open(pid) {
+            Some(_) if self.pool.take() => match pidfd_open(pid) {
                 Ok(fd) => Some(fd),
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
-                Err(_) => None,
+                Err(e) => {
+                    self.pool.give(1);
+                    if e.raw_os_error() == Some(libc::ESRCH) {
+                        return Ok(None);
+                    }
+                    None
+                }
             },
             Some(_) => {
                 over_budget = true;
@@ -478,14 +490,25 @@ impl ProcessTable {
             }
             None => None,
         };
+        // From here on a pidfd not kept gives its descriptor back.
+        let taken = pidfd.is_some();
         self.reads += 1;
-        let Some(p) = self.reader.read_fresh(pid)? else {
-            return Ok(None);
+        let p = match self.reader.read_fresh(pid) {
+            Ok(Some(p)) => p,
+            other => {
+                if taken {
+                    self.pool.give(1);
+                }
+                return other.map(|_| None);
+            }
         };
         let pidfd = match pidfd {
             Some(fd) if !p.is_zombie() => self.register(fd, pid),
             _ => None,
         };
+        if taken && pidfd.is_none() {
+            self.pool.give(1);
+        }
         let over_budget = over_budget && !p.is_zombie();
         if pidfd.is_some() {
             self.pidfds += 1;
