@@ -36,6 +36,12 @@ pub trait KillEngine: Send + Sync + 'static {
     /// Whether container `id` runs on this node (its cgroup is here).
     /// May block for a walk of the cgroup filesystem.
     fn is_local(&self, id: &str) -> bool;
+
+    /// Whether container `id` is already known to run on this node, without
+    /// blocking (`false`: ask [`KillEngine::is_local`]).
+    fn known_local(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 /// The engine over the host's `/proc` and cgroup filesystem.
@@ -77,5 +83,9 @@ impl KillEngine for HostKillEngine {
 
     fn is_local(&self, id: &str) -> bool {
         self.index.lookup(id).is_some()
+    }
+
+    fn known_local(&self, id: &str) -> bool {
+        self.index.known(id).is_some()
     }
 }

@@ -157,6 +157,9 @@ impl Service {
     /// engine's index of the node's containers; one not found is looked for
     /// again, as it may just have started).
     pub(crate) async fn is_local(&self, id: &str) -> Result<bool, String> {
+        if self.engine.known_local(id) {
+            return Ok(true);
+        }
         let engine = Arc::clone(&self.engine);
         let owned = id.to_string();
         blocking(move || engine.is_local(&owned)).await

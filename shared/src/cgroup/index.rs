@@ -44,6 +44,14 @@ impl ContainerIndex {
         }
     }
 
+    /// The runtime of container `id` when the last walk found it; never
+    /// blocks (`None` also while a walk runs): the fast path on async
+    /// workers before [`ContainerIndex::lookup`].
+    pub fn known(&self, id: &str) -> Option<Runtime> {
+        let last = self.last.try_lock().ok()?;
+        last.found.get(id).copied()
+    }
+
     /// The runtime of container `id` when its cgroup is on this host.
     /// Blocks for a walk of the cgroup tree when `id` is unknown (see the
     /// module docs): call it off the async workers. A walk that fails keeps
@@ -82,7 +90,9 @@ mod tests {
         let id = "4f1a9c2e8b7d6f5a3c2e1d0b9a8f7e6d5c4b3a2918273645f0e1d2c3b4a59687";
         std::fs::create_dir_all(d.path().join(format!("system.slice/docker-{id}.scope"))).unwrap();
         let index = ContainerIndex::new(Roots::new("/proc", d.path()));
+        assert_eq!(index.known(id), None, "nothing walked yet");
         assert_eq!(index.lookup(id), Some(Runtime::Docker));
+        assert_eq!(index.known(id), Some(Runtime::Docker));
         // A container that appears later is found by the next walk, which
         // comes no sooner than REWALK_AFTER after the last.
         let late = "c".repeat(64);

@@ -33,45 +33,15 @@ pub fn kept_handle_budget(roots: &Roots) -> usize {
     usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
 }
 
-/// Descriptors claimed by the live [`FdShare`]s of this process.
+/// Descriptors claimed by the live claimed [`FdPool`]s of this process.
 static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
-/// A collector's share of the process's descriptor budget, given back when
-/// dropped.
-#[derive(Debug)]
-pub struct FdShare(usize);
-
-impl FdShare {
-    /// Claims up to `want` descriptors of what the other shares left of the
-    /// budget over `roots` ([`kept_handle_budget`]); possibly none.
-    pub fn claim(roots: &Roots, want: usize) -> FdShare {
-        let budget = kept_handle_budget(roots);
-        let mut got = 0;
-        // The closure only computes; `fetch_update` retries it on a race.
-        let _ = CLAIMED.fetch_update(Ordering::AcqRel, Ordering::Acquire, |claimed| {
-            got = want.min(budget.saturating_sub(claimed));
-            Some(claimed + got)
-        });
-        FdShare(got)
-    }
-
-    /// How many descriptors this share may hold.
-    pub fn fds(&self) -> usize {
-        self.0
-    }
-}
-
-impl Drop for FdShare {
-    fn drop(&mut self) {
-        CLAIMED.fetch_sub(self.0, Ordering::AcqRel);
-    }
-}
-
 /// The descriptors one collector's parts hold between scrapes (pidfds,
-/// kept control files, kept `stat` handles), taken one at a time from its
-/// [`FdShare`] and given back when closed: whoever needs one first gets
-/// it, with no fixed split between the kinds or the collection threads.
-/// Clones share the pool.
+/// kept control files, kept `stat` handles): its share of the process's
+/// budget, taken one at a time and given back when closed, so whoever needs
+/// one first gets it, with no fixed split between the kinds or the
+/// collection threads. Clones share the pool; the share goes back to the
+/// process's budget when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct FdPool(Arc<Pool>);
 
@@ -79,18 +49,34 @@ pub struct FdPool(Arc<Pool>);
 struct Pool {
     cap: usize,
     used: AtomicUsize,
-    _share: Option<FdShare>,
+    /// Whether `cap` is claimed from the process's budget.
+    claimed: bool,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.claimed {
+            CLAIMED.fetch_sub(self.cap, Ordering::AcqRel);
+        }
+    }
 }
 
 impl FdPool {
-    /// A pool of up to `want` descriptors claimed from the process's budget
-    /// ([`FdShare::claim`]).
+    /// A pool of up to `want` descriptors of what the other claimed pools
+    /// left of the budget over `roots` ([`kept_handle_budget`]); possibly
+    /// none.
     pub fn claim(roots: &Roots, want: usize) -> FdPool {
-        let share = FdShare::claim(roots, want);
+        let budget = kept_handle_budget(roots);
+        let mut got = 0;
+        // The closure only computes; `fetch_update` retries it on a race.
+        let _ = CLAIMED.fetch_update(Ordering::AcqRel, Ordering::Acquire, |claimed| {
+            got = want.min(budget.saturating_sub(claimed));
+            Some(claimed + got)
+        });
         FdPool(Arc::new(Pool {
-            cap: share.fds(),
+            cap: got,
             used: AtomicUsize::new(0),
-            _share: Some(share),
+            claimed: true,
         }))
     }
 
@@ -100,7 +86,7 @@ impl FdPool {
         FdPool(Arc::new(Pool {
             cap,
             used: AtomicUsize::new(0),
-            _share: None,
+            claimed: false,
         }))
     }
 
@@ -196,24 +182,23 @@ mod tests {
     }
 
     #[test]
-    fn shares_never_add_up_to_more_than_the_budget_and_are_given_back() {
-        let first = FdShare::claim(&Roots::default(), usize::MAX);
-        let second = FdShare::claim(&Roots::default(), usize::MAX);
+    fn claimed_pools_never_add_up_to_more_than_the_budget_and_are_given_back() {
+        let first = FdPool::claim(&Roots::default(), usize::MAX);
+        let second = FdPool::claim(&Roots::default(), usize::MAX);
         // Read after the claims: the other test here only raises the limit.
         let budget = kept_handle_budget(&Roots::default());
-        assert!(first.fds() > 0);
-        assert!(first.fds() + second.fds() <= budget);
+        assert!(first.cap() > 0);
+        assert!(first.cap() + second.cap() <= budget);
         let fixture = tempfile::tempdir().unwrap();
-        let none = FdShare::claim(&Roots::new(fixture.path(), fixture.path()), usize::MAX);
-        assert_eq!(none.fds(), 0);
-        let (a, b) = (first.fds(), second.fds());
+        let none = FdPool::claim(&Roots::new(fixture.path(), fixture.path()), usize::MAX);
+        assert_eq!(none.cap(), 0);
+        let a = first.cap();
+        // Given back when the last clone goes.
+        let clone = first.clone();
         drop(first);
-        let again = FdShare::claim(&Roots::default(), a);
-        assert_eq!(
-            again.fds(),
-            a,
-            "a dropped share is given back ({b} still held)"
-        );
+        assert_eq!(FdPool::claim(&Roots::default(), a).cap(), 0, "still held");
+        drop(clone);
+        assert_eq!(FdPool::claim(&Roots::default(), a).cap(), a, "given back");
     }
 
     #[test]

@@ -140,8 +140,8 @@ struct Members {
     next_due: Instant,
     /// Whether a live member has no pidfd (its exit would go unseen).
     unwatched: bool,
-    /// Whether it holds zombies (re-read each scrape).
-    zombies: bool,
+    /// The zombies it holds (re-read each scrape).
+    zombies: u64,
     /// Whether `pids.current` counts zombies it does not know.
     unknown_zombies: bool,
     /// What its last reading returned (and the duplicate groups of its
@@ -160,7 +160,7 @@ impl Members {
             relist_at: now,
             next_due: now,
             unwatched: true,
-            zombies: false,
+            zombies: 0,
             unknown_zombies: false,
             last: None,
         }
@@ -605,7 +605,7 @@ impl ProcessTable {
             return Ok(false);
         }
         // A zombie reaped frees a task that an arrival may have taken.
-        let zombies: Vec<i32> = if m.zombies {
+        let zombies: Vec<i32> = if m.zombies > 0 {
             m.pids
                 .iter()
                 .copied()
@@ -754,41 +754,33 @@ impl ProcessTable {
         // the container (an exec'd process's parent in the runtime): their
         // reaping would go unseen, so the container is listed until they
         // are gone.
-        let unknown_zombies = search
-            && match (tasks, nonzombie) {
-                (Some(t), Some(n)) => {
-                    let known = self
-                        .members(key)
-                        .iter()
-                        .filter(|p| self.entries[p].p.is_zombie())
-                        .count() as u64;
-                    t > n.saturating_add(known)
-                }
-                _ => true,
-            };
         self.settle(key, now);
         if let Some(m) = self.containers.get_mut(key) {
+            m.unknown_zombies = search
+                && match (tasks, nonzombie) {
+                    (Some(t), Some(n)) => t > n.saturating_add(m.zombies),
+                    _ => true,
+                };
             m.tasks = tasks;
-            m.unknown_zombies = unknown_zombies;
             m.dirty = false;
             m.relist_at = now + relist_after(key);
         }
         Ok(())
     }
 
-    /// Notes when container `key`'s next re-read is due, whether it holds
-    /// zombies and whether each live process is held by a pidfd.
+    /// Notes when container `key`'s next re-read is due, how many zombies
+    /// it holds and whether each live process is held by a pidfd.
     fn settle(&mut self, key: &Arc<str>, now: Instant) {
         let Some(m) = self.containers.get(key) else {
             return;
         };
-        let (mut next_due, mut zombies, mut unwatched) = (now + REFRESH, false, false);
+        let (mut next_due, mut zombies, mut unwatched) = (now + REFRESH, 0, false);
         for pid in &m.pids {
             let Some(e) = self.entries.get(pid) else {
                 continue;
             };
             if e.p.is_zombie() {
-                zombies = true;
+                zombies += 1;
             } else if e.listed == m.listing {
                 unwatched |= e.pidfd.is_none();
                 next_due = next_due.min(if now < e.young_until {
@@ -884,16 +876,19 @@ impl ProcessTable {
 /// [`REFRESH`] and all of it, spread by pid so that processes first seen
 /// together are not all re-read in the same scrape.
 fn refresh_after(pid: i32) -> Duration {
-    let half = REFRESH.as_millis() as u64 / 2;
-    let spread = u64::from(pid as u32).wrapping_mul(2_654_435_761) % half;
-    REFRESH - Duration::from_millis(spread)
+    spread(REFRESH, u64::from(pid as u32).wrapping_mul(2_654_435_761))
 }
 
 /// How long after a listing container `key` is listed again at the latest:
 /// between half of [`RELIST`] and all of it, spread by id.
 fn relist_after(key: &str) -> Duration {
-    let half = RELIST.as_millis() as u64 / 2;
-    RELIST - Duration::from_millis(stable_hash(key) % half)
+    spread(RELIST, stable_hash(key))
+}
+
+/// Between half of `period` and all of it, placed by `hash`.
+fn spread(period: Duration, hash: u64) -> Duration {
+    let half = period.as_millis() as u64 / 2;
+    period - Duration::from_millis(hash % half)
 }
 
 /// Whether pidfds may be opened for the pids under `roots`: the proc root

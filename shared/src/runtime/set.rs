@@ -146,6 +146,9 @@ impl Runtimes {
     /// [`REWALK_AFTER`](crate::cgroup::REWALK_AFTER)).
     pub async fn classify(&self, id: &str) -> Option<Kind> {
         let index = Arc::clone(self.cgroups.as_ref()?);
+        if let Some(r) = index.known(id) {
+            return Some(Kind::of(r));
+        }
         let id = id.to_string();
         tokio::task::spawn_blocking(move || index.lookup(&id))
             .await
