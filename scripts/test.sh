@@ -351,6 +351,39 @@ alert_checks() {
     fi
 }
 
+# --- 6. the package on a real systemd host ----------------------------------
+
+# The Debian 12 systemd + Docker VM image is built (debootstrap, mostly
+# downloads) in the background while the cargo steps run; the package step
+# waits for it.
+VM_CACHE=${PIDWARDEN_VM_CACHE:-/var/cache/pidwarden-vm}
+HOST_BUILD_PID=
+start_host_build() {
+    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/host.sh build >"$LOG_DIR/vm-host-build.log" 2>&1 &
+    HOST_BUILD_PID=$!
+}
+
+# Builds the .deb, boots the systemd + Docker host and runs
+# tests/vm/package-host/test.sh in it: install, enable, metrics, a dry-run
+# alert, the switch to live, a kill, a restart keeping the audit trail, purge.
+package_host_test() {
+    local deb dir rc=0
+    deb=$(scripts/package.sh | tail -n 1) || return 1
+    echo "package: $deb ($(du -h "$deb" | cut -f1))"
+    if [ -n "$HOST_BUILD_PID" ]; then
+        wait "$HOST_BUILD_PID" || { cat "$LOG_DIR/vm-host-build.log"; return 1; }
+        HOST_BUILD_PID=
+    fi
+    cat "$LOG_DIR/vm-host-build.log"
+    dir=$(mktemp -d "$TMP/pidwarden-test-vm.XXXXXX")
+    cp tests/vm/package-host/test.sh "$dir/test.sh"
+    cp "$deb" "$dir/pidwarden.deb"
+    cp /bin/busybox "$dir/busybox"
+    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/host.sh run "$dir" || rc=$?
+    rm -rf "$dir"
+    return $rc
+}
+
 # --- run --------------------------------------------------------------------
 
 echo "pidwarden test suite in $ROOT ($(date -u +%FT%TZ), $(nproc) cores)"
@@ -367,6 +400,10 @@ step "dockerd" start_docker
 finish() {
     local rc=$?
     trap - EXIT
+    if [ -n "$HOST_BUILD_PID" ]; then
+        kill "$HOST_BUILD_PID" 2>/dev/null
+        wait "$HOST_BUILD_PID" 2>/dev/null
+    fi
     step "remove leftovers (after)" cleanup_leftovers
     echo
     if [ $failed -gt 0 ]; then
@@ -382,6 +419,7 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 
 step "remove leftovers" cleanup_leftovers
+start_host_build
 step "test image" build_image
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
@@ -394,4 +432,5 @@ fi
 if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
+step "package on a systemd + Docker host (VM)" package_host_test
 exit 0

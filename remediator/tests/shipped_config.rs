@@ -1,0 +1,92 @@
+//! The configuration file the package and the README ship must let every
+//! shipped alert that carries `pidwarden_action` ask for that action (an
+//! alert missing from `[actions]` is ignored, which no metric shows), must
+//! leave the breaker able to escalate, and must start in dry-run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pidwarden_remediator::alert::Action;
+use pidwarden_remediator::config::{Overrides, Settings};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// alertname → `pidwarden_action` for each rule that carries one, read from
+/// the rules file's `- alert:` entries and their `labels`.
+fn rule_actions(rules: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- alert:") {
+            current = Some(name.trim().to_string());
+        } else if t.starts_with("- record:") {
+            current = None;
+        } else if let Some(action) = t.strip_prefix("pidwarden_action:") {
+            let name = current.clone().expect("pidwarden_action outside an alert");
+            out.insert(name, action.trim().trim_matches('"').to_string());
+        }
+    }
+    out
+}
+
+fn shipped() -> Settings {
+    Settings::load(
+        Some(&repo().join("deploy/remediator.toml")),
+        &Overrides::default(),
+    )
+    .expect("deploy/remediator.toml loads")
+}
+
+#[test]
+fn every_action_alert_may_ask_for_its_action() {
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    let wanted = rule_actions(&rules);
+    assert_eq!(wanted.len(), 4, "the shipped rules carry four action alerts: {wanted:?}");
+    let settings = shipped();
+    let allowed = settings.allowed.as_ref().expect("[actions] present");
+    for (alert, action) in &wanted {
+        let action = Action::parse(action).expect("a known action");
+        let acts = allowed
+            .get(alert)
+            .unwrap_or_else(|| panic!("{alert} missing from [actions]: it would be ignored"));
+        assert!(acts.contains(&action), "{alert} may not ask for {action:?}");
+    }
+    for alert in allowed.keys() {
+        assert!(
+            wanted.contains_key(alert),
+            "[actions] names {alert}, which no shipped rule sends with pidwarden_action"
+        );
+    }
+}
+
+#[test]
+fn breaker_can_escalate_and_first_day_is_dry_run() {
+    let settings = shipped();
+    assert!(settings.dry_run, "the shipped config starts in dry-run");
+    assert!(settings.escalate);
+    let allowed = settings.allowed.as_ref().unwrap();
+    // Escalation needs a kill alert that may also ask for restart.
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    for (alert, action) in rule_actions(&rules) {
+        if action == "kill-duplicates" {
+            assert!(
+                allowed[&alert].contains(&Action::Restart),
+                "{alert}: restart not allowed, so the breaker could never escalate"
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_points_at_the_shipped_config() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("deploy/remediator.toml"));
+    // No second, drifting copy of the [actions] table in the README.
+    assert!(
+        !readme.contains("PidwardenDuplicatesGrowing = ["),
+        "README still shows an [actions] entry for an alert that never asks for an action"
+    );
+}
