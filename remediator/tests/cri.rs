@@ -142,7 +142,12 @@ fn restart_stops_the_container_through_cri_and_never_the_sandbox() {
         return;
     }
     let node = CriNode::start();
-    let pod = node.run_pod("shop", &pod_name("restart"), &[]);
+    // The pod declares its restart policy (CRI does not carry it).
+    let pod = node.run_pod(
+        "shop",
+        &pod_name("restart"),
+        &[("pidwarden.restart-policy", "Always")],
+    );
     // A shell with a trap stops on SIGTERM.
     let cid = pod.start_container(
         "app",
@@ -187,7 +192,14 @@ fn a_pod_label_asks_for_a_dry_run() {
         return;
     }
     let node = CriNode::start();
-    let pod = node.run_pod("shop", &pod_name("dry"), &[("pidwarden.dry-run", "true")]);
+    let pod = node.run_pod(
+        "shop",
+        &pod_name("dry"),
+        &[
+            ("pidwarden.dry-run", "true"),
+            ("pidwarden.restart-policy", "Always"),
+        ],
+    );
     let cid = pod.start_container("app", &["sleep", "1000"]);
     let dir = TempDir::new();
     let r = remediator(&dir, &node);
