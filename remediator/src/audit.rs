@@ -638,4 +638,69 @@ mod rebuild_tests {
         let d = decide(&mut r, "y", c3, circuit_end);
         assert!(matches!(d, Decision::Act { .. }), "{d:?}");
     }
+
+    #[test]
+    fn a_pod_containers_circuit_is_rebuilt_under_its_restraint_key() {
+        let s = Settings::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = Record {
+            id: 0,
+            at_ms: NOW - MIN,
+            status: "firing".into(),
+            alertname: "A".into(),
+            fingerprint: "esc".into(),
+            starts_at: "s1".into(),
+            container_id: "c-old".into(),
+            container_name: "shop/web-1/app".into(),
+            action: "restart".into(),
+            result: Outcome::Done,
+            reason: "r".into(),
+            claimed: true,
+            opened_circuit: true,
+            dry_run: false,
+            retry: false,
+            processes: json!([]),
+            process_count: 0,
+            finished_ms: Some(NOW - MIN + 1000),
+            restraint_key: Some("pod:u-1/app".into()),
+        };
+        store.insert(&rec).unwrap();
+        rec.restraint_key = None;
+        rec.container_id = "c-docker".into();
+        store.insert(&rec).unwrap();
+        let mut r = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        let mut ids: Vec<&str> = r.open_circuits().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["c-docker", "c-old"],
+            "the gauge keeps the ids it was set with"
+        );
+        // The kubelet's new container of the same pod and name: held.
+        let new = Subject {
+            key: "pod:u-1/app",
+            id: "c-new",
+            name: "shop/web-1/app",
+        };
+        let key = ("f".to_string(), "s2".to_string(), false);
+        let d = r.decide(&key, new, Action::Restart, None, &s, NOW);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Another pod's container of the same name is not.
+        let other = Subject {
+            key: "pod:u-2/app",
+            ..new
+        };
+        let d = r.decide(&key, other, Action::Restart, None, &s, NOW);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+    }
 }
