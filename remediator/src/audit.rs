@@ -6,10 +6,11 @@
 use serde_json::json;
 
 use crate::alert::{clip, Action, Alert};
+use crate::clock::Now;
 use crate::kill::{KillPlan, KillReport, ProcRef};
 use crate::outcome::Outcome;
 use crate::restraint::{InstanceKey, Restraint};
-use crate::service::{blocking, now_ms, Service};
+use crate::service::{blocking, Service};
 use crate::store::{Finish, Record, Store, StoreError, ROW_PROCESSES_MAX};
 
 /// What the webhook answers for one alert.
@@ -142,27 +143,36 @@ impl ActionEnd {
     }
 }
 
-/// Rebuilds the restraint state from the audit store as of `now_ms`: the
-/// live dedupe keys, the failed attempts, and the key columns of the rows of
-/// the restraint windows.
+/// Rebuilds the restraint state from the audit store as of `now`: the live
+/// dedupe keys, the failed attempts, and the key columns of the rows of the
+/// restraint windows, mapped onto the monotonic timeline. Rows stamped in
+/// the future (written while the wall clock was ahead) count as written
+/// now, and are logged.
 pub fn rebuild_restraint(
     store: &Store,
     settings: &crate::config::Settings,
-    now_ms: i64,
+    now: Now,
 ) -> Result<Restraint, StoreError> {
     let horizon = settings.history_horizon().as_millis().min(i64::MAX as u128) as i64;
-    let recent = store.since(now_ms.saturating_sub(horizon))?;
-    let seen = settings.prune_before(now_ms);
+    let recent = store.since(now.wall_ms.saturating_sub(horizon))?;
+    let seen = settings.prune_before(now.wall_ms);
     let claimed = store.claimed_instances(seen)?;
     let attempts = store.failed_attempts(seen)?;
-    Ok(Restraint::rebuild(
-        claimed, attempts, &recent, settings, now_ms,
-    ))
+    let (restraint, future) = Restraint::rebuild(claimed, attempts, &recent, settings, now);
+    if future > 0 {
+        tracing::warn!(
+            rows = future,
+            "audit rows stamped later than the clock now reads (the clock was ahead, or stepped back): their cooldowns, windows and circuits count from now"
+        );
+    }
+    Ok(restraint)
 }
 
 /// A decision about to be recorded.
 pub(crate) struct Row<'a> {
     pub alert: &'a Alert,
+    /// The restraint key, when not the container id.
+    pub restraint_key: Option<&'a str>,
     pub container_id: &'a str,
     pub container_name: &'a str,
     pub action: &'a str,
@@ -185,9 +195,10 @@ pub(crate) fn instance_key(alert: &Alert, dry_run: bool) -> InstanceKey {
 impl Service {
     /// Writes a decision row; a pending one durably.
     pub(crate) async fn record(&self, row: Row<'_>) -> Result<i64, String> {
+        let now_ms = self.now().wall_ms;
         let rec = Record {
             id: 0,
-            at_ms: now_ms(),
+            at_ms: now_ms,
             status: clip(&row.alert.status, 16),
             alertname: clip(row.alert.alertname(), 200),
             fingerprint: clip(&row.alert.fingerprint, 64),
@@ -203,7 +214,11 @@ impl Service {
             retry: false,
             processes: json!([]),
             process_count: 0,
-            finished_ms: (row.result != Outcome::Pending).then(now_ms),
+            finished_ms: (row.result != Outcome::Pending).then_some(now_ms),
+            restraint_key: row
+                .restraint_key
+                .filter(|k| *k != row.container_id)
+                .map(str::to_string),
         };
         let store = self.store().clone();
         blocking(move || store.insert(&rec))
@@ -221,6 +236,23 @@ impl Service {
         reason: String,
         opened_circuit: bool,
     ) -> AlertOutcome {
+        self.refuse_keyed(alert, target, None, action, result, reason, opened_circuit)
+            .await
+    }
+
+    /// [`Service::refuse`] with the restraint key of the decision (needed
+    /// when it opened a circuit, which is rebuilt under that key).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn refuse_keyed(
+        &self,
+        alert: &Alert,
+        target: (&str, &str),
+        restraint_key: Option<&str>,
+        action: &str,
+        result: Outcome,
+        reason: String,
+        opened_circuit: bool,
+    ) -> AlertOutcome {
         if let Some(a) = Action::parse(action) {
             self.metrics().count(a, result);
         }
@@ -228,6 +260,7 @@ impl Service {
         let row = self
             .record(Row {
                 alert,
+                restraint_key,
                 container_id: target.0,
                 container_name: target.1,
                 action,
@@ -258,6 +291,7 @@ impl Service {
         let (result, retry) = (end.result, end.retry);
         let processes = end.processes.to_json();
         let process_count = end.processes.total;
+        let finished_ms = self.now().wall_ms;
         let write = move || {
             store.finish(
                 row,
@@ -267,7 +301,7 @@ impl Service {
                     processes: &processes,
                     process_count,
                     retry,
-                    finished_ms: now_ms(),
+                    finished_ms,
                 },
             )
         };
@@ -321,12 +355,20 @@ mod tests {
 mod rebuild_tests {
     use super::*;
     use crate::config::Settings;
-    use crate::restraint::Decision;
+    use crate::restraint::{Decision, Subject};
     use std::time::Duration;
 
     const DAY: i64 = 86_400_000;
     const MIN: i64 = 60_000;
     const NOW: i64 = 1000 * DAY;
+
+    /// Both clocks at `wall_ms`.
+    fn at(wall_ms: i64) -> Now {
+        Now {
+            wall_ms,
+            mono_ms: wall_ms,
+        }
+    }
 
     struct R {
         ago: i64,
@@ -360,6 +402,7 @@ mod rebuild_tests {
                 processes: json!([]),
                 process_count: 0,
                 finished_ms: None,
+                restraint_key: None,
             })
             .unwrap()
     }
@@ -440,21 +483,28 @@ mod rebuild_tests {
             insert(&store, escalated(20 * MIN, "c3")),
         ];
 
-        let before = rebuild_restraint(&store, &s, NOW).unwrap();
+        let before = rebuild_restraint(&store, &s, at(NOW)).unwrap();
         let cutoff = s.prune_before(NOW).unwrap();
         assert_eq!(cutoff, NOW - DAY);
         assert_eq!(store.prune(cutoff, 2).unwrap(), gone.len());
         assert_eq!(ids(&store), kept.to_vec());
         assert_eq!(store.prune(cutoff, 2).unwrap(), 0);
 
-        let mut after = rebuild_restraint(&store, &s, NOW).unwrap();
+        let mut after = rebuild_restraint(&store, &s, at(NOW)).unwrap();
         assert_eq!(after, before);
         let key = |fp: &str, st: &str| (fp.to_string(), st.to_string(), false);
         assert!(after.is_handled(&key("live", "s1")));
         assert!(after.is_handled(&key("recent", "s1")));
         assert!(!after.is_handled(&key("gone", "s1")));
         assert_eq!(after.open_circuits().count(), 1);
-        let d = after.decide(&key("new", "s1"), "c2", "n", Action::Restart, true, &s, NOW);
+        let d = after.decide(
+            &key("new", "s1"),
+            Subject::container("c2", "n"),
+            Action::Restart,
+            None,
+            &s,
+            NOW,
+        );
         assert!(
             matches!(
                 d,
@@ -465,7 +515,14 @@ mod rebuild_tests {
             ),
             "{d:?}"
         );
-        let d = after.decide(&key("new", "s2"), "c3", "n", Action::Restart, true, &s, NOW);
+        let d = after.decide(
+            &key("new", "s2"),
+            Subject::container("c3", "n"),
+            Action::Restart,
+            None,
+            &s,
+            NOW,
+        );
         assert!(
             matches!(
                 d,
@@ -488,11 +545,162 @@ mod rebuild_tests {
         let store = Store::open(dir.path()).unwrap();
         let old = insert(&store, refused(4 * DAY, "x", Outcome::Ignored));
         let circuit = insert(&store, escalated(2 * DAY, "c3"));
-        let before = rebuild_restraint(&store, &s, NOW).unwrap();
+        let before = rebuild_restraint(&store, &s, at(NOW)).unwrap();
         assert_eq!(before.open_circuits().count(), 1);
         assert_eq!(store.prune(s.prune_before(NOW).unwrap(), 100).unwrap(), 1);
         assert_eq!(ids(&store), vec![circuit]);
         assert!(store.get(old).unwrap().is_none());
-        assert_eq!(rebuild_restraint(&store, &s, NOW).unwrap(), before);
+        assert_eq!(rebuild_restraint(&store, &s, at(NOW)).unwrap(), before);
+    }
+
+    #[test]
+    fn rows_stamped_in_the_future_count_from_now() {
+        let s = Settings {
+            cooldown: Duration::from_secs(300),
+            circuit_window: Duration::from_secs(3600),
+            ..Settings::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Written while the wall clock was two hours ahead.
+        let ahead = 120 * MIN;
+        for (fp, container, action, opened) in [
+            ("a", "c1", "kill-duplicates", false),
+            ("b", "c3", "restart", true),
+        ] {
+            store
+                .insert(&Record {
+                    id: 0,
+                    at_ms: NOW + ahead,
+                    status: "firing".into(),
+                    alertname: "A".into(),
+                    fingerprint: fp.into(),
+                    starts_at: "s1".into(),
+                    container_id: container.into(),
+                    container_name: "n".into(),
+                    action: action.into(),
+                    result: Outcome::Done,
+                    reason: "r".into(),
+                    claimed: true,
+                    opened_circuit: opened,
+                    dry_run: false,
+                    retry: false,
+                    processes: json!([]),
+                    process_count: 0,
+                    finished_ms: Some(NOW + ahead + 1000),
+                    restraint_key: None,
+                })
+                .unwrap();
+        }
+        // The clock is right again; the monotonic timeline reads 50 s.
+        let now = Now {
+            wall_ms: NOW,
+            mono_ms: 50_000,
+        };
+        let mut r = rebuild_restraint(&store, &s, now).unwrap();
+        let key = |fp: &str| (fp.to_string(), "s9".to_string(), false);
+        let c1 = Subject::container("c1", "n");
+        let decide = |r: &mut Restraint, fp: &str, sub, at: i64| {
+            r.decide(&key(fp), sub, Action::Restart, None, &s, at)
+        };
+        let cooldown_end = now.mono_ms + 300_000;
+        let d = decide(&mut r, "x", c1, cooldown_end - 1);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Cooldown,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Cooldown counts from now, not from two hours on.
+        let d = decide(&mut r, "x", c1, cooldown_end);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+
+        let c3 = Subject::container("c3", "n");
+        let circuit_end = now.mono_ms + 3_600_000;
+        let d = decide(&mut r, "y", c3, circuit_end - 1);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let closed = r.expire(&s, circuit_end);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].id, "c3");
+        let d = decide(&mut r, "y", c3, circuit_end);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_pod_containers_circuit_is_rebuilt_under_its_restraint_key() {
+        let s = Settings::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = Record {
+            id: 0,
+            at_ms: NOW - MIN,
+            status: "firing".into(),
+            alertname: "A".into(),
+            fingerprint: "esc".into(),
+            starts_at: "s1".into(),
+            container_id: "c-old".into(),
+            container_name: "shop/web-1/app".into(),
+            action: "restart".into(),
+            result: Outcome::Done,
+            reason: "r".into(),
+            claimed: true,
+            opened_circuit: true,
+            dry_run: false,
+            retry: false,
+            processes: json!([]),
+            process_count: 0,
+            finished_ms: Some(NOW - MIN + 1000),
+            restraint_key: Some("pod:u-1/app".into()),
+        };
+        store.insert(&rec).unwrap();
+        rec.restraint_key = None;
+        rec.container_id = "c-docker".into();
+        store.insert(&rec).unwrap();
+        let mut r = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        let mut ids: Vec<&str> = r.open_circuits().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["c-docker", "c-old"],
+            "the gauge keeps the ids it was set with"
+        );
+        // The kubelet's new container of the same pod and name: held.
+        let new = Subject {
+            key: "pod:u-1/app",
+            id: "c-new",
+            name: "shop/web-1/app",
+        };
+        let key = ("f".to_string(), "s2".to_string(), false);
+        let d = r.decide(&key, new, Action::Restart, None, &s, NOW);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Another pod's container of the same name is not.
+        let other = Subject {
+            key: "pod:u-2/app",
+            ..new
+        };
+        let d = r.decide(&key, other, Action::Restart, None, &s, NOW);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
     }
 }

@@ -13,9 +13,9 @@ use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
 use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
 use crate::forward::Origin;
 use crate::outcome::Outcome;
-use crate::restraint::{Decision, InstanceKey};
-use crate::runtime::{ContainerInfo, RuntimeError};
-use crate::service::{now_ms, set_circuit_open, ContainerLock, InFlight, Service, INSPECT_TIMEOUT};
+use crate::restraint::{Decision, InstanceKey, Subject};
+use crate::runtime::{ContainerInfo, RestartPolicy, RuntimeError};
+use crate::service::{set_circuit_open, ContainerLock, InFlight, Service, INSPECT_TIMEOUT};
 
 /// Opt-out label: `pidwarden.enable=false`.
 pub const LABEL_ENABLE: &str = "pidwarden.enable";
@@ -37,6 +37,8 @@ enum Resolved {
 pub(crate) struct Job {
     pub row: i64,
     pub key: InstanceKey,
+    /// What restraint counts this action for ([`Subject::key`]).
+    pub restraint_key: String,
     pub token: u64,
     pub action: Action,
     pub dry_run: bool,
@@ -148,6 +150,13 @@ impl Service {
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
         }
+        let no_restart = restart_refusal(&info);
+        if let (Action::Restart, Some(why)) = (requested, &no_restart) {
+            let reason = format!("not restarting: {why}");
+            return self
+                .refuse(alert, target, label, Outcome::Protected, reason, false)
+                .await;
+        }
         if self.is_aborted() {
             let reason = "the remediator is shutting down".to_string();
             let mut o = self
@@ -180,27 +189,66 @@ impl Service {
                     .await;
             }
         };
-        let may_restart = self.settings.allows(alert.alertname(), Action::Restart);
-        let decision = self.restraint().decide(
-            &key,
-            &info.id,
-            &info.name,
-            requested,
-            may_restart,
-            &self.settings,
-            now_ms(),
-        );
+        let no_restart = if self.settings.allows(alert.alertname(), Action::Restart) {
+            no_restart
+        } else {
+            Some("this alert may not ask for restart (config [actions])".to_string())
+        };
+        let restraint_key = info
+            .pod
+            .as_ref()
+            .map(|p| p.restraint_key())
+            .unwrap_or_else(|| info.id.clone());
+        let subject = Subject {
+            key: &restraint_key,
+            id: &info.id,
+            name: &info.name,
+        };
+        let decision = {
+            // Expired circuits close (and lose their gauge series) before
+            // the decision, under the same lock, so a circuit that opens
+            // again sets its series after the old one went.
+            let mut r = self.restraint();
+            let now = self.now().mono_ms;
+            self.circuits_closed(r.expire(&self.settings, now));
+            let d = r.decide(
+                &key,
+                subject,
+                requested,
+                no_restart.as_deref(),
+                &self.settings,
+                now,
+            );
+            if matches!(
+                d,
+                Decision::Refuse {
+                    opened_circuit: true,
+                    ..
+                } | Decision::Act {
+                    escalated: true,
+                    ..
+                }
+            ) {
+                set_circuit_open(self.metrics(), &info.id, &info.name);
+            }
+            d
+        };
         let (action, escalated, token, reason) = match decision {
             Decision::Refuse {
                 result,
                 reason,
                 opened_circuit,
             } => {
-                if opened_circuit {
-                    set_circuit_open(self.metrics(), &info.id, &info.name);
-                }
                 return self
-                    .refuse(alert, target, label, result, reason, opened_circuit)
+                    .refuse_keyed(
+                        alert,
+                        target,
+                        Some(&restraint_key),
+                        label,
+                        result,
+                        reason,
+                        opened_circuit,
+                    )
                     .await;
             }
             Decision::Act {
@@ -210,9 +258,6 @@ impl Service {
                 reason,
             } => (action, escalated, token, reason),
         };
-        if escalated {
-            set_circuit_open(self.metrics(), &info.id, &info.name);
-        }
         let reason = if dry_run {
             format!("{reason} (dry-run)")
         } else {
@@ -221,6 +266,7 @@ impl Service {
         let row = match self
             .record(Row {
                 alert,
+                restraint_key: Some(&restraint_key),
                 container_id: &info.id,
                 container_name: &info.name,
                 action: action.as_str(),
@@ -236,7 +282,7 @@ impl Service {
             Err(e) => {
                 // Without an audit row there is no action.
                 tracing::error!(error = %e, "recording a decision failed; not acting");
-                self.restraint().withdraw(&key, &info.id, token);
+                self.restraint().withdraw(&key, &restraint_key, token);
                 self.metrics().count(action, Outcome::Failed);
                 return AlertOutcome {
                     row: -1,
@@ -253,6 +299,7 @@ impl Service {
         let job = Job {
             row,
             key,
+            restraint_key,
             token,
             action,
             dry_run,
@@ -380,15 +427,16 @@ impl Service {
     async fn finish(&self, job: &Job, end: ActionEnd) {
         {
             let mut r = self.restraint();
+            let subject = job.restraint_key.as_str();
             if end.retry {
-                r.retry(&job.key, &job.info.id, job.token);
+                r.retry(&job.key, subject, job.token);
             } else if matches!(
                 end.result,
                 Outcome::Recovered | Outcome::UnknownContainer | Outcome::Protected
             ) {
-                r.release(&job.key, &job.info.id, job.token);
+                r.release(&job.key, subject, job.token);
             } else {
-                r.finished(&job.key, &job.info.id, job.token, now_ms());
+                r.finished(&job.key, subject, job.token, self.now().mono_ms);
             }
         }
         self.metrics().count(job.action, end.result);
@@ -411,5 +459,26 @@ impl Service {
         };
         let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
         self.record_end(job.row, &end, reason).await;
+    }
+}
+
+/// Why a container may not be restarted, or `None` when it may. A
+/// Kubernetes container is stopped through CRI and only comes back when the
+/// kubelet starts it again, which it does for every stop only under the
+/// pod's `restartPolicy: Always`. CRI does not carry the pod's policy, so
+/// the pod declares it: the label or annotation `pidwarden.restart-policy`.
+pub(crate) fn restart_refusal(info: &ContainerInfo) -> Option<String> {
+    let pod = info.pod.as_ref()?;
+    match pod.restart_policy {
+        Some(RestartPolicy::Always) => None,
+        Some(p) => Some(format!(
+            "the pod's restart policy is {} ({}), so a stopped container may stay stopped",
+            p.as_str(),
+            crate::runtime::RESTART_POLICY_LABEL
+        )),
+        None => Some(format!(
+            "the pod's restart policy is not known to be Always (CRI does not carry it; the pod declares it with the label or annotation {}=Always)",
+            crate::runtime::RESTART_POLICY_LABEL
+        )),
     }
 }

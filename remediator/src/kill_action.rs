@@ -1,6 +1,9 @@
 //! The kill-duplicates action: plan (sample the container), then, unless in
 //! dry-run, execute through the kill engine with the processes about to be
-//! stopped journaled first and the shutdown's abort flag watched.
+//! stopped journaled first and the shutdown's abort flag watched. A run that
+//! signalled nothing ends `protected` (or `recovered` when every victim was
+//! gone), never `done`: it starts no cooldown and does not count toward the
+//! circuit breaker.
 
 use std::sync::Arc;
 
@@ -121,6 +124,16 @@ impl Service {
             ActionEnd::new(
                 Outcome::Recovered,
                 format!("every victim exited on its own; {summary}"),
+            )
+            .with(processes)
+        } else if report.signalled.is_empty() {
+            // Nothing was killed (copies changed their command line, a
+            // protected process appeared in them, pinning failed): not a
+            // kill, so no cooldown and nothing toward the breaker.
+            let why = report.refused.first().map_or("", |(_, why)| why.as_str());
+            ActionEnd::new(
+                Outcome::Protected,
+                format!("nothing signalled: every planned process was refused or gone (first refusal: {why}); {summary}"),
             )
             .with(processes)
         } else {

@@ -10,6 +10,7 @@ pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod engine;

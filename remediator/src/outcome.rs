@@ -23,7 +23,9 @@ pub enum Outcome {
     Cooldown,
     /// The circuit breaker is open for the container.
     CircuitOpen,
-    /// The container opted out, or only protected processes matched.
+    /// The container opted out, only protected processes matched, a kill
+    /// signalled nothing (every planned process refused at signal time), or
+    /// a restart the pod's restart policy does not allow.
     Protected,
     /// The alert names no container this node runs.
     UnknownContainer,

@@ -1,15 +1,23 @@
 //! The restart action: re-check the container through its runtime (still
 //! running, not restarted since the alert began), then restart it with the
 //! grace period as stop timeout. Docker and Podman restart it; on Kubernetes
-//! the CRI stops it and the kubelet starts it again. A runtime error or
-//! timeout changed nothing the re-check would not see, so it is retried on
-//! redelivery; a refusal (a pod sandbox) is not.
+//! the CRI stops it and the kubelet starts it again, and the stop timeout is
+//! the pod's `terminationGracePeriodSeconds` when the kubelet wrote it (at
+//! most [`MAX_POD_GRACE`]). A runtime error or timeout changed nothing the
+//! re-check would not see, so it is retried on redelivery; a refusal (a pod
+//! sandbox) is not.
+
+use std::time::Duration;
 
 use crate::audit::{ActionEnd, ProcessList};
 use crate::decide::Job;
 use crate::outcome::Outcome;
 use crate::runtime::RuntimeError;
 use crate::service::{Service, INSPECT_TIMEOUT};
+
+/// The longest pod grace period a restart waits for: a pod's own value
+/// (which its owner sets) never holds the container's lock longer.
+pub const MAX_POD_GRACE: Duration = Duration::from_secs(600);
 
 impl Service {
     pub(crate) async fn run_restart(&self, job: &Job) -> ActionEnd {
@@ -44,12 +52,21 @@ impl Service {
                 );
             }
         }
-        let grace = self.settings.grace;
+        if let Some(why) = crate::decide::restart_refusal(&info) {
+            return ActionEnd::new(Outcome::Protected, format!("not restarting: {why}"));
+        }
+        let (grace, source) = match info.pod.as_ref().and_then(|p| p.termination_grace) {
+            Some(g) => (
+                g.min(MAX_POD_GRACE),
+                "the pod's terminationGracePeriodSeconds",
+            ),
+            None => (self.settings.grace, "--grace"),
+        };
         let stop_timeout = grace.as_secs().max(1);
         if job.dry_run {
             return ActionEnd::new(
                 Outcome::DryRun,
-                format!("would restart the container (stop timeout {stop_timeout} s)"),
+                format!("would restart the container (stop timeout {stop_timeout} s, {source})"),
             )
             .with(ProcessList::single(
                 serde_json::json!({"restart": info.id, "name": info.name}),
@@ -63,7 +80,7 @@ impl Service {
                 self.runtime_answered();
                 ActionEnd::new(
                     Outcome::Done,
-                    format!("restarted (stop timeout {stop_timeout} s)"),
+                    format!("restarted (stop timeout {stop_timeout} s, {source})"),
                 )
             }
             Err(RuntimeError::NotFound) => ActionEnd::new(

@@ -7,15 +7,23 @@
 //! bounded number of retries for actions that failed without changing
 //! anything.
 //!
+//! Restraint is kept per [`Subject::key`]: the container id, or for a
+//! Kubernetes container the pod uid and container name, which outlive the
+//! new container id the kubelet restarts a container under.
+//!
 //! Dry-run and live decisions keep apart: an instance or a cooldown seen
 //! only in dry-run never holds back the live action.
 //!
-//! Pure state, no I/O and no clock: the caller passes `now` (Unix ms), and
-//! rebuilds the state from the audit store at start.
+//! Pure state, no I/O and no clock: every instant is passed in, in
+//! milliseconds on the monotonic timeline ([`crate::clock::Now::mono_ms`]),
+//! so a step of the wall clock changes no live window. The state is rebuilt
+//! from the audit store at start, its wall-clock stamps mapped onto that
+//! timeline ([`Restraint::rebuild`]).
 
 use std::collections::{HashMap, HashSet};
 
 use crate::alert::Action;
+use crate::clock::Now;
 use crate::config::Settings;
 use crate::outcome::Outcome;
 use crate::store::KeyRow;
@@ -27,8 +35,27 @@ pub type InstanceKey = (String, String, bool);
 /// before the instance is given up.
 pub const MAX_ATTEMPTS: u32 = 3;
 
-/// Restraint is kept per container and mode: (dry-run, container id).
+/// Restraint is kept per mode and subject key: (dry-run, key).
 type Scope = (bool, String);
+
+/// What one decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    /// What restraint is counted for: the container id, or
+    /// `pod:<uid>/<container>` for a Kubernetes container.
+    pub key: &'a str,
+    /// The container id (for the gauge of an open circuit).
+    pub id: &'a str,
+    /// The container name (for the gauge).
+    pub name: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    /// A subject keyed by its container id.
+    pub fn container(id: &'a str, name: &'a str) -> Self {
+        Subject { key: id, id, name }
+    }
+}
 
 /// What to do with one alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +103,10 @@ impl Event {
 /// An open circuit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCircuit {
-    /// When it opened (Unix ms).
+    /// When it opened (monotonic ms).
     pub opened_ms: i64,
+    /// The id of the container it opened on, for the gauge.
+    pub id: String,
     /// The container's name, for the gauge.
     pub name: String,
 }
@@ -98,52 +127,70 @@ fn ms(d: std::time::Duration) -> i64 {
 
 impl Restraint {
     /// Rebuilds the state from the dedupe keys, the failed attempts and the
-    /// recent audit rows (oldest first).
+    /// recent audit rows (oldest first), as of `now`. The rows' wall-clock
+    /// stamps are mapped onto the monotonic timeline; a stamp in the future
+    /// (written while the clock was ahead) counts as now
+    /// ([`Now::mono_of_wall`]). Returns the state and how many rows had a
+    /// stamp in the future.
     pub fn rebuild(
         claimed: Vec<InstanceKey>,
         attempts: Vec<(InstanceKey, u32)>,
         recent: &[KeyRow],
         s: &Settings,
-        now_ms: i64,
-    ) -> Restraint {
+        now: Now,
+    ) -> (Restraint, usize) {
         let mut r = Restraint {
             handled: claimed.into_iter().collect(),
             attempts: attempts.into_iter().collect(),
             ..Default::default()
         };
+        let mut future = 0;
         for rec in recent {
-            let scope = (rec.dry_run, rec.container_id.clone());
+            let (at_ms, ahead) = now.mono_of_wall(rec.at_ms);
+            let end = rec.finished_ms.map(|f| now.mono_of_wall(f));
+            if ahead || end.is_some_and(|e| e.1) {
+                future += 1;
+            }
+            let key = rec
+                .restraint_key
+                .clone()
+                .unwrap_or_else(|| rec.container_id.clone());
+            let scope = (rec.dry_run, key);
             if rec.claimed && !rec.retry && rec.result.is_acting() {
                 if let Some(action) = Action::parse(&rec.action) {
                     r.next_token += 1;
                     r.events.entry(scope.clone()).or_default().push(Event {
-                        at_ms: rec.at_ms,
-                        end_ms: rec.finished_ms,
+                        at_ms,
+                        end_ms: end.map(|e| e.0),
                         action,
                         token: r.next_token,
                     });
                 }
             }
-            if rec.opened_circuit && rec.at_ms.saturating_add(ms(s.circuit_window)) > now_ms {
+            if rec.opened_circuit && at_ms.saturating_add(ms(s.circuit_window)) > now.mono_ms {
                 r.circuits.insert(
                     scope,
                     OpenCircuit {
-                        opened_ms: rec.at_ms,
+                        opened_ms: at_ms,
+                        id: rec.container_id.clone(),
                         name: rec.container_name.clone(),
                     },
                 );
             }
         }
-        r
+        (r, future)
     }
 
-    /// Open circuits (for the gauge): container id and circuit.
-    pub fn open_circuits(&self) -> impl Iterator<Item = (&String, &OpenCircuit)> {
-        self.circuits.iter().map(|((_, id), c)| (id, c))
+    /// Open circuits (for the gauge).
+    pub fn open_circuits(&self) -> impl Iterator<Item = &OpenCircuit> {
+        self.circuits.values()
     }
 
-    /// Closes circuits whose window has passed; returns them (id, circuit).
-    pub fn expire(&mut self, s: &Settings, now_ms: i64) -> Vec<(String, OpenCircuit)> {
+    /// Closes circuits whose window has passed at `now_ms` (monotonic);
+    /// returns them, so their gauge series can go. Call it before
+    /// [`Restraint::decide`]: a circuit that has expired is never refused
+    /// on, but only this call removes it.
+    pub fn expire(&mut self, s: &Settings, now_ms: i64) -> Vec<OpenCircuit> {
         let window = ms(s.circuit_window);
         let closed: Vec<Scope> = self
             .circuits
@@ -153,7 +200,7 @@ impl Restraint {
             .collect();
         closed
             .into_iter()
-            .filter_map(|scope| self.circuits.remove(&scope).map(|c| (scope.1, c)))
+            .filter_map(|scope| self.circuits.remove(&scope))
             .collect()
     }
 
@@ -162,19 +209,20 @@ impl Restraint {
         self.handled.contains(key)
     }
 
-    /// Decides on one firing alert for a known, not opted-out container.
-    /// The mode is the key's third part. `may_restart`: the alert may ask
-    /// for `restart` (config `[actions]`), so the breaker may escalate to
-    /// one. When the decision is to act, the instance is claimed and the
-    /// action counted at once, so a concurrent redelivery is a duplicate.
+    /// Decides on one firing alert for a known, not opted-out container, at
+    /// `now_ms` (monotonic). The mode is the key's third part. `no_restart`:
+    /// why the breaker may not escalate to a restart (the alert may not ask
+    /// for one, config `[actions]`, or the container may not be restarted);
+    /// `None` when it may. When
+    /// the decision is to act, the instance is claimed and the action
+    /// counted at once, so a concurrent redelivery is a duplicate.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         key: &InstanceKey,
-        container_id: &str,
-        container_name: &str,
+        subject: Subject<'_>,
         requested: Action,
-        may_restart: bool,
+        no_restart: Option<&str>,
         s: &Settings,
         now_ms: i64,
     ) -> Decision {
@@ -196,7 +244,7 @@ impl Restraint {
                 format!("this alert instance failed {tried} times without changing anything; not trying again"),
             );
         }
-        let scope: Scope = (key.2, container_id.to_string());
+        let scope: Scope = (key.2, subject.key.to_string());
         if let Some(c) = self.circuits.get(&scope) {
             let until = c.opened_ms.saturating_add(ms(s.circuit_window));
             if until > now_ms {
@@ -208,7 +256,6 @@ impl Restraint {
                     ),
                 );
             }
-            self.circuits.remove(&scope);
         }
         let horizon = ms(s.history_horizon());
         let events = self.events.entry(scope.clone()).or_default();
@@ -256,18 +303,18 @@ impl Restraint {
                     scope.clone(),
                     OpenCircuit {
                         opened_ms: now_ms,
-                        name: container_name.to_string(),
+                        id: subject.id.to_string(),
+                        name: subject.name.to_string(),
                     },
                 );
                 let why = format!(
                     "circuit breaker: {kills} kill-duplicates actions within {} s",
                     s.circuit_window.as_secs()
                 );
-                if !s.escalate || !may_restart {
-                    let not = if s.escalate {
-                        "this alert may not ask for restart (config [actions]), so no escalation"
-                    } else {
-                        "escalation is off"
+                if !s.escalate || no_restart.is_some() {
+                    let not = match no_restart {
+                        Some(why) if s.escalate => format!("{why}, so no escalation"),
+                        _ => "escalation is off".to_string(),
                     };
                     return Decision::Refuse {
                         result: Outcome::CircuitOpen,
@@ -301,16 +348,17 @@ impl Restraint {
 
     /// Withdraws a claim entirely (the decision could not be recorded, so
     /// nothing was done): the instance is not handled and does not count.
-    pub fn withdraw(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
+    pub fn withdraw(&mut self, key: &InstanceKey, subject_key: &str, token: u64) {
         self.handled.remove(key);
-        self.release(key, container_id, token);
+        self.release(key, subject_key, token);
     }
 
     /// Un-counts a claimed action that turned out to do nothing (recovered,
-    /// unknown, only protected processes): it does not start a cooldown. The
+    /// unknown, protected, nothing signalled): it does not start a cooldown
+    /// and does not count toward the action bound or the breaker. The
     /// instance stays handled.
-    pub fn release(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, container_id.to_string())) {
+    pub fn release(&mut self, key: &InstanceKey, subject_key: &str, token: u64) {
+        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
             ev.retain(|e| e.token != token);
         }
     }
@@ -318,14 +366,15 @@ impl Restraint {
     /// A claimed action failed without changing anything: it does not
     /// count, and the instance is free again for a redelivery, up to
     /// [`MAX_ATTEMPTS`] failed attempts.
-    pub fn retry(&mut self, key: &InstanceKey, container_id: &str, token: u64) {
-        self.withdraw(key, container_id, token);
+    pub fn retry(&mut self, key: &InstanceKey, subject_key: &str, token: u64) {
+        self.withdraw(key, subject_key, token);
         *self.attempts.entry(key.clone()).or_default() += 1;
     }
 
-    /// The action of `token` ended at `now_ms`: cooldown counts from here.
-    pub fn finished(&mut self, key: &InstanceKey, container_id: &str, token: u64, now_ms: i64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, container_id.to_string())) {
+    /// The action of `token` ended at `now_ms` (monotonic): cooldown counts
+    /// from here.
+    pub fn finished(&mut self, key: &InstanceKey, subject_key: &str, token: u64, now_ms: i64) {
+        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
             for e in ev.iter_mut().filter(|e| e.token == token) {
                 e.end_ms = Some(now_ms);
             }
@@ -345,6 +394,10 @@ mod tests {
         }
     }
 
+    fn sub(id: &str) -> Subject<'_> {
+        Subject::container(id, "n")
+    }
+
     fn key(n: u32) -> InstanceKey {
         (format!("fp{n}"), "2024-01-01T00:00:00Z".into(), false)
     }
@@ -353,31 +406,31 @@ mod tests {
     fn duplicate_then_cooldown_then_allowed() {
         let s = settings();
         let mut r = Restraint::default();
-        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0)
+        let Decision::Act { token, .. } = r.decide(&key(1), sub("c"), Action::Restart, None, &s, 0)
         else {
             panic!()
         };
         r.finished(&key(1), "c", token, 0);
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 100_000),
+            r.decide(&key(1), sub("c"), Action::Restart, None, &s, 100_000),
             Decision::Refuse {
                 result: Outcome::Duplicate,
                 ..
             }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 5_000),
+            r.decide(&key(2), sub("c"), Action::Restart, None, &s, 5_000),
             Decision::Refuse {
                 result: Outcome::Cooldown,
                 ..
             }
         ));
         assert!(matches!(
-            r.decide(&key(3), "other", "n", Action::Restart, true, &s, 5_000),
+            r.decide(&key(3), sub("other"), Action::Restart, None, &s, 5_000),
             Decision::Act { .. }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 10_000),
+            r.decide(&key(2), sub("c"), Action::Restart, None, &s, 10_000),
             Decision::Act { .. }
         ));
     }
@@ -387,13 +440,13 @@ mod tests {
         let s = settings();
         let mut r = Restraint::default();
         let Decision::Act { token, .. } =
-            r.decide(&key(1), "c", "n", Action::KillDuplicates, true, &s, 0)
+            r.decide(&key(1), sub("c"), Action::KillDuplicates, None, &s, 0)
         else {
             panic!()
         };
         r.release(&key(1), "c", token);
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 1),
+            r.decide(&key(2), sub("c"), Action::KillDuplicates, None, &s, 1),
             Decision::Act { .. }
         ));
     }
@@ -402,14 +455,14 @@ mod tests {
     fn withdrawn_claims_leave_no_trace() {
         let s = settings();
         let mut r = Restraint::default();
-        let Decision::Act { token, .. } = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0)
+        let Decision::Act { token, .. } = r.decide(&key(1), sub("c"), Action::Restart, None, &s, 0)
         else {
             panic!()
         };
         r.withdraw(&key(1), "c", token);
         assert!(!r.is_handled(&key(1)));
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 1),
+            r.decide(&key(1), sub("c"), Action::Restart, None, &s, 1),
             Decision::Act { .. }
         ));
     }
@@ -425,10 +478,9 @@ mod tests {
         for i in 0..3 {
             let d = r.decide(
                 &key(i),
-                "c",
-                "n",
+                sub("c"),
                 Action::KillDuplicates,
-                true,
+                None,
                 &s,
                 i as i64,
             );
@@ -444,7 +496,7 @@ mod tests {
                 "{d:?}"
             );
         }
-        let d = r.decide(&key(3), "c", "n", Action::KillDuplicates, true, &s, 10);
+        let d = r.decide(&key(3), sub("c"), Action::KillDuplicates, None, &s, 10);
         assert!(
             matches!(
                 d,
@@ -456,7 +508,7 @@ mod tests {
             ),
             "{d:?}"
         );
-        let d = r.decide(&key(4), "c", "n", Action::KillDuplicates, true, &s, 20);
+        let d = r.decide(&key(4), sub("c"), Action::KillDuplicates, None, &s, 20);
         assert!(
             matches!(
                 d,
@@ -471,7 +523,7 @@ mod tests {
         assert!(r.expire(&s, 50_000).is_empty());
         assert_eq!(r.expire(&s, 100_010).len(), 1);
         // Window passed: the old kills fell out of it too.
-        let d = r.decide(&key(5), "c", "n", Action::KillDuplicates, true, &s, 200_000);
+        let d = r.decide(&key(5), sub("c"), Action::KillDuplicates, None, &s, 200_000);
         assert!(
             matches!(
                 d,
@@ -494,20 +546,20 @@ mod tests {
         };
         let mut r = Restraint::default();
         assert!(matches!(
-            r.decide(&key(1), "c", "n", Action::Restart, true, &s, 0),
+            r.decide(&key(1), sub("c"), Action::Restart, None, &s, 0),
             Decision::Act { .. }
         ));
         assert!(matches!(
-            r.decide(&key(2), "c", "n", Action::Restart, true, &s, 1),
+            r.decide(&key(2), sub("c"), Action::Restart, None, &s, 1),
             Decision::Act { .. }
         ));
-        let d = r.decide(&key(3), "c", "n", Action::Restart, true, &s, 2);
+        let d = r.decide(&key(3), sub("c"), Action::Restart, None, &s, 2);
         assert!(
             matches!(&d, Decision::Refuse { result: Outcome::Cooldown, reason, .. } if reason.contains("limit 2")),
             "{d:?}"
         );
         assert!(matches!(
-            r.decide(&key(3), "c", "n", Action::Restart, true, &s, 60_001),
+            r.decide(&key(3), sub("c"), Action::Restart, None, &s, 60_001),
             Decision::Act { .. }
         ));
     }
@@ -519,13 +571,13 @@ mod tests {
         let dry = ("fp".to_string(), "t".to_string(), true);
         let live = ("fp".to_string(), "t".to_string(), false);
         assert!(matches!(
-            r.decide(&dry, "c", "n", Action::KillDuplicates, true, &s, 0),
+            r.decide(&dry, sub("c"), Action::KillDuplicates, None, &s, 0),
             Decision::Act { .. }
         ));
         // The same instance, live, within the dry-run action's cooldown: acts.
-        let d = r.decide(&live, "c", "n", Action::KillDuplicates, true, &s, 1);
+        let d = r.decide(&live, sub("c"), Action::KillDuplicates, None, &s, 1);
         assert!(matches!(d, Decision::Act { .. }), "{d:?}");
-        let d = r.decide(&live, "c", "n", Action::KillDuplicates, true, &s, 2);
+        let d = r.decide(&live, sub("c"), Action::KillDuplicates, None, &s, 2);
         assert!(
             matches!(
                 d,
@@ -543,12 +595,12 @@ mod tests {
         let s = settings();
         let mut r = Restraint::default();
         let Decision::Act { token, .. } =
-            r.decide(&key(1), "c", "n", Action::KillDuplicates, true, &s, 0)
+            r.decide(&key(1), sub("c"), Action::KillDuplicates, None, &s, 0)
         else {
             panic!()
         };
         // Still running at 30 s: cooldown holds.
-        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 30_000);
+        let d = r.decide(&key(2), sub("c"), Action::KillDuplicates, None, &s, 30_000);
         assert!(
             matches!(
                 d,
@@ -560,7 +612,7 @@ mod tests {
             "{d:?}"
         );
         r.finished(&key(1), "c", token, 40_000);
-        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 45_000);
+        let d = r.decide(&key(2), sub("c"), Action::KillDuplicates, None, &s, 45_000);
         assert!(
             matches!(
                 d,
@@ -571,7 +623,7 @@ mod tests {
             ),
             "{d:?}"
         );
-        let d = r.decide(&key(2), "c", "n", Action::KillDuplicates, true, &s, 50_000);
+        let d = r.decide(&key(2), sub("c"), Action::KillDuplicates, None, &s, 50_000);
         assert!(matches!(d, Decision::Act { .. }), "{d:?}");
     }
 
@@ -580,13 +632,13 @@ mod tests {
         let s = settings();
         let mut r = Restraint::default();
         for i in 0..MAX_ATTEMPTS {
-            let d = r.decide(&key(1), "c", "n", Action::Restart, true, &s, i as i64);
+            let d = r.decide(&key(1), sub("c"), Action::Restart, None, &s, i as i64);
             let Decision::Act { token, .. } = d else {
                 panic!("attempt {i}: {d:?}")
             };
             r.retry(&key(1), "c", token);
         }
-        let d = r.decide(&key(1), "c", "n", Action::Restart, true, &s, 10);
+        let d = r.decide(&key(1), sub("c"), Action::Restart, None, &s, 10);
         assert!(
             matches!(
                 d,
@@ -598,7 +650,7 @@ mod tests {
             "{d:?}"
         );
         // Other instances are not affected, nor held back by a cooldown.
-        let d = r.decide(&key(2), "c", "n", Action::Restart, true, &s, 11);
+        let d = r.decide(&key(2), sub("c"), Action::Restart, None, &s, 11);
         assert!(matches!(d, Decision::Act { .. }), "{d:?}");
     }
 
@@ -612,10 +664,9 @@ mod tests {
         for i in 0..3 {
             let d = r.decide(
                 &key(i),
-                "c",
-                "n",
+                sub("c"),
                 Action::KillDuplicates,
-                false,
+                Some("this alert may not ask for restart (config [actions])"),
                 &s,
                 i as i64,
             );
@@ -630,7 +681,14 @@ mod tests {
                 "{d:?}"
             );
         }
-        let d = r.decide(&key(3), "c", "n", Action::KillDuplicates, false, &s, 10);
+        let d = r.decide(
+            &key(3),
+            sub("c"),
+            Action::KillDuplicates,
+            Some("this alert may not ask for restart (config [actions])"),
+            &s,
+            10,
+        );
         assert!(
             matches!(
                 &d,

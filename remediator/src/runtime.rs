@@ -4,5 +4,6 @@
 //! use their own [`ContainerRuntime`] implementation.
 
 pub use pidwarden_shared::runtime::{
-    name_matches, ContainerInfo, Control as ContainerRuntime, RuntimeError, RuntimeFlags, Runtimes,
+    name_matches, ContainerInfo, Control as ContainerRuntime, PodContainer, RestartPolicy,
+    RuntimeError, RuntimeFlags, Runtimes, RESTART_POLICY_LABEL,
 };

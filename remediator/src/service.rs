@@ -13,11 +13,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::audit::rebuild_restraint;
+use crate::clock::{Clock, Now, SystemClock};
 use crate::config::Settings;
 use crate::engine::KillEngine;
 use crate::forward::Peers;
 use crate::metrics::{ContainerLabels, Metrics};
-use crate::restraint::Restraint;
+use crate::restraint::{OpenCircuit, Restraint};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{Store, StoreError};
 use crate::timefmt::now_nanos;
@@ -42,6 +43,7 @@ pub struct Service {
     abort: Arc<AtomicBool>,
     aborted: Notify,
     peers: OnceLock<Peers>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Service {
@@ -110,10 +112,29 @@ impl Service {
         engine: Arc<dyn KillEngine>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Service>, StoreError> {
-        crate::recovery::close_interrupted(&store, engine.as_ref(), now_ms())?;
-        let restraint = rebuild_restraint(&store, &settings, now_ms())?;
-        for (id, c) in restraint.open_circuits() {
-            set_circuit_open(&metrics, id, &c.name);
+        Self::with_clock(
+            settings,
+            store,
+            runtime,
+            engine,
+            metrics,
+            Arc::new(SystemClock::new()),
+        )
+    }
+
+    /// [`Service::new`] on the given clocks (tests step them apart).
+    pub fn with_clock(
+        settings: Settings,
+        store: Store,
+        runtime: Arc<dyn ContainerRuntime>,
+        engine: Arc<dyn KillEngine>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Service>, StoreError> {
+        crate::recovery::close_interrupted(&store, engine.as_ref(), clock.now().wall_ms)?;
+        let restraint = rebuild_restraint(&store, &settings, clock.now())?;
+        for c in restraint.open_circuits() {
+            set_circuit_open(&metrics, &c.id, &c.name);
         }
         Ok(Arc::new(Service {
             settings,
@@ -129,7 +150,14 @@ impl Service {
             abort: Arc::new(AtomicBool::new(false)),
             aborted: Notify::new(),
             peers: OnceLock::new(),
+            clock,
         }))
+    }
+
+    /// Both clocks now: the wall clock stamps audit rows, the monotonic one
+    /// runs restraint.
+    pub(crate) fn now(&self) -> Now {
+        self.clock.now()
     }
 
     /// The settings.
@@ -191,7 +219,8 @@ impl Service {
     }
 
     pub(crate) fn runtime_answered(&self) {
-        self.runtime_ok_ms.store(now_ms(), Ordering::Relaxed);
+        self.runtime_ok_ms
+            .store(self.now().mono_ms, Ordering::Relaxed);
     }
 
     /// Pings the runtime (the readiness probe's source).
@@ -212,7 +241,10 @@ impl Service {
         blocking(move || store.ping())
             .await?
             .map_err(|e| format!("state store not answering: {e}"))?;
-        let age = now_ms().saturating_sub(self.runtime_ok_ms.load(Ordering::Relaxed));
+        let age = self
+            .now()
+            .mono_ms
+            .saturating_sub(self.runtime_ok_ms.load(Ordering::Relaxed));
         if age > RUNTIME_FRESH.as_millis() as i64 {
             return Err(format!(
                 "container runtime has not answered in the last {} s",
@@ -224,12 +256,21 @@ impl Service {
 
     /// Closes circuits whose window passed (and removes their gauge series).
     pub fn expire_circuits(&self) {
-        let closed = self.restraint().expire(&self.settings, now_ms());
-        for (id, c) in closed {
-            tracing::info!(id = %id, name = %c.name, "circuit breaker closed");
-            self.metrics
-                .circuit_open
-                .remove(&ContainerLabels { id, name: c.name });
+        let mut r = self.restraint();
+        let closed = r.expire(&self.settings, self.now().mono_ms);
+        self.circuits_closed(closed);
+    }
+
+    /// Removes the gauge series of circuits that closed. Called with the
+    /// restraint lock held, so a circuit that opens again on the same
+    /// container sets its series after this removal, never before.
+    pub(crate) fn circuits_closed(&self, closed: Vec<OpenCircuit>) {
+        for c in closed {
+            tracing::info!(id = %c.id, name = %c.name, "circuit breaker closed");
+            self.metrics.circuit_open.remove(&ContainerLabels {
+                id: c.id,
+                name: c.name,
+            });
         }
     }
 

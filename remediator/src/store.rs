@@ -67,6 +67,9 @@ CREATE TABLE stopped (
     PRIMARY KEY (action_id, pid, start_time)
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE actions ADD COLUMN restraint_key TEXT;
+"#,
 ];
 
 /// Whether another row of the same alert instance (`a`) was written at or
@@ -141,6 +144,11 @@ pub struct Record {
     pub process_count: u64,
     /// When the background work finished (Unix milliseconds).
     pub finished_ms: Option<i64>,
+    /// What restraint counts the decision for when it is not the container
+    /// id: `pod:<uid>/<container>` for a Kubernetes container (see
+    /// [`crate::restraint::Subject`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restraint_key: Option<String>,
 }
 
 /// The columns of a row that restraint is rebuilt from: no reasons, no
@@ -167,6 +175,8 @@ pub struct KeyRow {
     pub dry_run: bool,
     /// Released its claim after a failure that changed nothing.
     pub retry: bool,
+    /// Restraint key, when not the container id.
+    pub restraint_key: Option<String>,
 }
 
 /// An alert instance and mode with the failed attempts recorded for it.
@@ -213,7 +223,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count";
+const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count, restraint_key";
 
 fn outcome(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Outcome> {
     let text: String = r.get(i)?;
@@ -247,6 +257,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         dry_run: r.get::<_, i64>(15)? != 0,
         retry: r.get::<_, i64>(16)? != 0,
         process_count: r.get::<_, i64>(17)?.max(0) as u64,
+        restraint_key: r.get(18)?,
     })
 }
 
@@ -337,8 +348,8 @@ impl Store {
     pub fn insert(&self, r: &Record) -> Result<i64, StoreError> {
         let write = |c: &Connection| {
             c.execute(
-                "INSERT INTO actions (at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT INTO actions (at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count, restraint_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     r.at_ms,
                     r.status,
@@ -356,7 +367,8 @@ impl Store {
                     r.finished_ms,
                     r.dry_run as i64,
                     r.retry as i64,
-                    r.process_count.min(i64::MAX as u64) as i64
+                    r.process_count.min(i64::MAX as u64) as i64,
+                    r.restraint_key
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -432,7 +444,7 @@ impl Store {
     pub fn since(&self, since_ms: i64) -> Result<Vec<KeyRow>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT at_ms, finished_ms, container_id, container_name, action, result, claimed, opened_circuit, dry_run, retry
+                "SELECT at_ms, finished_ms, container_id, container_name, action, result, claimed, opened_circuit, dry_run, retry, restraint_key
                  FROM actions WHERE at_ms >= ?1 ORDER BY id",
             )?;
             let rows = st.query_map([since_ms], |r| {
@@ -447,6 +459,7 @@ impl Store {
                     opened_circuit: r.get::<_, i64>(7)? != 0,
                     dry_run: r.get::<_, i64>(8)? != 0,
                     retry: r.get::<_, i64>(9)? != 0,
+                    restraint_key: r.get(10)?,
                 })
             })?;
             rows.collect()
@@ -587,6 +600,7 @@ mod tests {
             processes: serde_json::json!([]),
             process_count: 0,
             finished_ms: None,
+            restraint_key: None,
         }
     }
 

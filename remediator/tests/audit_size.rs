@@ -66,6 +66,7 @@ fn huge_row(n: usize) -> Record {
         processes: list.to_json(),
         process_count: list.total,
         finished_ms: Some(now_ms() - 30_000 + n as i64),
+        restraint_key: None,
     }
 }
 

@@ -3,6 +3,9 @@
 //! `--cri-endpoint`: kill-duplicates in a pod container keeps the active
 //! copy, restart stops the container through CRI (the kubelet would start it
 //! again), a sandbox is never stopped, and a pod label opts the pod out.
+//! Restraint follows the pod's container across the new ids the kubelet
+//! restarts it under; a restart needs the pod's declared `Always` policy and
+//! waits the pod's grace period.
 
 mod common;
 
@@ -142,7 +145,12 @@ fn restart_stops_the_container_through_cri_and_never_the_sandbox() {
         return;
     }
     let node = CriNode::start();
-    let pod = node.run_pod("shop", &pod_name("restart"), &[]);
+    // The pod declares its restart policy (CRI does not carry it).
+    let pod = node.run_pod(
+        "shop",
+        &pod_name("restart"),
+        &[("pidwarden.restart-policy", "Always")],
+    );
     // A shell with a trap stops on SIGTERM.
     let cid = pod.start_container(
         "app",
@@ -187,7 +195,14 @@ fn a_pod_label_asks_for_a_dry_run() {
         return;
     }
     let node = CriNode::start();
-    let pod = node.run_pod("shop", &pod_name("dry"), &[("pidwarden.dry-run", "true")]);
+    let pod = node.run_pod(
+        "shop",
+        &pod_name("dry"),
+        &[
+            ("pidwarden.dry-run", "true"),
+            ("pidwarden.restart-policy", "Always"),
+        ],
+    );
     let cid = pod.start_container("app", &["sleep", "1000"]);
     let dir = TempDir::new();
     let r = remediator(&dir, &node);
@@ -221,4 +236,161 @@ fn a_pod_label_opts_the_pod_out() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(node.container_state(&cid).0, RUNNING, "left alone");
+}
+
+/// The kubelet's container annotation with the pod's grace period.
+const GRACE_ANNOTATION: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// The pod label that declares the pod's restart policy to pidwarden.
+const ALWAYS: (&str, &str) = ("pidwarden.restart-policy", "Always");
+
+/// What the kubelet does after the remediator stopped a container of an
+/// `Always` pod: the same container name, the next attempt, a new id.
+fn kubelet_restarts(
+    node: &CriNode,
+    pod: &TestPod<'_>,
+    old: &str,
+    attempt: u32,
+    command: &[&str],
+    annotations: &[(&str, &str)],
+) -> String {
+    poll_until(WAIT, STEP, || {
+        (node.container_state(old).0 == EXITED).then_some(())
+    })
+    .expect("stopped through CRI");
+    let new = pod.start_container_with("app", attempt, command, annotations);
+    assert_ne!(new, old, "a restarted container has a new id");
+    new
+}
+
+#[test]
+fn the_circuit_holds_across_the_kubelets_restart_of_the_container() {
+    if !require_cri() {
+        return;
+    }
+    let node = CriNode::start();
+    let pod = node.run_pod("shop", &pod_name("circuit"), &[ALWAYS]);
+    // Three `sleep 1000` copies beside an init that stops on SIGTERM.
+    let init = "for i in 1 2 3; do sleep 1000 & done; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
+    let cmd = ["sh", "-c", init];
+    let grace = [(GRACE_ANNOTATION, "2")];
+    let sleeps = |cid: &str| {
+        pod.container_pids(cid)
+            .into_iter()
+            .filter(|p| cmdline(*p) == "sleep 1000")
+            .count()
+    };
+    let cid0 = pod.start_container_with("app", 0, &cmd, &grace);
+    poll_until(WAIT, STEP, || (sleeps(&cid0) == 3).then_some(())).expect("three copies");
+
+    let dir = TempDir::new();
+    let config = dir.path().join("remediator.toml");
+    fs::write(&config, "[circuit]\nkill_threshold = 1\n").unwrap();
+    let ep = node.endpoint();
+    let r = Remediator::start(
+        &dir,
+        &[
+            "--docker-host",
+            "none",
+            "--podman-host",
+            "none",
+            "--cri-endpoint",
+            &ep,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let dup = "PidwardenDuplicateProcesses";
+    let row = act(&r, alert(dup, "c1rc0001", &cid0, "kill-duplicates"));
+    assert_eq!(row.result, "done", "{:?}\n{}", row.json, r.daemon.log());
+    assert_eq!(sleeps(&cid0), 1);
+    // The leak is back: the breaker escalates to one restart and opens.
+    let row = act(&r, alert(dup, "c1rc0002", &cid0, "kill-duplicates"));
+    assert_eq!(row.result, "done", "{:?}\n{}", row.json, r.daemon.log());
+    assert_eq!(row.action, "restart", "{:?}", row.json);
+    assert!(
+        row.reason
+            .contains("stop timeout 2 s, the pod's terminationGracePeriodSeconds"),
+        "{}",
+        row.reason
+    );
+
+    let cid1 = kubelet_restarts(&node, &pod, &cid0, 1, &cmd, &grace);
+    poll_until(WAIT, STEP, || (sleeps(&cid1) == 3).then_some(())).expect("three copies again");
+    // Same pod, same container name, a new id: the circuit still holds.
+    for (fp, action) in [("c1rc0003", "kill-duplicates"), ("c1rc0004", "restart")] {
+        let result = r.post_one(alert(dup, fp, &cid1, action));
+        assert_eq!(result, "circuit_open", "{action}\n{}", r.daemon.log());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sleeps(&cid1), 3, "nothing killed");
+    assert_eq!(node.container_state(&cid1).0, RUNNING, "not stopped");
+}
+
+#[test]
+fn a_restart_needs_the_pods_declared_policy_waits_its_grace_and_cools_down_across_ids() {
+    if !require_cri() {
+        return;
+    }
+    let node = CriNode::start();
+    // A pod that does not declare its restart policy: refused, recorded.
+    let undeclared = node.run_pod("shop", &pod_name("never"), &[]);
+    let kept = undeclared.start_container("app", &["sleep", "1000"]);
+    // A container that ignores SIGTERM: the stop lasts the whole timeout,
+    // then SIGKILL.
+    let pod = node.run_pod("shop", &pod_name("always"), &[ALWAYS]);
+    let cmd = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"];
+    let grace = [(GRACE_ANNOTATION, "3")];
+    let cid0 = pod.start_container_with("app", 0, &cmd, &grace);
+
+    let dir = TempDir::new();
+    let ep = node.endpoint();
+    let r = Remediator::start(
+        &dir,
+        &[
+            "--docker-host",
+            "none",
+            "--podman-host",
+            "none",
+            "--cri-endpoint",
+            &ep,
+            "--cooldown",
+            "3600",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let (code, v) = r.webhook(serde_json::json!([alert(
+        "PidwardenStuck",
+        "c2rc0001",
+        &kept,
+        "restart"
+    )]));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["results"][0]["result"], "protected", "{v}");
+    let reason = v["results"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("pidwarden.restart-policy=Always"),
+        "{reason}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.container_state(&kept).0, RUNNING, "left running");
+
+    // Declared Always: stopped with the pod's grace period (3 s), not --grace (1 s).
+    let t0 = Instant::now();
+    let row = act(&r, alert("PidwardenStuck", "c2rc0002", &cid0, "restart"));
+    let took = t0.elapsed();
+    assert_eq!(row.result, "done", "{:?}\n{}", row.json, r.daemon.log());
+    assert!(
+        row.reason
+            .contains("stop timeout 3 s, the pod's terminationGracePeriodSeconds"),
+        "{}",
+        row.reason
+    );
+    assert!(took >= Duration::from_secs(3), "stopped after {took:?}");
+    eprintln!("restart through CRI with the pod's 3 s grace: {took:?} to the row's end");
+
+    // The kubelet starts it again under a new id: the cooldown holds.
+    let cid1 = kubelet_restarts(&node, &pod, &cid0, 1, &cmd, &grace);
+    let result = r.post_one(alert("PidwardenStuck", "c2rc0003", &cid1, "restart"));
+    assert_eq!(result, "cooldown", "{}", r.daemon.log());
+    assert_eq!(node.container_state(&cid1).0, RUNNING);
 }

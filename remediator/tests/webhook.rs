@@ -4,11 +4,13 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
+use pidwarden_remediator::clock::ManualClock;
 use pidwarden_remediator::config::Settings;
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::timefmt::now_nanos;
@@ -278,6 +280,72 @@ async fn circuit_closes_when_its_window_passes_and_the_gauge_series_goes() {
         .metrics()
         .await
         .contains("pidwarden_remediator_circuit_open{"));
+}
+
+/// Posts one kill-duplicates alert for a container holding one surplus
+/// copy and waits for its action to end; returns the webhook's answer.
+async fn kill_once(h: &Harness, id: &str, fp: &str, starts: &str) -> serde_json::Value {
+    h.engine.set(id, 1, 0);
+    let body = payload(&[A::firing("Dup", fp, &[("id", id), KILL]).starts(starts)]);
+    let (_, v, _) = h.post(&body).await;
+    h.idle().await;
+    v
+}
+
+#[tokio::test]
+async fn an_expired_circuit_loses_its_gauge_series_when_the_next_alert_is_decided() {
+    let clock = Arc::new(ManualClock::new(1_900_000_000_000, 0));
+    let settings = Settings {
+        circuit_window: Duration::from_secs(60),
+        kill_threshold: 1,
+        ..fast_settings()
+    };
+    let h = Harness::with_clock(settings, clock.clone());
+    let id = cid(6);
+    h.runtime.add(&id, "w", &[]);
+    let series = format!(r#"pidwarden_remediator_circuit_open{{id="{id}",name="w"}} 1"#);
+    let v = kill_once(&h, &id, "fp", "2026-11-25T10:00:00Z").await;
+    assert_eq!(results_of(&v), ["pending"], "{v}");
+    let v = kill_once(&h, &id, "fp", "2026-11-25T10:01:00Z").await;
+    assert_eq!(v["results"][0]["action"], "restart", "{v}");
+    assert!(h.metrics().await.contains(&series));
+    // The window passes; no periodic expiry runs: the next decision closes
+    // the circuit, and its series goes with it.
+    clock.advance(60_000);
+    let v = kill_once(&h, &id, "fp", "2026-11-25T10:02:00Z").await;
+    assert_eq!(results_of(&v), ["pending"], "{v}");
+    let m = h.metrics().await;
+    assert!(!m.contains("pidwarden_remediator_circuit_open{"), "{m}");
+}
+
+#[tokio::test]
+async fn a_wall_clock_step_neither_shortens_nor_lengthens_a_cooldown() {
+    const HOUR: i64 = 3_600_000;
+    let clock = Arc::new(ManualClock::new(1_900_000_000_000, 0));
+    let settings = Settings {
+        cooldown: Duration::from_secs(300),
+        ..fast_settings()
+    };
+    let h = Harness::with_clock(settings, clock.clone());
+    let id = cid(7);
+    h.runtime.add(&id, "c", &[]);
+    let starts = "2026-11-25T10:00:00Z";
+    let result = |v: serde_json::Value| results_of(&v)[0].clone();
+    assert_eq!(result(kill_once(&h, &id, "f1", starts).await), "pending");
+    // The wall clock steps an hour back: the cooldown still ends 300 s
+    // after the action did, not an hour later.
+    clock.step_wall(-HOUR);
+    clock.advance(299_000);
+    assert_eq!(result(kill_once(&h, &id, "f2", starts).await), "cooldown");
+    clock.advance(1_000);
+    assert_eq!(result(kill_once(&h, &id, "f3", starts).await), "pending");
+    // A day forward: the new cooldown is not over at once.
+    clock.step_wall(24 * HOUR);
+    clock.advance(1_000);
+    assert_eq!(result(kill_once(&h, &id, "f4", starts).await), "cooldown");
+    clock.advance(299_000);
+    assert_eq!(result(kill_once(&h, &id, "f5", starts).await), "pending");
+    assert_eq!(h.engine.executions().len(), 3);
 }
 
 #[tokio::test]
@@ -1032,6 +1100,7 @@ async fn actions_left_pending_are_closed_and_what_they_stopped_continued() {
         processes: serde_json::json!([]),
         process_count: 0,
         finished_ms: None,
+        restraint_key: None,
     };
     let store = h.service.store().clone();
     let stopped_row = store.insert(&pending("f1")).unwrap();

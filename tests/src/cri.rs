@@ -242,17 +242,33 @@ impl TestPod<'_> {
     /// Creates and starts container `name` running `command` in the pod;
     /// returns its id.
     pub fn start_container(&self, name: &str, command: &[&str]) -> String {
+        self.start_container_with(name, 0, command, &[])
+    }
+
+    /// Creates and starts attempt `attempt` of container `name` running
+    /// `command`, with the container annotations `annotations` (the kubelet
+    /// writes `io.kubernetes.pod.terminationGracePeriod` there); returns its
+    /// id. The kubelet restarts a container this way: the same name, the
+    /// next attempt, a new id.
+    pub fn start_container_with(
+        &self,
+        name: &str,
+        attempt: u32,
+        command: &[&str],
+        annotations: &[(&str, &str)],
+    ) -> String {
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.into(),
-                attempt: 0,
+                attempt,
             }),
+            annotations: labels(annotations),
             image: Some(cri::ImageSpec {
                 image: CRI_IMAGE.into(),
                 ..Default::default()
             }),
             command: command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
+            log_path: format!("{name}/{attempt}.log"),
             labels: labels(&[
                 ("io.kubernetes.container.name", name),
                 ("io.kubernetes.pod.name", &self.name),

@@ -17,6 +17,7 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt as _;
 use pidwarden_remediator::auth::Credentials;
+use pidwarden_remediator::clock::{Clock, SystemClock};
 use pidwarden_remediator::config::Settings;
 use pidwarden_remediator::engine::KillEngine;
 use pidwarden_remediator::http::{app, AppState};
@@ -64,6 +65,7 @@ impl FakeRuntime {
                     .collect(),
                 running: true,
                 started_at: parse_rfc3339("2020-01-01T00:00:00Z"),
+                pod: None,
             },
         );
     }
@@ -317,13 +319,47 @@ impl Harness {
         runtime: Arc<FakeRuntime>,
         engine: Arc<FakeEngine>,
     ) -> Harness {
+        Self::clocked(
+            settings,
+            credentials,
+            metrics_auth,
+            dir,
+            runtime,
+            engine,
+            Arc::new(SystemClock::new()),
+        )
+    }
+
+    /// A harness on the given clocks.
+    pub fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Harness {
+        Self::clocked(
+            settings,
+            bearer(),
+            false,
+            tempfile::tempdir().unwrap(),
+            Default::default(),
+            Default::default(),
+            clock,
+        )
+    }
+
+    fn clocked(
+        settings: Settings,
+        credentials: Credentials,
+        metrics_auth: bool,
+        dir: tempfile::TempDir,
+        runtime: Arc<FakeRuntime>,
+        engine: Arc<FakeEngine>,
+        clock: Arc<dyn Clock>,
+    ) -> Harness {
         let store = Store::open(dir.path()).unwrap();
-        let service = Service::new(
+        let service = Service::with_clock(
             settings.clone(),
             store,
             runtime.clone(),
             engine.clone(),
             Arc::new(Metrics::new()),
+            clock,
         )
         .unwrap();
         let app = app(AppState {

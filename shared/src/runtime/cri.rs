@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 use super::{
     is_container_id, ContainerInfo, ContainerMeta, Control, Endpoint, Kind, KubeRef, Metadata,
-    RuntimeError, RuntimeEvent, Slot, SANDBOX_CONTAINER,
+    PodContainer, RuntimeError, RuntimeEvent, Slot, SANDBOX_CONTAINER,
 };
 
 /// Where the kubelet's runtimes listen by default, tried in this order.
@@ -144,6 +144,38 @@ fn container_ref(c: &cri::Container, sb: Option<&cri::PodSandbox>) -> KubeRef {
             container: name,
         },
     }
+}
+
+/// A container's place in its pod: the pod uid from the sandbox's metadata
+/// (else the kubelet's `io.kubernetes.pod.uid` label), the container's name
+/// from its metadata (else `io.kubernetes.container.name`), the grace period
+/// from its annotations and the declared restart policy from the pod's.
+fn pod_container(c: &cri::Container, sb: Option<&cri::PodSandbox>) -> Option<PodContainer> {
+    let uid = sb
+        .and_then(|s| s.metadata.as_ref())
+        .map(|m| m.uid.as_str())
+        .filter(|u| !u.is_empty())
+        .or_else(|| c.labels.get("io.kubernetes.pod.uid").map(String::as_str))
+        .unwrap_or("");
+    let name = c
+        .metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            c.labels
+                .get("io.kubernetes.container.name")
+                .map(String::as_str)
+        })
+        .unwrap_or("");
+    let empty = HashMap::new();
+    PodContainer::from_cri(
+        uid,
+        name,
+        &c.annotations,
+        sb.map_or(&empty, |s| &s.labels),
+        sb.map_or(&empty, |s| &s.annotations),
+    )
 }
 
 /// The pod's labels, overlaid with the container's own.
@@ -462,6 +494,7 @@ impl Control for CriApi {
                     labels: sb.labels.clone(),
                     running: sb.state == cri::PodSandboxState::SandboxReady as i32,
                     started_at: (sb.created_at > 0).then_some(i128::from(sb.created_at)),
+                    pod: None,
                 }),
                 Found::Container(c, sb) => {
                     let st = self.container_status(&id).await?;
@@ -471,6 +504,7 @@ impl Control for CriApi {
                         labels: merged_labels(&c.labels, sb.as_ref()),
                         running: st.state == cri::ContainerState::ContainerRunning as i32,
                         started_at: (st.started_at > 0).then_some(i128::from(st.started_at)),
+                        pod: pod_container(&c, sb.as_ref()),
                     })
                 }
             }
@@ -587,6 +621,31 @@ mod tests {
         assert_eq!(s.name, "shop/web-1/POD");
         assert_eq!(s.kube.unwrap().container, "POD");
         assert_eq!(s.labels["pidwarden.enable"], "false");
+    }
+
+    #[test]
+    fn a_container_is_placed_in_its_pod_by_uid_and_name() {
+        let mut c = container();
+        c.annotations.insert(
+            "io.kubernetes.pod.terminationGracePeriod".into(),
+            "30".into(),
+        );
+        let mut sb = sandbox(&[]);
+        sb.annotations
+            .insert("pidwarden.restart-policy".into(), "Always".into());
+        let p = pod_container(&c, Some(&sb)).unwrap();
+        assert_eq!(
+            p.restraint_key(),
+            "pod:8dbc5577-d0e2-4706-8787-57d52c03ddf2/app"
+        );
+        assert_eq!(p.termination_grace, Some(Duration::from_secs(30)));
+        assert_eq!(p.restart_policy, Some(super::super::RestartPolicy::Always));
+        // Without its sandbox: the kubelet's labels; no policy declared.
+        c.labels
+            .insert("io.kubernetes.pod.uid".into(), "u-2".into());
+        let p = pod_container(&c, None).unwrap();
+        assert_eq!(p.restraint_key(), "pod:u-2/app");
+        assert_eq!(p.restart_policy, None);
     }
 
     #[test]

@@ -263,6 +263,106 @@ pub struct ContainerInfo {
     pub running: bool,
     /// When the current run started.
     pub started_at: Option<UnixNanos>,
+    /// For a Kubernetes container (not a sandbox): its place in its pod.
+    pub pod: Option<PodContainer>,
+}
+
+/// The kubelet's container annotation holding the pod's
+/// `terminationGracePeriodSeconds`.
+pub const POD_TERMINATION_GRACE: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// The pod label or annotation that declares the pod's restart policy to
+/// pidwarden (`Always`, `OnFailure`, `Never`): CRI does not carry the pod
+/// spec's `restartPolicy`.
+pub const RESTART_POLICY_LABEL: &str = "pidwarden.restart-policy";
+/// Longest pod uid or container name kept in a [`PodContainer`].
+const POD_FIELD_MAX: usize = 128;
+
+/// A pod's restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// The kubelet starts a stopped container again.
+    Always,
+    /// Only after a non-zero exit.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+impl RestartPolicy {
+    /// `Always`, `OnFailure` or `Never` (as Kubernetes spells them, any case).
+    pub fn parse(s: &str) -> Option<RestartPolicy> {
+        let s = s.trim();
+        [
+            RestartPolicy::Always,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Never,
+        ]
+        .into_iter()
+        .find(|p| p.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// As Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "Always",
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Never => "Never",
+        }
+    }
+}
+
+/// A Kubernetes container's place in its pod, from CRI: what stays when the
+/// kubelet restarts the container under a new id, and what a restart of it
+/// needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodContainer {
+    /// The pod's uid.
+    pub pod_uid: String,
+    /// The container's name in the pod.
+    pub container: String,
+    /// The pod's `terminationGracePeriodSeconds`, when the kubelet wrote it
+    /// ([`POD_TERMINATION_GRACE`]).
+    pub termination_grace: Option<Duration>,
+    /// The pod's restart policy as declared by its [`RESTART_POLICY_LABEL`]
+    /// label or annotation; `None` when not declared (or not understood).
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+impl PodContainer {
+    /// From the pod uid, the container name, the container's annotations and
+    /// the pod's labels and annotations. `None` without a uid or a name.
+    pub fn from_cri(
+        pod_uid: &str,
+        container: &str,
+        annotations: &HashMap<String, String>,
+        pod_labels: &HashMap<String, String>,
+        pod_annotations: &HashMap<String, String>,
+    ) -> Option<PodContainer> {
+        if pod_uid.is_empty() || container.is_empty() {
+            return None;
+        }
+        let clip = |s: &str| s.chars().take(POD_FIELD_MAX).collect::<String>();
+        let termination_grace = annotations
+            .get(POD_TERMINATION_GRACE)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let restart_policy = pod_annotations
+            .get(RESTART_POLICY_LABEL)
+            .or_else(|| pod_labels.get(RESTART_POLICY_LABEL))
+            .and_then(|v| RestartPolicy::parse(v));
+        Some(PodContainer {
+            pod_uid: clip(pod_uid),
+            container: clip(container),
+            termination_grace,
+            restart_policy,
+        })
+    }
+
+    /// The key restraint is kept under: `pod:<uid>/<container>`, the same
+    /// for every id the kubelet runs this container under.
+    pub fn restraint_key(&self) -> String {
+        format!("pod:{}/{}", self.pod_uid, self.container)
+    }
 }
 
 /// A container event that may change metadata.
@@ -471,6 +571,54 @@ mod tests {
         let m = ContainerMeta::kube(k, "kbox:1", HashMap::new());
         assert_eq!(m.name, "shop/web-7d9f/nginx");
         assert_eq!(m.compose_project, None);
+    }
+
+    #[test]
+    fn pod_containers_read_the_kubelet_annotations_and_the_declared_policy() {
+        let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let ann = map(&[(POD_TERMINATION_GRACE, "45")]);
+        let p = PodContainer::from_cri(
+            "uid-1",
+            "app",
+            &ann,
+            &map(&[(RESTART_POLICY_LABEL, "always")]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(p.restraint_key(), "pod:uid-1/app");
+        assert_eq!(p.termination_grace, Some(Duration::from_secs(45)));
+        assert_eq!(p.restart_policy, Some(RestartPolicy::Always));
+        // The annotation wins over the label; nonsense is not a policy.
+        let p = PodContainer::from_cri(
+            "uid-1",
+            "app",
+            &map(&[(POD_TERMINATION_GRACE, "-3")]),
+            &map(&[(RESTART_POLICY_LABEL, "Always")]),
+            &map(&[(RESTART_POLICY_LABEL, "Never")]),
+        )
+        .unwrap();
+        assert_eq!(p.restart_policy, Some(RestartPolicy::Never));
+        assert_eq!(p.termination_grace, None);
+        let p = PodContainer::from_cri(
+            "uid-1",
+            "app",
+            &HashMap::new(),
+            &map(&[(RESTART_POLICY_LABEL, "Sometimes")]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(p.restart_policy, None);
+        let e = HashMap::new();
+        assert!(PodContainer::from_cri("", "app", &e, &e, &e).is_none());
+        assert!(PodContainer::from_cri("u", "", &e, &e, &e).is_none());
+        let long = "x".repeat(1000);
+        let p = PodContainer::from_cri(&long, &long, &e, &e, &e).unwrap();
+        assert_eq!(p.restraint_key().len(), 4 + 128 + 1 + 128);
     }
 
     #[test]
