@@ -44,6 +44,9 @@ impl Service {
                 );
             }
         }
+        if let Some(end) = self.runtime_view_mismatch(&info, None).await {
+            return end;
+        }
         let grace = self.settings.grace;
         let stop_timeout = grace.as_secs().max(1);
         if job.dry_run {

@@ -385,15 +385,29 @@ impl CriApi {
             .ok_or(RuntimeError::NotFound)
     }
 
-    async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, RuntimeError> {
+    /// A container's status, and its init pid from the verbose `info`
+    /// (containerd and CRI-O both give `{"pid": …}` there).
+    async fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<(cri::ContainerStatus, Option<i32>), RuntimeError> {
         let mut c = self.clients().await?;
         let req = cri::ContainerStatusRequest {
             container_id: id.to_string(),
-            verbose: false,
+            verbose: true,
         };
         let r = call(CALL_TIMEOUT, c.runtime.container_status(req)).await;
-        self.check(r)?.status.ok_or(RuntimeError::NotFound)
+        let r = self.check(r)?;
+        let pid = r.info.get("info").and_then(|i| info_pid(i));
+        Ok((r.status.ok_or(RuntimeError::NotFound)?, pid))
     }
+}
+
+/// The `pid` of a CRI verbose `info` JSON object, when positive.
+fn info_pid(info: &str) -> Option<i32> {
+    let v: serde_json::Value = serde_json::from_str(info).ok()?;
+    let pid = i32::try_from(v.get("pid")?.as_i64()?).ok()?;
+    (pid > 0).then_some(pid)
 }
 
 impl Metadata for CriApi {
@@ -462,15 +476,17 @@ impl Control for CriApi {
                     labels: sb.labels.clone(),
                     running: sb.state == cri::PodSandboxState::SandboxReady as i32,
                     started_at: (sb.created_at > 0).then_some(i128::from(sb.created_at)),
+                    pid: None,
                 }),
                 Found::Container(c, sb) => {
-                    let st = self.container_status(&id).await?;
+                    let (st, pid) = self.container_status(&id).await?;
                     Ok(ContainerInfo {
                         id: c.id.clone(),
                         name: container_ref(&c, sb.as_ref()).name(),
                         labels: merged_labels(&c.labels, sb.as_ref()),
                         running: st.state == cri::ContainerState::ContainerRunning as i32,
                         started_at: (st.started_at > 0).then_some(i128::from(st.started_at)),
+                        pid,
                     })
                 }
             }

@@ -237,6 +237,10 @@ impl Control for DockerApi {
                 labels: r.config.and_then(|c| c.labels).unwrap_or_default(),
                 running,
                 started_at: state.started_at.as_deref().and_then(parse_rfc3339),
+                pid: state
+                    .pid
+                    .and_then(|p| i32::try_from(p).ok())
+                    .filter(|p| *p > 0),
             })
         })
     }

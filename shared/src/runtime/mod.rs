@@ -263,6 +263,9 @@ pub struct ContainerInfo {
     pub running: bool,
     /// When the current run started.
     pub started_at: Option<UnixNanos>,
+    /// The container's init process as the runtime reports it (host pid);
+    /// `None` when it runs none or the runtime does not say.
+    pub pid: Option<i32>,
 }
 
 /// A container event that may change metadata.
