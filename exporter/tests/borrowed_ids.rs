@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use pidwarden_tests::{
-    free_port, http_get, poll_until, require_docker, wait_http, ChildGuard, Daemon, TestCgroup,
+    free_port, poll_until, require_docker, try_http_get, wait_http, ChildGuard, Daemon, TestCgroup,
     TestContainer,
 };
 
@@ -36,10 +36,15 @@ impl Exporter {
         Exporter { daemon, url }
     }
 
+    /// One scrape (retried on a transport error: a loaded host may be slow
+    /// to answer).
     fn metrics(&self) -> String {
-        let (status, body) = http_get(&format!("{}/metrics", self.url));
-        assert_eq!(status, 200, "{body}\n{}", self.daemon.log());
-        body
+        let url = format!("{}/metrics", self.url);
+        poll_until(WAIT, STEP, || match try_http_get(&url) {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("GET {url} never answered 200\n{}", self.daemon.log()))
     }
 }
 

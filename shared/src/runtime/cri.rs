@@ -401,6 +401,18 @@ impl CriApi {
         let pid = r.info.get("info").and_then(|i| info_pid(i));
         Ok((r.status.ok_or(RuntimeError::NotFound)?, pid))
     }
+
+    /// A pod sandbox's init (pause) pid from its verbose status `info`;
+    /// `None` when the runtime does not say.
+    async fn sandbox_pid(&self, id: &str) -> Result<Option<i32>, RuntimeError> {
+        let mut c = self.clients().await?;
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        let r = call(CALL_TIMEOUT, c.runtime.pod_sandbox_status(req)).await;
+        Ok(self.check(r)?.info.get("info").and_then(|i| info_pid(i)))
+    }
 }
 
 /// The `pid` of a CRI verbose `info` JSON object, when positive.
@@ -476,7 +488,7 @@ impl Control for CriApi {
                     labels: sb.labels.clone(),
                     running: sb.state == cri::PodSandboxState::SandboxReady as i32,
                     started_at: (sb.created_at > 0).then_some(i128::from(sb.created_at)),
-                    pid: None,
+                    pid: self.sandbox_pid(&sb.id).await?,
                 }),
                 Found::Container(c, sb) => {
                     let (st, pid) = self.container_status(&id).await?;
@@ -537,6 +549,17 @@ impl Control for CriApi {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_init_pid_comes_from_the_verbose_info() {
+        assert_eq!(info_pid(r#"{"pid":4242,"sandboxID":"x"}"#), Some(4242));
+        assert_eq!(info_pid(r#"{"pid":0}"#), None);
+        assert_eq!(info_pid(r#"{"pid":-1}"#), None);
+        assert_eq!(info_pid(r#"{"pid":"7"}"#), None);
+        assert_eq!(info_pid(r#"{"other":1}"#), None);
+        assert_eq!(info_pid("not json"), None);
+        assert_eq!(info_pid(r#"{"pid":4294967296}"#), None);
+    }
+
     use super::*;
 
     fn sandbox(labels: &[(&str, &str)]) -> cri::PodSandbox {
