@@ -50,6 +50,12 @@ struct Cli {
         global = true
     )]
     cgroup_root: PathBuf,
+    /// A cgroup parent (relative to the cgroup root) a runtime was
+    /// configured with (`--cgroup-parent`, the kubelet's `--cgroup-root`):
+    /// container cgroups under it are recognised besides the runtimes'
+    /// default parents. Repeatable.
+    #[arg(long = "cgroup-parent", value_name = "PATH", global = true)]
+    cgroup_parents: Vec<String>,
     /// Docker Engine API endpoint (unix:///path or tcp://host:port); `none` disables it.
     #[arg(long, default_value = DEFAULT_DOCKER_HOST, value_name = "URL", global = true)]
     docker_host: String,
@@ -120,7 +126,9 @@ enum Command {
 
 impl Cli {
     fn roots(&self) -> Roots {
-        Roots::new(&self.proc_root, &self.cgroup_root)
+        let mut roots = Roots::new(&self.proc_root, &self.cgroup_root);
+        roots.cgroup_parents = self.cgroup_parents.clone();
+        roots
     }
 
     /// A collector over the roots with the configured threads.

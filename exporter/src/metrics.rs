@@ -363,6 +363,13 @@ pub fn build_families(
         "Containers discovered.",
     );
     containers.push(vec![], Value::Int(snap.containers.len() as u64));
+    let mut ambiguous = Family::new(
+        "pidwarden_ambiguous_container_ids",
+        None,
+        Gauge,
+        "Container ids refused because cgroups at two places name them (neither is published).",
+    );
+    ambiguous.push(vec![], Value::Int(snap.ambiguous.len() as u64));
     let mut duration = Family::new(
         "pidwarden_scrape_duration",
         Some(Seconds),
@@ -412,6 +419,7 @@ pub fn build_families(
         dups,
         group_procs,
         containers,
+        ambiguous,
         duration,
         errors,
         up,
@@ -691,6 +699,7 @@ mod tests {
                 "pidwarden_container_duplicate_processes",
                 "pidwarden_container_process_group_processes",
                 "pidwarden_containers",
+                "pidwarden_ambiguous_container_ids",
                 "pidwarden_scrape_duration_seconds",
                 "pidwarden_scrape_errors_total",
                 "pidwarden_runtime_up",

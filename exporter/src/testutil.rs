@@ -114,6 +114,7 @@ pub fn snapshot() -> Snapshot {
             Stage::Proc,
             "reading /proc/77/stat: permission denied".into(),
         )],
+        ambiguous: Vec::new(),
     }
 }
 

@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// The cgroup filesystem.
     #[arg(long, default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
+    /// A cgroup parent (relative to the cgroup root) a runtime was
+    /// configured with (`--cgroup-parent`, the kubelet's `--cgroup-root`):
+    /// container cgroups under it are recognised besides the runtimes'
+    /// default parents. Repeatable.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parents: Vec<String>,
     /// Serve without any authentication (tests, loopback only).
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -326,7 +332,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let store = state_store(&a.state_dir)?;
-    let roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    // Pidfds for a kill are budgeted below the open file limit: raise it.
+    match pidwarden_shared::procfs::raise_nofile_limit() {
+        Ok((old, new)) => tracing::info!(
+            old,
+            new,
+            "open file limit (RLIMIT_NOFILE soft); pidfds of a kill are pinned in batches below it"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+    let mut roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    roots.cgroup_parents = a.cgroup_parents.clone();
     // One index of the node's containers: the runtime layer and the kill
     // engine share its walks.
     let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));

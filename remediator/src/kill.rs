@@ -10,18 +10,31 @@
 //! [`pidwarden_shared::victims`]). Copies holding the container's init or a
 //! process matching a protected pattern are never victims.
 //!
-//! [`execute`] trusts nothing in the plan but identities. Every planned
-//! process is pinned by a pidfd whose (pid, start time) was verified, then
-//! re-checked: still in the container's cgroup, not the container's init,
+//! [`execute`] trusts nothing in the plan but identities and the
+//! container's cgroup as discovery found it ([`KillPlan::scope`]). Every
+//! planned process is pinned by a pidfd whose (pid, start time) was
+//! verified, then re-checked: its `/proc/<pid>/cgroup` path, in every
+//! hierarchy the container was found in, is the container's directory or
+//! below it (a sibling that only names the id, such as
+//! `libpod-conmon-<id>.scope`, is outside), not the container's init,
 //! not a zombie; the copy root still runs exactly the planned arguments. A copy
 //! is frozen (SIGSTOP through the pidfds) before its subtree is re-read, so
 //! children spawned since the plan are found and none can be forked behind
 //! the scan; only descendants of pinned members that are themselves inside
 //! the container are added. Then SIGTERM (and SIGCONT, so handlers run),
 //! up to [`KillPolicy::grace`] for the copies to exit, a second freeze and
-//! rescan of what is left, SIGKILL, and a bounded wait. A pid whose start
+//! rescan of what is left, SIGKILL, and a bounded wait. Every process is
+//! checked again (same process, still inside the container) right before
+//! its SIGTERM and right before its SIGKILL, so one moved out of the
+//! container meanwhile is continued and never signalled. A pid whose start
 //! time changed is never signalled; everything refused is reported with the
 //! reason.
+//!
+//! Pidfds are held from pinning to the end of a batch: copies are taken in
+//! batches that fit in the run's share of the file descriptor budget
+//! ([`BATCH_FDS`], [`FdPool`]), each batch signalled to its end (SIGTERM,
+//! grace, SIGKILL) and its pidfds closed before the next is pinned, so a
+//! kill of thousands of processes stays below the open file limit.
 //!
 //! Every process is handed to the journal ([`ExecControl::journal`]) before
 //! its first SIGSTOP, and the abort flag ([`ExecControl::abort`]) is checked
@@ -42,16 +55,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pidwarden_shared::cgroup::CgroupScope;
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
 use pidwarden_shared::procfs::{
-    read_cgroup_membership, read_children, read_ns_pid, read_process, Cmdline, Process,
+    read_cgroup_membership, read_children, read_ns_pid, read_process, Cmdline, FdPool, Process,
 };
 use pidwarden_shared::redact::redact_cmdline;
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::{
-    cgroup_names_container, is_container_id, is_protected, select_victims, Candidate,
-    CandidateGroup, Spared,
+    is_container_id, is_protected, select_victims, Candidate, CandidateGroup, Spared,
 };
 use pidwarden_shared::Roots;
 use serde::{Deserialize, Serialize};
@@ -64,6 +77,16 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// How long to wait for SIGKILLed processes to exit before calling them survivors.
 pub const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// Pidfds one run asks of the process's descriptor budget
+/// ([`FdPool::claim`]): processes are pinned, signalled and let go in
+/// batches of copies that fit in what it gets.
+pub const BATCH_FDS: usize = 1024;
+
+/// The smallest batch, in pidfds, when the budget has less to give (other
+/// runs or collections hold it): taken from the descriptors kept free for
+/// everything else ([`pidwarden_shared::procfs::RESERVED_FDS`]).
+pub const MIN_BATCH_FDS: usize = 64;
 
 /// How the engine chooses and kills.
 #[derive(Debug, Clone)]
@@ -133,6 +156,11 @@ pub struct CopyPlan {
 pub struct KillPlan {
     /// Full container id.
     pub container_id: String,
+    /// The container's cgroup as discovery found it when planning: the only
+    /// place [`execute`] signals in. A plan without one (read back from
+    /// older JSON) signals nothing.
+    #[serde(default)]
+    pub scope: CgroupScope,
     /// Copies to kill, least active first. Empty: nothing to do.
     pub victims: Vec<CopyPlan>,
     /// Copies kept, most active first.
@@ -190,10 +218,15 @@ pub fn plan_with_window(
     let Some(first) = collect(collector)? else {
         return Ok(None);
     };
+    let Some(layout) = collector.layout() else {
+        return Ok(None);
+    };
+    let scope = CgroupScope::of(layout, &first.container);
     let before = live(&first.processes.live);
     let groups = duplicate_groups(&before);
     let empty = KillPlan {
         container_id: id.to_string(),
+        scope: scope.clone(),
         victims: Vec::new(),
         kept: Vec::new(),
         protected_skipped: 0,
@@ -205,6 +238,13 @@ pub fn plan_with_window(
     let Some(second) = collect(collector)? else {
         return Ok(None);
     };
+    // The id now names another cgroup: not the container that was sampled.
+    if collector
+        .layout()
+        .is_none_or(|l| CgroupScope::of(l, &second.container) != scope)
+    {
+        return Ok(None);
+    }
     let after = live(&second.processes.live);
     let roots = collector.roots().clone();
     let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
@@ -476,16 +516,22 @@ pub fn execute(
     let mut run = Run {
         roots,
         id: plan.container_id.as_str(),
+        scope: &plan.scope,
         policy,
         control,
         seen: HashSet::new(),
         report: KillReport::default(),
     };
-    if !is_container_id(run.id) {
+    let bad_plan = if !is_container_id(run.id) {
+        Some("plan names no valid container id")
+    } else if run.scope.places.is_empty() {
+        Some("plan names no container cgroup")
+    } else {
+        None
+    };
+    if let Some(why) = bad_plan {
         for p in plan.victims.iter().flat_map(|c| &c.members) {
-            run.report
-                .refused
-                .push((p.clone(), "plan names no valid container id".into()));
+            run.report.refused.push((p.clone(), why.into()));
         }
         return run.report;
     }
@@ -508,6 +554,8 @@ pub fn execute(
 struct Run<'a> {
     roots: &'a Roots,
     id: &'a str,
+    /// The container's cgroup: where every signalled process must be.
+    scope: &'a CgroupScope,
     policy: &'a KillPolicy,
     control: &'a ExecControl<'a>,
     /// Identities (pid, start time) already handled, so a process is taken,
@@ -529,12 +577,30 @@ impl Run<'_> {
     /// The whole run. Every process it stops is in `held`, so an
     /// interruption (`Err`) can continue them all.
     fn kill(&mut self, plan: &KillPlan, held: &mut Vec<Member>) -> Result<(), Interrupted> {
-        for copy in &plan.victims {
+        // Pidfds are held from a copy's pinning to the end of its batch:
+        // batches of copies within this run's share of the descriptor budget.
+        let pool = FdPool::claim(self.roots, BATCH_FDS);
+        let cap = pool.cap().max(MIN_BATCH_FDS);
+        let mut copies = plan.victims.iter().peekable();
+        while let Some(copy) = copies.next() {
             self.go_on()?;
             self.take_copy(copy, held)?;
+            let full = copies
+                .peek()
+                .is_none_or(|next| held.len() + next.members.len() > cap);
+            if full && !held.is_empty() {
+                self.end_batch(held)?;
+            }
         }
+        Ok(())
+    }
 
-        // SIGTERM everything frozen, then let it run its handlers.
+    /// Signals one batch of taken copies (all frozen, in `held`) to their
+    /// end, then lets go of their pidfds (`held` is empty after).
+    fn end_batch(&mut self, held: &mut Vec<Member>) -> Result<(), Interrupted> {
+        // SIGTERM everything frozen and still inside, then let it run its
+        // handlers.
+        self.recheck(held, "SIGTERM");
         for m in held.iter_mut() {
             self.go_on()?;
             self.send(m, libc::SIGTERM, "SIGTERM");
@@ -557,6 +623,7 @@ impl Run<'_> {
         // appeared since is left out on its own, the rest still dies.
         let mut scanned = HashSet::new();
         let _ = self.freeze_descendants(OnRefusal::SkipProcess, held, 0, &mut scanned)?;
+        self.recheck(held, "SIGKILL");
         for m in held.iter_mut() {
             self.go_on()?;
             self.send(m, libc::SIGKILL, "SIGKILL");
@@ -568,6 +635,7 @@ impl Run<'_> {
                 self.report.survivors.push(m.proc.clone());
             }
         }
+        held.clear();
         Ok(())
     }
 
@@ -587,7 +655,7 @@ impl Run<'_> {
             let Some(pin) = pin_planned(self.roots, pr, &mut self.report) else {
                 continue;
             };
-            match check(self.roots, self.id, &pin) {
+            match check(self.roots, self.scope, &pin) {
                 Check::Ok(p) => {
                     if pr.pid == copy.root.pid && p.cmdline != copy.argv {
                         refuse_copy = Some("command line changed since the plan".into());
@@ -701,7 +769,7 @@ impl Run<'_> {
         parent: &PinnedProcess,
         child: i32,
     ) -> Option<(Process, PinnedProcess)> {
-        match pin_child(self.roots, self.id, parent, child) {
+        match pin_child(self.roots, self.scope, parent, child) {
             Descendant::Child { pin, process } => self
                 .seen
                 .insert((pin.pid, pin.start_time))
@@ -714,6 +782,31 @@ impl Run<'_> {
                 None
             }
         }
+    }
+
+    /// Checks every held process again right before `signal` is sent to
+    /// it: one that is no longer the pinned process inside the container
+    /// (moved to another cgroup since it was taken) is continued, recorded
+    /// as refused and let go; one that exited is let go.
+    fn recheck(&mut self, held: &mut Vec<Member>, signal: &str) {
+        let mut kept = Vec::with_capacity(held.len());
+        for mut m in held.drain(..) {
+            match check(self.roots, self.scope, &m.pin) {
+                Check::Ok(_) => kept.push(m),
+                Check::Gone => {
+                    if !m.signalled {
+                        self.report.gone_before_signal.push(m.proc.clone());
+                    }
+                }
+                Check::Refused(reason) => {
+                    resume(&mut m);
+                    self.report
+                        .refused
+                        .push((m.proc.clone(), format!("at {signal}: {reason}")));
+                }
+            }
+        }
+        *held = kept;
     }
 
     /// Sends `sig` through the pidfd and records it; a process that exited
@@ -784,8 +877,9 @@ fn pin_planned(roots: &Roots, pr: &ProcRef, report: &mut KillReport) -> Option<P
 
 /// Re-checks a pinned process: reads its cgroup membership and namespace
 /// PID, then its stat, whose unchanged start time proves the first two
-/// readings were about the pinned process.
-fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
+/// readings were about the pinned process. Inside means inside `scope`:
+/// the container's own directories and what is below them.
+fn check(roots: &Roots, scope: &CgroupScope, pin: &PinnedProcess) -> Check {
     let cgroup = match read_cgroup_membership(roots, pin.pid) {
         Ok(Some(s)) => s,
         Ok(None) => return Check::Gone,
@@ -810,8 +904,8 @@ fn check(roots: &Roots, id: &str, pin: &PinnedProcess) -> Check {
     if p.state == 'Z' || pin.exited() {
         return Check::Gone;
     }
-    if !cgroup_names_container(&cgroup, id) {
-        return Check::Refused("not inside the target container".into());
+    if !scope.contains(&cgroup) {
+        return Check::Refused("not inside the target container's cgroup".into());
     }
     if nspid == Some(1) {
         return Check::Refused("the container's init".into());
@@ -869,12 +963,17 @@ pub enum Descendant {
 
 /// Decides whether `pid`, found among the children of the pinned `parent`,
 /// may join the parent's copy. It is pinned first; then, reading after the
-/// pin, it must be inside container `id`, not its init, not a zombie, and
+/// pin, it must be inside the container's cgroup `scope`, not its init, not a zombie, and
 /// have `parent.pid` as its parent while `parent` is still the pinned
 /// process (its pidfd not exited, its start time unchanged). A pid that was
 /// recycled since the children list was read (by a kept copy's process, or
 /// anything else) fails one of these and is refused, never stopped.
-pub fn pin_child(roots: &Roots, id: &str, parent: &PinnedProcess, pid: i32) -> Descendant {
+pub fn pin_child(
+    roots: &Roots,
+    scope: &CgroupScope,
+    parent: &PinnedProcess,
+    pid: i32,
+) -> Descendant {
     let first = match read_process(roots, pid) {
         Ok(Some(p)) if p.state != 'Z' => p,
         Ok(_) => return Descendant::Gone,
@@ -898,7 +997,7 @@ pub fn pin_child(roots: &Roots, id: &str, parent: &PinnedProcess, pid: i32) -> D
         Ok(None) => return Descendant::Gone,
         Err(e) => return refused(&first, format!("cannot pin: {e}")),
     };
-    let now = match check(roots, id, &pin) {
+    let now = match check(roots, scope, &pin) {
         Check::Ok(p) => p,
         Check::Gone => return Descendant::Gone,
         Check::Refused(reason) => return refused(&first, reason),
@@ -1017,38 +1116,43 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_without_a_valid_container_id_signals_nothing() {
+    fn a_plan_without_a_valid_container_id_or_cgroup_signals_nothing() {
         let victim = ProcRef {
             pid: std::process::id() as i32,
             start_time: 1,
             command: "x".into(),
         };
-        let plan = KillPlan {
-            container_id: String::new(),
-            victims: vec![CopyPlan {
-                root: victim.clone(),
-                argv: Cmdline::default(),
-                members: vec![victim.clone()],
-                cpu_ticks: 0,
-            }],
-            kept: Vec::new(),
-            protected_skipped: 0,
-        };
-        let r = execute(
-            &Roots::default(),
-            &plan,
-            &KillPolicy::default(),
-            &ExecControl::unattended(),
-        );
-        assert!(r.signalled.is_empty());
-        assert_eq!(r.refused.len(), 1);
-        assert_eq!(r.refused[0].0, victim);
+        let ids = [String::new(), "a".repeat(64)];
+        for id in ids {
+            let plan = KillPlan {
+                container_id: id,
+                scope: CgroupScope::default(),
+                victims: vec![CopyPlan {
+                    root: victim.clone(),
+                    argv: Cmdline::default(),
+                    members: vec![victim.clone()],
+                    cpu_ticks: 0,
+                }],
+                kept: Vec::new(),
+                protected_skipped: 0,
+            };
+            let r = execute(
+                &Roots::default(),
+                &plan,
+                &KillPolicy::default(),
+                &ExecControl::unattended(),
+            );
+            assert!(r.signalled.is_empty());
+            assert_eq!(r.refused.len(), 1);
+            assert_eq!(r.refused[0].0, victim);
+        }
     }
 
     #[test]
     fn proc_refs_round_trip_through_json() {
         let plan = KillPlan {
             container_id: "a".repeat(64),
+            scope: CgroupScope::default(),
             victims: Vec::new(),
             kept: vec![CopyPlan {
                 argv: Cmdline::from_args(["sh", "-c", "x"]),

@@ -61,6 +61,12 @@ impl Service {
                 ActionEnd::new(Outcome::Recovered, "no duplicate copies left on re-check")
             };
         }
+        if let Some(end) = self
+            .runtime_view_mismatch(&job.info, Some(plan.scope.clone()))
+            .await
+        {
+            return end;
+        }
         let procs = plan_processes(&plan);
         if job.dry_run {
             return ActionEnd::new(

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod engine;
 pub mod forward;
 pub mod http;
+mod identity;
 pub mod kill;
 pub mod kill_action;
 pub mod metrics;

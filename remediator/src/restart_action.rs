@@ -52,6 +52,9 @@ impl Service {
                 );
             }
         }
+        if let Some(end) = self.runtime_view_mismatch(&info, None).await {
+            return end;
+        }
         if let Some(why) = crate::decide::restart_refusal(&info) {
             return ActionEnd::new(Outcome::Protected, format!("not restarting: {why}"));
         }

@@ -885,24 +885,24 @@ fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
     // container's init and a host process. None is taken.
     let kept_child = &kept.members[1];
     let why = refusal(
-        pin_child(&roots, &c.id, &parent, kept_child.pid),
+        pin_child(&roots, &plan.scope, &parent, kept_child.pid),
         kept_child.pid,
     );
     assert!(why.contains("not a child"), "{why}");
     let why = refusal(
-        pin_child(&roots, &c.id, &parent, kept.root.pid),
+        pin_child(&roots, &plan.scope, &parent, kept.root.pid),
         kept.root.pid,
     );
     assert!(why.contains("not a child"), "{why}");
-    let why = refusal(pin_child(&roots, &c.id, &parent, init.pid), init.pid);
+    let why = refusal(pin_child(&roots, &plan.scope, &parent, init.pid), init.pid);
     assert!(why.contains("init"), "{why}");
     let host_pid = host.id() as i32;
-    let why = refusal(pin_child(&roots, &c.id, &parent, host_pid), host_pid);
+    let why = refusal(pin_child(&roots, &plan.scope, &parent, host_pid), host_pid);
     assert!(why.contains("not inside"), "{why}");
 
     // Its own child is taken, pinned, and not stopped by being taken.
     let own = &victim.members[1];
-    match pin_child(&roots, &c.id, &parent, own.pid) {
+    match pin_child(&roots, &plan.scope, &parent, own.pid) {
         Descendant::Child { pin, process } => {
             assert_eq!((pin.pid, pin.start_time), (own.pid, own.start_time));
             assert_eq!(process.ppid, victim.root.pid);
@@ -920,7 +920,7 @@ fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
         parent.exited().then_some(())
     })
     .expect("the victim exited");
-    let why = refusal(pin_child(&roots, &c.id, &parent, own.pid), own.pid);
+    let why = refusal(pin_child(&roots, &plan.scope, &parent, own.pid), own.pid);
     assert!(
         why.contains("not a child") || why.contains("exited"),
         "{why}"

@@ -25,7 +25,7 @@ use pidwarden_remediator::metrics::Metrics;
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::service::Service;
 use pidwarden_remediator::store::Store;
-use pidwarden_shared::cgroup::ContainerIndex;
+use pidwarden_shared::cgroup::{CgroupScope, ContainerIndex};
 use pidwarden_shared::Roots;
 use pidwarden_tests::{poll_until, require_docker, TestContainer};
 
@@ -144,6 +144,15 @@ impl KillEngine for ProtectAfterPlan {
     fn is_local(&self, id: &str) -> bool {
         self.inner.is_local(id)
     }
+
+    fn check_runtime_view(
+        &self,
+        id: &str,
+        init_pid: Option<i32>,
+        planned: Option<&CgroupScope>,
+    ) -> Result<(), String> {
+        self.inner.check_runtime_view(id, init_pid, planned)
+    }
 }
 
 /// A container whose init runs three copies of one script: each waits for
@@ -192,6 +201,8 @@ async fn a_kill_that_signalled_nothing_is_not_a_kill() {
     });
     let runtime = Arc::new(FakeRuntime::default());
     runtime.add(&c.id, &c.name, &[]);
+    let init = i32::try_from(c.init_pid()).unwrap();
+    runtime.set(&c.id, |info| info.pid = Some(init));
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let svc = Service::new(

@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub containers: Vec<ContainerSnapshot>,
     /// Errors met, by stage (each also logged by the caller).
     pub errors: Vec<(Stage, String)>,
+    /// Container ids whose cgroup name was found at two places: refused,
+    /// neither published (logged once by the collector when first seen).
+    pub ambiguous: Vec<cgroup::Ambiguous>,
 }
 
 /// How a collection reads processes.
@@ -158,6 +161,8 @@ pub struct Collector {
     readers: Vec<Shard>,
     /// Whether the spent descriptor budget was logged.
     budget_logged: bool,
+    /// The ambiguous ids of the last walk, each logged when it first showed.
+    ambiguous: Vec<cgroup::Ambiguous>,
 }
 
 impl Collector {
@@ -203,6 +208,7 @@ impl Collector {
             layout: None,
             mode,
             budget_logged: false,
+            ambiguous: Vec::new(),
         }
     }
 
@@ -315,11 +321,17 @@ impl Collector {
         }
         let stats = self.table_stats();
         log_budget_once(&mut self.budget_logged, stats);
+        snapshot.ambiguous = self.ambiguous.clone();
         snapshot.errors = errors
             .into_iter()
             .map(|(stage, e)| (stage, e.to_string()))
             .collect();
         snapshot
+    }
+
+    /// The cgroup layout of the last collection, when it found one.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
     }
 
     /// Collects one container by full id; `Ok(None)` when it is not a
@@ -375,8 +387,11 @@ impl Collector {
                     }
                 },
             };
-            match cgroup::discover(&layout) {
-                Ok(containers) => return Some((layout, containers)),
+            match cgroup::discover_all(&layout) {
+                Ok(found) => {
+                    self.note_ambiguous(found.ambiguous);
+                    return Some((layout, found.containers));
+                }
                 Err(e) => {
                     self.layout = None;
                     if attempt == attempts {
@@ -386,6 +401,23 @@ impl Collector {
             }
         }
         None
+    }
+}
+
+impl Collector {
+    /// Keeps the ambiguous ids of the last walk, logging those that were
+    /// not ambiguous in the walk before (once, not every collection).
+    fn note_ambiguous(&mut self, now: Vec<cgroup::Ambiguous>) {
+        for a in &now {
+            if !self.ambiguous.iter().any(|b| b.id == a.id) {
+                tracing::warn!(
+                    id = %a.id,
+                    paths = ?a.paths,
+                    "a container id names cgroups at two places; neither is taken as the container"
+                );
+            }
+        }
+        self.ambiguous = now;
     }
 }
 

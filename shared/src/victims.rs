@@ -142,29 +142,6 @@ pub use crate::procfs::parse_nspid;
 /// signal decision: the one container discovery uses.
 pub use crate::cgroup::is_container_id;
 
-/// True when any cgroup path in `/proc/<pid>/cgroup` content has a path
-/// component naming the container `id` (`<id>`, `docker-<id>.scope`,
-/// `libpod-<id>.scope`, `cri-containerd-<id>.scope`, …). The id must be a
-/// full id ([`is_container_id`]) and must not be part of a longer hex run.
-pub fn cgroup_names_container(content: &str, id: &str) -> bool {
-    if !is_container_id(id) {
-        return false;
-    }
-    let is_hex = |b: u8| b.is_ascii_hexdigit();
-    content.lines().any(|line| {
-        let Some(path) = line.splitn(3, ':').nth(2) else {
-            return false;
-        };
-        path.split('/').any(|comp| {
-            comp.match_indices(id).any(|(at, _)| {
-                let before = comp.as_bytes()[..at].last().copied();
-                let after = comp.as_bytes().get(at + id.len()).copied();
-                !before.is_some_and(is_hex) && !after.is_some_and(is_hex)
-            })
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,31 +282,5 @@ mod tests {
         assert_eq!(parse_nspid("Name:\tsh\nPid:\t1\n"), None);
         assert_eq!(parse_nspid("NSpid:\t\n"), None);
         assert_eq!(parse_nspid("NSpid:\tabc\n"), None);
-    }
-
-    #[test]
-    fn cgroup_membership_needs_the_full_id_as_a_whole() {
-        let id = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b";
-        assert!(is_container_id(id));
-        let v1 = format!("12:pids:/docker/{id}\n11:memory:/docker/{id}\n0::/\n");
-        assert!(cgroup_names_container(&v1, id));
-        let v2 = format!("0::/system.slice/docker-{id}.scope\n");
-        assert!(cgroup_names_container(&v2, id));
-        let nested = format!("0::/kubepods/besteffort/pod1/cri-containerd-{id}.scope/sub\n");
-        assert!(cgroup_names_container(&nested, id));
-        assert!(!cgroup_names_container(
-            "0::/system.slice/cron.service\n",
-            id
-        ));
-        let longer = format!("0::/docker/{id}ab\n");
-        assert!(!cgroup_names_container(&longer, id));
-        let prefixed = format!("0::/docker/a{id}\n");
-        assert!(!cgroup_names_container(&prefixed, id));
-        // Bad ids never match anything, the empty id included.
-        assert!(!is_container_id(""));
-        assert!(!cgroup_names_container("0::/\n", ""));
-        assert!(!cgroup_names_container(&v1, &id[..12]));
-        assert!(!is_container_id(&id.to_uppercase()));
-        assert!(!is_container_id("../../../../etc/passwd"));
     }
 }

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use pidwarden_shared::cgroup::{
-    detect_layout, discover, read_memory, read_pids, read_procs_recursive, Container, Layout,
-    MemoryStats, PidsStats, Runtime,
+    detect_layout, discover, discover_all, read_memory, read_pids, read_procs_recursive, Ambiguous,
+    Container, Layout, MemoryStats, PidsStats, Runtime,
 };
 use pidwarden_shared::runtime::Kind;
 use pidwarden_shared::{Error, Limit, Roots};
@@ -954,4 +954,146 @@ fn hierarchy_root_limits_are_not_ancestors() {
     assert_eq!((p.limit, p.headroom), (Limit::Unlimited, None));
     let m = read_memory(&layout, &cs[0]).unwrap().unwrap();
     assert_eq!(m.limit, Limit::Unlimited);
+}
+
+/// Every v2 layout a runtime makes, each holding its own container, beside
+/// cgroups that borrow those ids at parents no runtime uses (a user's
+/// delegated subtree, a stray `mkdir`), with other task counts: only the
+/// runtimes' cgroups are containers, and their figures are the ones read.
+#[test]
+fn v2_ids_borrowed_at_other_parents_are_not_containers() {
+    let t = Tree::v2();
+    let uid_ = POD_UID.replace('-', "_");
+    let ids: Vec<String> = (0..10)
+        .map(|i| format!("{:x}", 0xa0 + i).repeat(32))
+        .collect();
+    let real: Vec<(String, Runtime, Option<&str>)> = vec![
+        (format!("docker/{}", ids[0]), Runtime::Docker, None),
+        (format!("system.slice/docker-{}.scope", ids[1]), Runtime::Docker, None),
+        (format!("machine.slice/libpod-{}.scope", ids[2]), Runtime::Podman, None),
+        (format!("libpod_parent/libpod-{}", ids[3]), Runtime::Podman, None),
+        (
+            format!("kubepods/besteffort/pod{POD_UID}/{}", ids[4]),
+            Runtime::Containerd,
+            Some(POD_UID),
+        ),
+        (
+            format!("kubepods/burstable/pod{POD_UID}/crio-{}.scope", ids[5]),
+            Runtime::Crio,
+            Some(POD_UID),
+        ),
+        (
+            format!("kubepods/pod{POD_UID}/{}", ids[6]),
+            Runtime::Containerd,
+            Some(POD_UID),
+        ),
+        (
+            format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{}.scope",
+                ids[7]
+            ),
+            Runtime::Containerd,
+            Some(POD_UID),
+        ),
+        (
+            format!("kubepods.slice/kubepods-pod{uid_}.slice/crio-{}.scope", ids[8]),
+            Runtime::Crio,
+            Some(POD_UID),
+        ),
+        (
+            format!(
+                "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{uid_}.slice/cri-containerd-{}.scope",
+                ids[9]
+            ),
+            Runtime::Containerd,
+            Some(POD_UID),
+        ),
+    ];
+    let delegated = "user.slice/user-1000.slice/user@1000.service";
+    for (i, (rel, _, _)) in real.iter().enumerate() {
+        t.set(rel, "pids.current", "3\n");
+        let leaf = rel.rsplit('/').next().unwrap();
+        let parent = &rel[..rel.len() - leaf.len() - 1];
+        // the same names below a user's delegated subtree and a stray directory
+        for stray in [
+            format!("{delegated}/{rel}"),
+            format!("pidwarden-test-x/{rel}"),
+        ] {
+            t.set(&stray, "pids.current", "10\n");
+        }
+        // a runtime's own name at another runtime's parent, or none
+        let id = &ids[i];
+        for stray in [
+            format!("{delegated}/docker-{id}.scope"),
+            format!("system.slice/foo.service/docker-{id}.scope"),
+            format!("{parent}/x/docker-{id}.scope"),
+            format!("machine.slice/libpod-conmon-{id}.scope"),
+        ] {
+            t.set(&stray, "pids.current", "10\n");
+        }
+    }
+    let layout = t.layout();
+    let found = discover_all(&layout).unwrap();
+    assert_eq!(found.ambiguous, vec![]);
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(ids_of(&found.containers), want);
+    for (i, (rel, runtime, pod)) in real.iter().enumerate() {
+        let c = find(&found.containers, &ids[i]);
+        assert_eq!(c.rel_path, PathBuf::from(rel), "{rel}");
+        assert_eq!((c.runtime, c.pod_uid.as_deref()), (*runtime, *pod), "{rel}");
+        assert_eq!(read_pids(&layout, c).unwrap().unwrap().current, 3, "{rel}");
+    }
+}
+
+fn ids_of(cs: &[Container]) -> Vec<&str> {
+    cs.iter().map(|c| c.id.as_str()).collect()
+}
+
+/// An id at two places a runtime uses (or at a configured parent beside a
+/// default one) is refused: neither cgroup is a container, and the id is
+/// listed with both paths. On v1, places differing between the pids and the
+/// memory hierarchies are two places too.
+#[test]
+fn an_id_at_two_runtime_places_is_refused_on_v2_and_v1() {
+    let t = Tree::v2();
+    let one = format!("docker/{ID_A}");
+    let two = format!("system.slice/docker-{ID_A}.scope");
+    t.set(&one, "pids.current", "3\n")
+        .set(&two, "pids.current", "10\n")
+        .set(&format!("docker/{ID_B}"), "pids.current", "1\n");
+    let found = discover_all(&t.layout()).unwrap();
+    assert_eq!(ids_of(&found.containers), vec![ID_B]);
+    assert_eq!(
+        found.ambiguous,
+        vec![Ambiguous {
+            id: ID_A.into(),
+            paths: vec![one.clone(), two.clone()],
+        }]
+    );
+    assert_eq!(ids(&discover(&t.layout()).unwrap()), vec![ID_B]);
+
+    // A configured parent counts as a runtime's place.
+    let t = Tree::v2();
+    let custom = format!("custom/{ID_A}");
+    t.set(&one, "pids.current", "3\n")
+        .set(&custom, "pids.current", "10\n");
+    let plain = discover_all(&t.layout()).unwrap();
+    assert_eq!(ids_of(&plain.containers), vec![ID_A]);
+    assert_eq!(plain.containers[0].rel_path, PathBuf::from(&one));
+    let layout = detect_layout(&t.roots().with_cgroup_parent("custom")).unwrap();
+    let configured = discover_all(&layout).unwrap();
+    assert!(configured.containers.is_empty());
+    assert_eq!(configured.ambiguous[0].paths, vec![custom, one.clone()]);
+
+    // v1: the pids and memory hierarchies disagree.
+    let t = Tree::hybrid();
+    t.cgroup(&format!("pids/{one}"))
+        .cgroup(&format!("memory/{one}"))
+        .cgroup(&format!("pids/docker/{ID_B}"))
+        .cgroup(&format!("memory/{two}"));
+    let found = discover_all(&t.layout()).unwrap();
+    assert_eq!(ids_of(&found.containers), vec![ID_B]);
+    assert_eq!(found.ambiguous.len(), 1);
+    assert_eq!(found.ambiguous[0].paths, vec![one, two]);
 }

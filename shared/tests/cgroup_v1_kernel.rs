@@ -117,7 +117,8 @@ fn v1_kernel_discovery_limits_and_procs() {
     pids.push(f.sleep_into("docker/{id}/sub"));
     pids.sort_unstable();
 
-    let layout = detect_layout(&Roots::new("/proc", CGROUP_ROOT)).unwrap();
+    let layout =
+        detect_layout(&Roots::new("/proc", CGROUP_ROOT).with_cgroup_parent(f.name())).unwrap();
     assert_eq!(layout.v1_pids, Some(PathBuf::from("/sys/fs/cgroup/pids")));
     assert_eq!(
         layout.v1_memory,
@@ -186,7 +187,8 @@ fn v1_kernel_fork_refused_at_the_limit_counts_a_hit() {
     // no room for one more task in the container itself
     f.set("pids", "docker/{id}", "pids.max", "3");
 
-    let layout = detect_layout(&Roots::new("/proc", CGROUP_ROOT)).unwrap();
+    let layout =
+        detect_layout(&Roots::new("/proc", CGROUP_ROOT).with_cgroup_parent(f.name())).unwrap();
     let cs = discover(&layout).unwrap();
     let c = f.find(&cs).clone();
     let mut expected = vec![s1, s2, sh];

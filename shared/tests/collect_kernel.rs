@@ -18,7 +18,7 @@ use pidwarden_shared::groups::surplus;
 use pidwarden_shared::Roots;
 
 mod common;
-use common::{become_subreaper, find, TestContainer};
+use common::{become_subreaper, find, roots_with, TestContainer};
 
 /// sh ─┬─ sleep 1000  ×3  (duplicates: one group of 3, surplus 2)
 ///     └─ sleep 1001 ── zombie (`sleep 0.1`, never reaped: sleep does not wait)
@@ -35,7 +35,7 @@ fn collects_processes_duplicates_and_zombies_from_a_real_cgroup() {
     tc.spawn(SCRIPT, &[]);
     let sh = tc.sh_pid();
 
-    let mut collector = Collector::new(Roots::default());
+    let mut collector = Collector::new(roots_with([&tc]));
     let deadline = Instant::now() + Duration::from_secs(15);
     let snap = loop {
         let snap = collector

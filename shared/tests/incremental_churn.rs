@@ -26,10 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::{CollectMode, Collector};
-use pidwarden_shared::Roots;
 
 mod common;
-use common::{become_subreaper, find, reap_any, TestContainer, View};
+use common::{become_subreaper, find, reap_any, roots_with, TestContainer, View};
 
 const CONTAINERS: usize = 20;
 
@@ -121,12 +120,12 @@ fn incremental_equals_full_scan_and_kernel_under_churn() {
         })
     };
 
-    let mut inc = Collector::with_mode(Roots::default(), 2, CollectMode::Incremental);
+    let mut inc = Collector::with_mode(roots_with(&containers), 2, CollectMode::Incremental);
     // Re-read while young for 2 s, not a minute: enough to see the execs
     // right after fork, short enough that the orphans (their parent exits
     // after 3 s) are known only through the exit of their parent.
     inc.set_young_window(Duration::from_secs(2));
-    let mut full = Collector::with_mode(Roots::default(), 2, CollectMode::Full);
+    let mut full = Collector::with_mode(roots_with(&containers), 2, CollectMode::Full);
     let secs = churn_secs();
     let start = Instant::now();
     let mut checkpoints = 0;

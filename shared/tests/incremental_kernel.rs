@@ -19,7 +19,7 @@ use pidwarden_shared::Roots;
 use pidwarden_tests::ChildGuard;
 
 mod common;
-use common::{find, TestContainer, View};
+use common::{find, roots_with, TestContainer, View};
 
 /// The tests here run one at a time: one steers the pids the kernel hands
 /// out, the other forks thousands of processes and lowers the open file
@@ -80,7 +80,7 @@ fn a_pid_recycled_between_collections_is_a_new_process() {
     let Some(tc) = TestContainer::create_in(&["pids"]) else {
         return;
     };
-    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    let mut inc = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Incremental);
     let mut old = ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg("1000")));
     let pid = old.id() as i32;
     let before = collect_until(&mut inc, &tc.id, "the first process", |cs| {
@@ -127,7 +127,7 @@ fn a_pid_recycled_between_collections_is_a_new_process() {
     );
     assert_eq!(after.processes.live.len(), 1, "{:#?}", after.processes);
     assert!(after.processes.zombies.is_empty(), "{:#?}", after.processes);
-    let full = Collector::with_mode(Roots::default(), 1, CollectMode::Full)
+    let full = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Full)
         .collect_one(&tc.id)
         .unwrap()
         .unwrap();
@@ -148,7 +148,7 @@ fn an_unchanged_container_is_not_listed_and_every_change_lists_it() {
     let Some(tc) = TestContainer::create_in(&["pids"]) else {
         return;
     };
-    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    let mut inc = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Incremental);
     // Nobody young: only a change may make the container listed.
     inc.set_young_window(Duration::ZERO);
     let spawn = |arg: &str| ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg(arg)));
@@ -262,7 +262,7 @@ fn a_process_started_just_after_a_collection_is_listed_by_the_next() {
     let Some(tc) = TestContainer::create_in(&["pids"]) else {
         return;
     };
-    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    let mut inc = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Incremental);
     let first = ChildGuard(tc.cgroup().spawn_in(Command::new("sleep").arg("1000")));
     collect_until(&mut inc, &tc.id, "the first process", |cs| {
         cs.processes.live.len() == 1 && cs.processes.live[0].pid == first.id() as i32
@@ -343,11 +343,11 @@ fn beyond_the_fd_budget_processes_are_read_by_full_scan_and_it_is_said_once() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let mut inc = Collector::with_mode(Roots::default(), 1, CollectMode::Incremental);
+    let mut inc = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Incremental);
     // The oracle claims its kept `stat` handles from the same budget: what
     // the incremental table left (nothing). Each claiming the whole budget,
     // the two ran out of descriptors together.
-    let mut full = Collector::with_mode(Roots::default(), 1, CollectMode::Full);
+    let mut full = Collector::with_mode(roots_with([&tc]), 1, CollectMode::Full);
     tracing::subscriber::with_default(subscriber, || {
         for round in 0..3 {
             let before = tc.kernel_view();

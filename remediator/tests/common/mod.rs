@@ -29,6 +29,7 @@ use pidwarden_remediator::runtime::{ContainerInfo, ContainerRuntime, RuntimeErro
 use pidwarden_remediator::service::Service;
 use pidwarden_remediator::store::{Record, Store};
 use pidwarden_remediator::timefmt::{now_nanos, parse_rfc3339};
+use pidwarden_shared::cgroup::CgroupScope;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -66,6 +67,7 @@ impl FakeRuntime {
                 running: true,
                 started_at: parse_rfc3339("2020-01-01T00:00:00Z"),
                 pod: None,
+                pid: Some(4242),
             },
         );
     }
@@ -153,6 +155,8 @@ pub struct FakeEngine {
     pub resume_asked: Mutex<Vec<(i32, u64)>>,
     /// Containers whose cgroup is on another node.
     pub remote: Mutex<Vec<String>>,
+    /// Containers whose discovered cgroup is not the runtime's.
+    pub foreign: Mutex<Vec<String>>,
 }
 
 impl FakeEngine {
@@ -171,6 +175,18 @@ impl FakeEngine {
 impl KillEngine for FakeEngine {
     fn is_local(&self, id: &str) -> bool {
         !self.remote.lock().unwrap().iter().any(|r| r == id)
+    }
+
+    fn check_runtime_view(
+        &self,
+        id: &str,
+        init_pid: Option<i32>,
+        _planned: Option<&CgroupScope>,
+    ) -> Result<(), String> {
+        if self.foreign.lock().unwrap().iter().any(|f| f == id) {
+            return Err(format!("init {init_pid:?} is elsewhere"));
+        }
+        Ok(())
     }
 
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
@@ -211,6 +227,7 @@ impl KillEngine for FakeEngine {
         };
         Ok(Some(KillPlan {
             container_id: id.to_string(),
+            scope: CgroupScope::default(),
             victims: (1..=n).map(copy).collect(),
             kept: vec![copy(0)],
             protected_skipped: protected,

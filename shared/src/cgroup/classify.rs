@@ -57,16 +57,86 @@ fn pod_container(leaf: &str) -> Option<(Runtime, &str)> {
     None
 }
 
+/// A container directly under a parent the operator configured
+/// ([`crate::Roots::cgroup_parents`]): every name a runtime gives its
+/// container cgroups, a bare id being Docker's (`--cgroup-parent` with the
+/// cgroupfs driver).
+fn custom_parent_container(leaf: &str) -> Option<(Runtime, &str)> {
+    if is_container_id(leaf) {
+        return Some((Runtime::Docker, leaf));
+    }
+    [
+        ("docker-", ".scope", Runtime::Docker),
+        ("libpod-", ".scope", Runtime::Podman),
+        ("libpod-", "", Runtime::Podman),
+        ("cri-containerd-", ".scope", Runtime::Containerd),
+        ("crio-", ".scope", Runtime::Crio),
+    ]
+    .into_iter()
+    .find_map(|(prefix, suffix, rt)| id_between(leaf, prefix, suffix).map(|id| (rt, id)))
+}
+
+/// The kubelet's QoS classes below `kubepods` (guaranteed pods sit directly in it).
+const QOS: [&str; 2] = ["besteffort", "burstable"];
+
+/// The pod uid when `ancestors` is the path of a pod cgroup as the kubelet
+/// makes it, from the hierarchy root: cgroupfs driver
+/// `[kubelet/]kubepods[/<qos>]/pod<uid>`, systemd driver
+/// `[kubelet.slice/kubelet-]kubepods.slice[/…-<qos>.slice]/…-pod<uid>.slice`
+/// (each slice named after its parent, as systemd nests them).
+fn kube_pod(ancestors: &[&str]) -> Option<String> {
+    let (&pod, above) = ancestors.split_last()?;
+    if pod.ends_with(".slice") {
+        let stems: Vec<&str> = ancestors
+            .iter()
+            .map(|c| c.strip_suffix(".slice"))
+            .collect::<Option<_>>()?;
+        let (&pod_stem, above) = stems.split_last()?;
+        let base = match above {
+            ["kubepods"] | ["kubelet", "kubelet-kubepods"] => above[above.len() - 1],
+            ["kubepods", qos] | ["kubelet", "kubelet-kubepods", qos] => {
+                let kube = above[above.len() - 2];
+                let class = qos.strip_prefix(kube)?.strip_prefix('-')?;
+                if !QOS.contains(&class) {
+                    return None;
+                }
+                qos
+            }
+            _ => return None,
+        };
+        let raw = pod_stem.strip_prefix(base)?.strip_prefix("-pod")?;
+        let uid = raw.replace('_', "-");
+        return valid_pod_uid(&uid).then_some(uid);
+    }
+    let kube = match above {
+        ["kubepods"] | ["kubelet", "kubepods"] => true,
+        ["kubepods", qos] | ["kubelet", "kubepods", qos] => QOS.contains(qos),
+        _ => false,
+    };
+    if !kube {
+        return None;
+    }
+    pod_uid(pod)
+}
+
 /// Tells whether a cgroup path (relative to a hierarchy root, leading `/`
-/// optional) is a container, and which: `(runtime, id, pod uid)`.
+/// optional) is a container, and which: `(runtime, id, pod uid)`. Only the
+/// parents the runtimes use by default are recognised; see
+/// [`classify_under`] for parents an operator configured.
 ///
-/// Recognised: Docker `…/docker/<id>` and `…/docker-<id>.scope`; Podman
-/// `…/libpod-<id>.scope` and `libpod_parent/libpod-<id>`; containerd
-/// `…/cri-containerd-<id>.scope`; CRI-O `…/crio-<id>.scope`; and under a
-/// `kubepods` tree, any of those (or a bare `<id>`, containerd) directly in a
-/// pod cgroup (`pod<uid>` or `kubepods-…-pod<uid>.slice`), with the pod uid.
-/// Runtime helper cgroups (`libpod-conmon-…`, `crio-conmon-…`) and anything
-/// whose id is not exactly 64 lowercase hex characters are not containers.
+/// Recognised: Docker `docker/<id>` (cgroupfs driver) and
+/// `system.slice/docker-<id>.scope` (systemd driver); Podman
+/// `machine.slice/[machine-libpod_pod_<pod id>.slice/]libpod-<id>.scope` and
+/// `libpod_parent/libpod-<id>`;
+/// containerd and CRI-O `system.slice/cri-containerd-<id>.scope`,
+/// `system.slice/crio-<id>.scope`; and in a Kubernetes pod cgroup
+/// (`[kubelet/]kubepods[/besteffort|burstable]/pod<uid>` or the systemd
+/// driver's `kubepods[-<qos>]-pod<uid>.slice` in its slices), a bare `<id>`
+/// (containerd), `cri-containerd-<id>.scope`, `crio-<id>.scope` or
+/// `docker-<id>.scope`, with the pod uid. The same names anywhere else (a
+/// stray `mkdir`, a user's delegated subtree) are not containers, nor are
+/// runtime helper cgroups (`libpod-conmon-…`, `crio-conmon-…`) and ids that
+/// are not exactly 64 lowercase hex characters.
 ///
 /// ```
 /// use pidwarden_shared::cgroup::{classify, Runtime};
@@ -74,33 +144,65 @@ fn pod_container(leaf: &str) -> Option<(Runtime, &str)> {
 /// let (rt, got, pod) = classify(&format!("system.slice/docker-{id}.scope")).unwrap();
 /// assert_eq!((rt, got.as_str(), pod), (Runtime::Docker, id.as_str(), None));
 /// assert!(classify(&format!("machine.slice/libpod-conmon-{id}.scope")).is_none());
+/// assert!(classify(&format!("user.slice/docker-{id}.scope")).is_none());
 /// ```
 pub fn classify(rel_path: &str) -> Option<(Runtime, String, Option<String>)> {
-    let path = rel_path.trim_matches('/');
-    let (ancestors, leaf) = match path.rsplit_once('/') {
-        Some((a, l)) => (a, l),
-        None => ("", path),
-    };
-    let parent = ancestors.rsplit('/').next().unwrap_or("");
+    classify_under(rel_path, &[])
+}
 
-    if ancestors.split('/').any(|c| c.contains("kubepods")) {
-        if let Some(uid) = pod_uid(parent) {
-            return pod_container(leaf).map(|(rt, id)| (rt, id.to_string(), Some(uid)));
+/// [`classify`], and besides the default parents the operator's `parents`
+/// (paths relative to the hierarchy root, as a runtime's or the kubelet's
+/// `--cgroup-parent`/`--cgroup-root` names them): a container cgroup directly
+/// in one (`<parent>/<id>`, `<parent>/docker-<id>.scope`,
+/// `<parent>/libpod-<id>[.scope]`, …), or any default layout below one
+/// (`<parent>/kubepods/…`, `<parent>/docker/<id>`).
+pub fn classify_under(
+    rel_path: &str,
+    parents: &[String],
+) -> Option<(Runtime, String, Option<String>)> {
+    let path = rel_path.trim_matches('/');
+    for parent in parents {
+        let parent = parent.trim_matches('/');
+        if parent.is_empty() {
+            continue;
+        }
+        let Some(rest) = path.strip_prefix(parent).and_then(|r| r.strip_prefix('/')) else {
+            continue;
+        };
+        let found = if rest.contains('/') {
+            classify_default(rest)
+        } else {
+            custom_parent_container(rest).map(|(rt, id)| (rt, id.to_string(), None))
+        };
+        if found.is_some() {
+            return found;
         }
     }
+    classify_default(path)
+}
 
-    let found = if let Some(id) = id_between(leaf, "docker-", ".scope") {
-        Some((Runtime::Docker, id))
-    } else if parent == "docker" && is_container_id(leaf) {
-        Some((Runtime::Docker, leaf))
-    } else if let Some(id) = id_between(leaf, "libpod-", ".scope") {
-        Some((Runtime::Podman, id))
-    } else if parent == "libpod_parent" {
-        id_between(leaf, "libpod-", "").map(|id| (Runtime::Podman, id))
-    } else if let Some(id) = id_between(leaf, "cri-containerd-", ".scope") {
-        Some((Runtime::Containerd, id))
-    } else {
-        id_between(leaf, "crio-", ".scope").map(|id| (Runtime::Crio, id))
+fn classify_default(path: &str) -> Option<(Runtime, String, Option<String>)> {
+    let comps: Vec<&str> = path.split('/').collect();
+    let (&leaf, ancestors) = comps.split_last()?;
+    if let Some(uid) = kube_pod(ancestors) {
+        return pod_container(leaf).map(|(rt, id)| (rt, id.to_string(), Some(uid)));
+    }
+    let found = match ancestors {
+        ["docker"] => is_container_id(leaf).then_some((Runtime::Docker, leaf)),
+        ["libpod_parent"] => id_between(leaf, "libpod-", "").map(|id| (Runtime::Podman, id)),
+        ["machine.slice"] => id_between(leaf, "libpod-", ".scope").map(|id| (Runtime::Podman, id)),
+        // A container of a Podman pod (systemd cgroup manager).
+        ["machine.slice", pod] if id_between(pod, "machine-libpod_pod_", ".slice").is_some() => {
+            id_between(leaf, "libpod-", ".scope").map(|id| (Runtime::Podman, id))
+        }
+        ["system.slice"] => [
+            ("docker-", Runtime::Docker),
+            ("cri-containerd-", Runtime::Containerd),
+            ("crio-", Runtime::Crio),
+        ]
+        .into_iter()
+        .find_map(|(prefix, rt)| id_between(leaf, prefix, ".scope").map(|id| (rt, id))),
+        _ => None,
     };
     found.map(|(rt, id)| (rt, id.to_string(), None))
 }
@@ -139,7 +241,6 @@ mod tests {
             (p("docker/{id}"), Some((Docker, None))),
             (p("/docker/{id}"), Some((Docker, None))),
             (p("/docker/{id}/"), Some((Docker, None))),
-            (p("pidwarden-test-1/docker/{id}"), Some((Docker, None))),
             // Docker, systemd driver
             (p("system.slice/docker-{id}.scope"), Some((Docker, None))),
             (p("/system.slice/docker-{id}.scope"), Some((Docker, None))),
@@ -147,7 +248,7 @@ mod tests {
             (p("machine.slice/libpod-{id}.scope"), Some((Podman, None))),
             (p("libpod_parent/libpod-{id}"), Some((Podman, None))),
             (
-                p("user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{id}.scope"),
+                format!("machine.slice/machine-libpod_pod_{}.slice/libpod-{ID}.scope", "e".repeat(64)),
                 Some((Podman, None)),
             ),
             // containerd / CRI-O outside kubepods
@@ -229,6 +330,43 @@ mod tests {
             (format!("kubepods/podXYZ/{ID}"), None),
             (String::new(), None),
             ("/".into(), None),
+            // the runtimes' names at parents no runtime uses: a stray mkdir,
+            // a user's delegated subtree, a rootless runtime's own tree
+            (p("pidwarden-test-1/docker/{id}"), None),
+            (p("pidwarden-test-1/docker-{id}.scope"), None),
+            (p("user.slice/docker-{id}.scope"), None),
+            (p("user.slice/user-1000.slice/user@1000.service/docker/{id}"), None),
+            (p("user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{id}.scope"), None),
+            (p("system.slice/foo.service/docker-{id}.scope"), None),
+            (p("system.slice/docker.service/docker/{id}"), None),
+            (p("machine.slice/machine-qemu.scope/libpod-{id}.scope"), None),
+            (p("a/libpod_parent/libpod-{id}"), None),
+            (p("machine.slice/docker-{id}.scope"), None),
+            (p("user.slice/kubepods/pod{uid}/{id}"), None),
+            (p("kubepods/guaranteed/pod{uid}/{id}"), None),
+            (p("kubepods/besteffort/x/pod{uid}/{id}"), None),
+            (p("x/kubepods/pod{uid}/{id}"), None),
+            (p("kubepods/pod{uid}/libpod-{id}.scope"), None),
+            (
+                p("user.slice/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{id}.scope"),
+                None,
+            ),
+            (
+                p("kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod{uid_}.slice/crio-{id}.scope"),
+                None,
+            ),
+            (
+                p("kubepods.slice/kubepods-pod{uid_}.slice/x.slice/crio-{id}.scope"),
+                None,
+            ),
+            (
+                p("kubepods.slice/kubepods-pod{uid_}.slice/kubepods-pod{uid_}.slice/crio-{id}.scope"),
+                None,
+            ),
+            (
+                p("kubepods.slice/kubepods-guaranteed.slice/kubepods-guaranteed-pod{uid_}.slice/crio-{id}.scope"),
+                None,
+            ),
         ];
         for (path, want) in cases {
             let got = classify(&path);
@@ -239,6 +377,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn configured_parents_add_to_the_defaults() {
+        use Runtime::*;
+        let parents = vec!["/custom".to_string(), "pidwarden-test-1/docker".to_string()];
+        let cases: Vec<(String, Option<Runtime>)> = vec![
+            (p("custom/{id}"), Some(Docker)),
+            (p("/custom/docker-{id}.scope"), Some(Docker)),
+            (p("custom/libpod-{id}"), Some(Podman)),
+            (p("custom/libpod-{id}.scope"), Some(Podman)),
+            (p("custom/crio-{id}.scope"), Some(Crio)),
+            (
+                p("custom/kubepods/besteffort/pod{uid}/{id}"),
+                Some(Containerd),
+            ),
+            (p("custom/docker/{id}"), Some(Docker)),
+            (p("pidwarden-test-1/docker/{id}"), Some(Docker)),
+            // the defaults still hold
+            (p("docker/{id}"), Some(Docker)),
+            // and nothing else is added
+            (p("custom/x/{id}"), None),
+            (p("custom/libpod-conmon-{id}.scope"), None),
+            (p("customer/{id}"), None),
+            (p("x/custom/{id}"), None),
+            (p("pidwarden-test-2/docker/{id}"), None),
+        ];
+        for (path, want) in cases {
+            let got = classify_under(&path, &parents).map(|(rt, id, _)| (rt, id));
+            assert_eq!(got, want.map(|rt| (rt, ID.to_string())), "path {path}");
+        }
+        assert_eq!(classify_under(&p("custom/{id}"), &["/".into()]), None);
     }
 
     #[test]

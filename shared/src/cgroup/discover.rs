@@ -1,10 +1,10 @@
 //! Walking the cgroup hierarchies for container cgroups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{classify, CgroupDirs, Container, Layout};
+use super::{classify_under, CgroupDirs, Container, Layout};
 use crate::error::is_vanished;
 use crate::{Error, Result};
 
@@ -50,7 +50,7 @@ pub(crate) fn subdirs(dir: &Path) -> Result<Option<Vec<String>>> {
 
 /// Walks one hierarchy, classifying each directory by its path relative to
 /// `root` and not descending into containers.
-fn walk(root: &Path) -> Result<Vec<Found>> {
+fn walk(root: &Path, parents: &[String]) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -64,7 +64,7 @@ fn walk(root: &Path) -> Result<Vec<Found>> {
                 format!("{rel}/{name}")
             };
             let child = dir.join(&name);
-            match classify(&child_rel) {
+            match classify_under(&child_rel, parents) {
                 Some((runtime, id, pod_uid)) => found.push(Found {
                     rel: child_rel,
                     dir: child,
@@ -90,8 +90,34 @@ enum Role {
     ProcsOnly,
 }
 
-fn merge(into: &mut BTreeMap<String, Container>, found: Vec<Found>, role: Role) {
+/// A container id whose cgroup name was found at two different places:
+/// one of them is not the runtime's (or the runtime's own tree is
+/// inconsistent), and nothing tells which. Neither is a container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ambiguous {
+    /// The id both cgroups name.
+    pub id: String,
+    /// The cgroup paths (relative to their hierarchy roots), sorted.
+    pub paths: Vec<String>,
+}
+
+/// What one walk found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovered {
+    /// The containers, sorted by id.
+    pub containers: Vec<Container>,
+    /// Ids found at two or more places, refused (sorted by id).
+    pub ambiguous: Vec<Ambiguous>,
+}
+
+fn merge(
+    into: &mut BTreeMap<String, Container>,
+    seen: &mut BTreeMap<String, BTreeSet<String>>,
+    found: Vec<Found>,
+    role: Role,
+) {
     for f in found {
+        seen.entry(f.id.clone()).or_default().insert(f.rel.clone());
         let c = into.entry(f.id.clone()).or_insert_with(|| Container {
             id: f.id,
             runtime: f.runtime,
@@ -130,27 +156,53 @@ fn merge(into: &mut BTreeMap<String, Container>, found: Vec<Found>, role: Role) 
 /// neither is mounted the named `systemd` hierarchy, then a controller-less
 /// unified tree, give at least the containers and their processes.
 /// Directories that vanish during the walk are skipped.
+///
+/// Only the parents each runtime uses are looked at ([`classify_under`]
+/// with the layout's configured parents). An id named by two cgroups at
+/// different paths (in one hierarchy, or at different paths in the v1
+/// hierarchies) is left out: see [`discover_all`], which lists them.
 pub fn discover(layout: &Layout) -> Result<Vec<Container>> {
+    discover_all(layout).map(|d| d.containers)
+}
+
+/// [`discover`], with the ids it refused because their cgroup name was found
+/// at two places ([`Ambiguous`]).
+pub fn discover_all(layout: &Layout) -> Result<Discovered> {
     let mut by_id = BTreeMap::new();
+    let mut seen = BTreeMap::new();
+    let parents = layout.parents.as_slice();
     if layout.unified_controllers {
         if let Some(u) = &layout.unified {
-            merge(&mut by_id, walk(u)?, Role::Unified);
+            merge(&mut by_id, &mut seen, walk(u, parents)?, Role::Unified);
         }
     } else {
         let mut any_v1 = false;
         if let Some(p) = &layout.v1_pids {
             any_v1 = true;
-            merge(&mut by_id, walk(p)?, Role::V1Pids);
+            merge(&mut by_id, &mut seen, walk(p, parents)?, Role::V1Pids);
         }
         if let Some(m) = &layout.v1_memory {
             any_v1 = true;
-            merge(&mut by_id, walk(m)?, Role::V1Memory);
+            merge(&mut by_id, &mut seen, walk(m, parents)?, Role::V1Memory);
         }
         if !any_v1 {
             if let Some(s) = layout.v1_systemd.as_ref().or(layout.unified.as_ref()) {
-                merge(&mut by_id, walk(s)?, Role::ProcsOnly);
+                merge(&mut by_id, &mut seen, walk(s, parents)?, Role::ProcsOnly);
             }
         }
     }
-    Ok(by_id.into_values().collect())
+    let mut ambiguous = Vec::new();
+    for (id, paths) in seen {
+        if paths.len() > 1 {
+            by_id.remove(&id);
+            ambiguous.push(Ambiguous {
+                id,
+                paths: paths.into_iter().collect(),
+            });
+        }
+    }
+    Ok(Discovered {
+        containers: by_id.into_values().collect(),
+        ambiguous,
+    })
 }

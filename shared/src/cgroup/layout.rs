@@ -40,6 +40,7 @@ pub fn detect_layout(roots: &Roots) -> Result<Layout> {
             v1_memory: None,
             v1_systemd: None,
             unified_controllers: true,
+            parents: roots.cgroup_parents.clone(),
         });
     }
     let layout = Layout {
@@ -48,6 +49,7 @@ pub fn detect_layout(roots: &Roots) -> Result<Layout> {
         v1_memory: hierarchy(root, "memory", "cgroup.procs")?,
         v1_systemd: hierarchy(root, "systemd", "cgroup.procs")?,
         unified_controllers: false,
+        parents: roots.cgroup_parents.clone(),
     };
     if layout.unified.is_none()
         && layout.v1_pids.is_none()

@@ -19,14 +19,16 @@ mod discover;
 mod index;
 mod kept;
 mod layout;
+mod membership;
 pub mod parse;
 mod stats;
 
-pub use classify::{classify, is_container_id};
-pub use discover::discover;
+pub use classify::{classify, classify_under, is_container_id};
+pub use discover::{discover, discover_all, Ambiguous, Discovered};
 pub use index::{ContainerIndex, REWALK_AFTER};
 pub use kept::ControlFiles;
 pub use layout::detect_layout;
+pub use membership::{is_within, path_in, CgroupScope, Hierarchy, Place};
 pub use stats::{
     count_threads_from, count_threads_recursive, read_memory, read_memory_from, read_pids,
     read_pids_from, read_procs_from, read_procs_recursive, Fresh, Source,
@@ -45,6 +47,9 @@ pub struct Layout {
     pub v1_systemd: Option<PathBuf>,
     /// Whether the unified tree carries the pids/memory controllers (pure v2).
     pub unified_controllers: bool,
+    /// Cgroup parents configured besides the runtimes' defaults
+    /// ([`crate::Roots::cgroup_parents`]).
+    pub parents: Vec<String>,
 }
 
 /// The container runtime that created a cgroup, told from its path.

@@ -417,15 +417,41 @@ impl CriApi {
             .ok_or(RuntimeError::NotFound)
     }
 
-    async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, RuntimeError> {
+    /// A container's status, and its init pid from the verbose `info`
+    /// (containerd and CRI-O both give `{"pid": …}` there).
+    async fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<(cri::ContainerStatus, Option<i32>), RuntimeError> {
         let mut c = self.clients().await?;
         let req = cri::ContainerStatusRequest {
             container_id: id.to_string(),
-            verbose: false,
+            verbose: true,
         };
         let r = call(CALL_TIMEOUT, c.runtime.container_status(req)).await;
-        self.check(r)?.status.ok_or(RuntimeError::NotFound)
+        let r = self.check(r)?;
+        let pid = r.info.get("info").and_then(|i| info_pid(i));
+        Ok((r.status.ok_or(RuntimeError::NotFound)?, pid))
     }
+
+    /// A pod sandbox's init (pause) pid from its verbose status `info`;
+    /// `None` when the runtime does not say.
+    async fn sandbox_pid(&self, id: &str) -> Result<Option<i32>, RuntimeError> {
+        let mut c = self.clients().await?;
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        let r = call(CALL_TIMEOUT, c.runtime.pod_sandbox_status(req)).await;
+        Ok(self.check(r)?.info.get("info").and_then(|i| info_pid(i)))
+    }
+}
+
+/// The `pid` of a CRI verbose `info` JSON object, when positive.
+fn info_pid(info: &str) -> Option<i32> {
+    let v: serde_json::Value = serde_json::from_str(info).ok()?;
+    let pid = i32::try_from(v.get("pid")?.as_i64()?).ok()?;
+    (pid > 0).then_some(pid)
 }
 
 impl Metadata for CriApi {
@@ -495,9 +521,10 @@ impl Control for CriApi {
                     running: sb.state == cri::PodSandboxState::SandboxReady as i32,
                     started_at: (sb.created_at > 0).then_some(i128::from(sb.created_at)),
                     pod: None,
+                    pid: self.sandbox_pid(&sb.id).await?,
                 }),
                 Found::Container(c, sb) => {
-                    let st = self.container_status(&id).await?;
+                    let (st, pid) = self.container_status(&id).await?;
                     Ok(ContainerInfo {
                         id: c.id.clone(),
                         name: container_ref(&c, sb.as_ref()).name(),
@@ -505,6 +532,7 @@ impl Control for CriApi {
                         running: st.state == cri::ContainerState::ContainerRunning as i32,
                         started_at: (st.started_at > 0).then_some(i128::from(st.started_at)),
                         pod: pod_container(&c, sb.as_ref()),
+                        pid,
                     })
                 }
             }
@@ -555,6 +583,17 @@ impl Control for CriApi {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_init_pid_comes_from_the_verbose_info() {
+        assert_eq!(info_pid(r#"{"pid":4242,"sandboxID":"x"}"#), Some(4242));
+        assert_eq!(info_pid(r#"{"pid":0}"#), None);
+        assert_eq!(info_pid(r#"{"pid":-1}"#), None);
+        assert_eq!(info_pid(r#"{"pid":"7"}"#), None);
+        assert_eq!(info_pid(r#"{"other":1}"#), None);
+        assert_eq!(info_pid("not json"), None);
+        assert_eq!(info_pid(r#"{"pid":4294967296}"#), None);
+    }
+
     use super::*;
 
     fn sandbox(labels: &[(&str, &str)]) -> cri::PodSandbox {

@@ -238,6 +238,10 @@ impl Control for DockerApi {
                 running,
                 started_at: state.started_at.as_deref().and_then(parse_rfc3339),
                 pod: None,
+                pid: state
+                    .pid
+                    .and_then(|p| i32::try_from(p).ok())
+                    .filter(|p| *p > 0),
             })
         })
     }

@@ -265,6 +265,9 @@ pub struct ContainerInfo {
     pub started_at: Option<UnixNanos>,
     /// For a Kubernetes container (not a sandbox): its place in its pod.
     pub pod: Option<PodContainer>,
+    /// The container's init process as the runtime reports it (host pid);
+    /// `None` when it runs none or the runtime does not say.
+    pub pid: Option<i32>,
 }
 
 /// The kubelet's container annotation holding the pod's

@@ -30,6 +30,18 @@ pub fn random_hex(n: usize) -> String {
     out
 }
 
+/// The host's roots, with the cgroup parents of `containers` configured:
+/// what a collection of fake containers needs.
+pub fn roots_with<'a>(
+    containers: impl IntoIterator<Item = &'a TestContainer>,
+) -> pidwarden_shared::Roots {
+    containers
+        .into_iter()
+        .fold(pidwarden_shared::Roots::default(), |r, c| {
+            r.with_cgroup_parent(c.cgroup_parent())
+        })
+}
+
 /// A fake Docker container: the kit's test cgroups
 /// `<ctrl>/pidwarden-test-…/docker/<id>` in the given hierarchies, and the
 /// shell started in them. On drop, on failure too, the shell is killed and
@@ -65,6 +77,13 @@ impl TestContainer {
 
     pub fn cgroup(&self) -> &TestCgroup {
         self.cg.as_ref().expect("the cgroups live until drop")
+    }
+
+    /// The cgroup parent its `docker/<id>` sits under: the top test cgroup,
+    /// which no runtime uses, so collections are told of it
+    /// ([`roots_with`]).
+    pub fn cgroup_parent(&self) -> String {
+        self.cgroup().name().to_string()
     }
 
     /// Starts `sh -c script [sh args…]` inside the cgroups: the child
