@@ -24,6 +24,16 @@ use crate::timefmt::now_nanos;
 
 /// How long the webhook waits for the runtime to inspect a container.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Webhook payloads handled at once at most; one more is answered 503 at
+/// once (Alertmanager retries it), so a flood of payloads cannot pile up
+/// tasks. Each payload's alerts are handled in order, in its own task.
+pub const MAX_PAYLOADS: usize = 8;
+
+/// [`MAX_PAYLOADS`] payloads are being handled already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_PAYLOADS} webhook payloads are being handled already; retry later")]
+pub struct Saturated;
+
 /// How recent a runtime answer must be for readiness.
 pub const RUNTIME_FRESH: Duration = Duration::from_secs(30);
 
@@ -42,6 +52,7 @@ pub struct Service {
     abort: Arc<AtomicBool>,
     aborted: Notify,
     peers: OnceLock<Peers>,
+    payloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Service {
@@ -129,6 +140,7 @@ impl Service {
             abort: Arc::new(AtomicBool::new(false)),
             aborted: Notify::new(),
             peers: OnceLock::new(),
+            payloads: Arc::new(tokio::sync::Semaphore::new(MAX_PAYLOADS)),
         }))
     }
 
@@ -163,6 +175,12 @@ impl Service {
         let engine = Arc::clone(&self.engine);
         let owned = id.to_string();
         blocking(move || engine.is_local(&owned)).await
+    }
+
+    /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped; `None`
+    /// when all are taken.
+    pub(crate) fn payload_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.payloads).try_acquire_owned().ok()
     }
 
     /// How peers are reached, when fleet routing is on.
