@@ -52,8 +52,10 @@ impl Service {
     /// Handles every alert of a payload, in order, in a task detached from
     /// the caller: dropping the returned future (a client gone) does not
     /// stop it. Only decisions are taken here; actions continue in
-    /// background tasks. [`Saturated`] when [`crate::service::MAX_PAYLOADS`] payloads are
-    /// being handled already (nothing was looked at: a retry may succeed).
+    /// background tasks. [`Saturated`] when none of the
+    /// [`MAX_PAYLOADS`](crate::service::MAX_PAYLOADS) slots came free within
+    /// [`PAYLOAD_WAIT`](crate::service::PAYLOAD_WAIT) (nothing was looked
+    /// at: a retry may succeed).
     pub async fn handle(
         self: &Arc<Self>,
         payload: &WebhookPayload,
@@ -68,7 +70,7 @@ impl Service {
         payload: &WebhookPayload,
         origin: Origin,
     ) -> Result<Vec<AlertOutcome>, Saturated> {
-        let slot = self.payload_slot().ok_or(Saturated)?;
+        let slot = self.payload_slot().await?;
         let svc = Arc::clone(self);
         let alerts = payload.alerts.clone();
         let task = tokio::spawn(async move {

@@ -24,14 +24,20 @@ use crate::timefmt::now_nanos;
 
 /// How long the webhook waits for the runtime to inspect a container.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Webhook payloads handled at once at most; one more is answered 503 at
-/// once (Alertmanager retries it), so a flood of payloads cannot pile up
-/// tasks. Each payload's alerts are handled in order, in its own task.
-pub const MAX_PAYLOADS: usize = 8;
+/// Webhook payloads handled at once at most. Each payload's alerts are
+/// handled in order, in its own task (which outlives a client that goes
+/// away), so retries cannot pile up tasks beyond this.
+pub const MAX_PAYLOADS: usize = 64;
 
-/// [`MAX_PAYLOADS`] payloads are being handled already.
+/// How long a payload waits for one of the [`MAX_PAYLOADS`] slots before it
+/// is answered 503 (Alertmanager retries it). A request that goes away
+/// while waiting leaves nothing behind; waiting requests are bounded by the
+/// listener's connection limit.
+pub const PAYLOAD_WAIT: Duration = Duration::from_secs(2);
+
+/// No payload slot came free within [`PAYLOAD_WAIT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{MAX_PAYLOADS} webhook payloads are being handled already; retry later")]
+#[error("{MAX_PAYLOADS} webhook payloads are being handled; none finished within {} s: retry later", PAYLOAD_WAIT.as_secs())]
 pub struct Saturated;
 
 /// How recent a runtime answer must be for readiness.
@@ -177,10 +183,16 @@ impl Service {
         blocking(move || engine.is_local(&owned)).await
     }
 
-    /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped; `None`
-    /// when all are taken.
-    pub(crate) fn payload_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.payloads).try_acquire_owned().ok()
+    /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped, waited
+    /// for at most [`PAYLOAD_WAIT`].
+    pub(crate) async fn payload_slot(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Saturated> {
+        let wait = Arc::clone(&self.payloads).acquire_owned();
+        match tokio::time::timeout(PAYLOAD_WAIT, wait).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(Saturated),
+        }
     }
 
     /// How peers are reached, when fleet routing is on.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use pidwarden_remediator::http::MAX_ALERTS;
-use pidwarden_remediator::service::MAX_PAYLOADS;
+use pidwarden_remediator::service::{INSPECT_TIMEOUT, MAX_PAYLOADS, PAYLOAD_WAIT};
 
 fn many(n: usize, id: &str) -> String {
     let fps: Vec<String> = (0..n).map(|i| format!("{i:016x}")).collect();
@@ -29,7 +29,7 @@ fn many(n: usize, id: &str) -> String {
 }
 
 #[tokio::test]
-async fn too_many_alerts_are_413_and_too_many_payloads_503() {
+async fn too_many_alerts_are_413_and_payloads_past_the_slots_wait_then_503() {
     let h = Arc::new(Harness::new(fast_settings()));
     // One alert over the cap: refused whole, nothing recorded.
     let (status, v, _) = h.post(&many(MAX_ALERTS + 1, "not-an-id")).await;
@@ -41,19 +41,28 @@ async fn too_many_alerts_are_413_and_too_many_payloads_503() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(results_of(&v).len(), MAX_ALERTS);
 
-    // Payloads that each wait on the runtime fill every slot; one more is
-    // 503 at once, and nothing of it is looked at.
-    *h.runtime.inspect_delay.lock().unwrap() = Duration::from_secs(2);
-    let slow = |i: usize| {
+    // Payloads that each wait on the runtime longer than a payload waits
+    // for a slot (and less than the inspect timeout) fill every slot.
+    let slow_inspect = PAYLOAD_WAIT + Duration::from_secs(1);
+    assert!(slow_inspect < INSPECT_TIMEOUT);
+    *h.runtime.inspect_delay.lock().unwrap() = slow_inspect;
+    let post = |body: String| {
         let h = Arc::clone(&h);
-        let body = payload(&[A::firing(
-            "Dup",
-            &format!("{i:016x}"),
-            &[("name", "web-1"), ("pidwarden_action", "restart")],
-        )]);
-        tokio::spawn(async move { h.post(&body).await.0 })
+        tokio::spawn(async move {
+            let (status, v, took) = h.post(&body).await;
+            (status, v, took)
+        })
     };
-    let busy: Vec<_> = (0..MAX_PAYLOADS).map(slow).collect();
+    let started = tokio::time::Instant::now();
+    let busy: Vec<_> = (0..MAX_PAYLOADS)
+        .map(|i| {
+            post(payload(&[A::firing(
+                "Dup",
+                &format!("{i:016x}"),
+                &[("name", "web-1"), ("pidwarden_action", "restart")],
+            )]))
+        })
+        .collect();
     let all_waiting = async {
         while h.runtime.inspects.load(Ordering::SeqCst) < MAX_PAYLOADS {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -62,14 +71,31 @@ async fn too_many_alerts_are_413_and_too_many_payloads_503() {
     tokio::time::timeout(Duration::from_secs(10), all_waiting)
         .await
         .expect("the payloads never reached the runtime");
-    let rows = h.rows().len();
-    let (status, v, took) = h.post(&many(1, &cid(7))).await;
+    // One more now: no slot comes free within its wait, so it is 503 and
+    // nothing of it is looked at.
+    let id = cid(7);
+    let refused = post(payload(&[A::firing(
+        "Refused",
+        "00000000000000e7",
+        &[("id", &id), ("pidwarden_action", "restart")],
+    )]));
+    // One posted shortly before the slots free: it waits, then is answered.
+    tokio::time::sleep_until(started + slow_inspect - PAYLOAD_WAIT / 2).await;
+    let waiting = post(many(1, "not-an-id"));
+    let (status, v, took) = refused.await.unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(h.rows().len(), rows, "a refused payload was looked at");
+    assert!(took >= PAYLOAD_WAIT && took < slow_inspect, "{took:?}");
     for b in busy {
-        assert_eq!(b.await.unwrap(), StatusCode::OK);
+        assert_eq!(b.await.unwrap().0, StatusCode::OK);
     }
+    let (status, v, took) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(took < PAYLOAD_WAIT, "{took:?}");
+    let rows = h.rows();
+    assert!(
+        rows.iter().all(|r| r.alertname != "Refused"),
+        "the refused payload was looked at"
+    );
     // Slots free again.
     *h.runtime.inspect_delay.lock().unwrap() = Duration::ZERO;
     let (status, _, _) = h.post(&many(1, "not-an-id")).await;
