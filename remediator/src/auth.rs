@@ -20,6 +20,10 @@ pub struct Credentials {
     pub bearer: Option<Vec<u8>>,
     /// Basic auth user and password.
     pub basic: Option<(Vec<u8>, Vec<u8>)>,
+    /// The peer token (`--peer-token-file`): accepted only on webhook
+    /// requests another remediator forwarded, which are never forwarded
+    /// again.
+    pub peer: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -27,6 +31,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
             .field("basic", &self.basic.as_ref().map(|_| "<redacted>"))
+            .field("peer", &self.peer.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -66,16 +71,33 @@ impl Credentials {
         }
         false
     }
+
+    /// Checks an `Authorization` header value against the peer token (in
+    /// constant time); false when there is none.
+    pub fn check_peer(&self, authorization: Option<&[u8]>) -> bool {
+        let (Some(tok), Some(v)) = (&self.peer, authorization) else {
+            return false;
+        };
+        let Some(sp) = v.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let (scheme, rest) = (&v[..sp], v[sp + 1..].trim_ascii());
+        scheme.eq_ignore_ascii_case(b"bearer") && bool::from(tok.as_slice().ct_eq(rest))
+    }
 }
 
 /// Middleware: answers 401 (with the schemes on offer) unless the request
-/// carries accepted credentials.
+/// carries accepted credentials: the inbound ones, or the peer token on a
+/// webhook request marked forwarded.
 pub async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if st.credentials.check(auth) {
+    let from_peer = req.uri().path() == "/api/v1/alerts"
+        && req.headers().contains_key(crate::forward::FORWARDED_HEADER)
+        && st.credentials.check_peer(auth);
+    if from_peer || st.credentials.check(auth) {
         next.run(req).await
     } else {
         ApiError::Unauthorized {
@@ -125,6 +147,7 @@ mod tests {
         let c = Credentials {
             bearer: Some(b"s3cret".to_vec()),
             basic: Some((b"am".to_vec(), b"pw:x".to_vec())),
+            peer: Some(b"p33r".to_vec()),
         };
         let h = |v: &str| v.as_bytes().to_vec();
         assert!(c.check(Some(&h("Bearer s3cret"))));
@@ -137,6 +160,11 @@ mod tests {
         let wrong = base64::engine::general_purpose::STANDARD.encode("am:pw");
         assert!(!c.check(Some(&h(&format!("Basic {wrong}")))));
         assert!(Credentials::default().check(None));
+        // The peer token is its own credential, not an inbound one.
+        assert!(!c.check(Some(&h("Bearer p33r"))));
+        assert!(c.check_peer(Some(&h("Bearer p33r"))));
+        assert!(!c.check_peer(Some(&h("Bearer s3cret"))));
+        assert!(!Credentials::default().check_peer(Some(&h("Bearer p33r"))));
     }
 
     #[test]

@@ -135,16 +135,28 @@ pub struct ServeArgs {
     /// Serve without any authentication (tests, loopback only).
     #[arg(long)]
     pub insecure_no_auth: bool,
-    /// Port of the other nodes' remediators, for alerts about containers of
-    /// another node (default: this remediator's own listen port).
-    #[arg(long)]
+    /// A node this remediator may forward alerts to (fleet routing): a host
+    /// name, an IP address or a CIDR network; repeatable. Forwarding is off
+    /// without it; an alert's `instance` host must match one.
+    #[arg(long = "peer", value_name = "HOST|IP|CIDR", value_parser = parse_peer)]
+    pub peers: Vec<crate::forward::PeerEntry>,
+    /// Port of the peers' remediators (default: this remediator's own
+    /// listen port).
+    #[arg(long, requires = "peers")]
     pub peer_port: Option<u16>,
-    /// Bearer token sent to peers (default: the one in --token-file).
+    /// Bearer token sent to peers (required with --peer; never the
+    /// --token-file one by default), and accepted from them on forwarded
+    /// webhook requests.
     #[arg(long)]
     pub peer_token_file: Option<PathBuf>,
-    /// CA (PEM) that peers' certificates must chain to: forward over HTTPS.
-    #[arg(long)]
+    /// CA (PEM) that peers' certificates must chain to: forward over HTTPS
+    /// (without it only loopback peers are reached, in plain HTTP).
+    #[arg(long, requires = "peers")]
     pub peer_ca: Option<PathBuf>,
+}
+
+fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, String> {
+    crate::forward::PeerEntry::parse(s)
 }
 
 /// Runs the parsed command line.
@@ -220,6 +232,11 @@ pub fn credentials(a: &ServeArgs) -> anyhow::Result<Credentials> {
             .basic_auth_file
             .as_deref()
             .map(read_basic_auth_file)
+            .transpose()?,
+        peer: a
+            .peer_token_file
+            .as_deref()
+            .map(read_token_file)
             .transpose()?,
     };
     if a.insecure_no_auth && !is_loopback(a.listen.ip()) {
@@ -303,29 +320,39 @@ fn state_store(dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(dir)?)
 }
 
-/// How this remediator reaches its peers (fleet routing).
-pub fn peers(a: &ServeArgs, credentials: &Credentials) -> anyhow::Result<crate::forward::Peers> {
-    let token = match &a.peer_token_file {
-        Some(f) => Some(read_token_file(f)?),
-        None => credentials.bearer.clone(),
+/// How this remediator reaches its peers: `None` (forwarding off) without
+/// `--peer`. `--peer` needs `--peer-token-file`, and a peer off the loopback
+/// interface needs `--peer-ca`.
+pub fn peers(a: &ServeArgs) -> anyhow::Result<Option<crate::forward::Peers>> {
+    if a.peers.is_empty() {
+        return Ok(None);
+    }
+    let Some(file) = &a.peer_token_file else {
+        anyhow::bail!(
+            "--peer needs --peer-token-file: the token sent to peers (and accepted from them) is never the inbound --token-file by default"
+        );
     };
+    let token = read_token_file(file)?;
     let tls = a
         .peer_ca
         .as_deref()
         .map(crate::tls::client_config)
         .transpose()?;
-    Ok(crate::forward::Peers {
-        port: a.peer_port.unwrap_or(a.listen.port()),
+    let port = a.peer_port.unwrap_or(a.listen.port());
+    Ok(Some(crate::forward::Peers::new(
+        a.peers.clone(),
+        port,
         token,
         tls,
-        own: a.listen,
-    })
+        a.listen,
+    )?))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let settings = load_settings(&a)?;
     let credentials = credentials(&a)?;
+    let peers = peers(&a)?;
     check_proc_root(&a.proc_root)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::server_config(c, k, a.tls_client_ca.as_deref())?),
@@ -359,7 +386,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         Arc::new(HostKillEngine::new(roots, index)),
         metrics,
     )?;
-    service.set_peers(peers(&a, &credentials)?);
+    if let Some(p) = peers {
+        tracing::info!(peers = ?p.listed().iter().map(ToString::to_string).collect::<Vec<_>>(), "fleet routing: alerts for containers of these nodes are forwarded");
+        service.set_peers(p);
+    }
     let svc = Arc::clone(&service);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -11,11 +11,13 @@ use std::time::Instant;
 
 use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
 use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
-use crate::forward::Origin;
+use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::outcome::Outcome;
 use crate::restraint::{Decision, InstanceKey, Subject};
 use crate::runtime::{ContainerInfo, RestartPolicy, RuntimeError};
-use crate::service::{set_circuit_open, ContainerLock, InFlight, Service, INSPECT_TIMEOUT};
+use crate::service::{
+    set_circuit_open, ContainerLock, InFlight, Saturated, Service, INSPECT_TIMEOUT,
+};
 
 /// Opt-out label: `pidwarden.enable=false`.
 pub const LABEL_ENABLE: &str = "pidwarden.enable";
@@ -52,8 +54,14 @@ impl Service {
     /// Handles every alert of a payload, in order, in a task detached from
     /// the caller: dropping the returned future (a client gone) does not
     /// stop it. Only decisions are taken here; actions continue in
-    /// background tasks.
-    pub async fn handle(self: &Arc<Self>, payload: &WebhookPayload) -> Vec<AlertOutcome> {
+    /// background tasks. [`Saturated`] when none of the
+    /// [`MAX_PAYLOADS`](crate::service::MAX_PAYLOADS) slots came free within
+    /// [`PAYLOAD_WAIT`](crate::service::PAYLOAD_WAIT) (nothing was looked
+    /// at: a retry may succeed).
+    pub async fn handle(
+        self: &Arc<Self>,
+        payload: &WebhookPayload,
+    ) -> Result<Vec<AlertOutcome>, Saturated> {
         self.handle_from(payload, Origin::Direct).await
     }
 
@@ -63,17 +71,20 @@ impl Service {
         self: &Arc<Self>,
         payload: &WebhookPayload,
         origin: Origin,
-    ) -> Vec<AlertOutcome> {
+    ) -> Result<Vec<AlertOutcome>, Saturated> {
+        let slot = self.payload_slot().await?;
         let svc = Arc::clone(self);
         let alerts = payload.alerts.clone();
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let mut out = Vec::with_capacity(alerts.len());
+            let mut forward_failures = 0;
             for alert in &alerts {
-                out.push(svc.handle_one(alert, origin).await);
+                out.push(svc.handle_one(alert, origin, &mut forward_failures).await);
             }
             out
         });
-        match task.await {
+        Ok(match task.await {
             Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %e, "handling a webhook payload failed");
@@ -90,10 +101,15 @@ impl Service {
                     })
                     .collect()
             }
-        }
+        })
     }
 
-    async fn handle_one(self: &Arc<Self>, alert: &Alert, origin: Origin) -> AlertOutcome {
+    async fn handle_one(
+        self: &Arc<Self>,
+        alert: &Alert,
+        origin: Origin,
+        forward_failures: &mut u32,
+    ) -> AlertOutcome {
         let label = alert.action_label().unwrap_or("");
         let none = ("", "");
         if alert.is_resolved() {
@@ -126,7 +142,7 @@ impl Service {
             Resolved::Here(info) => info,
             Resolved::Elsewhere(why) => {
                 return match (origin, self.peers()) {
-                    (Origin::Direct, Some(_)) => self.forward(alert, label).await,
+                    (Origin::Direct, Some(_)) => self.forward(alert, label, forward_failures).await,
                     _ => {
                         self.refuse(alert, none, label, Outcome::UnknownContainer, why, false)
                             .await
@@ -328,7 +344,17 @@ impl Service {
             Target::Invalid(why) => {
                 return Resolved::Refused(Outcome::UnknownContainer, why, false)
             }
-            Target::Id(id) => id,
+            // An id whose cgroup is not on this node needs no runtime call:
+            // whatever the runtime says, nothing here can act on it.
+            Target::Id(id) => match self.is_local(&id).await {
+                Ok(true) => id,
+                Ok(false) => {
+                    return Resolved::Elsewhere(
+                        "no container with this id runs on this node".into(),
+                    )
+                }
+                Err(e) => return Resolved::Refused(Outcome::Failed, e, true),
+            },
             Target::Name(name) => name,
         };
         let info = match tokio::time::timeout(INSPECT_TIMEOUT, self.runtime.inspect(&lookup)).await
@@ -354,6 +380,15 @@ impl Service {
             let reason = "the runtime returned no usable container id".to_string();
             return Resolved::Refused(Outcome::UnknownContainer, reason, false);
         }
+        // A runtime may resolve a 64-hex string as a name too: the answer
+        // must be the container asked for.
+        if matches!(alert.target(), Target::Id(id) if id != info.id) {
+            let reason = format!(
+                "the runtime answered for another container ({}) than the id asked for",
+                clip(&info.id, 64)
+            );
+            return Resolved::Refused(Outcome::UnknownContainer, reason, false);
+        }
         match self.is_local(&info.id).await {
             Ok(true) => Resolved::Here(info),
             Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
@@ -363,7 +398,7 @@ impl Service {
 
     /// Sends an alert for a container of another node on to that node's
     /// remediator and records its answer.
-    async fn forward(&self, alert: &Alert, label: &str) -> AlertOutcome {
+    async fn forward(&self, alert: &Alert, label: &str, failures: &mut u32) -> AlertOutcome {
         let none = ("", "");
         let Some(peers) = self.peers() else {
             let reason = "not on this node, and fleet routing is off".to_string();
@@ -380,7 +415,16 @@ impl Service {
                     .await;
             }
         };
-        let answer = peers.forward(&url, alert).await;
+        let answer = if *failures >= MAX_FORWARD_FAILURES {
+            Err(format!(
+                "not tried: {failures} forwards of this payload failed already"
+            ))
+        } else {
+            peers.forward(&url, alert).await
+        };
+        if answer.is_err() {
+            *failures += 1;
+        }
         let (result, reason, retryable) = match answer {
             Ok(a) if (200..300).contains(&a.status) || a.status == 503 => (
                 Outcome::Forwarded,

@@ -21,6 +21,9 @@ use crate::service::Service;
 
 /// Largest webhook body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
+/// Most alerts one webhook payload may hold; more is answered 413 (set
+/// `max_alerts` in Alertmanager's webhook config to stay under it).
+pub const MAX_ALERTS: usize = 1000;
 /// Default and largest `limit` of `/api/v1/actions`.
 pub const ACTIONS_DEFAULT: usize = 50;
 /// Largest `limit` of `/api/v1/actions`.
@@ -54,6 +57,9 @@ pub enum ApiError {
     /// The body is over [`BODY_LIMIT`].
     #[error("request body larger than {BODY_LIMIT} bytes")]
     PayloadTooLarge,
+    /// The payload holds more than [`MAX_ALERTS`] alerts.
+    #[error("the payload holds {0} alerts, more than {MAX_ALERTS}: set max_alerts: {MAX_ALERTS} (or fewer) in Alertmanager's webhook config")]
+    TooManyAlerts(usize),
     /// The request did not arrive in time.
     #[error("{0}")]
     Timeout(String),
@@ -70,7 +76,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge | ApiError::TooManyAlerts(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(detail) => {
@@ -125,12 +131,19 @@ async fn alerts(
         }
     })?;
     let payload = parse_payload(&body).map_err(ApiError::BadRequest)?;
+    if payload.alerts.len() > MAX_ALERTS {
+        return Err(ApiError::TooManyAlerts(payload.alerts.len()));
+    }
     let origin = if headers.contains_key(crate::forward::FORWARDED_HEADER) {
         crate::forward::Origin::Forwarded
     } else {
         crate::forward::Origin::Direct
     };
-    let outcomes = st.service.handle_from(&payload, origin).await;
+    let outcomes = st
+        .service
+        .handle_from(&payload, origin)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let retry = outcomes.iter().any(|o| o.retryable);
     let status = if retry {
         StatusCode::SERVICE_UNAVAILABLE

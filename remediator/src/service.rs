@@ -25,6 +25,22 @@ use crate::timefmt::now_nanos;
 
 /// How long the webhook waits for the runtime to inspect a container.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Webhook payloads handled at once at most. Each payload's alerts are
+/// handled in order, in its own task (which outlives a client that goes
+/// away), so retries cannot pile up tasks beyond this.
+pub const MAX_PAYLOADS: usize = 64;
+
+/// How long a payload waits for one of the [`MAX_PAYLOADS`] slots before it
+/// is answered 503 (Alertmanager retries it). A request that goes away
+/// while waiting leaves nothing behind; waiting requests are bounded by the
+/// listener's connection limit.
+pub const PAYLOAD_WAIT: Duration = Duration::from_secs(2);
+
+/// No payload slot came free within [`PAYLOAD_WAIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_PAYLOADS} webhook payloads are being handled; none finished within {} s: retry later", PAYLOAD_WAIT.as_secs())]
+pub struct Saturated;
+
 /// How recent a runtime answer must be for readiness.
 pub const RUNTIME_FRESH: Duration = Duration::from_secs(30);
 
@@ -44,6 +60,7 @@ pub struct Service {
     aborted: Notify,
     peers: OnceLock<Peers>,
     clock: Arc<dyn Clock>,
+    payloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Service {
@@ -151,6 +168,7 @@ impl Service {
             aborted: Notify::new(),
             peers: OnceLock::new(),
             clock,
+            payloads: Arc::new(tokio::sync::Semaphore::new(MAX_PAYLOADS)),
         }))
     }
 
@@ -191,6 +209,18 @@ impl Service {
         let engine = Arc::clone(&self.engine);
         let owned = id.to_string();
         blocking(move || engine.is_local(&owned)).await
+    }
+
+    /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped, waited
+    /// for at most [`PAYLOAD_WAIT`].
+    pub(crate) async fn payload_slot(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Saturated> {
+        let wait = Arc::clone(&self.payloads).acquire_owned();
+        match tokio::time::timeout(PAYLOAD_WAIT, wait).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(Saturated),
+        }
     }
 
     /// How peers are reached, when fleet routing is on.

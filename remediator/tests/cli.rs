@@ -207,3 +207,53 @@ fn out_of_bounds_settings_are_startup_errors_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn peer_flags_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "inbound\n").unwrap();
+    let peer_token = dir.path().join("peer-token");
+    std::fs::write(&peer_token, "peer\n").unwrap();
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    // --peer without a peer token: never the inbound one by default.
+    let (code, err) = with(&["--peer", "127.0.0.2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--peer-token-file"), "{err}");
+    // A peer off the loopback interface would get the token in plain text.
+    let pt = peer_token.to_str().unwrap();
+    for peer in ["10.0.0.0/8", "node-2.example", "0.0.0.0/0"] {
+        let (code, err) = with(&[
+            "--peer",
+            "127.0.0.2",
+            "--peer",
+            peer,
+            "--peer-token-file",
+            pt,
+        ]);
+        assert_eq!(code, 1, "{peer}: {err}");
+        assert!(err.contains(peer) && err.contains("--peer-ca"), "{err}");
+    }
+    // Malformed entries, and peer settings without any peer.
+    let (code, err) = with(&["--peer", "user@host", "--peer-token-file", pt]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a host name"), "{err}");
+    for flag in ["--peer-port", "--peer-ca"] {
+        let (code, err) = with(&[flag, "1"]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(err.contains("--peer <HOST|IP|CIDR>"), "{flag}: {err}");
+    }
+}

@@ -2,7 +2,9 @@
 //! 127.0.0.1 that does not see the container (an empty cgroup root) and
 //! "node 2" on 127.0.0.2 that runs it — and a real Alertmanager posting to
 //! node 1: the alert is forwarded once, acted on once; forwarding never
-//! loops; an unreachable peer is a 503 that Alertmanager retries.
+//! loops; an unreachable peer is a 503 that Alertmanager retries. Each node
+//! has its own webhook token; they forward to each other (`--peer`) with a
+//! shared peer token (`--peer-token-file`).
 //! Fails with a clear message when Docker is not reachable, unless
 //! `PIDWARDEN_SKIP_DOCKER=1`.
 
@@ -31,22 +33,43 @@ fn node(n: u8, port: u16) -> SocketAddr {
     ([127, 0, 0, n], port).into()
 }
 
-/// Node 1's remediator: sees no container (an empty cgroup root).
+/// The fleet's peer token, in `dir` (the same value on every node).
+fn peer_token(dir: &TempDir) -> String {
+    dir.write("peer-token", "fleet-peer-token-5a1t\n")
+        .display()
+        .to_string()
+}
+
+/// Node 1's remediator: sees no container (an empty cgroup root), forwards
+/// to node 2.
 fn blind(dir: &TempDir, port: u16, peer_port: u16) -> Remediator {
     let empty = dir.path().join("no-cgroups");
     std::fs::create_dir_all(&empty).unwrap();
     let (empty, peer) = (empty.display().to_string(), peer_port.to_string());
+    let token = peer_token(dir);
     Remediator::start_at(
         dir,
         node(1, port),
-        &["--cgroup-root", &empty, "--peer-port", &peer],
+        &[
+            "--cgroup-root",
+            &empty,
+            "--peer",
+            "127.0.0.2",
+            "--peer-port",
+            &peer,
+            "--peer-token-file",
+            &token,
+        ],
     )
 }
 
-/// Node 2's remediator, accepting node 1's token (the fleet shares one).
-fn seeing(dir: &TempDir, port: u16, token_of: &Remediator, extra: &[&str]) -> Remediator {
-    std::fs::copy(&token_of.token_file, dir.path().join("webhook-token")).unwrap();
-    Remediator::start_at(dir, node(2, port), extra)
+/// Node 2's remediator, with its own webhook token, accepting forwards made
+/// with the fleet's peer token.
+fn seeing(dir: &TempDir, port: u16, extra: &[&str]) -> Remediator {
+    let token = peer_token(dir);
+    let mut args = vec!["--peer-token-file", &token];
+    args.extend_from_slice(extra);
+    Remediator::start_at(dir, node(2, port), &args)
 }
 
 fn alert_labels(id: &str) -> serde_json::Value {
@@ -103,7 +126,8 @@ fn an_alert_on_the_wrong_node_is_forwarded_once_and_acted_on_once() {
     let (d1, d2) = (TempDir::new(), TempDir::new());
     let port = free_port();
     let n1 = blind(&d1, port, port);
-    let n2 = seeing(&d2, port, &n1, &[]);
+    let n2 = seeing(&d2, port, &[]);
+    assert_ne!(n1.token, n2.token, "each node has its own webhook token");
     let (am, am_port) = alertmanager(&d1, &n1);
     fire(am_port, alert_labels(&c.id));
 
@@ -172,7 +196,7 @@ fn forwarding_never_loops() {
     let empty = d2.path().join("no-cgroups");
     std::fs::create_dir_all(&empty).unwrap();
     let empty = empty.display().to_string();
-    let n2 = seeing(&d2, port, &n1, &["--cgroup-root", &empty]);
+    let n2 = seeing(&d2, port, &["--cgroup-root", &empty, "--peer", "127.0.0.1"]);
     let alert = json!({
         "status": "firing", "labels": alert_labels(&c.id), "annotations": {},
         "startsAt": format_rfc3339(now_nanos()), "endsAt": "0001-01-01T00:00:00Z",
@@ -219,7 +243,7 @@ fn an_unreachable_peer_is_503_and_alertmanagers_retry_succeeds() {
         first.reason
     );
     // Node 2 comes up; Alertmanager's retry is forwarded and acted on.
-    let n2 = seeing(&d2, port, &n1, &[]);
+    let n2 = seeing(&d2, port, &[]);
     poll_until(WAIT, STEP, || {
         n2.actions()
             .iter()

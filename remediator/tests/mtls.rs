@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
+use pidwarden_remediator::forward::PeerEntry;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -223,13 +224,17 @@ async fn forwarding_to_a_peer_verifies_its_certificate() {
         .unwrap()
         .alerts
         .remove(0);
-    let peers = |ca_pem: &str, name: &str| pidwarden_remediator::forward::Peers {
-        port: addr.port(),
-        token: Some(TOKEN.as_bytes().to_vec()),
-        tls: Some(
-            pidwarden_remediator::tls::client_config(&write(dir.path(), name, ca_pem)).unwrap(),
-        ),
-        own: "127.0.0.1:9918".parse().unwrap(),
+    let peers = |ca_pem: &str, name: &str| {
+        pidwarden_remediator::forward::Peers::new(
+            vec![PeerEntry::parse("127.0.0.0/8").unwrap()],
+            addr.port(),
+            TOKEN.as_bytes().to_vec(),
+            Some(
+                pidwarden_remediator::tls::client_config(&write(dir.path(), name, ca_pem)).unwrap(),
+            ),
+            "127.0.0.1:9918".parse().unwrap(),
+        )
+        .unwrap()
     };
 
     let wrong = peers(&other_ca.cert.pem(), "other.pem");

@@ -224,7 +224,7 @@ async fn a_kill_that_signalled_nothing_is_not_a_kill() {
 
     // More no-op runs than the breaker's threshold, each its own instance.
     for i in 0..5 {
-        let out = svc.handle(&post(&format!("noop-{i}"))).await;
+        let out = svc.handle(&post(&format!("noop-{i}"))).await.unwrap();
         assert_eq!(out[0].result, Outcome::Pending, "run {i}: {out:?}");
         assert!(svc.wait_idle(WAIT).await);
         let row = svc.store().get(out[0].row).unwrap().unwrap();
@@ -255,7 +255,7 @@ async fn a_kill_that_signalled_nothing_is_not_a_kill() {
 
     // No cooldown was started: a real kill acts at once.
     engine.arm.store(false, Ordering::SeqCst);
-    let out = svc.handle(&post("real")).await;
+    let out = svc.handle(&post("real")).await.unwrap();
     assert_eq!(out[0].result, Outcome::Pending, "{out:?}");
     assert!(svc.wait_idle(WAIT).await);
     let row = svc.store().get(out[0].row).unwrap().unwrap();

@@ -733,6 +733,7 @@ async fn basic_auth_and_metrics_auth() {
     let creds = pidwarden_remediator::auth::Credentials {
         bearer: None,
         basic: Some((b"alertmanager".to_vec(), b"pa55".to_vec())),
+        peer: None,
     };
     let h = Harness::with(
         fast_settings(),

@@ -273,14 +273,18 @@ class Privileges(unittest.TestCase):
         }
         self.assertEqual(probes, {"exporter": ("/healthz", "/healthz"), "remediator": ("/healthz", "/readyz")})
 
-    def test_token_secret_is_mounted_for_both_token_flags(self):
+    def test_token_secret_is_mounted_and_never_sent_to_peers(self):
         volumes = {v["name"]: v for v in self.pod["volumes"]}
         self.assertEqual(volumes["token"]["secret"]["secretName"], "pidwarden-remediator-token")
         remediator = container(self.ds, "remediator")
         mount = next(m for m in remediator["volumeMounts"] if m["name"] == "token")
         path = os.path.join(mount["mountPath"], volumes["token"]["secret"]["items"][0]["path"])
         self.assertIn("--token-file=" + path, remediator["args"])
-        self.assertIn("--peer-token-file=" + path, remediator["args"])
+        # Forwarding is off unless configured (pod IPs need TLS between the
+        # remediators), and the webhook token is never the peer token.
+        peer_flags = [a for a in remediator["args"] if a.startswith("--peer")]
+        self.assertEqual(peer_flags, [])
+        self.assertNotIn("--peer-token-file=" + path, remediator["args"])
         self.assertFalse(any(m["name"] == "token" for m in container(self.ds, "exporter")["volumeMounts"]))
 
     def test_service_and_network_policy_name_real_ports(self):
@@ -290,7 +294,6 @@ class Privileges(unittest.TestCase):
         self.assertEqual(ports, {"metrics": 9917, "webhook": 9918})
         remediator = container(self.ds, "remediator")
         self.assertIn("--listen=0.0.0.0:%d" % ports["webhook"], remediator["args"])
-        self.assertIn("--peer-port=%d" % ports["webhook"], remediator["args"])
         service = by_kind(rendered(), "Service")
         self.assertEqual(service["spec"]["ports"][0]["targetPort"], "webhook")
         self.assertEqual(service["spec"]["selector"], self.ds["spec"]["selector"]["matchLabels"])

@@ -313,6 +313,7 @@ pub fn bearer() -> Credentials {
     Credentials {
         bearer: Some(TOKEN.as_bytes().to_vec()),
         basic: None,
+        peer: None,
     }
 }
 

@@ -163,6 +163,8 @@ impl Metadata for DockerApi {
             return Ok(None);
         }
         match self.inspect_raw(id).await {
+            // Docker and Podman resolve a 64-hex string as a name too.
+            Ok(r) if r.id.as_deref() != Some(id) => Ok(None),
             Ok(r) => {
                 let config = r.config.unwrap_or_default();
                 Ok(Some(ContainerMeta::new(
@@ -223,6 +225,12 @@ impl Control for DockerApi {
                 return Err(RuntimeError::NotFound);
             }
             let r = self.inspect_raw(id_or_name).await?;
+            // Docker and Podman resolve a 64-hex string as a container name
+            // too (another container's): the answer to an id lookup must
+            // carry exactly that id.
+            if is_container_id(id_or_name) && r.id.as_deref() != Some(id_or_name) {
+                return Err(RuntimeError::NotFound);
+            }
             let name = r.name.unwrap_or_default();
             // Full ids are looked up as they are; anything else is a name,
             // and Docker answers a name lookup with an id-prefix match too.
