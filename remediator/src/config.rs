@@ -49,6 +49,9 @@ pub struct ConfigFile {
     /// Command-line regexes never signalled.
     #[serde(default)]
     pub protected: Vec<String>,
+    /// Kubernetes namespaces whose containers are never acted on.
+    #[serde(default)]
+    pub protected_namespaces: Vec<String>,
     /// Action defaults.
     #[serde(default)]
     pub defaults: Defaults,
@@ -148,6 +151,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// Protected command-line patterns.
     pub protected: Vec<Regex>,
+    /// Kubernetes namespaces never acted on (exact names).
+    pub protected_namespaces: Vec<String>,
     /// Copies kept per group.
     pub keep: usize,
     /// SIGTERM → SIGKILL grace.
@@ -316,9 +321,17 @@ impl Settings {
                 Some(Duration::from_secs(u64::from(days) * 86_400))
             }
         };
+        for ns in &f.protected_namespaces {
+            if ns.is_empty() || ns.len() > 63 {
+                return Err(ConfigError::Invalid(format!(
+                    "protected_namespaces: {ns:?} is not a Kubernetes namespace name"
+                )));
+            }
+        }
         Ok(Settings {
             dry_run: o.dry_run || f.dry_run.unwrap_or(false),
             protected,
+            protected_namespaces: f.protected_namespaces,
             keep,
             grace: secs_f64(
                 pick(

@@ -21,6 +21,8 @@ use crate::service::{
 
 /// Opt-out label: `pidwarden.enable=false`.
 pub const LABEL_ENABLE: &str = "pidwarden.enable";
+/// The kubelet's container label naming the pod's namespace.
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 /// Per-container dry-run label: `pidwarden.dry-run=true`.
 pub const LABEL_DRY_RUN: &str = "pidwarden.dry-run";
 
@@ -162,6 +164,16 @@ impl Service {
             .is_some_and(|v| v.eq_ignore_ascii_case("false"))
         {
             let reason = format!("container opted out ({LABEL_ENABLE}=false)");
+            return self
+                .refuse(alert, target, label, Outcome::Protected, reason, false)
+                .await;
+        }
+        if let Some(ns) = info
+            .labels
+            .get(LABEL_POD_NAMESPACE)
+            .filter(|ns| self.settings.protected_namespaces.contains(ns))
+        {
+            let reason = format!("namespace {ns} is protected (protected_namespaces)");
             return self
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;

@@ -432,6 +432,56 @@ async fn per_container_dry_run_label_and_opt_out_label() {
 }
 
 #[tokio::test]
+async fn containers_of_protected_namespaces_are_never_acted_on() {
+    let mut settings = fast_settings();
+    settings.protected_namespaces = vec!["kube-system".to_string()];
+    let h = Harness::new(settings);
+    let (sys, app) = (cid(12), cid(13));
+    h.runtime.add(
+        &sys,
+        "kube-system/coredns-1/coredns",
+        &[("io.kubernetes.pod.namespace", "kube-system")],
+    );
+    h.runtime.add(
+        &app,
+        "shop/web-1/web",
+        &[("io.kubernetes.pod.namespace", "shop")],
+    );
+    h.engine.set(&sys, 1, 0);
+    h.engine.set(&app, 1, 0);
+    let body = payload(&[
+        A::firing("Dup", "n1", &[("id", &sys), KILL]),
+        A::firing("Stuck", "n2", &[("id", &sys), RESTART]),
+        A::firing("Dup", "n3", &[("id", &app), KILL]),
+    ]);
+    let (s, v, _) = h.post(&body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(results_of(&v), ["protected", "protected", "pending"]);
+    h.idle().await;
+    assert_eq!(
+        h.engine.executions().len(),
+        1,
+        "only the shop container is acted on"
+    );
+    assert!(h.runtime.restarts().is_empty());
+    let rows = h.rows();
+    assert!(
+        rows[0]
+            .reason
+            .contains("namespace kube-system is protected"),
+        "{}",
+        rows[0].reason
+    );
+    assert!(
+        rows[1]
+            .reason
+            .contains("namespace kube-system is protected"),
+        "{}",
+        rows[1].reason
+    );
+}
+
+#[tokio::test]
 async fn unknown_path_like_empty_ids_and_resolved_alerts_act_on_nothing() {
     let h = Harness::new(fast_settings());
     let known = cid(10);
