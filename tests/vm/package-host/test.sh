@@ -5,6 +5,31 @@
 # `ok:`/`FAILED:` line per check; the exit status is the number of failures.
 set -u
 failed=0
+# http METHOD PORT PATH [BODY_FILE [TOKEN]]: an HTTP/1.0 request to
+# 127.0.0.1 through bash's /dev/tcp (the image has no curl, and busybox wget
+# crashes on these responses under software emulation); prints the body,
+# succeeds on a 2xx status.
+http() {
+    local method=$1 port=$2 path=$3 body=${4:-} token=${5:-}
+    timeout 15 bash -c '
+        method=$1 port=$2 path=$3 body=$4 token=$5
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        {
+            printf "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n" "$method" "$path"
+            [ -n "$token" ] && printf "Authorization: Bearer %s\r\n" "$token"
+            if [ -n "$body" ]; then
+                printf "Content-Type: application/json\r\nContent-Length: %s\r\n" "$(stat -c %s "$body")"
+            fi
+            printf "\r\n"
+            [ -n "$body" ] && cat "$body"
+        } >&3
+        response=$(cat <&3 | tr -d "\r")
+        status=$(head -n 1 <<<"$response" | cut -d" " -f2)
+        sed "1,/^\$/d" <<<"$response"
+        case $status in 2??) exit 0 ;; *) echo "HTTP $status" >&2; exit 1 ;; esac
+    ' http "$method" "$port" "$path" "$body" "$token"
+}
+token() { cat /etc/pidwarden/remediator.token; }
 check() {
     local what=$1
     shift
@@ -19,8 +44,7 @@ poll() {
         sleep 1
     done
 }
-get() { busybox wget -q -T 10 -O - "$@"; }
-api() { get --header "Authorization: Bearer $(cat /etc/pidwarden/remediator.token)" "http://127.0.0.1:9918$1"; }
+api() { http GET 9918 "$1" "" "$(token)"; }
 post_alert() { # FINGERPRINT
     local now
     now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
@@ -31,23 +55,37 @@ post_alert() { # FINGERPRINT
  "pidwarden_action":"kill-duplicates","severity":"critical"},"annotations":{},"startsAt":"$now",
  "endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus/graph","fingerprint":"$1"}]}
 JSON
-    busybox wget -q -T 10 -O - --header "Authorization: Bearer $(cat /etc/pidwarden/remediator.token)" \
-        --header 'Content-Type: application/json' --post-file /tmp/alert.json http://127.0.0.1:9918/api/v1/alerts
+    http POST 9918 /api/v1/alerts /tmp/alert.json "$(token)"
 }
-copies() { docker top "$ID" -o args 2>/dev/null | grep -c '^sleep 100000$'; }
+# copies: processes of the container whose command line is `sleep 100000`,
+# read from the container's own cgroup (the kernel's view).
+copies() {
+    local pid n=0
+    for pid in $(cat "/sys/fs/cgroup/system.slice/docker-$ID.scope/cgroup.procs" 2>/dev/null); do
+        [ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" = "sleep 100000 " ] && n=$((n + 1))
+    done
+    echo "$n"
+}
+copies_are() { [ "$(copies)" = "$1" ]; }
 has_result() { api '/api/v1/actions?limit=50' | grep -q "\"result\":\"$1\""; }
 both_rows() { has_result dry_run && has_result done; }
-metrics_name_container() { get http://127.0.0.1:9917/metrics | grep -q "pidwarden_container_info{.*name=\"pidwarden-test-dup\""; }
+healthy() { http GET 9918 /healthz >/dev/null; }
+unauthenticated_refused() { echo '{}' >/tmp/empty.json; ! http POST 9918 /api/v1/alerts /tmp/empty.json 2>/dev/null; }
+metrics_name_container() { http GET 9917 /metrics | grep -q "pidwarden_container_info{.*name=\"pidwarden-test-dup\""; }
 gone() { ! test -e "$1"; }
 no_user() { ! getent passwd pidwarden >/dev/null; }
 active() { systemctl is-active --quiet "$1"; }
 
 echo "docker: $(docker info --format '{{.CgroupDriver}} cgroup v{{.CgroupVersion}}')"
-mkdir -p /tmp/img && cp busybox /tmp/img/busybox
-(cd /tmp/img && tar c busybox) | docker import -q -c 'ENTRYPOINT ["/busybox"]' - pidwarden-test-bb >/dev/null
+# An image FROM nothing: the static busybox and its applet links.
+mkdir -p /tmp/img/bin && cp busybox /tmp/img/bin/busybox
+for applet in $(/tmp/img/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -s busybox "/tmp/img/bin/$applet"
+done
+(cd /tmp/img && tar c .) | docker import -c 'CMD ["/bin/sh"]' - pidwarden-test-bb >/dev/null
 ID=$(docker run -d --name pidwarden-test-dup --network none pidwarden-test-bb \
     sh -c 'for i in 1 2 3 4 5 6; do sleep 100000 & done; wait')
-check "a container with 6 copies runs" poll 30 sh -c "[ \"\$(docker top $ID -o args | grep -c '^sleep 100000\$')\" = 6 ]"
+check "a container with 6 copies runs" poll 30 copies_are 6
 
 check "the package installs" dpkg -i pidwarden.deb
 check "the token is root's, mode 600" test "$(stat -c '%U %a' /etc/pidwarden/remediator.token)" = "root 600"
@@ -57,8 +95,8 @@ check "systemctl enable --now" systemctl enable --now pidwarden-exporter pidward
 check "exporter active" poll 30 active pidwarden-exporter
 check "remediator active" poll 30 active pidwarden-remediator
 check "/metrics names the running container" poll 60 metrics_name_container
-check "remediator healthy" poll 30 sh -c 'busybox wget -q -O /dev/null http://127.0.0.1:9918/healthz'
-check "an unauthenticated alert is refused" sh -c '! busybox wget -q -O /dev/null --post-data "{}" http://127.0.0.1:9918/api/v1/alerts'
+check "remediator healthy" poll 30 healthy
+check "an unauthenticated alert is refused" unauthenticated_refused
 
 check "the alert is answered (dry-run)" post_alert 00000000000000a1
 check "the shipped default records dry_run" poll 60 has_result dry_run
@@ -66,10 +104,10 @@ check "dry-run killed nothing" test "$(copies)" = 6
 
 sed -i 's/^dry_run = true/dry_run = false/' /etc/pidwarden/remediator.toml
 check "restart into live" systemctl restart pidwarden-remediator
-check "remediator active again" poll 30 sh -c 'busybox wget -q -O /dev/null http://127.0.0.1:9918/healthz'
+check "remediator active again" poll 30 healthy
 check "the same alert is answered (live)" post_alert 00000000000000a1
 check "live records done" poll 90 has_result done
-check "surplus copies killed, one kept" poll 30 sh -c "[ \"\$(docker top $ID -o args | grep -c '^sleep 100000\$')\" = 1 ]"
+check "surplus copies killed, one kept" poll 30 copies_are 1
 check "the container still runs" test "$(docker inspect -f '{{.State.Running}}' "$ID")" = true
 
 check "systemctl restart" systemctl restart pidwarden-remediator
