@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(BASE))
 CRDS = os.path.join(HERE, "crds")
 KUBERNETES_VERSION = "1.34.0"
 
-CORE_KINDS = {"Namespace", "ServiceAccount", "DaemonSet", "Service", "NetworkPolicy"}
+CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "Service", "NetworkPolicy"}
 CUSTOM_KINDS = {"PodMonitor", "PrometheusRule"}
 EXAMPLES = ("secret.example.yaml", "alertmanagerconfig.example.yaml")
 
@@ -328,6 +328,25 @@ class Privileges(unittest.TestCase):
 class Flags(unittest.TestCase):
     """The DaemonSet's command lines are ones the binaries accept (the
     debug builds of this checkout; `scripts/test.sh` builds them first)."""
+
+    def test_remediator_starts_from_the_shipped_config_in_dry_run(self):
+        with open(os.path.join(ROOT, "deploy", "remediator.toml")) as a, open(
+            os.path.join(ROOT, "deploy", "kubernetes", "remediator.toml")
+        ) as b:
+            self.assertEqual(a.read(), b.read(), "deploy/kubernetes/remediator.toml drifted")
+        objs = rendered()
+        ds = by_kind(objs, "DaemonSet")
+        spec = ds["spec"]["template"]["spec"]
+        rem = next(c for c in spec["containers"] if c["name"] == "remediator")
+        self.assertIn("--config=/etc/pidwarden/config/remediator.toml", rem["args"])
+        mount = next(m for m in rem["volumeMounts"] if m["name"] == "config")
+        self.assertEqual(mount["mountPath"], "/etc/pidwarden/config")
+        vol = next(v for v in spec["volumes"] if v["name"] == "config")
+        cms = [o for o in objs if o["kind"] == "ConfigMap"]
+        self.assertEqual([c["metadata"]["name"] for c in cms], [vol["configMap"]["name"]])
+        text = cms[0]["data"]["remediator.toml"]
+        self.assertRegex(text, r"(?m)^dry_run = true$")
+        self.assertRegex(text, r'(?m)^protected_namespaces = \["kube-system"\]$')
 
     def test_every_daemon_command_line_parses(self):
         ds = by_kind(rendered(), "DaemonSet")
