@@ -346,7 +346,7 @@ class Flags(unittest.TestCase):
         self.assertEqual([c["metadata"]["name"] for c in cms], [vol["configMap"]["name"]])
         text = cms[0]["data"]["remediator.toml"]
         self.assertRegex(text, r"(?m)^dry_run = true$")
-        self.assertRegex(text, r'(?m)^protected_namespaces = \["kube-system"\]$')
+        self.assertRegex(text, r'(?m)^protected_namespaces = \["kube-system", "pidwarden"\]$')
 
     def test_every_daemon_command_line_parses(self):
         ds = by_kind(rendered(), "DaemonSet")
