@@ -73,6 +73,13 @@ healthy() { http GET 9918 /healthz >/dev/null; }
 unauthenticated_refused() { echo '{}' >/tmp/empty.json; ! http POST 9918 /api/v1/alerts /tmp/empty.json 2>/dev/null; }
 metrics_name_container() { http GET 9917 /metrics | grep -q "pidwarden_container_info{.*name=\"pidwarden-test-dup\""; }
 gone() { ! test -e "$1"; }
+no_units() {
+    local left
+    left=$(find /lib/systemd/system /usr/lib/systemd/system /etc/systemd/system \( -name 'pidwarden-exporter*' -o -name 'pidwarden-remediator*' \) 2>/dev/null)
+    [ -z "$left" ] || { echo "left: $left"; return 1; }
+}
+# comm is cut at 15 bytes: pidwarden-expor, pidwarden-remed.
+no_daemons() { ! pgrep -l -x 'pidwarden-expor|pidwarden-remed'; }
 no_user() { ! getent passwd pidwarden >/dev/null; }
 active() { systemctl is-active --quiet "$1"; }
 
@@ -112,14 +119,25 @@ check "the container still runs" test "$(docker inspect -f '{{.State.Running}}' 
 
 check "systemctl restart" systemctl restart pidwarden-remediator
 check "the audit trail survives the restart" poll 30 both_rows
+# An upgrade: the same package under a higher version (repacked here).
+rm -rf /tmp/next && dpkg-deb -R pidwarden.deb /tmp/next
+sed -i 's/^Version: .*/&+next1/' /tmp/next/DEBIAN/control
+dpkg-deb -b /tmp/next /tmp/pidwarden-next.deb >/dev/null
+token_before=$(token)
+check "upgrade installs" dpkg -i /tmp/pidwarden-next.deb
+check "upgrade keeps the token" test "$(token)" = "$token_before"
+check "upgrade keeps the edited config" grep -q '^dry_run = false' /etc/pidwarden/remediator.toml
+check "upgrade leaves the units enabled and running" sh -c 'systemctl is-enabled --quiet pidwarden-remediator && systemctl is-active --quiet pidwarden-exporter'
+check "the remediator answers after the upgrade" poll 30 healthy
+check "the audit trail survives the upgrade" poll 30 both_rows
 journalctl -u pidwarden-remediator --no-pager -n 5 | sed 's/^/  journal: /'
 
 docker rm -f "$ID" >/dev/null
 check "apt-get purge" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q pidwarden >/dev/null'
-check "no unit left" sh -c '! ls /lib/systemd/system/pidwarden-* /etc/systemd/system/*.wants/pidwarden-* 2>/dev/null | grep -q .'
+check "no unit left" no_units
 check "no binary left" gone /usr/bin/pidwarden-remediator
 check "no /etc/pidwarden left" gone /etc/pidwarden
 check "no state left" gone /var/lib/pidwarden
 check "no user left" no_user
-check "no service left running" sh -c '! pgrep -f pidwarden- >/dev/null'
+check "no service left running" no_daemons
 exit "$failed"
