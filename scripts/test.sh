@@ -42,7 +42,7 @@ mkdir -p "$LOG_DIR"
 TMP=${TMPDIR:-/tmp}
 IMAGE=pidwarden-test-busybox:latest
 PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk
-    containerd podman protobuf-compiler python3)
+    containerd podman protobuf-compiler python3 docker-compose qemu-system-x86 debootstrap e2fsprogs)
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     PATH="$HOME/.cargo/bin:$PATH"
@@ -432,5 +432,6 @@ fi
 if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
+step "image as docker-compose.yml runs it" tests/compose/test.sh
 step "package on a systemd + Docker host (VM)" package_host_test
 exit 0

@@ -44,7 +44,11 @@ fn shipped() -> Settings {
 fn every_action_alert_may_ask_for_its_action() {
     let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
     let wanted = rule_actions(&rules);
-    assert_eq!(wanted.len(), 4, "the shipped rules carry four action alerts: {wanted:?}");
+    assert_eq!(
+        wanted.len(),
+        4,
+        "the shipped rules carry four action alerts: {wanted:?}"
+    );
     let settings = shipped();
     let allowed = settings.allowed.as_ref().expect("[actions] present");
     for (alert, action) in &wanted {
