@@ -26,7 +26,7 @@ pub use classify::{classify, is_container_id};
 pub use discover::discover;
 pub use index::{ContainerIndex, REWALK_AFTER};
 pub use kept::ControlFiles;
-pub use layout::detect_layout;
+pub use layout::{detect_layout, pids_local_events};
 pub use stats::{
     count_threads_from, count_threads_recursive, read_memory, read_memory_from, read_pids,
     read_pids_from, read_procs_from, read_procs_recursive, Fresh, Source,
@@ -45,6 +45,12 @@ pub struct Layout {
     pub v1_systemd: Option<PathBuf>,
     /// Whether the unified tree carries the pids/memory controllers (pure v2).
     pub unified_controllers: bool,
+    /// Whether cgroup2 is mounted with `pids_localevents` (Linux 6.12 and
+    /// later): `pids.events` then counts a refused fork in the forking task's
+    /// cgroup, as v1 and kernels before 6.12 do, instead of in the cgroup
+    /// whose limit refused it and its ancestors. Read from the proc root's
+    /// `self/mountinfo` (see [`layout::pids_local_events`]).
+    pub pids_local_events: bool,
 }
 
 /// The container runtime that created a cgroup, told from its path.
