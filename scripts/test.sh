@@ -22,7 +22,13 @@
 #    dashboard checks and the deploy/kubernetes/ manifest checks (kubectl
 #    kustomize, kubernetes-validate, CRD schemas, promtool, PrometheusRule
 #    drift; kubectl is not a Debian package: install it beforehand) when
-#    those files exist.
+#    those files exist;
+# 6. "cgroup v2 kernels": builds the release exporter, fetches Debian's 6.1
+#    and 6.12 kernels into $PIDWARDEN_VM_CACHE (default
+#    /var/cache/pidwarden-vm; scripts/vm/kernels.sh, cached) and runs
+#    tests/tests/cgroup_v2_kernels.rs, which boots each under QEMU (needs
+#    qemu-system-x86 and cpio). `cargo test` skips those tests
+#    (PIDWARDEN_SKIP_VM=1) so that they run once, here.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -42,7 +48,7 @@ mkdir -p "$LOG_DIR"
 TMP=${TMPDIR:-/tmp}
 IMAGE=pidwarden-test-busybox:latest
 PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk
-    containerd podman protobuf-compiler python3)
+    containerd podman protobuf-compiler python3 qemu-system-x86 cpio)
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     PATH="$HOME/.cargo/bin:$PATH"
@@ -292,7 +298,8 @@ build_image() {
 
 cargo_test() {
     local log="$LOG_DIR/cargo-test.log" rc
-    timeout --kill-after=30 "${PIDWARDEN_TEST_TIMEOUT:-1200}" \
+    # The VM tests run in their own step, against a release build.
+    PIDWARDEN_SKIP_VM=1 timeout --kill-after=30 "${PIDWARDEN_TEST_TIMEOUT:-1200}" \
         cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 124 ] && echo "error: cargo test timed out after ${PIDWARDEN_TEST_TIMEOUT:-1200}s" >&2
@@ -351,6 +358,21 @@ alert_checks() {
     fi
 }
 
+# --- 6. cgroup v2 kernels ----------------------------------------------------
+
+# The exporter on Debian's 6.1 and 6.12 under QEMU (scripts/vm/): one boot per
+# kernel, each bounded and retried once by scripts/vm/initramfs.sh.
+vm_kernel_tests() {
+    local log="$LOG_DIR/cgroup-v2-kernels.log" target
+    target=${CARGO_TARGET_DIR:-$ROOT/target}
+    cargo build --release -p pidwarden-exporter &&
+        cargo build -p pidwarden-tests --bin pidwarden-vm-helper &&
+        scripts/vm/kernels.sh "${PIDWARDEN_VM_CACHE:-/var/cache/pidwarden-vm}" || return 1
+    PIDWARDEN_BIN_DIR="$target/release" timeout --kill-after=30 1500 \
+        cargo test -p pidwarden-tests --test cgroup_v2_kernels -- --test-threads=1 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
 # --- run --------------------------------------------------------------------
 
 echo "pidwarden test suite in $ROOT ($(date -u +%FT%TZ), $(nproc) cores)"
@@ -394,4 +416,5 @@ fi
 if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
+step "cgroup v2 kernels" vm_kernel_tests
 exit 0

@@ -1,0 +1,137 @@
+//! `pidwarden-vm-helper`: the workloads the cgroup v2 kernel tests run inside
+//! their VM guest (scripts/vm/guest-cgroup-v2.sh), where only busybox is
+//! otherwise available. Each prints one line saying what it did, then stays
+//! alive (its children too) until killed, so the cgroups keep what it made:
+//!
+//! - `forks N`: tries N forks; prints `forks ok=X refused=Y`, where `refused`
+//!   counts the forks the kernel refused with EAGAIN (a pids limit);
+//! - `zombies N`: forks N children that exit at once and never reaps them;
+//! - `threads N`: starts N threads; prints `threads TID...`;
+//! - `hog MIB`: allocates and touches MIB MiB (a memory limit below that gets
+//!   it OOM-killed); prints `hog survived` and exits if it is not;
+//! - `get URL`: an HTTP GET of `http://IP:PORT/PATH`, the body printed, exit
+//!   status 0 on a 200 (busybox's static wget crashes resolving names in an
+//!   initramfs without NSS).
+
+use std::io::Write as _;
+
+fn pause_forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions; it only waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn forks(n: u32) -> ! {
+    let (mut ok, mut refused, mut other) = (0u32, 0u32, 0u32);
+    for _ in 0..n {
+        // SAFETY: the process is single-threaded here; the child only calls
+        // the async-signal-safe pause.
+        match unsafe { libc::fork() } {
+            0 => pause_forever(),
+            -1 => match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => refused += 1,
+                _ => other += 1,
+            },
+            _ => ok += 1,
+        }
+    }
+    say(&format!("forks ok={ok} refused={refused} other={other}"));
+    pause_forever()
+}
+
+fn zombies(n: u32) -> ! {
+    let mut made = 0;
+    for _ in 0..n {
+        // SAFETY: single-threaded; the child exits at once with _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => {}
+            _ => made += 1,
+        }
+    }
+    say(&format!("zombies {made}"));
+    pause_forever()
+}
+
+fn threads(n: u32) -> ! {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..n {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+            let _ = tx.send(tid);
+            pause_forever()
+        });
+    }
+    let tids: Vec<String> = rx.iter().take(n as usize).map(|t| t.to_string()).collect();
+    say(&format!("threads {}", tids.join(" ")));
+    pause_forever()
+}
+
+fn hog(mib: usize) {
+    let mut v: Vec<u8> = Vec::with_capacity(mib << 20);
+    // Touch every page so that it is charged.
+    for _ in 0..(mib << 8) {
+        v.extend_from_slice(&[1u8; 4096]);
+    }
+    say(&format!("hog survived {}", v.len()));
+    std::process::exit(0)
+}
+
+fn get(url: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::time::Duration;
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(10))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
+    let resp = String::from_utf8_lossy(&resp);
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or("no header end")?;
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("{url}: {status}"));
+    }
+    Ok(body.to_string())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = |i: usize| -> u32 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(1) };
+    match args.first().map(String::as_str) {
+        Some("forks") => forks(n(1)),
+        Some("zombies") => zombies(n(1)),
+        Some("threads") => threads(n(1)),
+        Some("hog") => hog(n(1) as usize),
+        Some("get") => match get(args.get(1).map_or("", String::as_str)) {
+            Ok(body) => {
+                print!("{body}");
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => {
+                eprintln!("get: {e}");
+                std::process::exit(1)
+            }
+        },
+        _ => {
+            eprintln!(
+                "usage: pidwarden-vm-helper forks N | zombies N | threads N | hog MIB | get URL"
+            );
+            std::process::exit(2)
+        }
+    }
+}
