@@ -48,29 +48,10 @@ await() {
     done
 }
 v() { cat "$1" 2>/dev/null | head -n 1; }
-k() { awk -v k="$2" '$1 == k {print $2}' "$1" 2>/dev/null; }
 
 state() {
     echo "=== state $1"
-    find $C -mindepth 1 -type d | sort | while read -r d; do
-        rel=${d#$C/}
-        procs=$(cat "$d/cgroup.procs" 2>/dev/null | tr '\n' ',') || procs=ERR
-        cat "$d/cgroup.procs" >/dev/null 2>&1 || procs=ERR
-        echo "D rel=$rel type=$(v $d/cgroup.type) procs=$procs threads=$(cat $d/cgroup.threads 2>/dev/null | tr '\n' ',')" \
-            "pids.current=$(v $d/pids.current) pids.max=$(v $d/pids.max) pids.events=$(k $d/pids.events max)" \
-            "pids.events.local=$(k $d/pids.events.local max) memory.current=$(v $d/memory.current)" \
-            "memory.max=$(v $d/memory.max) oom_kill=$(k $d/memory.events oom_kill)" \
-            "inactive_file=$(k $d/memory.stat inactive_file)"
-    done
-    for p in /proc/[0-9]*; do
-        pid=${p#/proc/}
-        st=$(sed 's/.*) //' $p/stat 2>/dev/null) || continue
-        [ -n "$st" ] || continue
-        set -- $st
-        cg=$(sed -n 's/^0:://p' $p/cgroup 2>/dev/null)
-        tids=$(ls $p/task 2>/dev/null | tr '\n' ',')
-        echo "P pid=$pid ppid=$2 state=$1 cg=$cg tids=$tids cmd=$(tr '\0' ' ' <$p/cmdline 2>/dev/null)"
-    done
+    $H dump
 }
 snapshots() {
     for m in incremental full; do

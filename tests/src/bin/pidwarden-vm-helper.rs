@@ -9,6 +9,11 @@
 //! - `threads N`: starts N threads; prints `threads TID...`;
 //! - `hog MIB`: allocates and touches MIB MiB (a memory limit below that gets
 //!   it OOM-killed); prints `hog survived` and exits if it is not;
+//! - `dump`: prints the cgroup tree under /sys/fs/cgroup (a `D` line per
+//!   directory: its process and thread lists and the pids and memory files)
+//!   and the processes (a `P` line each: parent, state, cgroup, threads,
+//!   command line), as the kernel shows them, in one process (a busybox
+//!   loop forking per file takes minutes in an emulated guest);
 //! - `get URL`: an HTTP GET of `http://IP:PORT/PATH`, the body printed, exit
 //!   status 0 on a 200 (busybox's static wget crashes resolving names in an
 //!   initramfs without NSS).
@@ -109,6 +114,117 @@ fn get(url: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
+/// The first line of a file, trimmed; "" when unreadable.
+fn first_line(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// The value of `key` in a flat-keyed file; "" when absent.
+fn key(p: &std::path::Path, key: &str) -> String {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(key)).then(|| f.next().unwrap_or("").to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// A list file (`cgroup.procs`, `cgroup.threads`) as `a,b,c,`; `ERR` when
+/// reading it fails.
+fn list(p: &std::path::Path) -> String {
+    match std::fs::read_to_string(p) {
+        Ok(s) => s.lines().map(|l| format!("{},", l.trim())).collect(),
+        Err(_) => "ERR".into(),
+    }
+}
+
+fn dump() {
+    use std::path::{Path, PathBuf};
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d != root {
+            dirs.push(d.clone());
+        }
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    dirs.sort();
+    let mut out = String::new();
+    for d in &dirs {
+        let rel = d.strip_prefix(root).unwrap_or(d).display().to_string();
+        let threads = list(&d.join("cgroup.threads"));
+        out.push_str(&format!(
+            "D rel={rel} type={} procs={} threads={} pids.current={} pids.max={} pids.events={} \
+             pids.events.local={} memory.current={} memory.max={} oom_kill={} inactive_file={}\n",
+            first_line(&d.join("cgroup.type")).replace(' ', "_"),
+            list(&d.join("cgroup.procs")),
+            if threads == "ERR" { String::new() } else { threads },
+            first_line(&d.join("pids.current")),
+            first_line(&d.join("pids.max")),
+            key(&d.join("pids.events"), "max"),
+            key(&d.join("pids.events.local"), "max"),
+            first_line(&d.join("memory.current")),
+            first_line(&d.join("memory.max")),
+            key(&d.join("memory.events"), "oom_kill"),
+            key(&d.join("memory.stat"), "inactive_file"),
+        ));
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    for pid in pids {
+        let p = PathBuf::from(format!("/proc/{pid}"));
+        let Ok(stat) = std::fs::read_to_string(p.join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (state, ppid) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let cg = std::fs::read_to_string(p.join("cgroup"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+            .unwrap_or_default();
+        let mut tids: Vec<u32> = std::fs::read_dir(p.join("task"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tids.sort_unstable();
+        let tids: String = tids.iter().map(|t| format!("{t},")).collect();
+        let cmd = std::fs::read(p.join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "P pid={pid} ppid={ppid} state={state} cg={cg} tids={tids} cmd={}\n",
+            cmd.trim_end()
+        ));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n = |i: usize| -> u32 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(1) };
@@ -117,6 +233,7 @@ fn main() {
         Some("zombies") => zombies(n(1)),
         Some("threads") => threads(n(1)),
         Some("hog") => hog(n(1) as usize),
+        Some("dump") => dump(),
         Some("get") => match get(args.get(1).map_or("", String::as_str)) {
             Ok(body) => {
                 print!("{body}");
@@ -129,7 +246,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: pidwarden-vm-helper forks N | zombies N | threads N | hog MIB | get URL"
+                "usage: pidwarden-vm-helper forks N | zombies N | threads N | hog MIB | dump | get URL"
             );
             std::process::exit(2)
         }
