@@ -171,7 +171,11 @@ fn dump() {
              pids.events.local={} memory.current={} memory.max={} oom_kill={} inactive_file={}\n",
             first_line(&d.join("cgroup.type")).replace(' ', "_"),
             list(&d.join("cgroup.procs")),
-            if threads == "ERR" { String::new() } else { threads },
+            if threads == "ERR" {
+                String::new()
+            } else {
+                threads
+            },
             first_line(&d.join("pids.current")),
             first_line(&d.join("pids.max")),
             key(&d.join("pids.events"), "max"),
@@ -202,7 +206,10 @@ fn dump() {
         let (state, ppid) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
         let cg = std::fs::read_to_string(p.join("cgroup"))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
             .unwrap_or_default();
         let mut tids: Vec<u32> = std::fs::read_dir(p.join("task"))
             .map(|rd| {
