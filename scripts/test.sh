@@ -28,7 +28,10 @@
 #    /var/cache/pidwarden-vm; scripts/vm/kernels.sh, cached) and runs
 #    tests/tests/cgroup_v2_kernels.rs, which boots each under QEMU (needs
 #    qemu-system-x86 and cpio). `cargo test` skips those tests
-#    (PIDWARDEN_SKIP_VM=1) so that they run once, here.
+#    (PIDWARDEN_SKIP_VM=1) so that they run once, here;
+# 7. "systemd + Docker host": builds (once, cached under the same directory)
+#    a Debian 12 disk image with systemd and docker.io by debootstrap
+#    (scripts/vm/systemd-host.sh) and runs tests/tests/systemd_docker_host.rs.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -373,6 +376,18 @@ vm_kernel_tests() {
     return "${PIPESTATUS[0]}"
 }
 
+# Both daemons on a Debian 12 host with systemd and Docker (systemd cgroup
+# driver), booted from a cached debootstrapped image (scripts/vm/).
+vm_systemd_host_test() {
+    local log="$LOG_DIR/systemd-docker-host.log"
+    command -v debootstrap >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends debootstrap || return 1
+    PIDWARDEN_VM_CACHE=${PIDWARDEN_VM_CACHE:-/var/cache/pidwarden-vm} scripts/vm/systemd-host.sh build || return 1
+    timeout --kill-after=30 1500 \
+        cargo test -p pidwarden-tests --test systemd_docker_host 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
 # --- run --------------------------------------------------------------------
 
 echo "pidwarden test suite in $ROOT ($(date -u +%FT%TZ), $(nproc) cores)"
@@ -417,4 +432,5 @@ if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
 step "cgroup v2 kernels" vm_kernel_tests
+step "systemd + Docker host" vm_systemd_host_test
 exit 0

@@ -14,9 +14,12 @@
 //!   and the processes (a `P` line each: parent, state, cgroup, threads,
 //!   command line), as the kernel shows them, in one process (a busybox
 //!   loop forking per file takes minutes in an emulated guest);
-//! - `get URL`: an HTTP GET of `http://IP:PORT/PATH`, the body printed, exit
-//!   status 0 on a 200 (busybox's static wget crashes resolving names in an
-//!   initramfs without NSS).
+//! - `get URL [TOKEN]`: an HTTP GET of `http://IP:PORT/PATH` (with a bearer
+//!   token), the body printed, exit status 0 on a 200 (busybox's static wget
+//!   crashes resolving names in an initramfs without NSS; the systemd host
+//!   has no curl);
+//! - `post URL TOKEN FILE`: POSTs FILE as JSON with a bearer token; prints
+//!   `STATUS BODY`.
 
 use std::io::Write as _;
 
@@ -91,7 +94,15 @@ fn hog(mib: usize) {
     std::process::exit(0)
 }
 
-fn get(url: &str) -> Result<String, String> {
+/// An HTTP/1.0 request to `http://IP:PORT/PATH`: the body of a 200 (or
+/// with `any_status`, `STATUS BODY`), or what went wrong.
+fn request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &[u8],
+    any_status: bool,
+) -> Result<String, String> {
     use std::io::Read as _;
     use std::time::Duration;
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
@@ -102,13 +113,24 @@ fn get(url: &str) -> Result<String, String> {
         .map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .and_then(|()| s.write_all(body))
+    .map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
     let resp = String::from_utf8_lossy(&resp);
     let (head, body) = resp.split_once("\r\n\r\n").ok_or("no header end")?;
     let status = head.lines().next().unwrap_or("");
-    if status.split_whitespace().nth(1) != Some("200") {
+    let code = status.split_whitespace().nth(1).unwrap_or("");
+    if any_status {
+        return Ok(format!("{code} {body}"));
+    }
+    if code != "200" {
         return Err(format!("{url}: {status}"));
     }
     Ok(body.to_string())
@@ -241,19 +263,31 @@ fn main() {
         Some("threads") => threads(n(1)),
         Some("hog") => hog(n(1) as usize),
         Some("dump") => dump(),
-        Some("get") => match get(args.get(1).map_or("", String::as_str)) {
-            Ok(body) => {
-                print!("{body}");
-                let _ = std::io::stdout().flush();
+        Some("get") | Some("post") => {
+            let url = args.get(1).map_or("", String::as_str);
+            let token = args.get(2).map(String::as_str);
+            let got = if args[0] == "get" {
+                request("GET", url, token, b"", false)
+            } else {
+                let file = args.get(3).map_or("", String::as_str);
+                std::fs::read(file)
+                    .map_err(|e| format!("{file}: {e}"))
+                    .and_then(|b| request("POST", url, token, &b, true))
+            };
+            match got {
+                Ok(body) => {
+                    print!("{body}");
+                    let _ = std::io::stdout().flush();
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", args[0]);
+                    std::process::exit(1)
+                }
             }
-            Err(e) => {
-                eprintln!("get: {e}");
-                std::process::exit(1)
-            }
-        },
+        }
         _ => {
             eprintln!(
-                "usage: pidwarden-vm-helper forks N | zombies N | threads N | hog MIB | dump | get URL"
+                "usage: pidwarden-vm-helper forks N | zombies N | threads N | hog MIB | dump | get URL [TOKEN] | post URL TOKEN FILE"
             );
             std::process::exit(2)
         }
