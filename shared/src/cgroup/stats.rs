@@ -118,7 +118,7 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
 /// smallest `pids.max - pids.current` over those levels that have a limit.
 ///
 /// `limit_hits` counts the forks refused at a pids limit that concern the
-/// container, from what the kernel keeps (see [`read_limit_hits`]): on
+/// container, from what the kernel keeps (see `read_limit_hits`): on
 /// cgroup v1, on cgroup v2 before Linux 6.12 and with the `pids_localevents`
 /// mount option, every fork a task of the container's subtree was refused,
 /// at whichever level's limit; from 6.12 on (no `pids_localevents`), the
