@@ -3,8 +3,9 @@
 # busybox, pidwarden-exporter, pidwarden-remediator and pidwarden-vm-helper.
 # Runs both daemons as on a real host (Docker's socket, systemd cgroup
 # driver, cgroup v2) against a real container with three copies of one
-# command, asks the remediator to kill the surplus copies through its
-# webhook, and prints what the kernel and the daemons showed; the test on the
+# command, asks the remediator to kill the surplus copies, then to restart
+# the container, through its webhook, and prints what the kernel and the
+# daemons showed; the test on the
 # host (tests/tests/systemd_docker_host.rs) judges it.
 set -u
 IN=/root/in
@@ -72,6 +73,19 @@ $H dump
 echo "=== metrics after"
 sleep 2
 $H get http://127.0.0.1:9917/metrics
+# restart through the same webhook: the container runs again, a new init.
+echo "=== info before-restart $(docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' web)"
+sed -e 's/kill-duplicates/restart/' -e 's/0123456789abcdef/fedcba9876543210/' /tmp/alert.json >/tmp/restart.json
+echo "=== restart-webhook $($H post http://127.0.0.1:9918/api/v1/alerts pidwarden-vm-token /tmp/restart.json 2>&1 | tr '\n' ' ')"
+i=0
+until [ "$($H get 'http://127.0.0.1:9918/api/v1/actions?limit=10' pidwarden-vm-token 2>/dev/null | grep -o '"result": *"\(done\|failed\)"' | wc -l)" -ge 2 ]; do
+    i=$((i + 1)); [ $i -lt 120 ] || { echo "=== info timeout waiting for the restart"; break; }; sleep 1
+done
+echo "=== info after-restart $(docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' web)"
+echo "=== info running-after-restart $(docker inspect -f '{{.State.Running}} {{.State.Paused}}' web)"
+echo "=== actions-after-restart"
+$H get 'http://127.0.0.1:9918/api/v1/actions?limit=10' pidwarden-vm-token
+echo
 echo "=== log"
 tail -n 20 /tmp/exporter.log /tmp/remediator.log
 kill $outside

@@ -5,10 +5,11 @@
 //! remediator as a host would (Docker's socket, the real cgroup tree), runs a
 //! container holding three copies of one command (each copy a tree: `sh`
 //! and its `sleep`) and asks the remediator, through the webhook an
-//! Alertmanager would call, to kill the surplus copies. Judged here: the
-//! exporter names the container and counts its copies; the remediator kills
-//! two copies as whole trees, leaves one, signals nothing outside the
-//! container and leaves nothing stopped.
+//! Alertmanager would call, to kill the surplus copies, then to restart the
+//! container. Judged here: the exporter names the container and counts its
+//! copies; the remediator kills two copies as whole trees, leaves one,
+//! signals nothing outside the container and leaves nothing stopped; the
+//! restart gives the container a new init and leaves it running.
 //!
 //! `PIDWARDEN_SKIP_VM=1` turns the test into an early return; nothing else
 //! skips it.
@@ -32,6 +33,7 @@ struct Host {
     info: Vec<String>,
     sections: HashMap<String, String>,
     webhook: String,
+    webhook_restart: String,
 }
 
 fn parse(out: &str) -> Host {
@@ -44,6 +46,8 @@ fn parse(out: &str) -> Host {
                 h.info.push(i.to_string());
             } else if let Some(w) = head.strip_prefix("webhook ") {
                 h.webhook = w.to_string();
+            } else if let Some(w) = head.strip_prefix("restart-webhook ") {
+                h.webhook_restart = w.to_string();
             } else {
                 h.sections.insert(head.to_string(), String::new());
                 cur = Some(head.to_string());
@@ -81,7 +85,7 @@ fn procs(dump: &str) -> Vec<Proc> {
 fn info<'a>(h: &'a Host, key: &str) -> &'a str {
     h.info
         .iter()
-        .find_map(|i| i.strip_prefix(key).map(str::trim))
+        .find_map(|i| i.strip_prefix(key)?.strip_prefix(' '))
         .unwrap_or("")
 }
 
@@ -202,4 +206,32 @@ fn daemons_on_a_systemd_docker_cgroup_v2_host_kill_copies_as_whole_trees() {
         Some(0.0),
         "copies after"
     );
+
+    // restart: Docker restarts the container (a new init), it runs again.
+    assert!(
+        h.webhook_restart.starts_with("200 "),
+        "webhook: {}",
+        h.webhook_restart
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(h.sections["actions-after-restart"].trim()).expect("actions JSON");
+    let done = |action: &str| {
+        rows["actions"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["action"] == action && r["result"] == "done")
+        })
+    };
+    assert!(done("kill-duplicates") && done("restart"), "{rows}");
+    let init = |key: &str| info(&h, key).split(' ').next().unwrap_or("").to_string();
+    assert_ne!(
+        init("before-restart"),
+        init("after-restart"),
+        "a new init after the restart"
+    );
+    assert_ne!(
+        init("after-restart"),
+        "0",
+        "the container runs after the restart"
+    );
+    assert_eq!(info(&h, "running-after-restart"), "true false");
 }
