@@ -22,7 +22,16 @@
 #    dashboard checks and the deploy/kubernetes/ manifest checks (kubectl
 #    kustomize, kubernetes-validate, CRD schemas, promtool, PrometheusRule
 #    drift; kubectl is not a Debian package: install it beforehand) when
-#    those files exist.
+#    those files exist;
+# 6. "cgroup v2 kernels": builds the release exporter, fetches Debian's 6.1
+#    and 6.12 kernels into $PIDWARDEN_VM_CACHE (default
+#    /var/cache/pidwarden-vm; scripts/vm/kernels.sh, cached) and runs
+#    tests/tests/cgroup_v2_kernels.rs, which boots each under QEMU (needs
+#    qemu-system-x86 and cpio). `cargo test` skips those tests
+#    (PIDWARDEN_SKIP_VM=1) so that they run once, here;
+# 7. "systemd + Docker host": builds (once, cached under the same directory)
+#    a Debian 12 disk image with systemd and docker.io by debootstrap
+#    (scripts/vm/systemd-host.sh) and runs tests/tests/systemd_docker_host.rs.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -42,7 +51,7 @@ mkdir -p "$LOG_DIR"
 TMP=${TMPDIR:-/tmp}
 IMAGE=pidwarden-test-busybox:latest
 PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-process-exporter wrk
-    containerd podman protobuf-compiler python3 docker-compose qemu-system-x86 debootstrap e2fsprogs)
+    containerd podman protobuf-compiler python3 docker-compose qemu-system-x86 cpio debootstrap e2fsprogs)
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     PATH="$HOME/.cargo/bin:$PATH"
@@ -292,7 +301,8 @@ build_image() {
 
 cargo_test() {
     local log="$LOG_DIR/cargo-test.log" rc
-    timeout --kill-after=30 "${PIDWARDEN_TEST_TIMEOUT:-1200}" \
+    # The VM tests run in their own step, against a release build.
+    PIDWARDEN_SKIP_VM=1 timeout --kill-after=30 "${PIDWARDEN_TEST_TIMEOUT:-1200}" \
         cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 124 ] && echo "error: cargo test timed out after ${PIDWARDEN_TEST_TIMEOUT:-1200}s" >&2
@@ -351,37 +361,70 @@ alert_checks() {
     fi
 }
 
-# --- 6. the package on a real systemd host ----------------------------------
+# --- 6. real cgroup v2 hosts under QEMU, the package and the image ----------
 
-# The Debian 12 systemd + Docker VM image is built (debootstrap, mostly
-# downloads) in the background while the cargo steps run; the package step
-# waits for it.
 VM_CACHE=${PIDWARDEN_VM_CACHE:-/var/cache/pidwarden-vm}
-HOST_BUILD_PID=
-start_host_build() {
-    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/host.sh build >"$LOG_DIR/vm-host-build.log" 2>&1 &
-    HOST_BUILD_PID=$!
+STATIC_TARGET=x86_64-unknown-linux-gnu
+STATIC_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$STATIC_TARGET/release
+
+# One static release build of both daemons serves the kernel tests, the
+# package and the image (scripts/package.sh and deploy/build-image.sh build
+# the same and find it done).
+static_build() {
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+        --target "$STATIC_TARGET" -p pidwarden-exporter -p pidwarden-remediator
 }
 
-# Builds the .deb, boots the systemd + Docker host and runs
-# tests/vm/package-host/test.sh in it: install, enable, metrics, a dry-run
-# alert, the switch to live, a kill, a restart keeping the audit trail, purge.
+# The Debian 12 systemd + Docker image (debootstrap, mostly downloads) is
+# built in the background while the cargo steps run; the steps that boot it
+# wait for it.
+HOST_BUILD_PID=
+start_host_build() {
+    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/systemd-host.sh build >"$LOG_DIR/vm-host-build.log" 2>&1 &
+    HOST_BUILD_PID=$!
+}
+wait_host_build() {
+    local rc=0
+    if [ -n "$HOST_BUILD_PID" ]; then
+        wait "$HOST_BUILD_PID" || rc=$?
+        HOST_BUILD_PID=
+        cat "$LOG_DIR/vm-host-build.log"
+        [ $rc -eq 0 ] || return $rc
+    fi
+    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/systemd-host.sh build
+}
+
+# The exporter on Debian's 6.1 and 6.12 under QEMU (scripts/vm/): one boot per
+# kernel, each bounded and retried once by scripts/vm/initramfs.sh.
+vm_kernel_tests() {
+    local log="$LOG_DIR/cgroup-v2-kernels.log"
+    cargo build -p pidwarden-tests --bin pidwarden-vm-helper &&
+        scripts/vm/kernels.sh "$VM_CACHE" || return 1
+    PIDWARDEN_VM_CACHE=$VM_CACHE PIDWARDEN_BIN_DIR="$STATIC_DIR" timeout --kill-after=30 1500 \
+        cargo test -p pidwarden-tests --test cgroup_v2_kernels -- --test-threads=1 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
+# Both daemons on a Debian 12 host with systemd and Docker (systemd cgroup
+# driver), booted from the cached image.
+vm_systemd_host_test() {
+    local log="$LOG_DIR/systemd-docker-host.log"
+    wait_host_build || return 1
+    PIDWARDEN_VM_CACHE=$VM_CACHE timeout --kill-after=30 1500 \
+        cargo test -p pidwarden-tests --test systemd_docker_host 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
+# Builds the .deb and runs tests/vm/package-host/test.sh on the same host:
+# install, enable, metrics, a dry-run alert, the switch to live, a kill, a
+# restart and an upgrade keeping the audit trail, purge.
 package_host_test() {
-    local deb dir rc=0
+    local deb
     deb=$(scripts/package.sh | tail -n 1) || return 1
     echo "package: $deb ($(du -h "$deb" | cut -f1))"
-    if [ -n "$HOST_BUILD_PID" ]; then
-        wait "$HOST_BUILD_PID" || { cat "$LOG_DIR/vm-host-build.log"; return 1; }
-        HOST_BUILD_PID=
-    fi
-    cat "$LOG_DIR/vm-host-build.log"
-    dir=$(mktemp -d "$TMP/pidwarden-test-vm.XXXXXX")
-    cp tests/vm/package-host/test.sh "$dir/test.sh"
-    cp "$deb" "$dir/pidwarden.deb"
-    cp /bin/busybox "$dir/busybox"
-    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/host.sh run "$dir" || rc=$?
-    rm -rf "$dir"
-    return $rc
+    wait_host_build || return 1
+    PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/systemd-host.sh run \
+        tests/vm/package-host/test.sh "$deb" /bin/busybox
 }
 
 # --- run --------------------------------------------------------------------
@@ -432,6 +475,9 @@ fi
 if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
+step "release build (static)" static_build
+step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
+step "systemd + Docker host" vm_systemd_host_test
 step "package on a systemd + Docker host (VM)" package_host_test
 exit 0

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -156,6 +157,8 @@ pub fn default_threads() -> usize {
 pub struct Collector {
     roots: Roots,
     layout: Option<Layout>,
+    /// When the cached layout's mount options were last read.
+    mount_read: Option<Instant>,
     mode: CollectMode,
     /// One per shard.
     readers: Vec<Shard>,
@@ -206,6 +209,7 @@ impl Collector {
                 .collect(),
             roots,
             layout: None,
+            mount_read: None,
             mode,
             budget_logged: false,
             ambiguous: Vec::new(),
@@ -374,11 +378,23 @@ impl Collector {
         // is detected afresh once before giving up.
         let attempts = if self.layout.is_some() { 2 } else { 1 };
         for attempt in 1..=attempts {
-            let layout = match &self.layout {
-                Some(l) => l.clone(),
+            let layout = match &mut self.layout {
+                Some(l) => {
+                    // `pids_localevents` can be changed by a remount.
+                    if l.unified_controllers
+                        && self
+                            .mount_read
+                            .is_none_or(|t| t.elapsed() >= MOUNT_OPTIONS_EVERY)
+                    {
+                        l.pids_local_events = cgroup::pids_local_events(&self.roots);
+                        self.mount_read = Some(Instant::now());
+                    }
+                    l.clone()
+                }
                 None => match cgroup::detect_layout(&self.roots) {
                     Ok(l) => {
                         self.layout = Some(l.clone());
+                        self.mount_read = Some(Instant::now());
                         l
                     }
                     Err(e) => {
@@ -403,6 +419,9 @@ impl Collector {
         None
     }
 }
+
+/// How often the cgroup2 mount options of a cached layout are read again.
+const MOUNT_OPTIONS_EVERY: Duration = Duration::from_secs(60);
 
 impl Collector {
     /// Keeps the ambiguous ids of the last walk, logging those that were

@@ -1,5 +1,7 @@
 //! Recognising how the cgroup filesystem is mounted under the cgroup root,
-//! from the files found there (no `/proc/mounts`, so fixture trees work).
+//! from the files found there (no `/proc/mounts`, so fixture trees work),
+//! and the one cgroup2 mount option that changes what a file means
+//! (`pids_localevents`, from the proc root's `self/mountinfo`).
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,7 @@ pub fn detect_layout(roots: &Roots) -> Result<Layout> {
             v1_systemd: None,
             unified_controllers: true,
             parents: roots.cgroup_parents.clone(),
+            pids_local_events: pids_local_events(roots),
         });
     }
     let layout = Layout {
@@ -50,6 +53,7 @@ pub fn detect_layout(roots: &Roots) -> Result<Layout> {
         v1_systemd: hierarchy(root, "systemd", "cgroup.procs")?,
         unified_controllers: false,
         parents: roots.cgroup_parents.clone(),
+        pids_local_events: false,
     };
     if layout.unified.is_none()
         && layout.v1_pids.is_none()
@@ -59,6 +63,18 @@ pub fn detect_layout(roots: &Roots) -> Result<Layout> {
         return Err(Error::NoCgroupFs(root.to_path_buf()));
     }
     Ok(layout)
+}
+
+/// Whether cgroup2 is mounted with `pids_localevents`, read from
+/// `<proc root>/self/mountinfo`. The option is global (every cgroup2 mount,
+/// bind mounts into a container included, shows it), so the mounts of the
+/// reading process tell. `false` when mountinfo is unreadable or lists no
+/// cgroup2 (fixture trees): the kernel's default.
+pub fn pids_local_events(roots: &Roots) -> bool {
+    std::fs::read_to_string(roots.proc.join("self/mountinfo"))
+        .ok()
+        .and_then(|m| super::parse::cgroup2_pids_local_events(&m))
+        .unwrap_or(false)
 }
 
 impl Layout {

@@ -194,6 +194,7 @@ mod tests {
             v1_systemd: Some(PathBuf::from("/cg/systemd")),
             unified_controllers: false,
             parents: Vec::new(),
+            pids_local_events: false,
         };
         let c = Container {
             id: ID.into(),

@@ -27,7 +27,7 @@ pub use classify::{classify, classify_under, is_container_id};
 pub use discover::{discover, discover_all, Ambiguous, Discovered};
 pub use index::{ContainerIndex, REWALK_AFTER};
 pub use kept::ControlFiles;
-pub use layout::detect_layout;
+pub use layout::{detect_layout, pids_local_events};
 pub use membership::{is_within, path_in, CgroupScope, Hierarchy, Place};
 pub use stats::{
     count_threads_from, count_threads_recursive, read_memory, read_memory_from, read_pids,
@@ -50,6 +50,12 @@ pub struct Layout {
     /// Cgroup parents configured besides the runtimes' defaults
     /// ([`crate::Roots::cgroup_parents`]).
     pub parents: Vec<String>,
+    /// Whether cgroup2 is mounted with `pids_localevents` (Linux 6.12 and
+    /// later): `pids.events` then counts a refused fork in the forking task's
+    /// cgroup, as v1 and kernels before 6.12 do, instead of in the cgroup
+    /// whose limit refused it and its ancestors. Read from the proc root's
+    /// `self/mountinfo` (see [`layout::pids_local_events`]).
+    pub pids_local_events: bool,
 }
 
 /// The container runtime that created a cgroup, told from its path.

@@ -70,6 +70,21 @@ pub fn flat_keyed_value(content: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Whether the cgroup2 mounts in a `/proc/<pid>/mountinfo` carry the
+/// `pids_localevents` super option; `None` when no cgroup2 is mounted.
+pub fn cgroup2_pids_local_events(mountinfo: &str) -> Option<bool> {
+    mountinfo.lines().find_map(|line| {
+        // `<id> <parent> <dev> <root> <mount point> <options> [tags] - <type> <source> <super options>`
+        let (_, after) = line.split_once(" - ")?;
+        let mut f = after.split_ascii_whitespace();
+        if f.next()? != "cgroup2" {
+            return None;
+        }
+        let super_opts = f.nth(1).unwrap_or("");
+        Some(super_opts.split(',').any(|o| o == "pids_localevents"))
+    })
+}
+
 /// Parses `cgroup.procs`: one PID per line. Lines that are not a positive PID
 /// are skipped.
 pub fn parse_procs(content: &str) -> Vec<i32> {
@@ -169,5 +184,24 @@ mod tests {
         assert_eq!(parse_procs("1\n23\n456\n"), vec![1, 23, 456]);
         assert_eq!(parse_procs(""), Vec::<i32>::new());
         assert_eq!(parse_procs("0\n-5\nx\n7\n"), vec![7]);
+    }
+
+    #[test]
+    fn pids_localevents_mount_option() {
+        // As mounted in the VM tests' guest (6.12), before and after
+        // `mount -o remount,pids_localevents`.
+        let plain = "22 1 0:20 / /proc rw,relatime - proc proc rw\n\
+                     28 25 0:25 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+        let local = "28 25 0:25 / /sys/fs/cgroup rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,pids_localevents\n";
+        assert_eq!(cgroup2_pids_local_events(plain), Some(false));
+        assert_eq!(cgroup2_pids_local_events(local), Some(true));
+        // Only the super options count, and only of cgroup2.
+        let v1 = "30 25 0:26 / /sys/fs/cgroup/pids rw,pids_localevents - cgroup cgroup rw,pids\n";
+        assert_eq!(cgroup2_pids_local_events(v1), None);
+        assert_eq!(cgroup2_pids_local_events(""), None);
+        assert_eq!(
+            cgroup2_pids_local_events("1 2 0:1 / /x rw - cgroup2 none rw,pids_localevents_x\n"),
+            Some(false)
+        );
     }
 }

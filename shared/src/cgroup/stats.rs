@@ -117,13 +117,14 @@ fn levels(layout: &Layout, dir: &Path) -> Vec<PathBuf> {
 /// ancestors (up to, excluding, the hierarchy root); the headroom the
 /// smallest `pids.max - pids.current` over those levels that have a limit.
 ///
-/// `limit_hits` is the cgroup's own `pids.events` `max`. On cgroup v1 (and
-/// on older cgroup v2 kernels, or with the `pids_localevents` mount option)
-/// the kernel counts a refused fork in the cgroup of the forking task,
-/// whichever level's limit refused it. Recent cgroup v2 kernels count it in
-/// the cgroup whose limit was hit and that cgroup's ancestors instead, so a
-/// fork refused by an ancestor's limit (a pod or a slice) does not show in
-/// the container's file.
+/// `limit_hits` counts the forks refused at a pids limit that concern the
+/// container, from what the kernel keeps (see `read_limit_hits`): on
+/// cgroup v1, on cgroup v2 before Linux 6.12 and with the `pids_localevents`
+/// mount option, every fork a task of the container's subtree was refused,
+/// at whichever level's limit; from 6.12 on (no `pids_localevents`), the
+/// forks refused at the container's own limit (and limits inside it) plus
+/// every fork refused at an ancestor's limit (a pod's, a slice's), whichever
+/// cgroup under that ancestor forked.
 pub fn read_pids(layout: &Layout, c: &Container) -> Result<Option<PidsStats>> {
     read_pids_from(&mut Fresh::default(), layout, c)
 }
@@ -165,15 +166,61 @@ pub fn read_pids_from(
         let h = max.saturating_sub(level_current);
         headroom = Some(headroom.map_or(h, |old| old.min(h)));
     }
-    let limit_hits = read_key(src, &dir.join("pids.events"), "max")?
-        .flatten()
-        .unwrap_or(0);
+    let limit_hits = read_limit_hits(src, layout, dir)?;
     Ok(Some(PidsStats {
         current,
         limit,
         headroom,
         limit_hits,
     }))
+}
+
+/// The `max` of a `pids.events` or `pids.events.local` file; 0 when missing.
+fn read_events_max(src: &mut dyn Source, path: &Path) -> Result<u64> {
+    Ok(read_key(src, path, "max")?.flatten().unwrap_or(0))
+}
+
+/// The forks refused at a pids limit that concern the container at `dir`,
+/// the way the kernel counts them:
+///
+/// - **in the forking task's cgroup** (cgroup v1; v2 before Linux 6.12; v2
+///   mounted with `pids_localevents`): each cgroup's `pids.events` `max`
+///   counts the forks its own tasks were refused, at any level's limit (the
+///   container's, a pod's, a slice's). The sum over the container's subtree
+///   (a runtime may put the processes in a sub-cgroup, as crun's
+///   `container`) is every refusal the container's processes met.
+/// - **hierarchically** (v2 from 6.12, told by its `pids.events.local`):
+///   `pids.events` `max` counts the forks refused at the cgroup's own limit
+///   or a limit below it, whoever forked; `pids.events.local` those refused
+///   at the cgroup's own limit only; the forking cgroup is recorded nowhere.
+///   The container's `pids.events` plus the `pids.events.local` of each
+///   ancestor below the root counts each refusal that could have been the
+///   container's once: its own (and its sub-cgroups') limits for its own
+///   forks, and every refusal at a pod's or slice's limit above it. In a pod
+///   of one container this is exact; when several containers share the
+///   pod's limit, each one's count includes the refusals at the pod's limit
+///   of its siblings' forks (the kernel does not say which one forked).
+///
+/// A sub-cgroup removed takes its count with it.
+fn read_limit_hits(src: &mut dyn Source, layout: &Layout, dir: &Path) -> Result<u64> {
+    let hierarchical =
+        !layout.pids_local_events && src.read_opt(&dir.join("pids.events.local"))?.is_some();
+    if hierarchical {
+        let mut hits = read_events_max(src, &dir.join("pids.events"))?;
+        for level in levels(layout, dir).iter().skip(1) {
+            hits += read_events_max(src, &level.join("pids.events.local"))?;
+        }
+        return Ok(hits);
+    }
+    let mut hits = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        hits += read_events_max(src, &d.join("pids.events"))?;
+        if let Some(names) = src.subdirs(&d)? {
+            stack.extend(names.into_iter().map(|n| d.join(n)));
+        }
+    }
+    Ok(hits)
 }
 
 /// Reads the memory controller of a container; `Ok(None)` when the cgroup
@@ -257,6 +304,11 @@ pub fn read_memory_from(
 /// Lists the PIDs (thread-group leaders) in a cgroup directory and all its
 /// descendants (`cgroup.procs` of each), sorted and deduplicated. Directories
 /// that vanish are skipped; a vanished `dir` yields an empty list.
+///
+/// A `threaded` cgroup below `dir` (cgroup v2) has no process list: reading
+/// its `cgroup.procs` fails with `EOPNOTSUPP`. The processes its threads
+/// belong to are listed by the threaded domain above it, and its
+/// descendants are threaded too, so it is skipped with its subtree.
 pub fn read_procs_recursive(dir: &Path) -> Result<Vec<i32>> {
     read_procs_from(&mut Fresh::default(), dir)
 }
@@ -266,8 +318,11 @@ pub fn read_procs_from(src: &mut dyn Source, dir: &Path) -> Result<Vec<i32>> {
     let mut pids = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Some(content) = src.read_opt(&d.join("cgroup.procs"))? else {
-            continue;
+        let content = match src.read_opt(&d.join("cgroup.procs")) {
+            Ok(Some(content)) => content,
+            Ok(None) => continue,
+            Err(e) if d != dir && is_threaded_refusal(&e) => continue,
+            Err(e) => return Err(e),
         };
         pids.extend(parse_procs(content));
         if let Some(names) = src.subdirs(&d)? {
@@ -277,6 +332,11 @@ pub fn read_procs_from(src: &mut dyn Source, dir: &Path) -> Result<Vec<i32>> {
     pids.sort_unstable();
     pids.dedup();
     Ok(pids)
+}
+
+/// Whether reading a process list failed because its cgroup is threaded.
+fn is_threaded_refusal(e: &Error) -> bool {
+    matches!(e, Error::Read { source, .. } if source.raw_os_error() == Some(libc::EOPNOTSUPP))
 }
 
 /// Counts the threads (tasks) listed in a cgroup directory and all its
@@ -311,4 +371,142 @@ pub fn count_threads_from(src: &mut dyn Source, dir: &Path) -> Result<Option<u64
         }
     }
     Ok(Some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::{CgroupDirs, Runtime};
+    use std::fs;
+
+    fn write(dir: &Path, files: &[(&str, &str)]) {
+        fs::create_dir_all(dir).unwrap();
+        for (name, content) in files {
+            fs::write(dir.join(name), content).unwrap();
+        }
+    }
+
+    fn layout(root: &Path, pids_local_events: bool) -> Layout {
+        Layout {
+            unified: Some(root.to_path_buf()),
+            v1_pids: None,
+            v1_memory: None,
+            v1_systemd: None,
+            unified_controllers: true,
+            parents: Vec::new(),
+            pids_local_events,
+        }
+    }
+
+    fn container(dir: &Path) -> Container {
+        Container {
+            id: "a".repeat(64),
+            runtime: Runtime::Containerd,
+            pod_uid: None,
+            rel_path: dir.into(),
+            dirs: CgroupDirs {
+                pids: Some(dir.into()),
+                ..CgroupDirs::default()
+            },
+        }
+    }
+
+    fn hits(layout: &Layout, dir: &Path) -> u64 {
+        read_pids(layout, &container(dir))
+            .unwrap()
+            .unwrap()
+            .limit_hits
+    }
+
+    /// A pod under `kubepods` with two containers; `c1` has a `container`
+    /// sub-cgroup. The numbers are what Linux 6.12 shows after 3 forks of c1
+    /// refused at the pod's limit and 2 at c1's own limit.
+    fn pod_tree(root: &Path, local_files: bool) {
+        let ev = |max: u64| format!("max {max}\n");
+        let level = |dir: &Path, events: u64, local: u64| {
+            write(
+                dir,
+                &[
+                    ("pids.current", "3\n"),
+                    ("pids.max", "max\n"),
+                    ("pids.events", &ev(events)),
+                ],
+            );
+            if local_files {
+                write(dir, &[("pids.events.local", &ev(local))]);
+            }
+        };
+        level(&root.join("kubepods"), 5, 0);
+        level(&root.join("kubepods/pod1"), 5, 3);
+        level(&root.join("kubepods/pod1/c1"), 2, 2);
+        level(&root.join("kubepods/pod1/c1/container"), 0, 0);
+        level(&root.join("kubepods/pod1/c2"), 0, 0);
+    }
+
+    #[test]
+    fn refusals_at_a_pod_limit_show_on_its_containers_from_6_12() {
+        let t = tempfile::tempdir().unwrap();
+        pod_tree(t.path(), true);
+        let l = layout(t.path(), false);
+        let pod = t.path().join("kubepods/pod1");
+        // Its own 2, and the pod's 3.
+        assert_eq!(hits(&l, &pod.join("c1")), 5);
+        // The pod's 3 (a sibling's forks: the kernel does not say whose).
+        assert_eq!(hits(&l, &pod.join("c2")), 3);
+    }
+
+    #[test]
+    fn refusals_are_summed_over_the_subtree_where_the_forking_cgroup_counts() {
+        // Before 6.12 (no pids.events.local), or with pids_localevents: each
+        // cgroup counts its own tasks' refused forks.
+        let t = tempfile::tempdir().unwrap();
+        let pod = t.path().join("kubepods/pod1");
+        pod_tree(t.path(), false);
+        write(&pod.join("c1/container"), &[("pids.events", "max 4\n")]);
+        for l in [layout(t.path(), false), layout(t.path(), true)] {
+            assert_eq!(hits(&l, &pod.join("c1")), 2 + 4);
+            assert_eq!(hits(&l, &pod.join("c2")), 0);
+        }
+        // pids_localevents on 6.12: the .local files exist and are ignored.
+        let t = tempfile::tempdir().unwrap();
+        let pod = t.path().join("kubepods/pod1");
+        pod_tree(t.path(), true);
+        assert_eq!(hits(&layout(t.path(), true), &pod.join("c1")), 2);
+    }
+
+    /// Reads a fixture tree, refusing the `cgroup.procs` of the `threaded`
+    /// directories with EOPNOTSUPP, as the kernel does.
+    struct WithThreaded {
+        fresh: Fresh,
+        threaded: Vec<PathBuf>,
+    }
+
+    impl Source for WithThreaded {
+        fn read_opt(&mut self, path: &Path) -> Result<Option<&str>> {
+            if path.ends_with("cgroup.procs") && self.threaded.iter().any(|t| path.starts_with(t)) {
+                let e = std::io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+                return Err(Error::read(path, e));
+            }
+            self.fresh.read_opt(path)
+        }
+    }
+
+    #[test]
+    fn a_threaded_child_cgroup_is_skipped_its_processes_listed_above() {
+        let t = tempfile::tempdir().unwrap();
+        let c = t.path().join("docker/c");
+        write(&c, &[("cgroup.procs", "10\n11\n")]);
+        write(&c.join("sub"), &[("cgroup.procs", "12\n")]);
+        write(&c.join("worker"), &[("cgroup.procs", "")]);
+        write(&c.join("worker/deeper"), &[("cgroup.procs", "")]);
+        let mut src = WithThreaded {
+            fresh: Fresh::default(),
+            threaded: vec![c.join("worker")],
+        };
+        assert_eq!(read_procs_from(&mut src, &c).unwrap(), vec![10, 11, 12]);
+        // The container's own list refused is still an error.
+        src.threaded = vec![c.clone()];
+        let e = read_procs_from(&mut src, &c).unwrap_err();
+        assert!(is_threaded_refusal(&e), "{e}");
+    }
 }

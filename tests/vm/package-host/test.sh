@@ -1,9 +1,12 @@
 #!/bin/bash
-# Runs inside the Debian 12 systemd + Docker VM (scripts/vm/host.sh): installs
-# the pidwarden package as an operator would and checks the day-one path.
-# Input (this directory): pidwarden.deb, busybox (static). Output: one
-# `ok:`/`FAILED:` line per check; the exit status is the number of failures.
+# Runs inside the Debian 12 systemd + Docker VM (scripts/vm/systemd-host.sh
+# run tests/vm/package-host/test.sh DEB /bin/busybox): installs the pidwarden
+# package as an operator would and checks the day-one path. Input, beside this
+# script: the package and a static busybox. Output: one `ok:`/`FAILED:` line
+# per check; the exit status is the number of failures.
 set -u
+cd "$(dirname "$0")" || exit 1
+DEB=$(ls pidwarden_*.deb | head -n 1)
 failed=0
 # http METHOD PORT PATH [BODY_FILE [TOKEN]]: an HTTP/1.0 request to
 # 127.0.0.1 through bash's /dev/tcp (the image has no curl, and busybox wget
@@ -94,7 +97,7 @@ ID=$(docker run -d --name pidwarden-test-dup --network none pidwarden-test-bb \
     sh -c 'for i in 1 2 3 4 5 6; do sleep 100000 & done; wait')
 check "a container with 6 copies runs" poll 30 copies_are 6
 
-check "the package installs" dpkg -i pidwarden.deb
+check "the package installs" dpkg -i "$DEB"
 check "the token is root's, mode 600" test "$(stat -c '%U %a' /etc/pidwarden/remediator.token)" = "root 600"
 check "the config is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' pidwarden | grep -q /etc/pidwarden/remediator.toml"
 check "units installed disabled" sh -c '! systemctl is-enabled --quiet pidwarden-remediator'
@@ -120,7 +123,7 @@ check "the container still runs" test "$(docker inspect -f '{{.State.Running}}' 
 check "systemctl restart" systemctl restart pidwarden-remediator
 check "the audit trail survives the restart" poll 30 both_rows
 # An upgrade: the same package under a higher version (repacked here).
-rm -rf /tmp/next && dpkg-deb -R pidwarden.deb /tmp/next
+rm -rf /tmp/next && dpkg-deb -R "$DEB" /tmp/next
 sed -i 's/^Version: .*/&+next1/' /tmp/next/DEBIAN/control
 dpkg-deb -b /tmp/next /tmp/pidwarden-next.deb >/dev/null
 token_before=$(token)
