@@ -77,7 +77,7 @@ copies() {
 }
 copies_are() { [ "$(copies)" = "$1" ]; }
 post_alert() { # FINGERPRINT
-    curl -sf --max-time 10 -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    curl -sf -w '\n' --max-time 10 -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
         --data-binary @- http://127.0.0.1:9918/api/v1/alerts <<JSON
 {"receiver":"pidwarden","status":"firing","version":"4","groupKey":"{}:{}","truncatedAlerts":0,
  "groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://alertmanager:9093",
