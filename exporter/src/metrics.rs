@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
 use pidwarden_shared::groups::surplus;
-use pidwarden_shared::redact::redact_cmdline;
+use pidwarden_shared::redact::redact_command;
 use prometheus_client::collector::Collector as PromCollector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelSetEncoder,
@@ -193,7 +193,7 @@ pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<Comm
         if size < 2 {
             continue;
         }
-        let cmd = redact_cmdline(&g.cmdline.display(), max_chars);
+        let cmd = redact_command(&g.cmdline, max_chars);
         let e = by_cmd.entry(cmd).or_insert(0);
         *e = (*e).max(size);
     }
