@@ -4,7 +4,13 @@
 //! the full-scan reader (`--collect-mode full`), the oracle of the
 //! incremental [`super::table`], and its fallback.
 //!
-//! Reading goes through one reusable buffer per [`ProcessReader`].
+//! Reading goes through one reusable buffer per [`ProcessReader`]. A
+//! command line is read in pieces into a [`CmdlineBuilder`], which keeps its
+//! first [`super::parse::CMDLINE_PREFIX`] bytes and hashes the rest: what a
+//! process puts on its command line costs a bounded amount of memory.
+//! Everything a process controls is parsed as bytes; a process that cannot
+//! be read all the same is left out and its error kept
+//! ([`ProcessReader::take_skipped`]), never failing its container.
 //!
 //! On a real procfs the reader also keeps each process's `stat` file open
 //! between scrapes and re-reads it with `pread` at offset 0, which saves the
@@ -76,10 +82,6 @@ pub(super) fn open_read(path: &Path, buf: &mut Vec<u8>, line: bool) -> std::io::
     read_at_into(&file, buf, line)?;
     Ok(file)
 }
-
-/// Most per-process errors a reader keeps between two
-/// [`ProcessReader::take_skipped`] calls (the others are dropped).
-pub(super) const MAX_SKIPPED: usize = 64;
 
 /// The longest first read that [`read_at_into`] may take as a whole file.
 pub(crate) const SHORT_READ: usize = 2048;
@@ -344,11 +346,7 @@ impl ProcessReader {
 
     /// Records a per-process error: the process is left out.
     pub(super) fn skip(&mut self, e: Error) {
-        // Bounded: a container of unreadable processes does not grow it
-        // past what one collection reports.
-        if self.skipped.len() < MAX_SKIPPED {
-            self.skipped.push(e);
-        }
+        self.skipped.push(e);
     }
 
     /// [`Self::read_cached`], a failure recorded ([`Self::take_skipped`])
