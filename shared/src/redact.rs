@@ -533,8 +533,10 @@ fn redact_urls(word: &str) -> Cow<'_, str> {
         let stop = rest.find("://").map_or(rest.len(), |i| {
             // Back to the start of that URL's scheme.
             rest[..i]
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-                .map_or(0, |j| j + 1)
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                .map_or(0, |(j, c)| j + c.len_utf8())
         });
         let (path, next) = rest.split_at(stop);
         redact_query(path, &mut out);
@@ -991,6 +993,21 @@ mod tests {
         let url = format!("https://bob:S3cr3t{}@h/", "z".repeat(100));
         let cmd = Cmdline::from_args(["git", pad.as_str(), url.as_str()]);
         assert!(!redact_command(&cmd, 10_000).contains("S3cr3t"));
+    }
+
+    /// Inputs the fuzzer found (fuzz/fuzz_targets/proc_cmdline.rs).
+    #[test]
+    fn fuzz_findings_do_not_panic() {
+        // A second URL whose scheme follows a multi-byte character.
+        let found = Cmdline::from_raw(b"://$@/\xff\xff\xff://$@/\xff\xff\xff/\x00");
+        assert_eq!(
+            redact_command(&found, 100),
+            "://***@/\u{fffd}\u{fffd}\u{fffd}://***@/\u{fffd}\u{fffd}\u{fffd}/"
+        );
+        assert_eq!(
+            redact_cmdline("x=é://u:p@h/?token=é&a=b,ü://v:q@i", 100),
+            "x=é://u:***@h/?token=***&a=b,ü://v:***@i"
+        );
     }
 
     #[test]
