@@ -13,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_u64(&text);
     let _ = parse_limit(&text);
     let _ = flat_keyed(&text).count();
-    for key in ["max", "oom_kill", "inactive_file", "total_inactive_file", ""] {
+    for key in [
+        "max",
+        "oom_kill",
+        "inactive_file",
+        "total_inactive_file",
+        "",
+    ] {
         let _ = flat_keyed_value(&text, key);
     }
     // A key taken from the input too.

@@ -9,12 +9,17 @@ use pidwarden_shared::redact::redact_command;
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse_cmdline(data);
-    assert!(whole.raw().len() <= CMDLINE_PREFIX * 3, "the prefix is bounded (text may grow by replacement)");
+    assert!(
+        whole.raw().len() <= CMDLINE_PREFIX * 3,
+        "the prefix is bounded (text may grow by replacement)"
+    );
     assert_eq!(whole.is_empty(), data.iter().all(|&b| b == 0));
     let _ = whole.display();
     let _ = whole.args().count();
     // Split at a point the input chooses, and in small pieces.
-    let at = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let at = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
     let mut two = CmdlineBuilder::new();
     two.push(&data[..at]);
     two.push(&data[at..]);
