@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
 use pidwarden_shared::groups::surplus;
-use pidwarden_shared::redact::redact_cmdline;
+use pidwarden_shared::redact::redact_command;
 use prometheus_client::collector::Collector as PromCollector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelSetEncoder,
@@ -193,7 +193,7 @@ pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<Comm
         if size < 2 {
             continue;
         }
-        let cmd = redact_cmdline(&g.cmdline.display(), max_chars);
+        let cmd = redact_command(&g.cmdline, max_chars);
         let e = by_cmd.entry(cmd).or_insert(0);
         *e = (*e).max(size);
     }
@@ -210,12 +210,96 @@ pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<Comm
     v
 }
 
-/// Builds every family of the contract from one collection.
+/// How long a container's `command` label values are remembered by
+/// [`CommandLabels`].
+pub const COMMAND_LABEL_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The `command` value of the groups of a container that has used up its
+/// budget of distinct values ([`CommandLabels`]).
+pub const OTHER_COMMAND: &str = "(other)";
+
+/// Bounds what a container's processes can do to the `command` label over
+/// time. A scrape shows at most K groups per container (`--top-commands`);
+/// across scrapes, a container gets at most `4 × K` distinct `command`
+/// values within any [`COMMAND_LABEL_WINDOW`]: a group whose command would
+/// be a value beyond that is shown as [`OTHER_COMMAND`] (groups that then
+/// coincide report the largest). A container cycling random command lines
+/// thus makes at most `4 × K + 1` `command` series per hour, and the
+/// exporter remembers at most `4 × K` values per container (forgotten with
+/// the container).
+#[derive(Debug)]
+pub struct CommandLabels {
+    limit: usize,
+    window: std::time::Duration,
+    /// Container id → value → when last shown.
+    seen: HashMap<String, HashMap<String, std::time::Instant>>,
+}
+
+impl CommandLabels {
+    /// The budget for `top_commands` groups per container.
+    pub fn new(top_commands: usize) -> Self {
+        CommandLabels {
+            limit: top_commands.saturating_mul(4).max(1),
+            window: COMMAND_LABEL_WINDOW,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Distinct values a container may use within the window.
+    #[cfg(test)]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Applies the budget to one container's top groups at `now`.
+    pub fn bound(
+        &mut self,
+        id: &str,
+        groups: Vec<CommandGroup>,
+        now: std::time::Instant,
+    ) -> Vec<CommandGroup> {
+        let seen = self.seen.entry(id.to_string()).or_default();
+        let window = self.window;
+        seen.retain(|_, at| now.saturating_duration_since(*at) < window);
+        let mut out: Vec<CommandGroup> = Vec::with_capacity(groups.len());
+        for mut g in groups {
+            if let Some(at) = seen.get_mut(&g.command) {
+                *at = now;
+            } else if seen.len() < self.limit {
+                seen.insert(g.command.clone(), now);
+            } else {
+                g.command = OTHER_COMMAND.to_string();
+            }
+            match out.iter_mut().find(|o| o.command == g.command) {
+                Some(o) => o.processes = o.processes.max(g.processes),
+                None => out.push(g),
+            }
+        }
+        out
+    }
+
+    /// Forgets the containers not in `ids` (their series are gone).
+    pub fn retain<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        let keep: std::collections::HashSet<&str> = ids.into_iter().collect();
+        self.seen.retain(|id, _| keep.contains(id.as_str()));
+    }
+
+    /// Values remembered, over all containers.
+    #[cfg(test)]
+    pub fn remembered(&self) -> usize {
+        self.seen.values().map(HashMap::len).sum()
+    }
+}
+
+/// Builds every family of the contract from one collection; the `command`
+/// values bounded over time by `labels` when given (see [`CommandLabels`];
+/// the server keeps one across scrapes).
 pub fn build_families(
     snap: &Snapshot,
     meta: &HashMap<String, ContainerMeta>,
     stats: &SelfStats,
     opts: RenderOptions,
+    mut labels: Option<&mut CommandLabels>,
 ) -> Vec<Family> {
     use Kind::{Counter, Gauge};
     use MetricUnit::{Bytes, Seconds};
@@ -299,6 +383,10 @@ pub fn build_families(
         "Size of the largest sibling groups of identical command lines, top K per container, groups of 2 or more; command is redacted and truncated.",
     );
 
+    let now = std::time::Instant::now();
+    if let Some(labels) = labels.as_deref_mut() {
+        labels.retain(snap.containers.iter().map(|c| c.container.id.as_str()));
+    }
     for c in &snap.containers {
         let id = c.container.id.clone();
         let m = meta.get(&id);
@@ -349,7 +437,11 @@ pub fn build_families(
             ooms.push(base(), Value::Int(mem.oom_kills));
         }
         dups.push(base(), Value::Int(surplus(&c.groups)));
-        for g in top_groups(c, opts.top_commands, opts.command_max_chars) {
+        let mut top = top_groups(c, opts.top_commands, opts.command_max_chars);
+        if let Some(labels) = labels.as_deref_mut() {
+            top = labels.bound(&id, top, now);
+        }
+        for g in top {
             let mut l = base();
             l.push(("command", g.command));
             group_procs.push(l, Value::Int(g.processes));
@@ -584,7 +676,7 @@ mod tests {
     }
 
     fn text(opts: RenderOptions) -> String {
-        encode_text(&build_families(&snapshot(), &meta(), &stats(), opts))
+        encode_text(&build_families(&snapshot(), &meta(), &stats(), opts, None))
     }
 
     fn a() -> String {
@@ -673,7 +765,13 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type_once() {
-        let fams = build_families(&snapshot(), &meta(), &stats(), RenderOptions::default());
+        let fams = build_families(
+            &snapshot(),
+            &meta(),
+            &stats(),
+            RenderOptions::default(),
+            None,
+        );
         let out = encode_text(&fams);
         for f in &fams {
             let n = f.full_name();
@@ -759,6 +857,7 @@ mod tests {
             &meta(),
             &stats(),
             RenderOptions::default(),
+            None,
         ))
         .unwrap();
         let a = a();
@@ -803,8 +902,117 @@ mod tests {
             &HashMap::new(),
             &SelfStats::default(),
             RenderOptions::default(),
+            None,
         ));
         promtool_check(&empty);
+    }
+
+    /// A container cycling random command lines: each scrape shows at most
+    /// K of its groups, and across scrapes it gets at most 4 × K distinct
+    /// `command` values per window, the rest shown as `(other)`; what the
+    /// exporter remembers is bounded and goes with the container.
+    #[test]
+    fn a_container_cycling_command_lines_gets_a_bounded_set_of_command_values() {
+        use pidwarden_shared::groups::Group;
+        use pidwarden_shared::procfs::Cmdline;
+        use std::collections::HashSet;
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        let opts = RenderOptions {
+            top_commands: 3,
+            command_max_chars: 120,
+        };
+        let mut labels = CommandLabels::new(opts.top_commands);
+        assert_eq!(labels.limit(), 12);
+        let base = snapshot();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut per_scrape_max = 0;
+        let scrape = |n: u64, labels: &mut CommandLabels| -> Vec<(String, String)> {
+            let mut snap = base.clone();
+            // Five fresh groups of random-looking commands every scrape.
+            let groups: Vec<Group> = (0..5)
+                .map(|g| Group {
+                    ppid: 1,
+                    cmdline: Cmdline::from_args([
+                        "worker".to_string(),
+                        format!("{:x}", n * 1000 + g),
+                    ]),
+                    pids: (0..(2 + g as i32)).map(|p| 100 + p).collect(),
+                })
+                .collect();
+            snap.containers[0].groups = Arc::new(groups);
+            let fams = build_families(&snap, &meta(), &stats(), opts, Some(labels));
+            let fam = fams
+                .iter()
+                .find(|f| f.base == "pidwarden_container_process_group_processes")
+                .unwrap();
+            fam.samples
+                .iter()
+                .map(|s| {
+                    let get = |k: &str| s.labels.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+                    (get("id"), get("command"))
+                })
+                .collect()
+        };
+        for n in 0..200 {
+            let shown = scrape(n, &mut labels);
+            let mine: Vec<&String> = shown
+                .iter()
+                .filter(|(id, _)| id == ID_A)
+                .map(|(_, c)| c)
+                .collect();
+            per_scrape_max = per_scrape_max.max(mine.len());
+            seen.extend(mine.into_iter().cloned());
+        }
+        assert!(per_scrape_max <= 3, "{per_scrape_max}");
+        assert!(seen.contains(OTHER_COMMAND), "{seen:?}");
+        assert_eq!(seen.len(), 12 + 1, "{seen:?}");
+        assert!(labels.remembered() <= 12 * base.containers.len());
+        // A removed container is forgotten.
+        let mut gone = base.clone();
+        gone.containers.retain(|c| c.container.id != ID_A);
+        build_families(&gone, &meta(), &stats(), opts, Some(&mut labels));
+        assert!(!labels.seen.contains_key(ID_A));
+        // After the window, new values are shown again.
+        let mut l = CommandLabels::new(1);
+        let t0 = Instant::now();
+        let group = |c: &str| {
+            vec![CommandGroup {
+                command: c.into(),
+                processes: 2,
+            }]
+        };
+        for c in ["a", "b", "c", "d"] {
+            assert_eq!(l.bound(ID_A, group(c), t0)[0].command, c);
+        }
+        assert_eq!(l.bound(ID_A, group("e"), t0)[0].command, OTHER_COMMAND);
+        assert_eq!(l.bound(ID_A, group("a"), t0)[0].command, "a");
+        let later = t0 + COMMAND_LABEL_WINDOW + Duration::from_secs(1);
+        assert_eq!(l.bound(ID_A, group("e"), later)[0].command, "e");
+        // Groups that fall into `(other)` together report the largest.
+        let mut l = CommandLabels::new(1);
+        l.bound(ID_A, group("a"), t0);
+        l.bound(ID_A, group("b"), t0);
+        l.bound(ID_A, group("c"), t0);
+        l.bound(ID_A, group("d"), t0);
+        let two = vec![
+            CommandGroup {
+                command: "x".into(),
+                processes: 5,
+            },
+            CommandGroup {
+                command: "y".into(),
+                processes: 3,
+            },
+        ];
+        assert_eq!(
+            l.bound(ID_A, two, t0),
+            vec![CommandGroup {
+                command: OTHER_COMMAND.into(),
+                processes: 5
+            }]
+        );
     }
 
     #[test]

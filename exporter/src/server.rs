@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::errors::{ErrorCounts, LogLimiter};
 use crate::metrics::{
-    build_families, encode_openmetrics, encode_text, RenderOptions, SelfStats,
+    build_families, encode_openmetrics, encode_text, CommandLabels, RenderOptions, SelfStats,
     OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 };
 use crate::runtime::MetaCache;
@@ -37,6 +37,8 @@ struct Scraper {
     source: Box<dyn SnapshotSource>,
     errors: ErrorCounts,
     limiter: LogLimiter,
+    /// The `command` values each container showed lately (bounded).
+    labels: CommandLabels,
 }
 
 impl Scraper {
@@ -68,7 +70,7 @@ impl Scraper {
                 meta.report_missing(Kind::of(c.container.runtime), &c.container.id);
             }
         }
-        let families = build_families(&snap, &known, &stats, opts);
+        let families = build_families(&snap, &known, &stats, opts, Some(&mut self.labels));
         if openmetrics {
             encode_openmetrics(families)
         } else {
@@ -100,6 +102,7 @@ impl AppState {
                 source,
                 errors: ErrorCounts::default(),
                 limiter: LogLimiter::new(Duration::from_secs(60)),
+                labels: CommandLabels::new(opts.top_commands),
             })),
             meta,
             opts,

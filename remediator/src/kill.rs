@@ -61,7 +61,7 @@ use pidwarden_shared::groups::{duplicate_groups, subtree};
 use pidwarden_shared::procfs::{
     read_cgroup_membership, read_children, read_ns_pid, read_process, Cmdline, FdPool, Process,
 };
-use pidwarden_shared::redact::redact_cmdline;
+use pidwarden_shared::redact::redact_command;
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::{
     is_container_id, is_protected, select_victims, Candidate, CandidateGroup, Spared,
@@ -129,7 +129,7 @@ impl ProcRef {
         ProcRef {
             pid: p.pid,
             start_time: p.start_time,
-            command: redact_cmdline(&p.cmdline.display(), COMMAND_CHARS),
+            command: redact_command(&p.cmdline, COMMAND_CHARS),
         }
     }
 }

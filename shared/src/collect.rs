@@ -340,8 +340,11 @@ impl Collector {
 
     /// Collects one container by full id; `Ok(None)` when it is not a
     /// discovered container (or `id` is not a 64-hex container id at all).
-    /// Unlike [`Collector::collect`], any error fails the call: the caller
-    /// is about to act on what it returns.
+    /// Unlike [`Collector::collect`], an error reading the container fails
+    /// the call: the caller is about to act on what it returns. A process
+    /// that cannot be read is left out (logged), as in a collection: it is
+    /// then never planned for, and one process cannot keep its container
+    /// from being read.
     pub fn collect_one(&mut self, id: &str) -> Result<Option<ContainerSnapshot>> {
         if !cgroup::is_container_id(id) {
             return Ok(None);
@@ -365,8 +368,18 @@ impl Collector {
             c,
             &mut errors,
         );
-        match errors.into_iter().next() {
-            Some((_, e)) => Err(e),
+        let mut first = None;
+        for (stage, e) in errors {
+            // Proc errors are per-process (the container's own reads are
+            // cgroup and listing errors).
+            if stage == Stage::Proc {
+                tracing::warn!(container = %id, error = %e, "process left out: unreadable");
+            } else {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(e),
             None => Ok(cs),
         }
     }
@@ -477,6 +490,10 @@ fn collect_shard(
         .into_iter()
         .filter_map(|c| snapshot_container(&mut read, layout, c, &mut errors))
         .collect();
+    if let Read::Incremental(t, _) = read {
+        // Left out while learning exits, in no container's reading.
+        errors.extend(t.take_skipped().into_iter().map(|e| (Stage::Proc, e)));
+    }
     (found, errors)
 }
 
@@ -544,6 +561,13 @@ fn snapshot_container(
             t.read_container(&c.id, tasks, &mut list, &mut threads)
         }
     };
+    // Processes that could not be read were left out, each error recorded:
+    // the container is still reported with the others.
+    let skipped = match read {
+        Read::Full(r) => r.take_skipped(),
+        Read::Incremental(t, _) => t.take_skipped(),
+    };
+    errors.extend(skipped.into_iter().map(|e| (Stage::Proc, e)));
     if gone {
         return None;
     }

@@ -23,13 +23,15 @@ pub struct Group {
 /// command lines (compared argument for argument), largest first (ties by command line, then parent). Zombies
 /// are left out: they are no copies, only unreaped exits. Pure.
 pub fn duplicate_groups(procs: &[Process]) -> Vec<Group> {
-    let mut by_key: HashMap<(i32, &str), Vec<&Process>> = HashMap::new();
-    // Keyed by the NUL-separated arguments: `a "b c"` and `a b c` differ.
+    let mut by_key: HashMap<(i32, &Cmdline), Vec<&Process>> = HashMap::new();
+    // Keyed by the arguments, byte for byte (see [`Cmdline`]): `a "b c"` and
+    // `a b c` differ, and so do two command lines that differ only past the
+    // prefix kept of them, or only in bytes that are not UTF-8.
     for p in procs {
         if p.cmdline.is_empty() || p.is_zombie() {
             continue;
         }
-        by_key.entry((p.ppid, p.cmdline.raw())).or_default().push(p);
+        by_key.entry((p.ppid, &p.cmdline)).or_default().push(p);
     }
     let mut groups: Vec<Group> = by_key
         .into_values()

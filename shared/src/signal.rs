@@ -57,7 +57,8 @@ impl PinnedProcess {
             Err(e) => return Err(Error::Signal { pid, source: e }),
         };
         let path = roots.proc.join(pid.to_string()).join("stat");
-        let content = match std::fs::read_to_string(&path) {
+        // Bytes: `comm` may be any name a process gave itself.
+        let content = match std::fs::read(&path) {
             Ok(c) => c,
             Err(e) if is_vanished(&e) => return Ok(None),
             Err(e) => return Err(Error::read(&path, e)),
@@ -69,7 +70,10 @@ impl PinnedProcess {
             }
             return Err(Error::Parse {
                 path,
-                msg: format!("unrecognised stat line {content:?}"),
+                msg: format!(
+                    "unrecognised stat line {:?}",
+                    String::from_utf8_lossy(&content)
+                ),
             });
         };
         if stat.pid != pid || stat.start_time != start_time {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pidwarden_shared::collect::{Collector, Snapshot, Stage};
+use pidwarden_shared::collect::{CollectMode, Collector, Snapshot, Stage};
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::{Limit, Roots};
 
@@ -296,4 +296,67 @@ fn a_sharded_collection_returns_what_one_thread_does() {
     }
     // 0 threads means the calling thread only.
     assert_eq!(Collector::with_threads(roots, 0).threads(), 1);
+}
+
+/// A container whose processes gave themselves names and arguments that are
+/// not UTF-8, and one whose `stat` cannot be parsed: the names are read
+/// (replaced where shown), the unreadable process alone is left out and
+/// counted, never the container; in both collection modes.
+#[test]
+fn bad_names_are_read_and_an_unreadable_process_is_skipped_not_its_container() {
+    for mode in [CollectMode::Full, CollectMode::Incremental] {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = fixture(dir.path());
+        let proc = &roots.proc;
+        let a = scope(&roots.cgroup, A);
+        cgroup_v2(&a, &[10, 11, 12, 30, 31, 32, 33], "9\n");
+        // `printf '\377\376x' > /proc/self/comm`, and a name cut by the
+        // kernel in the middle of a character; both with such arguments.
+        for (pid, comm, argv) in [
+            (30, &b"\xff\xfex"[..], &b"\xff\xfex\0--serve\0"[..]),
+            (31, &b"\xff\xfex"[..], &b"\xff\xfex\0--serve\0"[..]),
+            (32, &b"aaaaaaaaaaaaaa\xc3"[..], &b"\xfe\xfex\0--serve\0"[..]),
+        ] {
+            let d = proc.join(pid.to_string());
+            let mut stat = format!("{pid} (").into_bytes();
+            stat.extend_from_slice(comm);
+            stat.extend_from_slice(b") S 10 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 300 0 0\n");
+            std::fs::create_dir_all(d.join("task").join(pid.to_string())).unwrap();
+            std::fs::write(d.join("stat"), stat).unwrap();
+            std::fs::write(d.join("cmdline"), argv).unwrap();
+            std::fs::write(d.join("task").join(pid.to_string()).join("children"), "").unwrap();
+        }
+        // Not a stat line at all.
+        proc_entry(proc, 33, 10, 'S', 301, "odd", &[]);
+        std::fs::write(proc.join("33/stat"), b"33 (odd) \xff garbage\n").unwrap();
+
+        let mut collector = Collector::with_mode(roots.clone(), 1, mode);
+        for round in 0..2 {
+            let snap = collector.collect();
+            let a = &snap.containers[0];
+            assert_eq!(a.container.id, A);
+            let live: Vec<i32> = a.processes.live.iter().map(|p| p.pid).collect();
+            assert_eq!(live, vec![10, 11, 12, 13, 30, 31, 32], "{mode:?} {round}");
+            let p30 = &a.processes.live[4];
+            assert_eq!(&*p30.comm, "\u{fffd}\u{fffd}x");
+            assert_eq!(&*a.processes.live[6].comm, "aaaaaaaaaaaaaa\u{fffd}");
+            // 30 and 31 are copies; 32 shows the same text but its bytes differ.
+            let mut groups: Vec<Vec<i32>> = a.groups.iter().map(|g| g.pids.clone()).collect();
+            groups.sort();
+            assert_eq!(groups, vec![vec![12, 13, 11], vec![30, 31]], "{mode:?}");
+            assert_eq!(surplus(&a.groups), 3);
+            let proc_errors: Vec<&String> = snap
+                .errors
+                .iter()
+                .filter(|(s, _)| *s == Stage::Proc)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(proc_errors.len(), 1, "{mode:?} {:?}", snap.errors);
+            assert!(proc_errors[0].contains("33/stat"), "{}", proc_errors[0]);
+        }
+        // The remediator's reading of the one container works too.
+        let one = collector.collect_one(A).unwrap().expect("A is a container");
+        assert_eq!(one.processes.live.len(), 7);
+        assert_eq!(one.groups.len(), 2);
+    }
 }

@@ -51,6 +51,7 @@ mod cri;
 mod daemons;
 mod docker;
 mod exposition;
+mod hostile;
 mod http;
 mod load;
 mod node_script;
@@ -73,6 +74,10 @@ pub use docker::{
     require_docker, TestContainer, TEST_IMAGE,
 };
 pub use exposition::{series, series_with, Series};
+pub use hostile::{
+    bad_name_copies, container_pids, long_argv_copies, named, secret_copies, BAD_NAME, LONG_ARGS,
+    LONG_ARG_BYTES, SECRET, SECRET_COMMANDS,
+};
 pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
 pub use load::{run_load, LoadReport, LoadSpec};
 pub use podman::{require_podman, PodmanContainer, PodmanNode, PODMAN_IMAGE};

@@ -27,11 +27,13 @@ pub struct Stat {
 }
 
 /// `stat` fields with `comm` borrowed from the content: the allocation-free
-/// form the reader uses.
+/// form the reader uses. `comm` is bytes: a process may set any name
+/// (`prctl(PR_SET_NAME)`, a write to `/proc/self/comm`), and the kernel cuts
+/// a long one at 15 bytes, in the middle of a character if it falls there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct StatRef<'a> {
     pub(super) pid: i32,
-    pub(super) comm: &'a str,
+    pub(super) comm: &'a [u8],
     pub(super) state: char,
     pub(super) ppid: i32,
     pub(super) cpu_ticks: u64,
@@ -40,18 +42,24 @@ pub(super) struct StatRef<'a> {
     pub(super) start_time: u64,
 }
 
-/// Parses `stat` content. `comm` may hold spaces and `)`, so the fields after
-/// it start after the *last* `)`.
-pub(super) fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
-    let open = content.find('(')?;
-    let close = content.rfind(')')?;
+/// Parses `stat` content. `comm` may hold any byte but NUL, spaces and `)`
+/// included, so the fields after it start after the *last* `)`.
+pub(super) fn parse_stat_ref(content: &[u8]) -> Option<StatRef<'_>> {
+    let open = content.iter().position(|&b| b == b'(')?;
+    let close = content.iter().rposition(|&b| b == b')')?;
     if close < open {
         return None;
     }
-    let pid = content[..open].trim().parse().ok()?;
+    let pid = std::str::from_utf8(&content[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let comm = &content[open + 1..close];
+    // The fields after comm are numbers and a state letter: ASCII.
+    let after = std::str::from_utf8(&content[close + 1..]).ok()?;
     // Fields from 3 (state) on; index i is field i + 3.
-    let mut rest = content[close + 1..].split_ascii_whitespace();
+    let mut rest = after.split_ascii_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
     // Skip fields 5..=13 (pgrp … cmajflt) to reach utime (14).
@@ -79,13 +87,20 @@ pub(super) fn parse_stat_ref(content: &str) -> Option<StatRef<'_>> {
     })
 }
 
-/// Parses the content of `/proc/<pid>/stat` (comm may contain spaces and
-/// parentheses). Pure.
-pub fn parse_stat(content: &str) -> Option<Stat> {
-    let s = parse_stat_ref(content)?;
+/// `comm` as text: invalid UTF-8 (a name cut mid-character, or bytes a
+/// process wrote there) is replaced, never an error. Borrowed when valid.
+pub(super) fn comm_text(comm: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(comm)
+}
+
+/// Parses the content of `/proc/<pid>/stat` (comm may contain spaces,
+/// parentheses and bytes that are not UTF-8: it is shown with those
+/// replaced). Pure.
+pub fn parse_stat(content: impl AsRef<[u8]>) -> Option<Stat> {
+    let s = parse_stat_ref(content.as_ref())?;
     Some(Stat {
         pid: s.pid,
-        comm: s.comm.to_owned(),
+        comm: comm_text(s.comm).into_owned(),
         state: s.state,
         ppid: s.ppid,
         cpu_ticks: s.cpu_ticks,
@@ -95,61 +110,217 @@ pub fn parse_stat(content: &str) -> Option<Stat> {
     })
 }
 
-/// A command line as the kernel holds it: the arguments separated by NUL,
-/// in one shared allocation. Two command lines are equal only when their
-/// arguments are: `sh /w.sh "a b"` (three arguments) and `sh /w.sh a b`
-/// (four) differ, although both show as `sh /w.sh a b`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cmdline(Arc<str>);
+/// How much of a command line is kept: its first 4 KiB. The rest is only
+/// counted and hashed as it is read, never held (a process may have
+/// megabytes of arguments; a container may run thousands of them).
+pub const CMDLINE_PREFIX: usize = 4096;
+
+/// The key of the command-line hash: one per process, random, so the hash
+/// cannot be aimed at by a process choosing its arguments.
+fn hash_key() -> &'static std::collections::hash_map::RandomState {
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(std::collections::hash_map::RandomState::new)
+}
+
+/// A command line as the kernel holds it: the arguments separated by NUL.
+///
+/// Only its first [`CMDLINE_PREFIX`] bytes are kept (as text, invalid UTF-8
+/// replaced); beside them its full length in bytes and a keyed hash of all
+/// its bytes, computed while it was read. Two command lines are equal when
+/// all three are: when their arguments are, byte for byte (up to a 64-bit
+/// keyed hash collision, which a process cannot aim at). So `sh /w.sh "a b"`
+/// (three arguments) and `sh /w.sh a b` (four) differ although both show as
+/// `sh /w.sh a b`; two names that differ only in invalid bytes differ; and
+/// two command lines that differ only after the kept prefix differ too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cmdline(Arc<Inner>);
+
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Inner {
+    /// The kept prefix, as text.
+    text: Box<str>,
+    /// Length in bytes of the whole command line (trailing NULs dropped).
+    len: u64,
+    /// Keyed hash of the whole command line's bytes.
+    hash: u64,
+    /// Whether `text` is the whole command line.
+    whole: bool,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        CmdlineBuilder::new().finish()
+    }
+}
+
+/// Builds a [`Cmdline`] from the bytes of `/proc/<pid>/cmdline` given in
+/// pieces as they are read: it keeps the first [`CMDLINE_PREFIX`] bytes and
+/// hashes and counts the rest, so memory stays bounded whatever the length.
+#[derive(Debug)]
+pub struct CmdlineBuilder {
+    prefix: Vec<u8>,
+    hasher: std::collections::hash_map::DefaultHasher,
+    /// Bytes fed to the hasher.
+    len: u64,
+    /// NULs seen after the last other byte, not yet hashed: trailing NULs
+    /// (the terminator, or the padding of a rewritten title) are dropped.
+    zeros: u64,
+}
+
+impl Default for CmdlineBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CmdlineBuilder {
+    /// An empty command line.
+    pub fn new() -> Self {
+        use std::hash::BuildHasher;
+        CmdlineBuilder {
+            prefix: Vec::new(),
+            hasher: hash_key().build_hasher(),
+            len: 0,
+            zeros: 0,
+        }
+    }
+
+    /// Appends bytes.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            // A run of NULs is held back until something follows it.
+            let nul = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            let (data, rest) = bytes.split_at(nul);
+            if !data.is_empty() {
+                self.flush_zeros();
+                self.take(data);
+            }
+            let run = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+            self.zeros += run as u64;
+            bytes = &rest[run..];
+        }
+    }
+
+    /// Hashes (and keeps, within the prefix) the NULs held back.
+    fn flush_zeros(&mut self) {
+        const ZEROS: [u8; 64] = [0; 64];
+        while self.zeros > 0 {
+            let n = self.zeros.min(ZEROS.len() as u64) as usize;
+            self.take(&ZEROS[..n]);
+            self.zeros -= n as u64;
+        }
+    }
+
+    fn take(&mut self, data: &[u8]) {
+        use std::hash::Hasher;
+        let room = CMDLINE_PREFIX.saturating_sub(self.prefix.len());
+        self.prefix.extend_from_slice(&data[..room.min(data.len())]);
+        self.hasher.write(data);
+        self.len += data.len() as u64;
+    }
+
+    /// The command line.
+    pub fn finish(self) -> Cmdline {
+        use std::hash::Hasher;
+        let mut hasher = self.hasher;
+        hasher.write_u64(self.len);
+        let whole = self.len == self.prefix.len() as u64;
+        Cmdline(Arc::new(Inner {
+            text: String::from_utf8_lossy(&self.prefix).into(),
+            len: self.len,
+            hash: hasher.finish(),
+            whole,
+        }))
+    }
+}
 
 impl Cmdline {
     /// From the bytes of `/proc/<pid>/cmdline`: trailing NULs (the
     /// terminator, or the padding left by programs that rewrite their title)
-    /// are dropped; invalid UTF-8 is replaced. Pure.
+    /// are dropped; invalid UTF-8 is replaced in the text shown. Pure.
     pub fn from_raw(raw: &[u8]) -> Cmdline {
-        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        Cmdline(Arc::from(String::from_utf8_lossy(&raw[..end])))
+        let mut b = CmdlineBuilder::new();
+        b.push(raw);
+        b.finish()
     }
 
     /// From separate arguments.
     pub fn from_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Cmdline {
-        let mut raw = String::new();
+        let mut b = CmdlineBuilder::new();
         for (i, a) in args.into_iter().enumerate() {
             if i > 0 {
-                raw.push('\0');
+                b.push(b"\0");
             }
-            raw.push_str(a.as_ref());
+            b.push(a.as_ref().as_bytes());
         }
-        Cmdline(Arc::from(raw))
+        b.finish()
     }
 
-    /// The arguments separated by NUL, as compared.
+    /// The kept prefix: the arguments separated by NUL (invalid UTF-8
+    /// replaced). The whole command line unless [`Cmdline::is_truncated`].
     pub fn raw(&self) -> &str {
-        &self.0
+        &self.0.text
     }
 
-    /// The arguments; none for an empty command line.
+    /// Length in bytes of the whole command line.
+    pub fn len(&self) -> u64 {
+        self.0.len
+    }
+
+    /// Whether only a prefix of it is kept.
+    pub fn is_truncated(&self) -> bool {
+        !self.0.whole
+    }
+
+    /// The arguments that are kept whole: all of them, unless the command
+    /// line is longer than [`CMDLINE_PREFIX`] (then the argument cut by the
+    /// prefix is left out, and [`Cmdline::display`] ends in `…`). None for
+    /// an empty command line.
     pub fn args(&self) -> impl Iterator<Item = &str> {
-        let mut it = self.0.split('\0');
-        if self.0.is_empty() {
+        let text: &str = if self.0.whole {
+            &self.0.text
+        } else {
+            // Up to the last separator: the argument after it was cut.
+            match self.0.text.rfind('\0') {
+                Some(i) => &self.0.text[..i],
+                None => "",
+            }
+        };
+        let empty = text.is_empty() && (self.0.whole || !self.0.text.contains('\0'));
+        let mut it = text.split('\0');
+        if empty {
             it.next();
         }
         it
     }
 
     /// The arguments joined by single spaces: how a command line is shown
-    /// (and matched by protected patterns). Borrowed for a single argument.
+    /// (and matched by protected patterns). A truncated command line shows
+    /// its whole arguments and then `…`. Borrowed for a single argument.
     pub fn display(&self) -> std::borrow::Cow<'_, str> {
-        if self.0.contains('\0') {
-            std::borrow::Cow::Owned(self.0.replace('\0', " "))
-        } else {
-            std::borrow::Cow::Borrowed(&self.0)
+        if self.0.whole && !self.0.text.contains('\0') {
+            return std::borrow::Cow::Borrowed(&self.0.text);
         }
+        let mut out = String::with_capacity(self.0.text.len() + 4);
+        for (i, a) in self.args().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(a);
+        }
+        if !self.0.whole {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push('…');
+        }
+        std::borrow::Cow::Owned(out)
     }
 
     /// True for the empty command line (kernel threads, zombies).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.len == 0
     }
 }
 
@@ -280,6 +451,78 @@ mod tests {
         assert_eq!(parse_cmdline(b"").args().count(), 0);
         assert!(parse_cmdline(b"\x00").is_empty());
         assert_eq!(serde_json::to_string(&split).unwrap(), "\"sh /w.sh a b\"");
+    }
+
+    #[test]
+    fn comm_that_is_not_utf8_parses_with_the_rest_of_the_line() {
+        // `printf '\377\376x' > /proc/self/comm`, and a name cut by the
+        // kernel at 15 bytes in the middle of a character.
+        let line = b"7 (\xff\xfex) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 2 0 99 0 0\n";
+        let s = parse_stat(line).unwrap();
+        assert_eq!((s.pid, s.state, s.ppid), (7, 'S', 1));
+        assert_eq!((s.cpu_ticks, s.threads, s.start_time), (7, 2, 99));
+        assert_eq!(s.comm, "\u{fffd}\u{fffd}x");
+        let cut = "aaaaaaaaaaaaaa\u{e9}".as_bytes()[..15].to_vec();
+        let mut line = b"8 (".to_vec();
+        line.extend_from_slice(&cut);
+        line.extend_from_slice(b") R 1 8 8 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n");
+        let s = parse_stat(&line).unwrap();
+        assert_eq!(s.comm, "aaaaaaaaaaaaaa\u{fffd}");
+        assert_eq!(s.start_time, 5);
+        // A `)` and bytes that are not UTF-8 after the last one: not a stat line.
+        assert_eq!(parse_stat(b"9 (x) S 1 \xff 0"), None);
+    }
+
+    #[test]
+    fn cmdlines_that_differ_only_in_invalid_bytes_differ() {
+        let a = parse_cmdline(b"sh\0\xff\0");
+        let b = parse_cmdline(b"sh\0\xfe\0");
+        assert_eq!(a.display(), b.display());
+        assert_ne!(a, b);
+        assert_eq!(a, parse_cmdline(b"sh\0\xff"));
+    }
+
+    #[test]
+    fn long_cmdlines_keep_a_prefix_and_compare_whole() {
+        let mut long = b"node\0-e\0".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 3 * CMDLINE_PREFIX));
+        let mut other = long.clone();
+        *other.last_mut().unwrap() = b'y';
+        let a = parse_cmdline(&long);
+        let b = parse_cmdline(&other);
+        assert!(a.is_truncated() && b.is_truncated());
+        assert_eq!(a.raw().len(), CMDLINE_PREFIX);
+        assert_eq!(a.len(), long.len() as u64);
+        // The same prefix and length, a different tail: not the same.
+        assert_eq!(a.raw(), b.raw());
+        assert_ne!(a, b);
+        assert_eq!(a, parse_cmdline(&long));
+        // The cut argument is left out of what is shown.
+        assert_eq!(a.args().collect::<Vec<_>>(), ["node", "-e"]);
+        assert_eq!(a.display(), "node -e …");
+        // Read in pieces, trailing NULs dropped however they arrive.
+        let mut pieces = CmdlineBuilder::new();
+        for chunk in long.chunks(1000) {
+            pieces.push(chunk);
+        }
+        pieces.push(b"\0\0");
+        pieces.push(b"\0");
+        assert_eq!(pieces.finish(), a);
+        // NULs inside are kept: `a\0\0b` is not `a\0b`.
+        assert_ne!(parse_cmdline(b"a\0\0b"), parse_cmdline(b"a\0b"));
+        let mut split = CmdlineBuilder::new();
+        split.push(b"a\0");
+        split.push(b"\0b\0");
+        assert_eq!(split.finish(), parse_cmdline(b"a\0\0b"));
+        // One argument longer than the prefix: nothing shown but the mark.
+        let one = parse_cmdline(&vec![b'z'; CMDLINE_PREFIX + 1]);
+        assert_eq!(one.args().count(), 0);
+        assert_eq!(one.display(), "…");
+        assert!(!one.is_empty());
+        // Exactly the prefix: whole.
+        let exact = parse_cmdline(&vec![b'z'; CMDLINE_PREFIX]);
+        assert!(!exact.is_truncated());
+        assert_eq!(exact.args().count(), 1);
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! the full-scan reader (`--collect-mode full`), the oracle of the
 //! incremental [`super::table`], and its fallback.
 //!
-//! Reading goes through one reusable buffer per [`ProcessReader`].
+//! Reading goes through one reusable buffer per [`ProcessReader`]. A
+//! command line is read in pieces into a [`CmdlineBuilder`], which keeps its
+//! first [`super::parse::CMDLINE_PREFIX`] bytes and hashes the rest: what a
+//! process puts on its command line costs a bounded amount of memory.
+//! Everything a process controls is parsed as bytes; a process that cannot
+//! be read all the same is left out and its error kept
+//! ([`ProcessReader::take_skipped`]), never failing its container.
 //!
 //! On a real procfs the reader also keeps each process's `stat` file open
 //! between scrapes and re-reads it with `pread` at offset 0, which saves the
@@ -22,7 +28,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::budget::FdPool;
-use super::parse::{parse_children, parse_cmdline, parse_nspid, parse_stat_ref, Cmdline, StatRef};
+use super::parse::{
+    comm_text, parse_children, parse_nspid, parse_stat_ref, Cmdline, CmdlineBuilder, StatRef,
+};
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
 
@@ -162,24 +170,44 @@ impl PathBuilder {
 /// Parses a non-empty `stat` read (an empty one means the process went
 /// away between open and read: callers skip it before).
 pub(super) fn stat_of<'a>(path: &Path, buf: &'a [u8]) -> Result<StatRef<'a>> {
-    let text = std::str::from_utf8(buf).map_err(|_| Error::Parse {
+    parse_stat_ref(buf).ok_or_else(|| Error::Parse {
         path: path.to_path_buf(),
-        msg: "stat is not UTF-8".into(),
-    })?;
-    parse_stat_ref(text).ok_or_else(|| Error::Parse {
-        path: path.to_path_buf(),
-        msg: format!("unrecognised stat line {text:?}"),
+        msg: format!("unrecognised stat line {:?}", String::from_utf8_lossy(buf)),
     })
 }
 
-/// Reads `cmdline`; a vanished file is an empty command line (the process
-/// was exiting; its stat was read a moment ago).
+/// Bytes of `cmdline` read per `read`; the reader's buffer grows no
+/// larger for it, whatever the command line's length.
+const CMDLINE_CHUNK: usize = 16 * 1024;
+
+/// Reads `cmdline` in pieces of [`CMDLINE_CHUNK`] bytes into a
+/// [`CmdlineBuilder`], which keeps the first [`super::parse::CMDLINE_PREFIX`]
+/// bytes and hashes the rest: memory is bounded whatever its length. A
+/// vanished file is an empty command line (the process was exiting; its
+/// stat was read a moment ago).
 pub(super) fn read_cmdline_with(path: &Path, buf: &mut Vec<u8>) -> Result<Cmdline> {
-    match read_into(path, buf, false) {
-        Ok(()) => Ok(parse_cmdline(buf)),
-        Err(e) if is_vanished(&e) => Ok(Cmdline::default()),
-        Err(e) => Err(Error::read(path, e)),
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if is_vanished(&e) => return Ok(Cmdline::default()),
+        Err(e) => return Err(Error::read(path, e)),
+    };
+    buf.clear();
+    buf.resize(CMDLINE_CHUNK, 0);
+    let mut out = CmdlineBuilder::new();
+    let mut offset = 0u64;
+    loop {
+        match file.read_at(&mut buf[..CMDLINE_CHUNK], offset) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.push(&buf[..n]);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_vanished(&e) => return Ok(Cmdline::default()),
+            Err(e) => return Err(Error::read(path, e)),
+        }
     }
+    Ok(out.finish())
 }
 
 /// Reads one process; `Ok(None)` when it vanished. The same reading as a
@@ -215,6 +243,9 @@ pub struct ProcessReader {
     children: Vec<i32>,
     /// The empty command line, shared.
     empty: Cmdline,
+    /// Processes left out because reading them failed (other than by
+    /// vanishing), with why: see [`ProcessReader::take_skipped`].
+    skipped: Vec<Error>,
 }
 
 #[derive(Debug)]
@@ -254,6 +285,7 @@ impl ProcessReader {
             buf: Vec::with_capacity(4096),
             children: Vec::new(),
             empty: Cmdline::default(),
+            skipped: Vec::new(),
         }
     }
 
@@ -305,6 +337,31 @@ impl ProcessReader {
         }
     }
 
+    /// Takes the errors of the processes left out since the last call: a
+    /// process whose files cannot be read (other than by vanishing) is
+    /// skipped and its error kept here, never failing its container.
+    pub fn take_skipped(&mut self) -> Vec<Error> {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Records a per-process error: the process is left out.
+    pub(super) fn skip(&mut self, e: Error) {
+        self.skipped.push(e);
+    }
+
+    /// [`Self::read_cached`], a failure recorded ([`Self::take_skipped`])
+    /// and read as `None`.
+    fn read_or_skip(&mut self, pid: i32) -> Option<Process> {
+        match self.read_cached(pid) {
+            Ok(p) => p,
+            Err(e) => {
+                self.forget(pid);
+                self.skip(e);
+                None
+            }
+        }
+    }
+
     /// Reads one process afresh: its command line and `comm` too, even when
     /// the cache holds them (an exec that kept `comm`). `Ok(None)` when it
     /// vanished.
@@ -326,7 +383,7 @@ impl ProcessReader {
         let same = self
             .cache
             .get(&pid)
-            .is_some_and(|c| c.start_time == s.start_time && *c.comm == *s.comm);
+            .is_some_and(|c| c.start_time == s.start_time && *c.comm == *comm_text(s.comm));
         if same {
             let needs_handle = self.cache.get(&pid).is_some_and(|c| c.stat.is_none());
             let kept = if needs_handle {
@@ -366,7 +423,7 @@ impl ProcessReader {
             s.cpu_ticks,
             s.child_cpu_ticks,
         );
-        let comm: Arc<str> = Arc::from(s.comm);
+        let comm: Arc<str> = Arc::from(comm_text(s.comm));
         let cmdline = if state == 'Z' {
             self.empty.clone()
         } else {
@@ -444,7 +501,9 @@ impl ProcessReader {
     /// Reads the given pids (from `cgroup.procs`) and finds their zombie
     /// children. `tasks` is the cgroup's `pids.current`, when known: the
     /// zombie search is skipped when the live processes' threads already
-    /// account for every task. Vanished processes are skipped.
+    /// account for every task. Vanished processes are skipped; so are
+    /// processes that cannot be read, their errors kept for
+    /// [`Self::take_skipped`].
     ///
     /// A listed process that is itself in state `Z` is reported among the
     /// zombies, so `live` holds no zombie.
@@ -459,7 +518,7 @@ impl ProcessReader {
         };
         let mut threads: u64 = 0;
         for &pid in pids {
-            if let Some(p) = self.read_cached(pid)? {
+            if let Some(p) = self.read_or_skip(pid) {
                 threads = threads.saturating_add(p.threads.max(1));
                 if p.is_zombie() {
                     out.zombies.push(p);
@@ -479,7 +538,9 @@ impl ProcessReader {
             self.children.clear();
             for i in 0..out.live.len() {
                 let (pid, threads) = (out.live[i].pid, out.live[i].threads);
-                self.collect_children(pid, threads)?;
+                if let Err(e) = self.collect_children(pid, threads) {
+                    self.skip(e);
+                }
             }
             let mut children = std::mem::take(&mut self.children);
             children.sort_unstable();
@@ -494,7 +555,7 @@ impl ProcessReader {
                 if known.contains(&child) {
                     continue;
                 }
-                if let Some(p) = self.read_cached(child)? {
+                if let Some(p) = self.read_or_skip(child) {
                     if p.is_zombie() {
                         out.zombies.push(p);
                     }
@@ -560,11 +621,15 @@ pub fn read_children(roots: &Roots, pid: i32) -> Result<Vec<i32>> {
 }
 
 /// Reads a `/proc/<pid>/<name>` file whole; `Ok(None)` when the process
-/// vanished.
+/// vanished. Bytes that are not UTF-8 are replaced: `status` shows the
+/// process's name (any bytes it chose), `cgroup` the names of cgroups.
 fn read_pid_file(roots: &Roots, pid: i32, name: &str) -> Result<Option<String>> {
     let path = roots.proc.join(pid.to_string()).join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Ok(Some(s)),
+    match std::fs::read(&path) {
+        Ok(s) => Ok(Some(match String::from_utf8(s) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })),
         Err(e) if is_vanished(&e) => Ok(None),
         Err(e) => Err(Error::read(path, e)),
     }

@@ -183,6 +183,9 @@ enum Reread {
     Gone,
     /// The same process, reading updated.
     Same,
+    /// It could not be read: removed, the error recorded with the reader
+    /// ([`ProcessReader::take_skipped`]).
+    Failed,
 }
 
 /// The incremental process table of one collection shard.
@@ -270,6 +273,12 @@ impl ProcessTable {
             exits: self.exits,
             listings: self.listings,
         }
+    }
+
+    /// Takes the errors of the processes left out since the last call (see
+    /// [`ProcessReader::take_skipped`]).
+    pub fn take_skipped(&mut self) -> Vec<Error> {
+        self.reader.take_skipped()
     }
 
     /// Whether the last scrape read the `cgroup.procs` of container `id`.
@@ -425,8 +434,10 @@ impl ProcessTable {
         let got = match got {
             Ok(g) => g,
             Err(e) => {
+                // Unreadable: left out (recorded), never its container.
                 self.remove(pid);
-                return Err(e);
+                self.reader.skip(e);
+                return Ok(Reread::Failed);
             }
         };
         let Some(e) = self.entries.get_mut(&pid) else {
@@ -499,7 +510,11 @@ impl ProcessTable {
                 if taken {
                     self.pool.give(1);
                 }
-                return other.map(|_| None);
+                // Unreadable: left out (recorded), never its container.
+                if let Err(e) = other {
+                    self.reader.skip(e);
+                }
+                return Ok(None);
             }
         };
         let pidfd = match pidfd {
@@ -731,7 +746,9 @@ impl ProcessTable {
             for &pid in &live {
                 let threads = self.entries[&pid].p.threads;
                 self.reads += 1;
-                self.reader.collect_children(pid, threads)?;
+                if let Err(e) = self.reader.collect_children(pid, threads) {
+                    self.reader.skip(e);
+                }
             }
             let mut children = self.reader.take_children();
             children.sort_unstable();
