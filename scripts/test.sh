@@ -7,7 +7,8 @@
 # 1. installs the Debian packages the tests use when any is missing
 #    (docker.io busybox-static prometheus prometheus-alertmanager
 #    prometheus-process-exporter wrk; containerd for the private CRI node,
-#    podman, protobuf-compiler for the CRI bindings, python3 for
+#    podman, protobuf-compiler for the CRI bindings, docker-compose,
+#    qemu-system-x86 cpio debootstrap e2fsprogs for the VMs, python3 for
 #    scripts/mkimage.py, and python3-yaml python3-jsonschema for the
 #    Kubernetes manifest checks) — needs root (or sudo) — and, with pip,
 #    the Python modules python3 still cannot import (kubernetes-validate);
@@ -23,15 +24,20 @@
 #    kustomize, kubernetes-validate, CRD schemas, promtool, PrometheusRule
 #    drift; kubectl is not a Debian package: install it beforehand) when
 #    those files exist;
-# 6. "cgroup v2 kernels": builds the release exporter, fetches Debian's 6.1
-#    and 6.12 kernels into $PIDWARDEN_VM_CACHE (default
-#    /var/cache/pidwarden-vm; scripts/vm/kernels.sh, cached) and runs
-#    tests/tests/cgroup_v2_kernels.rs, which boots each under QEMU (needs
-#    qemu-system-x86 and cpio). `cargo test` skips those tests
+# 6. builds both daemons once, statically linked (the kernel tests, the
+#    package and the image use that build);
+# 7. "cgroup v2 kernels": fetches Debian's 6.1 and 6.12 kernels into
+#    $PIDWARDEN_VM_CACHE (default /var/cache/pidwarden-vm;
+#    scripts/vm/kernels.sh, cached) and runs tests/tests/cgroup_v2_kernels.rs,
+#    which boots each under QEMU. `cargo test` skips those tests
 #    (PIDWARDEN_SKIP_VM=1) so that they run once, here;
-# 7. "systemd + Docker host": builds (once, cached under the same directory)
-#    a Debian 12 disk image with systemd and docker.io by debootstrap
-#    (scripts/vm/systemd-host.sh) and runs tests/tests/systemd_docker_host.rs.
+# 8. "image as docker-compose.yml runs it": tests/compose/test.sh;
+# 9. "systemd + Docker host": a Debian 12 disk image with systemd and
+#    docker.io, built by debootstrap in the background from the start of the
+#    run (scripts/vm/systemd-host.sh, cached under the same directory), then
+#    tests/tests/systemd_docker_host.rs and the package's install, upgrade and
+#    purge on it (scripts/package.sh, tests/vm/package-host/test.sh);
+# 10. "fuzz": each cargo-fuzz target for PIDWARDEN_FUZZ_SECONDS (30 s).
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -480,4 +486,7 @@ step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
 step "systemd + Docker host" vm_systemd_host_test
 step "package on a systemd + Docker host (VM)" package_host_test
+# The cargo-fuzz targets (fuzz/), each for a bounded time; a crash fails the
+# step and keeps its input in fuzz/artifacts/.
+step "fuzz" env FUZZ_SECONDS="${PIDWARDEN_FUZZ_SECONDS:-30}" scripts/fuzz.sh
 exit 0
