@@ -85,12 +85,37 @@ fn breaker_can_escalate_and_first_day_is_dry_run() {
 }
 
 #[test]
-fn readme_points_at_the_shipped_config() {
+fn readme_and_reference_point_at_the_shipped_config() {
+    for doc in ["README.md", "docs/remediator.md", "docs/install.md"] {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        assert!(text.contains("deploy/remediator.toml"), "{doc}");
+        // No second, drifting copy of the [actions] table.
+        assert!(
+            !text.contains("PidwardenDuplicatesGrowing = ["),
+            "{doc} shows an [actions] entry for an alert that never asks for an action"
+        );
+    }
+}
+
+#[test]
+fn readme_is_a_short_index_whose_links_exist() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(readme.contains("deploy/remediator.toml"));
-    // No second, drifting copy of the [actions] table in the README.
+    let lines = readme.lines().count();
     assert!(
-        !readme.contains("PidwardenDuplicatesGrowing = ["),
-        "README still shows an [actions] entry for an alert that never asks for an action"
+        lines <= 200,
+        "README.md has {lines} lines; details belong in docs/"
     );
+    let mut linked = 0;
+    for part in readme.split("](").skip(1) {
+        let target = part.split([')', '#']).next().unwrap();
+        if target.contains("://") || target.is_empty() {
+            continue;
+        }
+        assert!(
+            repo().join(target).exists(),
+            "README links to {target}, which is missing"
+        );
+        linked += 1;
+    }
+    assert!(linked >= 10, "README links to {linked} files only");
 }
