@@ -82,7 +82,7 @@ no_units() {
     [ -z "$left" ] || { echo "left: $left"; return 1; }
 }
 # comm is cut at 15 bytes: pidwarden-expor, pidwarden-remed.
-no_daemons() { ! pgrep -l -x 'pidwarden-expor|pidwarden-remed'; }
+no_daemons() { ! pgrep -l -x pidwarden-expor && ! pgrep -l -x pidwarden-remed; }
 no_user() { ! getent passwd pidwarden >/dev/null; }
 active() { systemctl is-active --quiet "$1"; }
 
