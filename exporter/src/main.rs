@@ -36,8 +36,9 @@ use pidwarden_shared::runtime::{
     about = "Prometheus exporter for container PID, process and memory pressure"
 )]
 struct Cli {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:9917", value_name = "ADDR")]
+    /// Address to listen on (`HOST:PORT`, or `:PORT` for every IPv4 address).
+    #[arg(long, default_value = "0.0.0.0:9917", value_name = "ADDR",
+          value_parser = pidwarden_shared::listen::parse_listen)]
     listen: SocketAddr,
     /// Root of the proc filesystem.
     #[arg(long, default_value = "/proc", value_name = "DIR", global = true)]
@@ -251,6 +252,8 @@ mod tests {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["pidwarden-exporter"]).unwrap();
         assert_eq!(cli.listen.to_string(), "0.0.0.0:9917");
+        let bare = Cli::try_parse_from(["pidwarden-exporter", "--listen", ":19917"]).unwrap();
+        assert_eq!(bare.listen.to_string(), "0.0.0.0:19917");
         assert_eq!(cli.roots(), Roots::default());
         assert_eq!(cli.docker_host, "unix:///var/run/docker.sock");
         assert_eq!(cli.podman_host, None);

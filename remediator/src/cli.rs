@@ -32,12 +32,37 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pidwarden";
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Daemon options.
     #[command(flatten)]
     pub serve: ServeArgs,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging to standard error; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Subcommands.
@@ -64,8 +89,9 @@ pub struct HistoryArgs {
 /// Daemon options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Listen address.
-    #[arg(long, default_value = "0.0.0.0:9918")]
+    /// Listen address (`HOST:PORT`, or `:PORT` for every IPv4 address).
+    #[arg(long, default_value = "0.0.0.0:9918",
+          value_parser = pidwarden_shared::listen::parse_listen)]
     pub listen: SocketAddr,
     /// File holding the bearer token Alertmanager sends (trimmed).
     #[arg(long)]
@@ -457,6 +483,23 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_accepts_a_bare_port_and_logs_can_be_json() {
+        let cli = Cli::try_parse_from([
+            "pidwarden-remediator",
+            "--listen",
+            ":9918",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.listen.to_string(), "0.0.0.0:9918");
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let e = Cli::try_parse_from(["pidwarden-remediator", "--listen", "9918"]).unwrap_err();
+        assert!(e.to_string().contains(":PORT"), "{e}");
+        assert!(Cli::try_parse_from(["pidwarden-remediator", "--log-format", "xml"]).is_err());
+    }
 
     #[test]
     fn loopback_addresses() {

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -262,6 +262,19 @@ async fn readyz(st: AppState, cache: &ReadyCache) -> Result<&'static str, ApiErr
     Ok("ready\n")
 }
 
+/// The landing page: what this is and where to look, no secrets, no auth.
+async fn index() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><html><head><title>pidwarden remediator</title></head><body>",
+        "<h1>pidwarden remediator ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1><p>Alertmanager webhook: <code>POST /api/v1/alerts</code> (authenticated)</p>",
+        "<p>Audit trail: <code>GET /api/v1/actions?limit=N</code> (authenticated)</p>",
+        "<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a>",
+        " &middot; <a href=\"/readyz\">Readiness</a></p></body></html>\n"
+    ))
+}
+
 /// The router.
 pub fn app(state: AppState) -> Router {
     let webhook = Router::new()
@@ -282,6 +295,7 @@ pub fn app(state: AppState) -> Router {
         .merge(webhook)
         .merge(audit)
         .merge(metrics_route)
+        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route(
             "/readyz",
@@ -296,6 +310,21 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_landing_page_names_the_routes() {
+        let Html(page) = index().await;
+        for route in [
+            "/api/v1/alerts",
+            "/api/v1/actions",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(page.contains(route), "{route}");
+        }
+        assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    }
 
     #[test]
     fn limits() {

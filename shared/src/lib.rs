@@ -15,6 +15,7 @@ pub mod error;
 mod fasthash;
 pub mod groups;
 pub mod limit;
+pub mod listen;
 pub mod procfs;
 pub mod redact;
 pub mod roots;
