@@ -118,4 +118,15 @@ fn readme_is_a_short_index_whose_links_exist() {
         linked += 1;
     }
     assert!(linked >= 10, "README links to {linked} files only");
+    // The test command README gives is the one CI runs.
+    assert!(
+        readme.contains("\nscripts/test.sh\n"),
+        "README gives no test command"
+    );
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines()
+            .any(|l| l.trim_start().starts_with("scripts/test.sh")),
+        ".ci/run does not call scripts/test.sh"
+    );
 }
