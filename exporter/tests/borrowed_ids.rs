@@ -10,43 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use pidwarden_tests::{
-    free_port, poll_until, require_docker, try_http_get, wait_http, ChildGuard, Daemon, TestCgroup,
-    TestContainer,
+    poll_until, require_docker, ChildGuard, Exporter, TestCgroup, TestContainer,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_pidwarden-exporter");
 const WAIT: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_millis(200);
-
-/// A running exporter on a free port, stopped (SIGTERM) on drop.
-struct Exporter {
-    daemon: Daemon,
-    url: String,
-}
-
-impl Exporter {
-    fn start(extra: &[&str]) -> Exporter {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let daemon = Daemon::spawn(Command::new(BIN).args(["--listen", &listen]).args(extra));
-        let url = format!("http://{listen}");
-        if let Err(e) = wait_http(&format!("{url}/healthz"), WAIT) {
-            panic!("exporter did not come up: {e}\n{}", daemon.log());
-        }
-        Exporter { daemon, url }
-    }
-
-    /// One scrape (retried on a transport error: a loaded host may be slow
-    /// to answer).
-    fn metrics(&self) -> String {
-        let url = format!("{}/metrics", self.url);
-        poll_until(WAIT, STEP, || match try_http_get(&url) {
-            Ok((200, body)) => Some(body),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("GET {url} never answered 200\n{}", self.daemon.log()))
-    }
-}
 
 /// The value of `name{…id="<id>"…}`, when served.
 fn sample(body: &str, name: &str, id: &str) -> Option<String> {
@@ -110,7 +78,7 @@ fn cgroups_borrowing_a_containers_id_never_take_its_place() {
         assert_eq!(pids_current(&s.cg.path("pids")), n);
     }
 
-    let e = Exporter::start(&[]);
+    let e = Exporter::start::<[&str; 0], &str>([]);
     let body = poll_until(WAIT, STEP, || {
         let b = e.metrics();
         sample(&b, "pidwarden_container_tasks", &id).map(|_| b)
@@ -134,7 +102,7 @@ fn cgroups_borrowing_a_containers_id_never_take_its_place() {
     // The first stray's parent configured as a runtime's: the id is at two
     // places a runtime uses, and neither is published.
     let parent = strays[0].cg.name().to_string();
-    let e = Exporter::start(&["--cgroup-parent", &parent]);
+    let e = Exporter::start(["--cgroup-parent", &parent]);
     for _ in 0..3 {
         let body = e.metrics();
         assert_eq!(

@@ -4,48 +4,15 @@
 //! bloat it; in both collection modes, against real Docker containers.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pidwarden_tests::{
-    bad_name_copies, free_port, http_get, long_argv_copies, poll_until, require_docker,
-    secret_copies, series, series_with, wait_http, Daemon, LONG_ARGS, LONG_ARG_BYTES, SECRET,
-    SECRET_COMMANDS,
+    bad_name_copies, long_argv_copies, poll_until, require_docker, secret_copies, series,
+    series_with, Exporter, LONG_ARGS, LONG_ARG_BYTES, SECRET, SECRET_COMMANDS,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_pidwarden-exporter");
 const WAIT: Duration = Duration::from_secs(30);
 const STEP: Duration = Duration::from_millis(300);
-
-/// A running exporter on a free port, stopped (SIGTERM) on drop.
-struct Exporter {
-    daemon: Daemon,
-    url: String,
-}
-
-impl Exporter {
-    fn start(extra: &[&str]) -> Exporter {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let daemon = Daemon::spawn(Command::new(BIN).args(["--listen", &listen]).args(extra));
-        let url = format!("http://{listen}");
-        if let Err(e) = wait_http(&format!("{url}/healthz"), WAIT) {
-            panic!("exporter did not come up: {e}\n{}", daemon.log());
-        }
-        Exporter { daemon, url }
-    }
-
-    fn metrics(&self) -> String {
-        let (status, body) = http_get(&format!("{}/metrics", self.url));
-        assert_eq!(status, 200, "{body}\n{}", self.daemon.log());
-        body
-    }
-
-    /// A line of `/proc/<pid>/status` of the exporter, in KiB.
-    fn status_kib(&self, field: &str) -> u64 {
-        status_kib(self.daemon.pid(), field)
-    }
-}
 
 /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -87,7 +54,7 @@ fn names_and_arguments_that_are_not_utf8_do_not_blind_the_exporter() {
     let c = bad_name_copies();
 
     for mode in ["incremental", "full"] {
-        let ex = Exporter::start(&["--collect-mode", mode]);
+        let ex = Exporter::start(["--collect-mode", mode]);
         let got = poll_until(WAIT, STEP, || {
             let body = ex.metrics();
             let ok = value(&body, "pidwarden_container_processes", &c.id) == Some(7.0)
@@ -130,7 +97,7 @@ fn a_megabyte_of_arguments_per_process_does_not_bloat_the_exporter() {
     }
     let c = long_argv_copies(LONG_COPIES);
     for mode in ["incremental", "full"] {
-        let ex = Exporter::start(&["--collect-mode", mode]);
+        let ex = Exporter::start(["--collect-mode", mode]);
         let t = Instant::now();
         // Scraped as Prometheus would while the copies are young (their
         // command lines are re-read each scrape in their first minute).
@@ -161,7 +128,10 @@ fn a_megabyte_of_arguments_per_process_does_not_bloat_the_exporter() {
             ex.metrics();
             std::thread::sleep(Duration::from_secs(1));
         }
-        let (rss, hwm) = (ex.status_kib("VmRSS"), ex.status_kib("VmHWM"));
+        let (rss, hwm) = (
+            status_kib(ex.daemon.pid(), "VmRSS"),
+            status_kib(ex.daemon.pid(), "VmHWM"),
+        );
         println!(
             "{mode}: {LONG_COPIES} copies of {} KiB of arguments: exporter RSS {} MiB, peak {} MiB ({:?} of scrapes)",
             LONG_ARG_BYTES * LONG_ARGS / 1024,
@@ -180,7 +150,7 @@ fn secrets_on_command_lines_never_reach_labels() {
         return;
     }
     let c = secret_copies();
-    let ex = Exporter::start(&["--top-commands", "10"]);
+    let ex = Exporter::start(["--top-commands", "10"]);
     let got = poll_until(WAIT, STEP, || {
         let body = ex.metrics();
         (groups(&body, &c.id).len() == SECRET_COMMANDS.len()).then_some(body)

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::http::{free_port, try_http_get, try_http_post};
 use crate::process::Daemon;
 use crate::tempdir::TempDir;
-use crate::util::{unique_name, workspace_bin};
+use crate::util::{poll_until, unique_name, workspace_bin};
 
 /// `pidwarden-exporter --listen 127.0.0.1:<port> <args>`.
 #[derive(Debug)]
@@ -44,6 +44,21 @@ impl Exporter {
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `/metrics`, asked again until it answers 200 (a loaded host may be
+    /// slow to answer); panics with the exporter's log after 30 s.
+    pub fn metrics(&self) -> String {
+        poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            self.scrape().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} never answered 200\n{}",
+                self.url("/metrics"),
+                self.daemon.log()
+            )
+        })
     }
 
     /// One scrape of `/metrics`: the exposition, or why there is none.
