@@ -2,6 +2,7 @@
 # Runs every cargo-fuzz target in fuzz/ for a bounded time each.
 #
 #   scripts/fuzz.sh [TARGET...]      # all targets when none is given
+#   scripts/fuzz.sh --build-only     # install cargo-fuzz, build, run nothing
 #
 # FUZZ_SECONDS     time per target (default 60)
 # FUZZ_TARGET_DIR  where the instrumented build goes (default fuzz/target;
@@ -17,6 +18,11 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+    build_only=1
+    shift
+fi
 secs="${FUZZ_SECONDS:-60}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/fuzz/target}"
 
@@ -43,6 +49,10 @@ trap 'rm -rf "$scratch"' EXIT
 
 echo "== building ${#targets[@]} targets"
 (cd fuzz && cargo "${toolchain[@]}" fuzz build)
+if [ "$build_only" = 1 ]; then
+    echo "== built ${#targets[@]} targets"
+    exit 0
+fi
 
 for t in "${targets[@]}"; do
     echo "== fuzzing $t for ${secs}s"

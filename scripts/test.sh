@@ -37,7 +37,8 @@
 #    run (scripts/vm/systemd-host.sh, cached under the same directory), then
 #    tests/tests/systemd_docker_host.rs and the package's install, upgrade and
 #    purge on it (scripts/package.sh, tests/vm/package-host/test.sh);
-# 10. "fuzz": each cargo-fuzz target for PIDWARDEN_FUZZ_SECONDS (30 s).
+# 10. "fuzz": each cargo-fuzz target for PIDWARDEN_FUZZ_SECONDS (30 s); their
+#    build runs on one core beside the VM steps.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -385,6 +386,7 @@ static_build() {
 # built in the background while the cargo steps run; the steps that boot it
 # wait for it.
 HOST_BUILD_PID=
+FUZZ_BUILD_PID=
 start_host_build() {
     PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/systemd-host.sh build >"$LOG_DIR/vm-host-build.log" 2>&1 &
     HOST_BUILD_PID=$!
@@ -402,6 +404,25 @@ wait_host_build() {
 
 # The exporter on Debian's 6.1 and 6.12 under QEMU (scripts/vm/): one boot per
 # kernel, each bounded and retried once by scripts/vm/initramfs.sh.
+# The fuzz targets' instrumented build (and cargo-fuzz's installation) runs
+# on one core beside the VM steps, whose emulator keeps the other one busy;
+# the fuzz step waits for it.
+start_fuzz_build() {
+    # Its own process group, so that an early exit ends its cargo too.
+    CARGO_BUILD_JOBS=1 setsid scripts/fuzz.sh --build-only >"$LOG_DIR/fuzz-build.log" 2>&1 &
+    FUZZ_BUILD_PID=$!
+}
+fuzz_step() {
+    local rc=0
+    if [ -n "$FUZZ_BUILD_PID" ]; then
+        wait "$FUZZ_BUILD_PID" || rc=$?
+        FUZZ_BUILD_PID=
+        tail -n 20 "$LOG_DIR/fuzz-build.log"
+        [ $rc -eq 0 ] || return $rc
+    fi
+    FUZZ_SECONDS="${PIDWARDEN_FUZZ_SECONDS:-30}" scripts/fuzz.sh
+}
+
 vm_kernel_tests() {
     local log="$LOG_DIR/cgroup-v2-kernels.log"
     cargo build -p pidwarden-tests --bin pidwarden-vm-helper &&
@@ -453,6 +474,10 @@ finish() {
         kill "$HOST_BUILD_PID" 2>/dev/null
         wait "$HOST_BUILD_PID" 2>/dev/null
     fi
+    if [ -n "$FUZZ_BUILD_PID" ]; then
+        kill -- "-$FUZZ_BUILD_PID" 2>/dev/null
+        wait "$FUZZ_BUILD_PID" 2>/dev/null
+    fi
     step "remove leftovers (after)" cleanup_leftovers
     echo
     if [ $failed -gt 0 ]; then
@@ -482,11 +507,12 @@ if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
 step "release build (static)" static_build
+start_fuzz_build
 step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
 step "systemd + Docker host" vm_systemd_host_test
 step "package on a systemd + Docker host (VM)" package_host_test
 # The cargo-fuzz targets (fuzz/), each for a bounded time; a crash fails the
 # step and keeps its input in fuzz/artifacts/.
-step "fuzz" env FUZZ_SECONDS="${PIDWARDEN_FUZZ_SECONDS:-30}" scripts/fuzz.sh
+step "fuzz" fuzz_step
 exit 0
