@@ -130,3 +130,94 @@ fn readme_is_a_short_index_whose_links_exist() {
         ".ci/run does not call scripts/test.sh"
     );
 }
+
+/// alertname → its `runbook_url` annotation (None when it has none).
+fn rule_runbook_urls(rules: &str) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- alert:") {
+            let name = name.trim().to_string();
+            out.insert(name.clone(), None);
+            current = Some(name);
+        } else if t.starts_with("- record:") {
+            current = None;
+        } else if let Some(url) = t.strip_prefix("runbook_url:") {
+            let name = current.clone().expect("runbook_url outside an alert");
+            let url = url.trim().trim_matches(['\'', '"']).to_string();
+            out.insert(name, Some(url));
+        }
+    }
+    out
+}
+
+/// The anchor GitHub gives a Markdown heading: lower case, spaces as `-`,
+/// other punctuation dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_links_to_its_runbook_section() {
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let repository = cargo
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("repository = "))
+        .expect("Cargo.toml names its repository")
+        .trim_matches('"');
+    let base = format!("{repository}/blob/main/docs/runbooks.md#");
+    let runbooks = std::fs::read_to_string(repo().join("docs/runbooks.md")).unwrap();
+    let anchors: Vec<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(github_anchor)
+        .collect();
+    let urls = rule_runbook_urls(&rules);
+    assert!(urls.len() >= 19, "alerts found in the rules: {urls:?}");
+    for (alert, url) in &urls {
+        let url = url
+            .as_deref()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url annotation"));
+        let anchor = url
+            .strip_prefix(&base)
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} is not under {base}"));
+        assert_eq!(
+            anchor,
+            alert.to_lowercase(),
+            "{alert}: runbook_url points at another section"
+        );
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{alert}: docs/runbooks.md has no `## {alert}` section for #{anchor}"
+        );
+    }
+}
+
+#[test]
+fn no_rule_selects_on_the_job_name() {
+    // Scrape configs name their jobs as they like (a PodMonitor's default is
+    // `<namespace>/<name>`); a rule that selects on one is silent elsewhere.
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    for (n, line) in rules.lines().enumerate() {
+        let code = line.split('#').next().unwrap();
+        let squeezed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(
+            !squeezed.contains("job=")
+                && !squeezed.contains("job!=")
+                && !squeezed.contains("job=~"),
+            "alerts/pidwarden.rules.yml:{}: selects on job: {line}",
+            n + 1
+        );
+    }
+}
