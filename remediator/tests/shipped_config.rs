@@ -221,3 +221,100 @@ fn no_rule_selects_on_the_job_name() {
         );
     }
 }
+
+/// alertname → (its `expr`, its `for:`), read from the rules file.
+fn rule_exprs(rules: &str) -> BTreeMap<String, (String, String)> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut in_expr: Option<usize> = None; // indentation of a block `expr: |`
+    for line in rules.lines() {
+        let t = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        if let Some(depth) = in_expr {
+            if t.is_empty() || indent > depth {
+                if let Some(name) = &current {
+                    let e = &mut out.get_mut(name).unwrap().0;
+                    e.push(' ');
+                    e.push_str(t);
+                }
+                continue;
+            }
+            in_expr = None;
+        }
+        if let Some(name) = t.strip_prefix("- alert:") {
+            let name = name.trim().to_string();
+            out.insert(name.clone(), Default::default());
+            current = Some(name);
+        } else if t.starts_with("- record:") {
+            current = None;
+        } else if let (Some(e), Some(name)) = (t.strip_prefix("expr:"), &current) {
+            if e.trim() == "|" {
+                in_expr = Some(indent);
+            } else {
+                out.get_mut(name).unwrap().0.push_str(e.trim());
+            }
+        } else if let (Some(f), Some(name)) = (t.strip_prefix("for:"), &current) {
+            out.get_mut(name).unwrap().1 = f.trim().to_string();
+        }
+    }
+    out
+}
+
+#[test]
+fn every_threshold_and_for_is_in_the_tuning_table() {
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    let alerts_md = std::fs::read_to_string(repo().join("docs/alerts.md")).unwrap();
+    let tuning = alerts_md
+        .split("\n## Tuning\n")
+        .nth(1)
+        .expect("docs/alerts.md has a `## Tuning` section");
+    let tuning = tuning.split("\n## ").next().unwrap();
+    // A comparison with a number on its right, past any `on(…)` / `group_left`.
+    let comparison = regex::Regex::new(
+        r"(>=|<=|==|!=|>|<)\s*(?:on\s*\([^)]*\)\s*)?(?:group_(?:left|right)\s*(?:\([^)]*\))?\s*)?(-?[0-9][0-9.]*)",
+    )
+    .unwrap();
+    let code_span = regex::Regex::new(r"`([^`]+)`").unwrap();
+    let exprs = rule_exprs(&rules);
+    assert!(exprs.len() >= 19, "alerts found: {:?}", exprs.keys());
+    let mut checked = 0;
+    for (alert, (expr, for_)) in &exprs {
+        assert!(!expr.is_empty(), "{alert}: no expr read");
+        assert!(!for_.is_empty(), "{alert}: no `for:` read");
+        let rows: Vec<&str> = tuning
+            .lines()
+            .filter(|l| l.starts_with(&format!("| `{alert}` |")))
+            .collect();
+        assert!(!rows.is_empty(), "{alert} has no row in the Tuning table");
+        let spans: Vec<&str> = rows
+            .iter()
+            .flat_map(|r| {
+                code_span
+                    .captures_iter(r)
+                    .map(|c| c.get(1).unwrap().as_str())
+            })
+            .collect();
+        for c in comparison.captures_iter(expr) {
+            let (op, number) = (&c[1], &c[2]);
+            let wanted = regex::Regex::new(&format!(
+                r"(^|[^<>=!]){}\s*{}($|[^0-9.])",
+                regex::escape(op),
+                regex::escape(number)
+            ))
+            .unwrap();
+            assert!(
+                spans.iter().any(|s| wanted.is_match(s)),
+                "{alert}: the threshold `{op} {number}` is not in its Tuning rows"
+            );
+            checked += 1;
+        }
+        assert!(
+            spans.contains(&format!("for: {for_}").as_str()),
+            "{alert}: `for: {for_}` is not in its Tuning rows"
+        );
+    }
+    assert!(
+        checked >= 25,
+        "only {checked} thresholds found in the rules"
+    );
+}
