@@ -32,6 +32,10 @@
 #    which boots each under QEMU. `cargo test` skips those tests
 #    (PIDWARDEN_SKIP_VM=1) so that they run once, here;
 # 8. "image as docker-compose.yml runs it": tests/compose/test.sh;
+#    "README quick start": tests/quickstart/test.sh runs README's marked
+#    quick-start blocks, in order and unmodified, in a fresh git clone of
+#    this checkout (the daemons, a container, an alert answered in dry-run,
+#    README's clean-up);
 # 9. "systemd + Docker host": a Debian 12 disk image with systemd and
 #    docker.io, built by debootstrap in the background from the start of the
 #    run (scripts/vm/systemd-host.sh, cached under the same directory), then
@@ -484,6 +488,7 @@ fi
 step "release build (static)" static_build
 step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
+step "README quick start" tests/quickstart/test.sh
 step "systemd + Docker host" vm_systemd_host_test
 step "package on a systemd + Docker host (VM)" package_host_test
 # The cargo-fuzz targets (fuzz/), each for a bounded time; a crash fails the
