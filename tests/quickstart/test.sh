@@ -26,8 +26,10 @@ clone=$work/pidwarden
 tagged=0
 failed=0
 
+wd=
 cleanup() {
     local pids
+    [ -n "$wd" ] && kill -- -"$wd" 2>/dev/null
     pids=$(jobs -p)
     [ -n "$pids" ] && kill $pids 2>/dev/null
     [ -n "$pids" ] && wait $pids 2>/dev/null
@@ -73,6 +75,18 @@ if ! docker image inspect busybox:latest >/dev/null 2>&1; then
     tagged=1
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+# Every wait is bounded: README's commands have no timeouts of their own, so
+# after PIDWARDEN_QUICKSTART_TIMEOUT seconds (default 900; the build is most
+# of it) the shell is told to stop and its children (the command in the
+# foreground, README's daemons) are ended, which runs the clean-up. Taken out
+# of the job table, so that README's `%1 %2` stay its daemons.
+# (The watchdog runs in a session of its own, so that the clean-up ends it and
+# its sleep together.)
+setsid bash -c 'sleep "$1"; echo "quickstart: no verdict within $1 s" >&2; kill -TERM "$2"; pkill -TERM -P "$2"' \
+    watchdog "${PIDWARDEN_QUICKSTART_TIMEOUT:-900}" $$ </dev/null >&2 &
+wd=$!
+disown "$wd"
 
 git clone -q "$ROOT" "$clone" || exit 1
 cd "$clone" || exit 1
