@@ -49,7 +49,9 @@
 #
 # Environment: PIDWARDEN_LOG_DIR (default /tmp/pidwarden-test-logs) keeps the
 # dockerd and cargo test logs; PIDWARDEN_TEST_TIMEOUT (seconds, default 1200)
-# bounds `cargo test`; PIDWARDEN_SKIP_INSTALL=1 skips the package step.
+# bounds `cargo test`; PIDWARDEN_QUICKSTART_TIMEOUT (seconds, default 900)
+# bounds the README quick start; PIDWARDEN_SKIP_INSTALL=1 skips the package
+# step.
 
 set -uo pipefail
 
