@@ -32,6 +32,10 @@
 #    which boots each under QEMU. `cargo test` skips those tests
 #    (PIDWARDEN_SKIP_VM=1) so that they run once, here;
 # 8. "image as docker-compose.yml runs it": tests/compose/test.sh;
+#    "README quick start": tests/quickstart/test.sh runs README's marked
+#    quick-start blocks, in order and unmodified, in a fresh git clone of
+#    this checkout (the daemons, a container, an alert answered in dry-run,
+#    README's clean-up);
 # 9. "systemd + Docker host": a Debian 12 disk image with systemd and
 #    docker.io, built by debootstrap in the background from the start of the
 #    run (scripts/vm/systemd-host.sh, cached under the same directory), then
@@ -46,7 +50,9 @@
 #
 # Environment: PIDWARDEN_LOG_DIR (default /tmp/pidwarden-test-logs) keeps the
 # dockerd and cargo test logs; PIDWARDEN_TEST_TIMEOUT (seconds, default 1200)
-# bounds `cargo test`; PIDWARDEN_SKIP_INSTALL=1 skips the package step.
+# bounds `cargo test`; PIDWARDEN_QUICKSTART_TIMEOUT (seconds, default 900)
+# bounds the README quick start; PIDWARDEN_SKIP_INSTALL=1 skips the package
+# step.
 
 set -uo pipefail
 
@@ -510,6 +516,7 @@ step "release build (static)" static_build
 start_fuzz_build
 step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
+step "README quick start" tests/quickstart/test.sh
 step "systemd + Docker host" vm_systemd_host_test
 step "package on a systemd + Docker host (VM)" package_host_test
 # The cargo-fuzz targets (fuzz/), each for a bounded time; a crash fails the

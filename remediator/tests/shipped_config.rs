@@ -130,3 +130,191 @@ fn readme_is_a_short_index_whose_links_exist() {
         ".ci/run does not call scripts/test.sh"
     );
 }
+
+/// alertname → its `runbook_url` annotation (None when it has none).
+fn rule_runbook_urls(rules: &str) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- alert:") {
+            let name = name.trim().to_string();
+            out.insert(name.clone(), None);
+            current = Some(name);
+        } else if t.starts_with("- record:") {
+            current = None;
+        } else if let Some(url) = t.strip_prefix("runbook_url:") {
+            let name = current.clone().expect("runbook_url outside an alert");
+            let url = url.trim().trim_matches(['\'', '"']).to_string();
+            out.insert(name, Some(url));
+        }
+    }
+    out
+}
+
+/// The anchor GitHub gives a Markdown heading: lower case, spaces as `-`,
+/// other punctuation dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_links_to_its_runbook_section() {
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let repository = cargo
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("repository = "))
+        .expect("Cargo.toml names its repository")
+        .trim_matches('"');
+    let base = format!("{repository}/blob/main/docs/runbooks.md#");
+    let runbooks = std::fs::read_to_string(repo().join("docs/runbooks.md")).unwrap();
+    let anchors: Vec<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(github_anchor)
+        .collect();
+    let urls = rule_runbook_urls(&rules);
+    assert!(urls.len() >= 19, "alerts found in the rules: {urls:?}");
+    for (alert, url) in &urls {
+        let url = url
+            .as_deref()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url annotation"));
+        let anchor = url
+            .strip_prefix(&base)
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} is not under {base}"));
+        assert_eq!(
+            anchor,
+            alert.to_lowercase(),
+            "{alert}: runbook_url points at another section"
+        );
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{alert}: docs/runbooks.md has no `## {alert}` section for #{anchor}"
+        );
+    }
+}
+
+#[test]
+fn no_rule_selects_on_the_job_name() {
+    // Scrape configs name their jobs as they like (a PodMonitor's default is
+    // `<namespace>/<name>`); a rule that selects on one is silent elsewhere.
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    for (n, line) in rules.lines().enumerate() {
+        let code = line.split('#').next().unwrap();
+        let squeezed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(
+            !squeezed.contains("job=")
+                && !squeezed.contains("job!=")
+                && !squeezed.contains("job=~"),
+            "alerts/pidwarden.rules.yml:{}: selects on job: {line}",
+            n + 1
+        );
+    }
+}
+
+/// alertname → (its `expr`, its `for:`), read from the rules file.
+fn rule_exprs(rules: &str) -> BTreeMap<String, (String, String)> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut in_expr: Option<usize> = None; // indentation of a block `expr: |`
+    for line in rules.lines() {
+        let t = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        if let Some(depth) = in_expr {
+            if t.is_empty() || indent > depth {
+                if let Some(name) = &current {
+                    let e = &mut out.get_mut(name).unwrap().0;
+                    e.push(' ');
+                    e.push_str(t);
+                }
+                continue;
+            }
+            in_expr = None;
+        }
+        if let Some(name) = t.strip_prefix("- alert:") {
+            let name = name.trim().to_string();
+            out.insert(name.clone(), Default::default());
+            current = Some(name);
+        } else if t.starts_with("- record:") {
+            current = None;
+        } else if let (Some(e), Some(name)) = (t.strip_prefix("expr:"), &current) {
+            if e.trim() == "|" {
+                in_expr = Some(indent);
+            } else {
+                out.get_mut(name).unwrap().0.push_str(e.trim());
+            }
+        } else if let (Some(f), Some(name)) = (t.strip_prefix("for:"), &current) {
+            out.get_mut(name).unwrap().1 = f.trim().to_string();
+        }
+    }
+    out
+}
+
+#[test]
+fn every_threshold_and_for_is_in_the_tuning_table() {
+    let rules = std::fs::read_to_string(repo().join("alerts/pidwarden.rules.yml")).unwrap();
+    let alerts_md = std::fs::read_to_string(repo().join("docs/alerts.md")).unwrap();
+    let tuning = alerts_md
+        .split("\n## Tuning\n")
+        .nth(1)
+        .expect("docs/alerts.md has a `## Tuning` section");
+    let tuning = tuning.split("\n## ").next().unwrap();
+    // A comparison with a number on its right, past any `on(…)` / `group_left`.
+    let comparison = regex::Regex::new(
+        r"(>=|<=|==|!=|>|<)\s*(?:on\s*\([^)]*\)\s*)?(?:group_(?:left|right)\s*(?:\([^)]*\))?\s*)?(-?[0-9][0-9.]*)",
+    )
+    .unwrap();
+    let code_span = regex::Regex::new(r"`([^`]+)`").unwrap();
+    let exprs = rule_exprs(&rules);
+    assert!(exprs.len() >= 19, "alerts found: {:?}", exprs.keys());
+    let mut checked = 0;
+    for (alert, (expr, for_)) in &exprs {
+        assert!(!expr.is_empty(), "{alert}: no expr read");
+        assert!(!for_.is_empty(), "{alert}: no `for:` read");
+        let rows: Vec<&str> = tuning
+            .lines()
+            .filter(|l| l.starts_with(&format!("| `{alert}` |")))
+            .collect();
+        assert!(!rows.is_empty(), "{alert} has no row in the Tuning table");
+        let spans: Vec<&str> = rows
+            .iter()
+            .flat_map(|r| {
+                code_span
+                    .captures_iter(r)
+                    .map(|c| c.get(1).unwrap().as_str())
+            })
+            .collect();
+        for c in comparison.captures_iter(expr) {
+            let (op, number) = (&c[1], &c[2]);
+            let wanted = regex::Regex::new(&format!(
+                r"(^|[^<>=!]){}\s*{}($|[^0-9.])",
+                regex::escape(op),
+                regex::escape(number)
+            ))
+            .unwrap();
+            assert!(
+                spans.iter().any(|s| wanted.is_match(s)),
+                "{alert}: the threshold `{op} {number}` is not in its Tuning rows"
+            );
+            checked += 1;
+        }
+        assert!(
+            spans.contains(&format!("for: {for_}").as_str()),
+            "{alert}: `for: {for_}` is not in its Tuning rows"
+        );
+    }
+    assert!(
+        checked >= 25,
+        "only {checked} thresholds found in the rules"
+    );
+}
