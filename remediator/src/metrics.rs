@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 /// `{action,result}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionResult {
-    /// `kill-duplicates` or `restart`.
+    /// `kill-duplicates`, `restart` or [`NO_ACTION`].
     pub action: String,
     /// One of [`Outcome::counted`].
     pub result: String,
@@ -61,6 +61,10 @@ pub struct VersionLabel {
     /// Crate version.
     pub version: String,
 }
+
+/// The `action` label of a decision on an alert that asked for no known
+/// action (label missing or unknown): the label stays bounded.
+pub const NO_ACTION: &str = "none";
 
 fn duration_histogram() -> Histogram {
     Histogram::new([
@@ -151,6 +155,11 @@ impl Metrics {
                 });
             }
         }
+        // Without a known action the only decision is `ignored`.
+        let _ = remediations.get_or_create(&ActionResult {
+            action: NO_ACTION.to_string(),
+            result: Outcome::Ignored.as_str().to_string(),
+        });
         for s in ["SIGTERM", "SIGKILL"] {
             let _ = signals.get_or_create(&SignalLabel {
                 signal: s.to_string(),
@@ -166,15 +175,22 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision (outcomes outside the contract's result set are
-    /// audit rows only and not counted).
+    /// Counts one decision (`pending` and `resolved` are audit rows only
+    /// and not counted).
     pub fn count(&self, action: Action, result: Outcome) {
+        self.count_requested(Some(action), result);
+    }
+
+    /// Counts one decision on an alert that asked for `requested`: `None`
+    /// (no or an unknown `pidwarden_action`) is counted as [`NO_ACTION`].
+    pub fn count_requested(&self, requested: Option<Action>, result: Outcome) {
         if !result.is_counted() {
             return;
         }
+        let action = requested.map_or(NO_ACTION, Action::as_str);
         self.remediations
             .get_or_create(&ActionResult {
-                action: action.as_str().to_string(),
+                action: action.to_string(),
                 result: result.as_str().to_string(),
             })
             .inc();
@@ -251,6 +267,7 @@ mod tests {
                 assert!(om.contains(&line), "{line}");
             }
         }
+        assert!(om.contains(r#"pidwarden_remediations_total{action="none",result="ignored"} 0"#));
         let text = m.encode_text();
         assert!(
             text.contains("# TYPE pidwarden_remediations_total counter\n"),
