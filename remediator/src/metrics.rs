@@ -4,7 +4,9 @@
 //! `pidwarden_remediator_webhook_requests_total{code}`,
 //! `pidwarden_remediator_action_duration_seconds{action}`,
 //! `pidwarden_remediator_circuit_open{id,name}`,
-//! `pidwarden_remediator_build_info{version}`.
+//! `pidwarden_remediator_build_info{version}`,
+//! `pidwarden_remediator_config_last_reload_successful`,
+//! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -87,6 +89,11 @@ pub struct Metrics {
     pub action_duration: Family<ActionLabel, Histogram, fn() -> Histogram>,
     /// `pidwarden_remediator_circuit_open`.
     pub circuit_open: Family<ContainerLabels, Gauge>,
+    /// `pidwarden_remediator_config_last_reload_successful`: 1 when the
+    /// last (re)load of the config and credential files succeeded, else 0.
+    pub config_reload_ok: Gauge,
+    /// `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
+    pub config_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -139,6 +146,18 @@ impl Metrics {
             "Build information",
             build_info.clone(),
         );
+        let config_reload_ok = Gauge::default();
+        let config_reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "pidwarden_remediator_config_last_reload_successful",
+            "Whether the last configuration reload (config and credential files) succeeded",
+            config_reload_ok.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load",
+            config_reload_time.clone(),
+        );
         build_info
             .get_or_create(&VersionLabel {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -172,6 +191,16 @@ impl Metrics {
             webhook_requests,
             action_duration,
             circuit_open,
+            config_reload_ok,
+            config_reload_time,
+        }
+    }
+
+    /// Records the outcome of a configuration (re)load at Unix time `now`.
+    pub fn config_loaded(&self, ok: bool, now: f64) {
+        self.config_reload_ok.set(i64::from(ok));
+        if ok {
+            self.config_reload_time.set(now);
         }
     }
 
