@@ -27,7 +27,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pidwarden";
 #[derive(Debug, Parser)]
 #[command(
     name = "pidwarden-remediator",
-    version,
+    version = pidwarden_shared::build_info::LONG_VERSION,
     about = "Acts on pidwarden alerts from Alertmanager: kills duplicate process copies or restarts containers, with restraint and an audit trail"
 )]
 #[command(args_conflicts_with_subcommands = true)]

@@ -4,7 +4,7 @@
 //! `pidwarden_remediator_webhook_requests_total{code}`,
 //! `pidwarden_remediator_action_duration_seconds{action}`,
 //! `pidwarden_remediator_circuit_open{id,name}`,
-//! `pidwarden_remediator_build_info{version}`,
+//! `pidwarden_remediator_build_info{version,revision}`,
 //! `pidwarden_remediator_config_last_reload_successful`,
 //! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
 
@@ -57,11 +57,13 @@ pub struct ContainerLabels {
     pub name: String,
 }
 
-/// `{version}`.
+/// `{version,revision}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     /// Crate version.
     pub version: String,
+    /// Git revision ([`pidwarden_shared::build_info::REVISION`]).
+    pub revision: String,
 }
 
 /// The `action` label of a decision on an alert that asked for no known
@@ -161,6 +163,7 @@ impl Metrics {
         build_info
             .get_or_create(&VersionLabel {
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: pidwarden_shared::build_info::REVISION.to_string(),
             })
             .set(1);
         for a in Action::ALL {
