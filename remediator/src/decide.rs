@@ -171,12 +171,8 @@ impl Service {
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
         }
-        if let Some(ns) = info
-            .labels
-            .get(LABEL_POD_NAMESPACE)
-            .filter(|ns| settings.protected_namespaces.contains(ns))
-        {
-            let reason = format!("namespace {ns} is protected (protected_namespaces)");
+        let namespace = info.labels.get(LABEL_POD_NAMESPACE).map(String::as_str);
+        if let Some(reason) = settings.namespace_refusal(namespace) {
             return self
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
