@@ -283,6 +283,14 @@ impl Settings {
                     path: p.display().to_string(),
                     source,
                 })?;
+                // An empty file is a truncated one, not a wish for the
+                // defaults (which act live on every alert).
+                if text.trim().is_empty() {
+                    return Err(ConfigError::Parse {
+                        path: p.display().to_string(),
+                        msg: "the file is empty".into(),
+                    });
+                }
                 Self::parse(&text).map_err(|msg| ConfigError::Parse {
                     path: p.display().to_string(),
                     msg,

@@ -151,8 +151,8 @@ impl Reloader {
         let read = match blocking(move || me.read()).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "reload failed; the old configuration and credentials stay in force");
                 service.metrics().config_loaded(false, unix_now());
+                tracing::warn!(error = %e, "reload finished: failed, the old configuration and credentials stay in force");
                 return false;
             }
         };
@@ -196,10 +196,12 @@ impl Reloader {
         for (flag, path) in read.changed_start_only {
             tracing::warn!(flag, path = %path.display(), "file changed on disk, but it is read only at start: it needs a restart to take effect");
         }
-        if ok {
-            tracing::info!("credential files reloaded");
-        }
         service.metrics().config_loaded(ok, unix_now());
+        if ok {
+            tracing::info!("reload finished: every file in force");
+        } else {
+            tracing::warn!("reload finished: some files were kept as they were (see above)");
+        }
         ok
     }
 }

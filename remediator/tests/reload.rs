@@ -33,24 +33,30 @@ fn start(dir: &TempDir, config: &str) -> Remediator {
     ))
 }
 
-/// Sends SIGHUP and waits until the reload gauges say a reload happened
-/// (`ok`: it succeeded, with a newer success time; else the gauge is 0).
+fn reloads(r: &Remediator) -> usize {
+    r.daemon.log().matches("reload finished").count()
+}
+
+/// Sends SIGHUP, waits until the reload has finished, and checks the
+/// gauges: `ok` → 1 with a newer success time; else 0 with the old time.
 fn hup_and_wait(r: &mut Remediator, ok: bool) {
-    let before = gauge(&r.get("/metrics").1, AT);
+    let (n, before) = (reloads(r), gauge(&r.get("/metrics").1, AT));
     // The success timestamp has sub-second resolution; make sure it moves.
     std::thread::sleep(Duration::from_millis(20));
     r.daemon.signal(libc::SIGHUP);
     poll_until(RELOAD_WAIT, Duration::from_millis(50), || {
-        let m = r.get("/metrics").1;
-        let done = if ok {
-            gauge(&m, OK) == 1.0 && gauge(&m, AT) > before
-        } else {
-            gauge(&m, OK) == 0.0
-        };
-        done.then_some(())
+        (reloads(r) > n).then_some(())
     })
     .unwrap_or_else(|| panic!("no reload seen after SIGHUP\n{}", r.daemon.log()));
     assert!(r.daemon.try_wait().is_none(), "SIGHUP ended the remediator");
+    let m = r.get("/metrics").1;
+    if ok {
+        assert_eq!(gauge(&m, OK), 1.0, "{}", r.daemon.log());
+        assert!(gauge(&m, AT) > before, "{m}");
+    } else {
+        assert_eq!(gauge(&m, OK), 0.0, "{}", r.daemon.log());
+        assert_eq!(gauge(&m, AT), before, "{m}");
+    }
 }
 
 fn status_with(r: &Remediator, token: &str) -> u16 {
@@ -103,6 +109,7 @@ fn a_bad_config_keeps_the_old_one_and_a_good_one_decides_the_next_alert() {
     for bad in [
         "[actions]\nPidwardenDuplicateProcesses = [\"reboot\"]\n",
         "dry_run = \n",
+        "\n",
         "",
     ] {
         if bad.is_empty() {
