@@ -80,9 +80,12 @@ fn watch_head(dir: &Path) {
     }
     if let Ok(text) = std::fs::read_to_string(&head) {
         if let Some(r) = text.trim().strip_prefix("ref: ") {
-            // A ref that does not exist yet (packed, or a new branch)
-            // still reruns once it appears.
-            println!("cargo:rerun-if-changed={}", common.join(r).display());
+            // A packed ref has no file of its own (packed-refs is watched);
+            // a path that does not exist would rerun this on every build.
+            let loose = common.join(r);
+            if loose.exists() {
+                println!("cargo:rerun-if-changed={}", loose.display());
+            }
         }
     }
 }
