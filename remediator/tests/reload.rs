@@ -1,4 +1,5 @@
-//! SIGHUP, sent by PID to the remediator this test started: the token file
+//! SIGHUP, sent by PID to the remediator this test started: the token and
+//! basic-auth files
 //! and the config are read again; a bad config keeps the old one deciding
 //! and sets `pidwarden_remediator_config_last_reload_successful` to 0; a
 //! valid change decides the next alert.
@@ -60,11 +61,15 @@ fn hup_and_wait(r: &mut Remediator, ok: bool) {
 }
 
 fn status_with(r: &Remediator, token: &str) -> u16 {
+    status_auth(r, &format!("Bearer {token}"))
+}
+
+fn status_auth(r: &Remediator, authorization: &str) -> u16 {
     let body = json!({"version": "4", "status": "firing", "alerts": []}).to_string();
     try_http_post(
         &r.url("/api/v1/alerts"),
         &[
-            ("Authorization", &format!("Bearer {token}")),
+            ("Authorization", authorization),
             ("Content-Type", "application/json"),
         ],
         &body,
@@ -73,10 +78,23 @@ fn status_with(r: &Remediator, token: &str) -> u16 {
     .0
 }
 
+fn basic(user_password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
 #[test]
 fn a_rotated_token_file_is_read_again_on_sighup() {
     let dir = TempDir::new();
-    let mut r = start(&dir, "dry_run = true\n");
+    let basic_file = dir.write("basic-auth", "ops:first-password\n");
+    let mut r = Remediator(pidwarden_tests::Remediator::start(
+        &dir,
+        Some("dry_run = true\n"),
+        ["--basic-auth-file".as_ref(), basic_file.as_os_str()],
+    ));
     let old = r.token.clone();
     assert_eq!(status_with(&r, &old), 200);
     let new = format!("{old}-rotated");
@@ -86,10 +104,17 @@ fn a_rotated_token_file_is_read_again_on_sighup() {
     hup_and_wait(&mut r, true);
     assert_eq!(status_with(&r, &old), 401);
     assert_eq!(status_with(&r, &new), 200);
+    // The basic-auth file is read again too.
+    assert_eq!(status_auth(&r, &basic("ops:first-password")), 200);
+    std::fs::write(&basic_file, "ops:second-password\n").unwrap();
+    hup_and_wait(&mut r, true);
+    assert_eq!(status_auth(&r, &basic("ops:first-password")), 401);
+    assert_eq!(status_auth(&r, &basic("ops:second-password")), 200);
     // An empty token file keeps the token in force.
     std::fs::write(&r.token_file, "\n").unwrap();
     hup_and_wait(&mut r, false);
     assert_eq!(status_with(&r, &new), 200);
+    assert_eq!(status_auth(&r, &basic("ops:second-password")), 200);
     assert!(r.daemon.log().contains("WARN"), "{}", r.daemon.log());
 }
 
