@@ -1,8 +1,8 @@
 //! SIGHUP, sent by PID to the remediator this test started: the token and
-//! basic-auth files
-//! and the config are read again; a bad config keeps the old one deciding
-//! and sets `pidwarden_remediator_config_last_reload_successful` to 0; a
-//! valid change decides the next alert.
+//! basic-auth files and the config are read again; a bad file keeps the old
+//! one (a bad config keeps deciding, and
+//! `pidwarden_remediator_config_last_reload_successful` is 0); a valid
+//! change decides the next alert.
 
 mod common;
 
