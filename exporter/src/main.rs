@@ -32,7 +32,7 @@ use pidwarden_shared::runtime::{
 #[derive(Debug, Parser)]
 #[command(
     name = "pidwarden-exporter",
-    version,
+    version = pidwarden_shared::build_info::LONG_VERSION,
     about = "Prometheus exporter for container PID, process and memory pressure"
 )]
 struct Cli {

@@ -492,7 +492,13 @@ pub fn build_families(
     }
     let mut build = Family::new("pidwarden_build_info", None, Gauge, "Build information.");
     build.push(
-        vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+        vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            (
+                "revision",
+                pidwarden_shared::build_info::REVISION.to_string(),
+            ),
+        ],
         Value::Int(1),
     );
 
@@ -741,7 +747,11 @@ mod tests {
                 "pidwarden_scrape_errors_total{stage=\"runtime\"} 3".into(),
                 "pidwarden_runtime_up{runtime=\"docker\"} 1".into(),
                 "pidwarden_runtime_up{runtime=\"cri\"} 0".into(),
-                format!("pidwarden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+                format!(
+                    "pidwarden_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+                    env!("CARGO_PKG_VERSION"),
+                    pidwarden_shared::build_info::REVISION
+                ),
             ],
         );
         // Unlimited: the series are absent, not 0 or a sentinel.

@@ -253,9 +253,8 @@ impl Service {
         reason: String,
         opened_circuit: bool,
     ) -> AlertOutcome {
-        if let Some(a) = Action::parse(action) {
-            self.metrics().count(a, result);
-        }
+        self.metrics()
+            .count_requested(Action::parse(action), result);
         tracing::info!(alertname = alert.alertname(), fingerprint = %clip(&alert.fingerprint, 64), id = target.0, action, result = result.as_str(), reason = %reason, "decision");
         let row = self
             .record(Row {

@@ -1,5 +1,5 @@
 //! Authentication of the HTTP API: the bearer token and basic-auth
-//! credentials read from their files at start, the constant-time check of
+//! credentials read from their files at start (and again on SIGHUP), the constant-time check of
 //! an `Authorization` header, and the middleware that answers 401. (TLS
 //! client certificates are enforced by the listener, see [`crate::server`].)
 
@@ -94,15 +94,16 @@ pub async fn require_auth(State(st): State<AppState>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
+    let credentials = st.credentials.get();
     let from_peer = req.uri().path() == "/api/v1/alerts"
         && req.headers().contains_key(crate::forward::FORWARDED_HEADER)
-        && st.credentials.check_peer(auth);
-    if from_peer || st.credentials.check(auth) {
+        && credentials.check_peer(auth);
+    if from_peer || credentials.check(auth) {
         next.run(req).await
     } else {
         ApiError::Unauthorized {
-            bearer: st.credentials.bearer.is_some(),
-            basic: st.credentials.basic.is_some(),
+            bearer: credentials.bearer.is_some(),
+            basic: credentials.basic.is_some(),
         }
         .into_response()
     }

@@ -27,7 +27,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pidwarden";
 #[derive(Debug, Parser)]
 #[command(
     name = "pidwarden-remediator",
-    version,
+    version = pidwarden_shared::build_info::LONG_VERSION,
     about = "Acts on pidwarden alerts from Alertmanager: kills duplicate process copies or restarts containers, with restraint and an audit trail"
 )]
 #[command(args_conflicts_with_subcommands = true)]
@@ -322,15 +322,41 @@ async fn shutdown_signal() {
 }
 
 fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
-    let o = Overrides {
+    Ok(Settings::load(a.config.as_deref(), &overrides(a))?)
+}
+
+/// The flags that override the config file, at start and on every reload.
+fn overrides(a: &ServeArgs) -> Overrides {
+    Overrides {
         dry_run: a.dry_run,
         keep: a.keep,
         grace_secs: a.grace,
         sample_secs: a.sample,
         cooldown_secs: a.cooldown,
         retention_days: a.retention_days,
-    };
-    Ok(Settings::load(a.config.as_deref(), &o)?)
+    }
+}
+
+/// What SIGHUP reads again ([`crate::reload`]); the TLS files are read only
+/// at start, and a change to them is named as needing a restart.
+fn reloader(a: &ServeArgs) -> crate::reload::Reloader {
+    let start_only = [
+        ("--tls-cert", &a.tls_cert),
+        ("--tls-key", &a.tls_key),
+        ("--tls-client-ca", &a.tls_client_ca),
+        ("--peer-ca", &a.peer_ca),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.clone().map(|p| (flag, p)))
+    .collect();
+    crate::reload::Reloader::new(
+        a.config.clone(),
+        overrides(a),
+        a.token_file.clone(),
+        a.basic_auth_file.clone(),
+        a.peer_token_file.clone(),
+        start_only,
+    )
 }
 
 /// The runtimes the flags configure; a malformed URL names its flag.
@@ -377,7 +403,8 @@ pub fn peers(a: &ServeArgs) -> anyhow::Result<Option<crate::forward::Peers>> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let settings = load_settings(&a)?;
-    let credentials = credentials(&a)?;
+    let credentials = Arc::new(crate::reload::Live::new(credentials(&a)?));
+    let reloader = Arc::new(reloader(&a));
     let peers = peers(&a)?;
     check_proc_root(&a.proc_root)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -405,6 +432,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "container runtimes (each container goes to the one its cgroup names)"
     );
     let metrics = Arc::new(Metrics::new());
+    metrics.config_loaded(true, crate::reload::unix_now());
     let service = Service::new(
         settings.clone(),
         store,
@@ -427,7 +455,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             svc.expire_circuits();
         }
     });
-    if settings.retention.is_some() {
+    crate::reload::reload_on_sighup(reloader, Arc::clone(&service), Arc::clone(&credentials))
+        .context("installing the SIGHUP handler")?;
+    // Always running: a reload may set a retention period.
+    {
         let svc = Arc::clone(&service);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(PRUNE_EVERY);
@@ -456,7 +487,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     let state = AppState {
         service: Arc::clone(&service),
-        credentials: Arc::new(credentials),
+        credentials,
         metrics_auth: a.metrics_auth,
     };
     let limits = crate::server::Limits::for_this_process();

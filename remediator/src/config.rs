@@ -6,6 +6,8 @@
 //! dry_run = false
 //! retention_days = 90 # audit rows kept; 0 keeps them forever
 //! protected = ["^postgres", "^/usr/sbin/sshd"]
+//! protected_namespaces = ["kube-system", "pidwarden"] # the default when absent
+//! namespaces = []     # Kubernetes namespaces that may be acted on (empty: all)
 //!
 //! [defaults]
 //! keep = 1            # copies kept per duplicate group
@@ -49,9 +51,13 @@ pub struct ConfigFile {
     /// Command-line regexes never signalled.
     #[serde(default)]
     pub protected: Vec<String>,
-    /// Kubernetes namespaces whose containers are never acted on.
+    /// Kubernetes namespaces whose containers are never acted on (absent:
+    /// [`DEFAULT_PROTECTED_NAMESPACES`]; `[]` protects none).
     #[serde(default)]
-    pub protected_namespaces: Vec<String>,
+    pub protected_namespaces: Option<Vec<String>>,
+    /// Kubernetes namespaces whose containers may be acted on (empty: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// Action defaults.
     #[serde(default)]
     pub defaults: Defaults,
@@ -153,6 +159,9 @@ pub struct Settings {
     pub protected: Vec<Regex>,
     /// Kubernetes namespaces never acted on (exact names).
     pub protected_namespaces: Vec<String>,
+    /// Kubernetes namespaces that may be acted on (exact names; empty: all
+    /// but the protected ones).
+    pub namespaces: Vec<String>,
     /// Copies kept per group.
     pub keep: usize,
     /// SIGTERM → SIGKILL grace.
@@ -176,6 +185,10 @@ pub struct Settings {
     /// How long audit rows are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
 }
+
+/// Namespaces protected unless `protected_namespaces` says otherwise: the
+/// control plane's and pidwarden's own.
+pub const DEFAULT_PROTECTED_NAMESPACES: [&str; 2] = ["kube-system", "pidwarden"];
 
 /// Audit rows are kept this many days unless configured otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
@@ -226,6 +239,17 @@ fn secs_f64((v, name): (f64, &str), max: f64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// An RFC 1123 label, as Kubernetes namespace names are.
+fn is_namespace_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 /// Whole seconds within `min..=MAX_WINDOW_SECS`.
 fn secs_u64((v, name): (u64, &str), min: u64) -> Result<Duration, ConfigError> {
     if !(min..=MAX_WINDOW_SECS).contains(&v) {
@@ -259,6 +283,14 @@ impl Settings {
                     path: p.display().to_string(),
                     source,
                 })?;
+                // An empty file is a truncated one, not a wish for the
+                // defaults (which act live on every alert).
+                if text.trim().is_empty() {
+                    return Err(ConfigError::Parse {
+                        path: p.display().to_string(),
+                        msg: "the file is empty".into(),
+                    });
+                }
                 Self::parse(&text).map_err(|msg| ConfigError::Parse {
                     path: p.display().to_string(),
                     msg,
@@ -321,17 +353,27 @@ impl Settings {
                 Some(Duration::from_secs(u64::from(days) * 86_400))
             }
         };
-        for ns in &f.protected_namespaces {
-            if ns.is_empty() || ns.len() > 63 {
+        let protected_namespaces = f.protected_namespaces.unwrap_or_else(|| {
+            DEFAULT_PROTECTED_NAMESPACES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        for (key, list) in [
+            ("protected_namespaces", &protected_namespaces),
+            ("namespaces", &f.namespaces),
+        ] {
+            if let Some(ns) = list.iter().find(|ns| !is_namespace_name(ns)) {
                 return Err(ConfigError::Invalid(format!(
-                    "protected_namespaces: {ns:?} is not a Kubernetes namespace name"
+                    "{key}: {ns:?} is not a Kubernetes namespace name (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit)"
                 )));
             }
         }
         Ok(Settings {
             dry_run: o.dry_run || f.dry_run.unwrap_or(false),
             protected,
-            protected_namespaces: f.protected_namespaces,
+            protected_namespaces,
+            namespaces: f.namespaces,
             keep,
             grace: secs_f64(
                 pick(
@@ -389,6 +431,25 @@ impl Settings {
             allowed,
             retention,
         })
+    }
+
+    /// Why a container of Kubernetes namespace `ns` may not be acted on, or
+    /// `None` when it may. A container without a namespace (plain Docker or
+    /// Podman) is subject to neither list.
+    pub fn namespace_refusal(&self, ns: Option<&str>) -> Option<String> {
+        let ns = ns?;
+        if self.protected_namespaces.iter().any(|p| p == ns) {
+            return Some(format!(
+                "namespace {ns} is protected (protected_namespaces)"
+            ));
+        }
+        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == ns) {
+            return Some(format!(
+                "namespace {} is not in the namespaces allow list",
+                crate::alert::clip(ns, 63)
+            ));
+        }
+        None
     }
 
     /// Whether `alertname` may ask for `action`.
@@ -497,6 +558,72 @@ Dup = ["kill-duplicates"]
             ..Settings::default()
         };
         assert_eq!(short.prune_before(now), Some(now - 3 * day_ms));
+    }
+
+    #[test]
+    fn namespace_lists_default_parse_and_decide() {
+        let none = Settings::default();
+        assert_eq!(none.protected_namespaces, DEFAULT_PROTECTED_NAMESPACES);
+        assert!(none.namespaces.is_empty());
+        // A file that does not name them keeps the default denials.
+        let file = Settings::resolve(
+            Settings::parse("dry_run = true").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        for s in [&none, &file] {
+            for ns in DEFAULT_PROTECTED_NAMESPACES {
+                let why = s.namespace_refusal(Some(ns)).unwrap();
+                assert!(why.contains("protected_namespaces"), "{why}");
+            }
+            assert_eq!(s.namespace_refusal(Some("shop")), None);
+            assert_eq!(s.namespace_refusal(None), None);
+        }
+        // `[]` protects none; the allow list admits only its namespaces.
+        let s = Settings::resolve(
+            Settings::parse("protected_namespaces = []\nnamespaces = [\"shop\", \"kube-system\"]")
+                .unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.namespace_refusal(Some("kube-system")), None);
+        assert_eq!(s.namespace_refusal(Some("shop")), None);
+        let why = s.namespace_refusal(Some("pidwarden")).unwrap();
+        assert!(why.contains("allow list"), "{why}");
+        assert_eq!(s.namespace_refusal(None), None, "no namespace: unaffected");
+        // Both lists: the denial wins.
+        let s = Settings::resolve(
+            Settings::parse("namespaces = [\"kube-system\", \"shop\"]").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(s.namespace_refusal(Some("kube-system")).is_some());
+        assert_eq!(s.namespace_refusal(Some("shop")), None);
+    }
+
+    #[test]
+    fn bad_namespace_names_are_refused() {
+        for (toml, key) in [
+            ("namespaces = [\"\"]", "namespaces"),
+            ("namespaces = [\"Shop\"]", "namespaces"),
+            ("namespaces = [\"-shop\"]", "namespaces"),
+            ("namespaces = [\"shop-\"]", "namespaces"),
+            ("namespaces = [\"a/b\"]", "namespaces"),
+            (
+                "protected_namespaces = [\"kube_system\"]",
+                "protected_namespaces",
+            ),
+            ("protected_namespaces = [\"\"]", "protected_namespaces"),
+        ] {
+            let e = resolve_err(toml, &Overrides::default());
+            assert!(e.starts_with(&format!("config: {key}:")), "{toml:?}: {e}");
+        }
+        let long = format!("namespaces = [\"{}\"]", "a".repeat(64));
+        assert!(resolve_err(&long, &Overrides::default()).contains("namespaces"));
+        assert!(Settings::parse("namespaces = \"shop\"").is_err());
+        assert!(Settings::parse("namespaces = [1]").is_err());
+        let ok = format!("namespaces = [\"{}\", \"a-1\", \"0\"]", "a".repeat(63));
+        Settings::resolve(Settings::parse(&ok).unwrap(), &Overrides::default()).unwrap();
     }
 
     #[test]

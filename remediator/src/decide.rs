@@ -112,6 +112,9 @@ impl Service {
         origin: Origin,
         forward_failures: &mut u32,
     ) -> AlertOutcome {
+        // One snapshot of the settings for the whole decision: a reload
+        // in the middle never mixes two configurations.
+        let settings = self.settings();
         let label = alert.action_label().unwrap_or("");
         let none = ("", "");
         if alert.is_resolved() {
@@ -130,7 +133,7 @@ impl Service {
                 .refuse(alert, none, label, Outcome::Ignored, reason, false)
                 .await;
         };
-        if !self.settings.allows(alert.alertname(), requested) {
+        if !settings.allows(alert.alertname(), requested) {
             let reason = format!(
                 "alert {:?} may not ask for {} (config [actions])",
                 clip(alert.alertname(), 100),
@@ -168,12 +171,8 @@ impl Service {
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
         }
-        if let Some(ns) = info
-            .labels
-            .get(LABEL_POD_NAMESPACE)
-            .filter(|ns| self.settings.protected_namespaces.contains(ns))
-        {
-            let reason = format!("namespace {ns} is protected (protected_namespaces)");
+        let namespace = info.labels.get(LABEL_POD_NAMESPACE).map(String::as_str);
+        if let Some(reason) = settings.namespace_refusal(namespace) {
             return self
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
@@ -193,7 +192,7 @@ impl Service {
             o.retryable = true;
             return o;
         }
-        let dry_run = self.settings.dry_run
+        let dry_run = settings.dry_run
             || info
                 .labels
                 .get(LABEL_DRY_RUN)
@@ -217,7 +216,7 @@ impl Service {
                     .await;
             }
         };
-        let no_restart = if self.settings.allows(alert.alertname(), Action::Restart) {
+        let no_restart = if settings.allows(alert.alertname(), Action::Restart) {
             no_restart
         } else {
             Some("this alert may not ask for restart (config [actions])".to_string())
@@ -238,13 +237,13 @@ impl Service {
             // again sets its series after the old one went.
             let mut r = self.restraint();
             let now = self.now().mono_ms;
-            self.circuits_closed(r.expire(&self.settings, now));
+            self.circuits_closed(r.expire(&settings, now));
             let d = r.decide(
                 &key,
                 subject,
                 requested,
                 no_restart.as_deref(),
-                &self.settings,
+                &settings,
                 now,
             );
             if matches!(

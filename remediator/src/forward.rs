@@ -155,7 +155,7 @@ fn is_host_name(h: &str) -> bool {
 pub struct Peers {
     listed: Vec<PeerEntry>,
     port: u16,
-    token: Vec<u8>,
+    token: std::sync::RwLock<Vec<u8>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     own: SocketAddr,
     down: Mutex<HashMap<String, Instant>>,
@@ -207,7 +207,7 @@ impl Peers {
         Ok(Peers {
             listed,
             port,
-            token,
+            token: std::sync::RwLock::new(token),
             tls,
             own,
             down: Mutex::new(HashMap::new()),
@@ -217,6 +217,11 @@ impl Peers {
     /// The nodes forwarding may go to.
     pub fn listed(&self) -> &[PeerEntry] {
         &self.listed
+    }
+
+    /// Replaces the token sent to peers (a reloaded `--peer-token-file`).
+    pub fn set_token(&self, token: Vec<u8>) {
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = token;
     }
 }
 
@@ -371,7 +376,7 @@ impl Peers {
         })
         .to_string();
         let mut auth = b"Bearer ".to_vec();
-        auth.extend_from_slice(&self.token);
+        auth.extend_from_slice(&self.token.read().unwrap_or_else(|e| e.into_inner()));
         let req = Request::post(uri.path())
             .header(hyper::header::HOST, format!("{host}:{port}"))
             .header(hyper::header::CONTENT_TYPE, "application/json")

@@ -34,8 +34,8 @@ pub const ACTIONS_MAX: usize = 1000;
 pub struct AppState {
     /// The core.
     pub service: Arc<Service>,
-    /// Accepted credentials.
-    pub credentials: Arc<Credentials>,
+    /// Accepted credentials (SIGHUP re-reads their files).
+    pub credentials: Arc<crate::reload::Live<Credentials>>,
     /// Require credentials on `/metrics` too.
     pub metrics_auth: bool,
 }

@@ -15,11 +15,12 @@ use crate::service::{blocking, Service};
 
 impl Service {
     fn kill_policy(&self) -> KillPolicy {
+        let settings = self.settings();
         KillPolicy {
-            keep: self.settings.keep,
-            sample: self.settings.sample,
-            grace: self.settings.grace,
-            protected: self.settings.protected.clone(),
+            keep: settings.keep,
+            sample: settings.sample,
+            grace: settings.grace,
+            protected: settings.protected.clone(),
         }
     }
 

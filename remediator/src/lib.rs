@@ -22,6 +22,7 @@ pub mod kill_action;
 pub mod metrics;
 pub mod outcome;
 pub mod recovery;
+pub mod reload;
 pub mod restart_action;
 pub mod restraint;
 pub mod runtime;

@@ -4,7 +4,9 @@
 //! `pidwarden_remediator_webhook_requests_total{code}`,
 //! `pidwarden_remediator_action_duration_seconds{action}`,
 //! `pidwarden_remediator_circuit_open{id,name}`,
-//! `pidwarden_remediator_build_info{version}`.
+//! `pidwarden_remediator_build_info{version,revision}`,
+//! `pidwarden_remediator_config_last_reload_successful`,
+//! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +21,7 @@ use crate::outcome::Outcome;
 /// `{action,result}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionResult {
-    /// `kill-duplicates` or `restart`.
+    /// `kill-duplicates`, `restart` or [`NO_ACTION`].
     pub action: String,
     /// One of [`Outcome::counted`].
     pub result: String,
@@ -55,12 +57,18 @@ pub struct ContainerLabels {
     pub name: String,
 }
 
-/// `{version}`.
+/// `{version,revision}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     /// Crate version.
     pub version: String,
+    /// Git revision ([`pidwarden_shared::build_info::REVISION`]).
+    pub revision: String,
 }
+
+/// The `action` label of a decision on an alert that asked for no known
+/// action (label missing or unknown): the label stays bounded.
+pub const NO_ACTION: &str = "none";
 
 fn duration_histogram() -> Histogram {
     Histogram::new([
@@ -83,6 +91,11 @@ pub struct Metrics {
     pub action_duration: Family<ActionLabel, Histogram, fn() -> Histogram>,
     /// `pidwarden_remediator_circuit_open`.
     pub circuit_open: Family<ContainerLabels, Gauge>,
+    /// `pidwarden_remediator_config_last_reload_successful`: 1 when the
+    /// last (re)load of the config and credential files succeeded, else 0.
+    pub config_reload_ok: Gauge,
+    /// `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
+    pub config_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -135,9 +148,22 @@ impl Metrics {
             "Build information",
             build_info.clone(),
         );
+        let config_reload_ok = Gauge::default();
+        let config_reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "pidwarden_remediator_config_last_reload_successful",
+            "Whether the last configuration reload (config and credential files) succeeded",
+            config_reload_ok.clone(),
+        );
+        registry.register(
+            "pidwarden_remediator_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load",
+            config_reload_time.clone(),
+        );
         build_info
             .get_or_create(&VersionLabel {
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: pidwarden_shared::build_info::REVISION.to_string(),
             })
             .set(1);
         for a in Action::ALL {
@@ -151,6 +177,11 @@ impl Metrics {
                 });
             }
         }
+        // Without a known action the only decision is `ignored`.
+        let _ = remediations.get_or_create(&ActionResult {
+            action: NO_ACTION.to_string(),
+            result: Outcome::Ignored.as_str().to_string(),
+        });
         for s in ["SIGTERM", "SIGKILL"] {
             let _ = signals.get_or_create(&SignalLabel {
                 signal: s.to_string(),
@@ -163,18 +194,35 @@ impl Metrics {
             webhook_requests,
             action_duration,
             circuit_open,
+            config_reload_ok,
+            config_reload_time,
         }
     }
 
-    /// Counts one decision (outcomes outside the contract's result set are
-    /// audit rows only and not counted).
+    /// Records the outcome of a configuration (re)load at Unix time `now`.
+    pub fn config_loaded(&self, ok: bool, now: f64) {
+        self.config_reload_ok.set(i64::from(ok));
+        if ok {
+            self.config_reload_time.set(now);
+        }
+    }
+
+    /// Counts one decision (`pending` and `resolved` are audit rows only
+    /// and not counted).
     pub fn count(&self, action: Action, result: Outcome) {
+        self.count_requested(Some(action), result);
+    }
+
+    /// Counts one decision on an alert that asked for `requested`: `None`
+    /// (no or an unknown `pidwarden_action`) is counted as [`NO_ACTION`].
+    pub fn count_requested(&self, requested: Option<Action>, result: Outcome) {
         if !result.is_counted() {
             return;
         }
+        let action = requested.map_or(NO_ACTION, Action::as_str);
         self.remediations
             .get_or_create(&ActionResult {
-                action: action.as_str().to_string(),
+                action: action.to_string(),
                 result: result.as_str().to_string(),
             })
             .inc();
@@ -251,6 +299,7 @@ mod tests {
                 assert!(om.contains(&line), "{line}");
             }
         }
+        assert!(om.contains(r#"pidwarden_remediations_total{action="none",result="ignored"} 0"#));
         let text = m.encode_text();
         assert!(
             text.contains("# TYPE pidwarden_remediations_total counter\n"),

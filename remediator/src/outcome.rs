@@ -86,14 +86,12 @@ impl Outcome {
         Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
-    /// Whether it is counted in `pidwarden_remediations_total` (the
-    /// interface contract's result set); `pending`, `resolved` and `ignored`
-    /// are audit rows only.
+    /// Whether it is counted in `pidwarden_remediations_total`: every
+    /// decision is, once, at its end. `pending` is a transient state (the
+    /// action's end is counted) and `resolved` is no decision (an alert
+    /// that stopped firing); both are audit rows only.
     pub fn is_counted(self) -> bool {
-        !matches!(
-            self,
-            Outcome::Pending | Outcome::Resolved | Outcome::Ignored
-        )
+        !matches!(self, Outcome::Pending | Outcome::Resolved)
     }
 
     /// The outcomes counted in `pidwarden_remediations_total`.
@@ -138,6 +136,7 @@ mod tests {
         }
         assert_eq!(Outcome::parse("nope"), None);
         assert!(Outcome::Busy.is_counted());
-        assert!(!Outcome::Pending.is_counted() && !Outcome::Ignored.is_counted());
+        assert!(Outcome::Ignored.is_counted());
+        assert!(!Outcome::Pending.is_counted() && !Outcome::Resolved.is_counted());
     }
 }

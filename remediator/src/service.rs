@@ -46,7 +46,7 @@ pub const RUNTIME_FRESH: Duration = Duration::from_secs(30);
 
 /// Everything the handlers and actions share.
 pub struct Service {
-    pub(crate) settings: Settings,
+    settings: crate::reload::Live<Settings>,
     store: Store,
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     pub(crate) engine: Arc<dyn KillEngine>,
@@ -154,7 +154,7 @@ impl Service {
             set_circuit_open(&metrics, &c.id, &c.name);
         }
         Ok(Arc::new(Service {
-            settings,
+            settings: crate::reload::Live::new(settings),
             store,
             runtime,
             engine,
@@ -178,9 +178,15 @@ impl Service {
         self.clock.now()
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The settings in force (a reload replaces them; a decision takes
+    /// one snapshot and keeps it).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.get()
+    }
+
+    /// Puts reloaded settings in force for the decisions that follow.
+    pub fn set_settings(&self, settings: Settings) {
+        self.settings.set(settings);
     }
 
     /// The audit store.
@@ -287,7 +293,7 @@ impl Service {
     /// Closes circuits whose window passed (and removes their gauge series).
     pub fn expire_circuits(&self) {
         let mut r = self.restraint();
-        let closed = r.expire(&self.settings, self.now().mono_ms);
+        let closed = r.expire(&self.settings(), self.now().mono_ms);
         self.circuits_closed(closed);
     }
 
@@ -308,7 +314,7 @@ impl Service {
     /// ([`Store::prune`]), in short batches off the async workers. Returns
     /// how many went (none when rows are kept forever).
     pub async fn prune_audit(&self) -> Result<usize, String> {
-        let Some(before) = self.settings.prune_before(now_ms()) else {
+        let Some(before) = self.settings().prune_before(now_ms()) else {
             return Ok(0);
         };
         let store = self.store.clone();

@@ -1,6 +1,7 @@
 //! The binary's startup checks: no credentials, `--insecure-no-auth` off
 //! loopback, a proc root of another pid namespace, a bad config file, and
-//! the `history` subcommand on an empty state directory.
+//! the `history` subcommand on an empty state directory; `--version` and
+//! `build_info` name the source revision.
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -256,4 +257,26 @@ fn peer_flags_are_checked_at_start() {
         assert_eq!(code, 2, "{flag}: {err}");
         assert!(err.contains("--peer <HOST|IP|CIDR>"), "{flag}: {err}");
     }
+}
+
+#[test]
+fn build_info_and_version_name_the_source_revision() {
+    let rev = pidwarden_tests::source_revision();
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "pidwarden-remediator {} (revision {rev})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let dir = pidwarden_tests::TempDir::new();
+    let r = pidwarden_tests::Remediator::start(&dir, None, ["--dry-run"]);
+    let want = format!(
+        "pidwarden_remediator_build_info{{version=\"{}\",revision=\"{rev}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let m = r.get("/metrics").1;
+    assert!(m.lines().any(|l| l == want), "{want} not in\n{m}");
 }

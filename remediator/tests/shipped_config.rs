@@ -1,7 +1,9 @@
 //! The configuration file the package and the README ship must let every
 //! shipped alert that carries `pidwarden_action` ask for that action (an
 //! alert missing from `[actions]` is ignored, which no metric shows), must
-//! leave the breaker able to escalate, and must start in dry-run.
+//! leave the breaker able to escalate, and must start in dry-run; so must
+//! every recipe that starts the remediator (package and systemd unit,
+//! compose, DaemonSet).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -317,4 +319,255 @@ fn every_threshold_and_for_is_in_the_tuning_table() {
         checked >= 25,
         "only {checked} thresholds found in the rules"
     );
+}
+
+// Every recipe starts in dry-run: the remediator's command line in each
+// recipe (the systemd unit the package and a by-hand install use, the
+// compose file, the DaemonSet) is read with the config file it points to,
+// and resolved as the binary resolves it (flags over the file).
+
+/// The value of `--flag=value` or `--flag value` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let eq = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if let Some(v) = a.strip_prefix(&eq) {
+            Some(v)
+        } else if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            None
+        }
+    })
+}
+
+/// Fails unless the remediator started with `args` would be in dry-run;
+/// `config_source` maps the `--config` path the daemon sees to the file in
+/// this repository that lands there.
+fn assert_starts_dry_run(recipe: &str, args: &[String], config_source: impl Fn(&str) -> PathBuf) {
+    for a in args {
+        assert!(
+            !a.starts_with("--dry-run="),
+            "{recipe}: {a} (the remediator must start in dry-run)"
+        );
+    }
+    let flag = args.iter().any(|a| a == "--dry-run");
+    let config = flag_value(args, "--config").map(&config_source);
+    let settings = Settings::load(
+        config.as_deref(),
+        &Overrides {
+            dry_run: flag,
+            ..Overrides::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{recipe}: {e}"));
+    assert!(
+        settings.dry_run,
+        "{recipe} starts the remediator live: args {args:?}, config {config:?}"
+    );
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+/// The lines of the YAML block opened by `lines[at]` (deeper indented, or
+/// list items at the same indentation for a key whose value is a list).
+fn block<'a>(lines: &[&'a str], at: usize) -> Vec<&'a str> {
+    let base = indent(lines[at]);
+    let opens_list_item = lines[at].trim_start().starts_with("- ");
+    lines[at + 1..]
+        .iter()
+        .take_while(|l| {
+            !is_content(l)
+                || indent(l) > base
+                || (!opens_list_item && indent(l) == base && l.trim_start().starts_with("- "))
+        })
+        .copied()
+        .collect()
+}
+
+/// The scalars of the YAML list under `key:` within `lines`.
+fn yaml_list(lines: &[&str], key: &str) -> Vec<String> {
+    let Some(at) = lines.iter().position(|l| l.trim() == format!("{key}:")) else {
+        return Vec::new();
+    };
+    block(lines, at)
+        .iter()
+        .filter(|l| is_content(l))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// `ExecStart=` of a unit, continuation lines joined, split into words.
+fn exec_start(unit: &str) -> Vec<String> {
+    let mut line = String::new();
+    let mut in_exec = false;
+    for l in unit.lines() {
+        if let Some(rest) = l.strip_prefix("ExecStart=") {
+            in_exec = true;
+            line.push_str(rest);
+        } else if in_exec {
+            line.push(' ');
+            line.push_str(l);
+        } else {
+            continue;
+        }
+        if line.ends_with('\\') {
+            line.pop();
+        } else {
+            break;
+        }
+    }
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// The Debian package's assets: installed path → source file.
+fn package_assets() -> BTreeMap<String, PathBuf> {
+    let manifest: toml::Value = toml::from_str(&read("remediator/Cargo.toml")).unwrap();
+    manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let src = a[0].as_str().unwrap();
+            let mut dst = format!("/{}", a[1].as_str().unwrap());
+            if dst.ends_with('/') {
+                // A directory: the file keeps its name.
+                dst.push_str(src.rsplit('/').next().unwrap());
+            }
+            (dst, repo().join("remediator").join(src))
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_and_the_package_start_in_dry_run() {
+    let unit = read("deploy/systemd/pidwarden-remediator.service");
+    let args = exec_start(&unit);
+    assert!(
+        args.first()
+            .is_some_and(|a| a.ends_with("pidwarden-remediator")),
+        "{args:?}"
+    );
+    let assets = package_assets();
+    assert!(
+        assets.contains_key("/lib/systemd/system/pidwarden-remediator.service"),
+        "the package installs the unit: {assets:?}"
+    );
+    assert_starts_dry_run("deploy/systemd/pidwarden-remediator.service", &args, |p| {
+        assets
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| panic!("the package installs nothing at {p}"))
+    });
+}
+
+#[test]
+fn the_compose_file_starts_in_dry_run() {
+    let text = read("deploy/docker-compose.yml");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == "remediator:" && indent(l) == 2)
+        .expect("a remediator service");
+    let service = block(&lines, at);
+    let args = yaml_list(&service, "command");
+    assert!(!args.is_empty(), "no command for the remediator");
+    let volumes = yaml_list(&service, "volumes");
+    assert_starts_dry_run("deploy/docker-compose.yml", &args, |p| {
+        volumes
+            .iter()
+            .find_map(|v| {
+                let mut parts = v.split(':');
+                let (src, dst) = (parts.next()?, parts.next()?);
+                (dst == p).then(|| repo().join("deploy").join(src))
+            })
+            .unwrap_or_else(|| panic!("compose mounts nothing at {p}: {volumes:?}"))
+    });
+}
+
+#[test]
+fn the_daemonset_starts_in_dry_run() {
+    let text = read("deploy/kubernetes/daemonset.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == "- name: remediator")
+        .expect("a remediator container");
+    let container = block(&lines, at);
+    let args = yaml_list(&container, "args");
+    assert!(!args.is_empty(), "no args for the remediator");
+    let kustomization = read("deploy/kubernetes/kustomization.yaml");
+    assert_starts_dry_run("deploy/kubernetes/daemonset.yaml", &args, |p| {
+        let (dir, file) = p.rsplit_once('/').unwrap();
+        // The volume mounted at the config's directory…
+        let mount = container
+            .iter()
+            .position(|l| l.trim() == format!("mountPath: {dir}"))
+            .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+        let volume = container[..mount]
+            .iter()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("- name: "))
+            .unwrap();
+        // …is a ConfigMap…
+        let v = lines
+            .iter()
+            .rposition(|l| l.trim() == format!("- name: {volume}"))
+            .unwrap();
+        let cm = block(&lines, v)
+            .iter()
+            .skip_while(|l| l.trim() != "configMap:")
+            .find_map(|l| l.trim().strip_prefix("name: "))
+            .unwrap_or_else(|| panic!("volume {volume} is not a ConfigMap"))
+            .to_string();
+        // …that kustomization.yaml generates from a file of that name.
+        let k: Vec<&str> = kustomization.lines().collect();
+        let g = k
+            .iter()
+            .position(|l| l.trim() == format!("- name: {cm}"))
+            .unwrap_or_else(|| panic!("kustomization.yaml generates no {cm}"));
+        let files = yaml_list(&block(&k, g), "files");
+        assert!(files.iter().any(|f| f == file), "{cm}: {files:?}");
+        repo().join("deploy/kubernetes").join(file)
+    });
+}
+
+#[test]
+fn no_shipped_config_or_recipe_turns_dry_run_off() {
+    let mut files = Vec::new();
+    let mut dirs = vec![repo().join("deploy")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let mut tomls = 0;
+    for p in files {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        assert!(!text.contains("--dry-run=false"), "{}", p.display());
+        if p.extension().is_some_and(|e| e == "toml") {
+            tomls += 1;
+            let f = Settings::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(f.dry_run, Some(true), "{} is not in dry-run", p.display());
+        }
+    }
+    assert!(tomls >= 2, "the package's and the ConfigMap's config");
 }

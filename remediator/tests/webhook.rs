@@ -432,6 +432,71 @@ async fn per_container_dry_run_label_and_opt_out_label() {
 }
 
 #[tokio::test]
+async fn namespace_allow_list_and_the_default_denials_decide_alerts() {
+    // No config: kube-system and pidwarden are still denied; a container
+    // without a namespace (plain Docker) is acted on.
+    let h = Harness::new(fast_settings());
+    let (sys, own, shop, plain) = (cid(40), cid(41), cid(42), cid(43));
+    let ns = "io.kubernetes.pod.namespace";
+    h.runtime
+        .add(&sys, "kube-system/etcd-1/etcd", &[(ns, "kube-system")]);
+    h.runtime
+        .add(&own, "pidwarden/remediator-x/r", &[(ns, "pidwarden")]);
+    h.runtime.add(&shop, "shop/web-1/web", &[(ns, "shop")]);
+    h.runtime.add(&plain, "gateway", &[]);
+    for id in [&sys, &own, &shop, &plain] {
+        h.engine.set(id, 1, 0);
+    }
+    let alerts = |p: &str| {
+        payload(&[
+            A::firing("Dup", &format!("{p}1"), &[("id", &sys), KILL]),
+            A::firing("Dup", &format!("{p}2"), &[("id", &own), KILL]),
+            A::firing("Dup", &format!("{p}3"), &[("id", &shop), KILL]),
+            A::firing("Dup", &format!("{p}4"), &[("id", &plain), KILL]),
+        ])
+    };
+    let (_, v, _) = h.post(&alerts("a")).await;
+    assert_eq!(
+        results_of(&v),
+        ["protected", "protected", "pending", "pending"]
+    );
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 2);
+
+    // An allow list admits its namespaces only; plain containers still go.
+    let file = Settings::parse("namespaces = [\"shop\"]\n").unwrap();
+    let mut settings = Settings::resolve(file, &Default::default()).unwrap();
+    settings.sample = Duration::from_millis(10);
+    settings.grace = Duration::from_millis(10);
+    settings.cooldown = Duration::ZERO;
+    let h = Harness::new(settings);
+    let other = cid(44);
+    h.runtime.add(&shop, "shop/web-1/web", &[(ns, "shop")]);
+    h.runtime
+        .add(&other, "billing/api-1/api", &[(ns, "billing")]);
+    h.runtime.add(&plain, "gateway", &[]);
+    for id in [&shop, &other, &plain] {
+        h.engine.set(id, 1, 0);
+    }
+    let body = payload(&[
+        A::firing("Dup", "b1", &[("id", &shop), KILL]),
+        A::firing("Dup", "b2", &[("id", &other), KILL]),
+        A::firing("Dup", "b3", &[("id", &plain), KILL]),
+    ]);
+    let (_, v, _) = h.post(&body).await;
+    assert_eq!(results_of(&v), ["pending", "protected", "pending"]);
+    assert!(
+        v["results"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("namespace billing is not in the namespaces allow list"),
+        "{v}"
+    );
+    h.idle().await;
+    assert_eq!(h.engine.executions().len(), 2);
+}
+
+#[tokio::test]
 async fn containers_of_protected_namespaces_are_never_acted_on() {
     let mut settings = fast_settings();
     settings.protected_namespaces = vec!["kube-system".to_string()];

@@ -9,6 +9,7 @@
 //! host's trees mounted under `/host`.
 #![deny(missing_docs)]
 
+pub mod build_info;
 pub mod cgroup;
 pub mod collect;
 pub mod error;

@@ -88,6 +88,6 @@ pub use promtool::promtool_check;
 pub use stack::{Stack, StackOptions};
 pub use tempdir::TempDir;
 pub use util::{
-    now_ms, poll_until, rfc3339_ms, skip_docker, unique_name, workspace_bin, workspace_root,
-    BIN_DIR_ENV, NAME_PREFIX, SKIP_ENV,
+    now_ms, poll_until, rfc3339_ms, skip_docker, source_revision, unique_name, workspace_bin,
+    workspace_root, BIN_DIR_ENV, NAME_PREFIX, SKIP_ENV,
 };

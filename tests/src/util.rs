@@ -62,6 +62,27 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// The revision the daemons' `build_info` and `--version` must name:
+/// `PIDWARDEN_GIT_REVISION` when the build was given one, else what `git
+/// rev-parse --short=12 HEAD` says of the source tree, else `unknown` (not
+/// a git checkout).
+pub fn source_revision() -> String {
+    if let Some(r) = option_env!("PIDWARDEN_GIT_REVISION").filter(|r| !r.trim().is_empty()) {
+        return r.trim().to_string();
+    }
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(workspace_root())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Environment variable naming a directory whose binaries [`workspace_bin`]
 /// prefers (e.g. `target/release` to measure a release build).
 pub const BIN_DIR_ENV: &str = "PIDWARDEN_BIN_DIR";

@@ -382,7 +382,7 @@ impl Harness {
         .unwrap();
         let app = app(AppState {
             service: service.clone(),
-            credentials: Arc::new(credentials),
+            credentials: Arc::new(credentials.into()),
             metrics_auth,
         });
         Harness {
