@@ -2,6 +2,7 @@
 //! memory metrics read from cgroups and `/proc`, named through the container
 //! runtime's API, for Prometheus.
 
+mod encode;
 mod errors;
 #[cfg(test)]
 mod fixture_tests;
@@ -236,7 +237,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         "serving /metrics"
     );
     axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(server::shutdown_signal())
+        .with_graceful_shutdown(async {
+            pidwarden_shared::exposition::shutdown_signal().await;
+            tracing::info!("shutting down");
+        })
         .await
         .context("serving HTTP")?;
     Ok(())

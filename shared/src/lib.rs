@@ -12,6 +12,7 @@
 pub mod cgroup;
 pub mod collect;
 pub mod error;
+pub mod exposition;
 mod fasthash;
 pub mod groups;
 pub mod limit;
