@@ -3,11 +3,11 @@
 //! runtime's API, for Prometheus.
 
 mod encode;
-mod errors;
 #[cfg(test)]
 mod fixture_tests;
 mod metrics;
 mod runtime;
+mod scrape_errors;
 mod server;
 mod snapshot;
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
+use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::redact::redact_command;
 
@@ -128,7 +128,7 @@ pub struct SelfStats {
     /// Seconds the last collection took.
     pub scrape_duration_seconds: f64,
     /// Accumulated errors per stage, in the order they are exposed.
-    pub errors: Vec<(&'static str, u64)>,
+    pub errors: Vec<(Stage, u64)>,
     /// Each configured runtime API and whether it answered on its last refresh.
     pub runtime_up: Vec<(&'static str, bool)>,
 }
@@ -453,7 +453,7 @@ pub fn build_families(
         "Collection errors by stage (discovery, cgroup, proc, runtime).",
     );
     for (stage, n) in &stats.errors {
-        errors.push(vec![("stage", stage.to_string())], Value::Int(*n));
+        errors.push(vec![("stage", stage.as_str().to_string())], Value::Int(*n));
     }
     let mut up = Family::new(
         "pidwarden_runtime_up",
@@ -506,7 +506,12 @@ mod tests {
     fn stats() -> SelfStats {
         SelfStats {
             scrape_duration_seconds: 0.25,
-            errors: vec![("discovery", 0), ("cgroup", 0), ("proc", 1), ("runtime", 3)],
+            errors: vec![
+                (Stage::Discovery, 0),
+                (Stage::Cgroup, 0),
+                (Stage::Proc, 1),
+                (Stage::Runtime, 3),
+            ],
             runtime_up: vec![("docker", true), ("cri", false)],
         }
     }

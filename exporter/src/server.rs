@@ -15,9 +15,9 @@ use pidwarden_shared::runtime::Kind;
 use tokio::sync::Mutex;
 
 use crate::encode::encode;
-use crate::errors::{ErrorCounts, LogLimiter};
 use crate::metrics::{build_families, CommandLabels, RenderOptions, SelfStats};
 use crate::runtime::MetaCache;
+use crate::scrape_errors::{ErrorCounts, LogLimiter};
 
 /// Something that produces one collection; blocking.
 pub trait SnapshotSource: Send + 'static {
@@ -51,7 +51,7 @@ impl Scraper {
         let snap = self.source.collect();
         let duration = start.elapsed().as_secs_f64();
         for (stage, msg) in &snap.errors {
-            self.errors.add(stage.as_str());
+            self.errors.add(*stage);
             self.limiter.log(stage.as_str(), msg);
         }
         let stats = SelfStats {
