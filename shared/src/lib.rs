@@ -22,6 +22,7 @@ pub mod redact;
 pub mod roots;
 pub mod runtime;
 pub mod signal;
+mod sys;
 pub mod timefmt;
 pub mod victims;
 

@@ -11,8 +11,10 @@
 //!   limit.
 
 pub mod budget;
+mod exits;
 pub mod parse;
 pub mod reader;
+mod schedule;
 pub mod table;
 
 pub use budget::{kept_handle_budget, nofile_limit, raise_nofile_limit, FdPool, RESERVED_FDS};
