@@ -1,7 +1,10 @@
 //! Both daemons answer the same `Accept` headers with the same exposition
 //! format: the exporter and the remediator are started from their built
 //! binaries and `/metrics` is fetched from each over real HTTP with the
-//! headers Prometheus sends, `q=0`, wildcards, garbage and none.
+//! headers Prometheus sends, `q=0`, wildcards, garbage and none; then
+//! both stop gracefully on SIGTERM.
+
+use std::time::Duration;
 
 use pidwarden_tests::{try_http_get_with, Exporter, Remediator, Reply, TempDir};
 
@@ -41,9 +44,9 @@ fn fetch(url: &str, accept: &[&str]) -> Reply {
 
 #[test]
 fn both_daemons_serve_the_same_format_for_the_same_accept() {
-    let exporter = Exporter::start(Vec::<String>::new());
+    let mut exporter = Exporter::start(Vec::<String>::new());
     let dir = TempDir::new();
-    let remediator = Remediator::start(&dir, None, Vec::<String>::new());
+    let mut remediator = Remediator::start(&dir, None, Vec::<String>::new());
     for &(accept, want) in CASES {
         for (daemon, url) in [
             ("exporter", exporter.url("/metrics")),
@@ -75,5 +78,13 @@ fn both_daemons_serve_the_same_format_for_the_same_accept() {
                 assert!(!body.contains("# UNIT "), "{daemon}: {body}");
             }
         }
+    }
+    // Both shut down gracefully on SIGTERM (the shared shutdown_signal).
+    for (daemon, d) in [
+        ("exporter", &mut exporter.daemon),
+        ("remediator", &mut remediator.daemon),
+    ] {
+        let status = d.stop(Duration::from_secs(10));
+        assert!(status.success(), "{daemon}: {status:?}\n{}", d.log());
     }
 }
