@@ -2,11 +2,12 @@
 //! memory metrics read from cgroups and `/proc`, named through the container
 //! runtime's API, for Prometheus.
 
-mod errors;
+mod encode;
 #[cfg(test)]
 mod fixture_tests;
 mod metrics;
 mod runtime;
+mod scrape_errors;
 mod server;
 mod snapshot;
 #[cfg(test)]
@@ -236,7 +237,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         "serving /metrics"
     );
     axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(server::shutdown_signal())
+        .with_graceful_shutdown(async {
+            pidwarden_shared::exposition::shutdown_signal().await;
+            tracing::info!("shutting down");
+        })
         .await
         .context("serving HTTP")?;
     Ok(())

@@ -1,34 +1,16 @@
 //! The metric contract: turns one collection (plus the runtime metadata and
-//! the exporter's own counters) into metric families, and encodes them as
-//! OpenMetrics (through prometheus-client) or as the classic Prometheus text
-//! format for clients that do not ask for OpenMetrics.
+//! the exporter's own counters) into metric families.
 //!
-//! Families are built into a small model first ([`Family`]) so that both
-//! encodings carry exactly the same names, HELP texts, types and samples.
+//! Families are built into a small model first ([`Family`]) that
+//! [`crate::encode`] writes in the format the scraper negotiated.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
-use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
+use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
 use pidwarden_shared::groups::surplus;
 use pidwarden_shared::redact::redact_command;
-use prometheus_client::collector::Collector as PromCollector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelSetEncoder,
-    LabelValueEncoder, MetricEncoder,
-};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
 
 use crate::runtime::ContainerMeta;
-
-/// Content type of the OpenMetrics exposition (as prometheus-client writes it).
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of the classic Prometheus text exposition.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Metric kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,17 +31,11 @@ pub enum MetricUnit {
 }
 
 impl MetricUnit {
+    #[cfg(test)]
     fn as_str(self) -> &'static str {
         match self {
             MetricUnit::Bytes => "bytes",
             MetricUnit::Seconds => "seconds",
-        }
-    }
-
-    fn prom(self) -> Unit {
-        match self {
-            MetricUnit::Bytes => Unit::Bytes,
-            MetricUnit::Seconds => Unit::Seconds,
         }
     }
 }
@@ -110,6 +86,7 @@ impl Family {
 
     /// The family name as the classic text format writes it (unit and, for
     /// counters, `_total` included): the name users query.
+    #[cfg(test)]
     pub fn full_name(&self) -> String {
         let mut n = self.base.to_string();
         if let Some(u) = self.unit {
@@ -151,7 +128,7 @@ pub struct SelfStats {
     /// Seconds the last collection took.
     pub scrape_duration_seconds: f64,
     /// Accumulated errors per stage, in the order they are exposed.
-    pub errors: Vec<(&'static str, u64)>,
+    pub errors: Vec<(Stage, u64)>,
     /// Each configured runtime API and whether it answered on its last refresh.
     pub runtime_up: Vec<(&'static str, bool)>,
 }
@@ -476,7 +453,7 @@ pub fn build_families(
         "Collection errors by stage (discovery, cgroup, proc, runtime).",
     );
     for (stage, n) in &stats.errors {
-        errors.push(vec![("stage", stage.to_string())], Value::Int(*n));
+        errors.push(vec![("stage", stage.as_str().to_string())], Value::Int(*n));
     }
     let mut up = Family::new(
         "pidwarden_runtime_up",
@@ -525,164 +502,28 @@ pub fn build_families(
     ]
 }
 
-/// A label value written with the exposition escapes (`\\`, `\"`, `\n`).
-#[derive(Debug)]
-struct Escaped<'a>(&'a str);
-
-impl EncodeLabelValue for Escaped<'_> {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        write_escaped(encoder, self.0, true)
-    }
-}
-
-fn write_escaped(w: &mut impl std::fmt::Write, s: &str, quotes: bool) -> std::fmt::Result {
-    // Runs that need no escape are written whole (most values are ids,
-    // names and numbers).
-    let mut rest = s;
-    while let Some(i) = rest
-        .bytes()
-        .position(|b| b == b'\\' || b == b'\n' || (quotes && b == b'"'))
-    {
-        w.write_str(&rest[..i])?;
-        w.write_str(match rest.as_bytes()[i] {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            _ => "\\\"",
-        })?;
-        rest = &rest[i + 1..];
-    }
-    w.write_str(rest)
-}
-
-/// A sample's labels as a prometheus-client label set, escaped.
-#[derive(Debug)]
-struct Labels<'a>(&'a [(&'static str, String)]);
-
-impl EncodeLabelSet for Labels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for (k, v) in self.0 {
-            (*k, Escaped(v)).encode(encoder.encode_label())?;
-        }
-        Ok(())
-    }
-}
-
-use prometheus_client::encoding::EncodeLabel as _;
-
-/// The families of one scrape as a prometheus-client collector.
-#[derive(Debug)]
-struct FamiliesCollector(Vec<Family>);
-
-impl PromCollector for FamiliesCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for f in &self.0 {
-            let unit = f.unit.map(MetricUnit::prom);
-            let ty = match f.kind {
-                Kind::Gauge => MetricType::Gauge,
-                Kind::Counter => MetricType::Counter,
-            };
-            let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), ty)?;
-            if let [s] = f.samples.as_slice() {
-                if s.labels.is_empty() {
-                    // A single unlabelled sample: no `{}`.
-                    encode_value(f.kind, s.value, me)?;
-                    continue;
-                }
-            }
-            for s in &f.samples {
-                let labels = Labels(&s.labels);
-                encode_value(f.kind, s.value, me.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn encode_value(kind: Kind, value: Value, me: MetricEncoder) -> Result<(), std::fmt::Error> {
-    match (kind, value) {
-        (Kind::Gauge, Value::Int(v)) => {
-            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(me)
-        }
-        (Kind::Gauge, Value::Float(v)) => ConstGauge::new(v).encode(me),
-        (Kind::Counter, Value::Int(v)) => ConstCounter::new(v).encode(me),
-        (Kind::Counter, Value::Float(v)) => ConstCounter::new(v).encode(me),
-    }
-}
-
-/// Encodes families as OpenMetrics text (with the trailing `# EOF`).
-pub fn encode_openmetrics(families: Vec<Family>) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(FamiliesCollector(families)));
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &registry)?;
-    Ok(out)
-}
-
-/// Encodes families in the classic Prometheus text format (version 0.0.4).
-pub fn encode_text(families: &[Family]) -> String {
-    let mut out = String::new();
-    for f in families {
-        let name = f.full_name();
-        let _ = write!(out, "# HELP {name} ");
-        let _ = write_escaped(&mut out, f.help, false);
-        let ty = match f.kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-        };
-        let _ = write!(out, "\n# TYPE {name} {ty}\n");
-        for s in &f.samples {
-            out.push_str(&name);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"");
-                    let _ = write_escaped(&mut out, v, true);
-                    out.push('"');
-                }
-                out.push('}');
-            }
-            match s.value {
-                Value::Int(v) => {
-                    let _ = writeln!(out, " {v}");
-                }
-                Value::Float(v) => {
-                    let _ = writeln!(out, " {}", fmt_float(v));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn fmt_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v:?}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::{encode_openmetrics, encode_text};
     use crate::testutil::{meta, snapshot, ID_A, ID_B};
     use pidwarden_tests::promtool_check;
 
     fn stats() -> SelfStats {
         SelfStats {
             scrape_duration_seconds: 0.25,
-            errors: vec![("discovery", 0), ("cgroup", 0), ("proc", 1), ("runtime", 3)],
+            errors: vec![
+                (Stage::Discovery, 0),
+                (Stage::Cgroup, 0),
+                (Stage::Proc, 1),
+                (Stage::Runtime, 3),
+            ],
             runtime_up: vec![("docker", true), ("cri", false)],
         }
     }
 
     fn text(opts: RenderOptions) -> String {
-        encode_text(&build_families(&snapshot(), &meta(), &stats(), opts, None))
+        encode_text(build_families(&snapshot(), &meta(), &stats(), opts, None)).unwrap()
     }
 
     fn a() -> String {
@@ -782,7 +623,7 @@ mod tests {
             RenderOptions::default(),
             None,
         );
-        let out = encode_text(&fams);
+        let out = encode_text(fams.clone()).unwrap();
         for f in &fams {
             let n = f.full_name();
             assert_eq!(out.matches(&format!("# HELP {n} ")).count(), 1, "{n}");
@@ -907,13 +748,14 @@ mod tests {
     fn text_exposition_passes_promtool() {
         promtool_check(&text(RenderOptions::default()));
         // An empty host is valid too.
-        let empty = encode_text(&build_families(
+        let empty = encode_text(build_families(
             &Snapshot::default(),
             &HashMap::new(),
             &SelfStats::default(),
             RenderOptions::default(),
             None,
-        ));
+        ))
+        .unwrap();
         promtool_check(&empty);
     }
 

@@ -244,7 +244,7 @@ pub async fn refresh_loop<R: Metadata>(
 ) {
     let kind = rt.kind();
     let mut backoff = Duration::from_secs(1);
-    let mut limiter = crate::errors::LogLimiter::new(Duration::from_secs(60));
+    let mut limiter = crate::scrape_errors::LogLimiter::new(Duration::from_secs(60));
     if let Some(s) = cache.source(kind) {
         s.followed.store(true, Ordering::Relaxed);
     }

@@ -10,15 +10,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use pidwarden_shared::collect::{Collector, Snapshot};
+use pidwarden_shared::exposition::Format;
 use pidwarden_shared::runtime::Kind;
 use tokio::sync::Mutex;
 
-use crate::errors::{ErrorCounts, LogLimiter};
-use crate::metrics::{
-    build_families, encode_openmetrics, encode_text, CommandLabels, RenderOptions, SelfStats,
-    OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
-};
+use crate::encode::encode;
+use crate::metrics::{build_families, CommandLabels, RenderOptions, SelfStats};
 use crate::runtime::MetaCache;
+use crate::scrape_errors::{ErrorCounts, LogLimiter};
 
 /// Something that produces one collection; blocking.
 pub trait SnapshotSource: Send + 'static {
@@ -46,13 +45,13 @@ impl Scraper {
         &mut self,
         meta: &MetaCache,
         opts: RenderOptions,
-        openmetrics: bool,
+        format: Format,
     ) -> Result<String, std::fmt::Error> {
         let start = Instant::now();
         let snap = self.source.collect();
         let duration = start.elapsed().as_secs_f64();
         for (stage, msg) in &snap.errors {
-            self.errors.add(stage.as_str());
+            self.errors.add(*stage);
             self.limiter.log(stage.as_str(), msg);
         }
         let stats = SelfStats {
@@ -71,11 +70,7 @@ impl Scraper {
             }
         }
         let families = build_families(&snap, &known, &stats, opts, Some(&mut self.labels));
-        if openmetrics {
-            encode_openmetrics(families)
-        } else {
-            Ok(encode_text(&families))
-        }
+        encode(families, format)
     }
 }
 
@@ -134,27 +129,18 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Whether the client asked for OpenMetrics (Prometheus does by default).
-fn wants_openmetrics(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|part| {
-            let mut it = part.split(';').map(str::trim);
-            let ty = it.next().unwrap_or("");
-            let q_zero = it.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            ty.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
-        })
+/// The format for a request's `Accept` headers.
+fn negotiate(headers: &HeaderMap) -> Format {
+    Format::negotiate_headers(
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let openmetrics = wants_openmetrics(&headers);
+    let format = negotiate(&headers);
     let guard = match tokio::time::timeout(st.wait, st.scraper.clone().lock_owned()).await {
         Ok(g) => g,
         Err(_) => {
@@ -170,18 +156,11 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let opts = st.opts;
     let res = tokio::task::spawn_blocking(move || {
         let mut scraper = guard;
-        scraper.scrape(&meta, opts, openmetrics)
+        scraper.scrape(&meta, opts, format)
     })
     .await;
     match res {
-        Ok(Ok(body)) => {
-            let ct = if openmetrics {
-                OPENMETRICS_CONTENT_TYPE
-            } else {
-                TEXT_CONTENT_TYPE
-            };
-            ([(header::CONTENT_TYPE, ct)], body).into_response()
-        }
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "encoding metrics");
             (
@@ -195,32 +174,6 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "collection failed\n").into_response()
         }
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "installing the Ctrl-C handler");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "installing the SIGTERM handler");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]
@@ -284,7 +237,7 @@ mod tests {
         cache.replace(Kind::Docker, meta());
         let (s, ct, body) = get(app(st.clone()), "/metrics", None).await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(ct, TEXT_CONTENT_TYPE);
+        assert_eq!(ct, Format::Text.content_type());
         assert!(body.contains(&format!(
             "pidwarden_container_tasks{{id=\"{ID_A}\",name=\"shop-web-1\"}} 12\n"
         )));
@@ -303,7 +256,7 @@ mod tests {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
+        assert_eq!(ct, Format::OpenMetrics.content_type());
         assert!(body.ends_with("# EOF\n"));
         assert!(
             body.contains("pidwarden_scrape_errors_total{stage=\"proc\"} 2\n"),
@@ -317,17 +270,24 @@ mod tests {
     }
 
     #[test]
-    fn accept_negotiation() {
-        let h = |v: &str| {
+    fn accept_negotiation_joins_every_accept_header() {
+        let h = |vs: &[&str]| {
             let mut m = HeaderMap::new();
-            m.insert(header::ACCEPT, v.parse().unwrap());
-            wants_openmetrics(&m)
+            for v in vs {
+                m.append(header::ACCEPT, v.parse().unwrap());
+            }
+            negotiate(&m)
         };
-        assert!(h("application/openmetrics-text; version=1.0.0"));
-        assert!(!h("text/plain;version=0.0.4"));
-        assert!(!h("*/*"));
-        assert!(!h("application/openmetrics-text;q=0"));
-        assert!(!wants_openmetrics(&HeaderMap::new()));
+        assert_eq!(h(&[]), Format::Text);
+        assert_eq!(
+            h(&["application/openmetrics-text; version=1.0.0"]),
+            Format::OpenMetrics
+        );
+        assert_eq!(h(&["application/openmetrics-text;q=0"]), Format::Text);
+        assert_eq!(
+            h(&["text/plain;q=0.2", "application/openmetrics-text;q=0.5"]),
+            Format::OpenMetrics
+        );
     }
 
     /// Blocks each collection until the test lets it go.

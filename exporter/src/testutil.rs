@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pidwarden_shared::cgroup::{CgroupDirs, Container, MemoryStats, PidsStats, Runtime};
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
 use pidwarden_shared::groups::Group;
-use pidwarden_shared::procfs::{Cmdline, ContainerProcesses, Process};
+use pidwarden_shared::procfs::{Cmdline, ContainerProcesses, ProcState, Process};
 use pidwarden_shared::Limit;
 
 use crate::runtime::ContainerMeta;
@@ -27,7 +27,7 @@ fn proc(pid: i32, ppid: i32, state: char, cmd: &str) -> Process {
         pid,
         ppid,
         start_time: 1000 + pid as u64,
-        state,
+        state: ProcState::from_letter(state),
         comm: Arc::from(cmd.split(' ').next().unwrap_or("")),
         cmdline: args(if state == 'Z' { "" } else { cmd }),
         threads: 1,

@@ -142,13 +142,13 @@ pub enum Target {
     Invalid(String),
 }
 
-/// The shared checks of what reaches the runtime: a full container id
-/// (exactly 64 lowercase hex digits) and a name Docker or Podman accepts
-/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters, one optional
-/// leading `/` as the API reports names).
-pub use pidwarden_shared::runtime::{
-    is_container_id as is_full_id, is_container_name as is_valid_name,
-};
+/// The shared check of an id that reaches the runtime: a full container id
+/// (exactly 64 lowercase hex digits), as container discovery applies it.
+pub use pidwarden_shared::cgroup::is_container_id as is_full_id;
+/// The shared check of a name that reaches the runtime: one Docker or
+/// Podman accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters,
+/// one optional leading `/` as the API reports names).
+pub use pidwarden_shared::runtime::is_container_name as is_valid_name;
 
 /// Shortens a string taken from an alert for a log line or audit row.
 pub fn clip(s: &str, max: usize) -> String {

@@ -309,18 +309,6 @@ pub fn check_proc_root(proc_root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     Ok(Settings::load(a.config.as_deref(), &overrides(a))?)
 }
@@ -497,7 +485,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     let svc = Arc::clone(&service);
     let shutdown = async move {
-        shutdown_signal().await;
+        pidwarden_shared::exposition::shutdown_signal().await;
         tracing::info!("shutting down: running actions are interrupted");
         svc.abort();
     };

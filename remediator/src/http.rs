@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pidwarden_shared::exposition::Format;
 use serde_json::json;
 
 use crate::alert::parse_payload;
@@ -199,22 +200,14 @@ async fn actions(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
 }
 
 async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    use crate::metrics::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
-    let openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let m = st.service.metrics();
-    if openmetrics {
-        (
-            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-            m.encode(),
-        )
-            .into_response()
-    } else {
-        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], m.encode_text()).into_response()
-    }
+    let format = Format::negotiate_headers(
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let body = st.service.metrics().encode_as(format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -55,6 +55,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pidwarden_shared::cgroup::is_container_id;
 use pidwarden_shared::cgroup::CgroupScope;
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
@@ -63,9 +64,7 @@ use pidwarden_shared::procfs::{
 };
 use pidwarden_shared::redact::redact_command;
 use pidwarden_shared::signal::PinnedProcess;
-use pidwarden_shared::victims::{
-    is_container_id, is_protected, select_victims, Candidate, CandidateGroup, Spared,
-};
+use pidwarden_shared::victims::{is_protected, select_victims, Candidate, CandidateGroup, Spared};
 use pidwarden_shared::Roots;
 use serde::{Deserialize, Serialize};
 
@@ -333,7 +332,7 @@ pub fn plan_with_window(
 
 /// Drops zombies: they hold no CPU and cannot be signalled to any effect.
 fn live(procs: &[Process]) -> Vec<Process> {
-    procs.iter().filter(|p| p.state != 'Z').cloned().collect()
+    procs.iter().filter(|p| !p.is_zombie()).cloned().collect()
 }
 
 /// CPU ticks a copy used between two readings, its own and that of the
@@ -901,7 +900,7 @@ fn check(roots: &Roots, scope: &CgroupScope, pin: &PinnedProcess) -> Check {
             p.start_time
         ));
     }
-    if p.state == 'Z' || pin.exited() {
+    if p.is_zombie() || pin.exited() {
         return Check::Gone;
     }
     if !scope.contains(&cgroup) {
@@ -975,7 +974,7 @@ pub fn pin_child(
     pid: i32,
 ) -> Descendant {
     let first = match read_process(roots, pid) {
-        Ok(Some(p)) if p.state != 'Z' => p,
+        Ok(Some(p)) if !p.is_zombie() => p,
         Ok(_) => return Descendant::Gone,
         Err(e) => {
             return Descendant::Refused {
@@ -1035,7 +1034,7 @@ pub fn resume_stopped(roots: &Roots, procs: &[ProcRef]) -> Vec<ProcRef> {
         };
         let stopped = matches!(
             read_process(roots, pr.pid),
-            Ok(Some(p)) if p.start_time == pr.start_time && matches!(p.state, 'T' | 't')
+            Ok(Some(p)) if p.start_time == pr.start_time && p.state.is_stopped()
         );
         if stopped && matches!(pin.signal(libc::SIGCONT), Ok(true)) {
             out.push(pr.clone());
@@ -1054,7 +1053,7 @@ mod tests {
             pid,
             ppid,
             start_time,
-            state: 'S',
+            state: pidwarden_shared::procfs::ProcState::Sleeping,
             comm: Arc::from("sh"),
             cmdline: Cmdline::from_args(cmd.split(' ')),
             threads: 1,

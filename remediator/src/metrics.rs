@@ -8,6 +8,7 @@
 //! `pidwarden_remediator_config_last_reload_successful`,
 //! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
 
+use pidwarden_shared::exposition::{openmetrics_to_text, Format};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -241,46 +242,14 @@ impl Metrics {
     pub fn encode_text(&self) -> String {
         openmetrics_to_text(&self.encode())
     }
-}
 
-/// Content type of [`Metrics::encode`].
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of [`Metrics::encode_text`].
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Rewrites OpenMetrics as the Prometheus text format: counter families are
-/// named with their `_total` suffix in `# HELP`/`# TYPE`, and `# EOF` goes.
-/// Gauges and histograms read the same in both.
-pub fn openmetrics_to_text(om: &str) -> String {
-    let counters: std::collections::HashSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len());
-    for line in om.lines() {
-        if line == "# EOF" {
-            continue;
+    /// The exposition in `format`.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text => self.encode_text(),
         }
-        let meta = ["# HELP ", "# TYPE ", "# UNIT "]
-            .into_iter()
-            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
-        match meta {
-            Some(("# UNIT ", _)) => continue,
-            Some((p, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                if counters.contains(name) {
-                    out.push_str(&format!("{p}{name}_total {tail}"));
-                } else {
-                    out.push_str(line);
-                }
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ fn copies(c: &TestContainer) -> usize {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|pid| read_process(&Roots::default(), pid).ok().flatten())
-        .filter(|p| p.state != 'Z' && p.cmdline.display() == cmd)
+        .filter(|p| !p.is_zombie() && p.cmdline.display() == cmd)
         .count()
 }
 

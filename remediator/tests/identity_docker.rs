@@ -42,7 +42,7 @@ fn sleeps_in(dir: &std::path::Path) -> Vec<(i32, u64)> {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|pid| read_process(&roots, pid).ok().flatten())
-        .filter(|p| p.state != 'Z' && p.cmdline.display() == "sleep 1000")
+        .filter(|p| !p.is_zombie() && p.cmdline.display() == "sleep 1000")
         .map(|p| (p.pid, p.start_time))
         .collect()
 }

@@ -13,7 +13,7 @@ use pidwarden_remediator::kill::{
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
+use pidwarden_shared::procfs::{read_children, read_process, Cmdline, ProcState, Process};
 use pidwarden_shared::signal::PinnedProcess;
 use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
@@ -39,7 +39,7 @@ fn procs(c: &TestContainer) -> Vec<Process> {
     let mut v: Vec<Process> = pids
         .into_iter()
         .filter_map(|pid| read_process(&roots, pid).ok().flatten())
-        .filter(|p| p.state != 'Z')
+        .filter(|p| !p.is_zombie())
         .collect();
     v.sort_by_key(|p| p.pid);
     v
@@ -75,7 +75,7 @@ fn wait_procs(c: &TestContainer, n: usize, ok: impl Fn(&[Process]) -> bool) -> V
 
 /// True while `(pid, start_time)` is a live (not zombie) process.
 fn alive(r: &ProcRef) -> bool {
-    matches!(read_process(&Roots::default(), r.pid), Ok(Some(p)) if p.start_time == r.start_time && p.state != 'Z')
+    matches!(read_process(&Roots::default(), r.pid), Ok(Some(p)) if p.start_time == r.start_time && !p.is_zombie())
 }
 
 fn nspid(pid: i32) -> Option<i32> {
@@ -363,7 +363,11 @@ fn a_victim_whose_pid_was_recycled_is_not_signalled() {
         .unwrap()
         .expect("the new holder of the pid lives");
     assert_eq!(after.start_time, new.start_time);
-    assert_ne!(after.state, 'T', "the new holder was not even stopped");
+    assert_ne!(
+        after.state,
+        ProcState::Stopped,
+        "the new holder was not even stopped"
+    );
     // The other victim died, the kept copy lives.
     assert!(!alive(&plan.victims[1].root), "{report:#?}");
     assert!(alive(&plan.kept[0].root));
@@ -433,13 +437,13 @@ fn nothing_outside_the_target_container_is_signalled() {
         .unwrap()
         .expect("host process lives");
     assert_eq!(host_now.start_time, host_ref.start_time);
-    assert_ne!(host_now.state, 'T');
+    assert_ne!(host_now.state, ProcState::Stopped);
     assert_eq!(
         identities(&other),
         other_before,
         "the other container is intact"
     );
-    assert!(procs(&other).iter().all(|p| p.state != 'T'));
+    assert!(procs(&other).iter().all(|p| p.state != ProcState::Stopped));
     // The target lost its two idle duplicates (and their sleeps).
     wait_procs(&target, 3, |_| true);
     drop(host);
@@ -579,7 +583,7 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
     };
     assert_eq!(ids(&after), ids(&before));
     assert!(
-        after.iter().all(|p| p.state != 'T'),
+        after.iter().all(|p| p.state != ProcState::Stopped),
         "nothing left stopped: {after:#?}"
     );
 }
@@ -587,7 +591,7 @@ fn a_copy_that_spawned_a_protected_process_since_the_plan_is_left_alone() {
 /// The state letter of a live `(pid, start time)`; `None` once it is gone.
 fn state_of(r: &ProcRef) -> Option<char> {
     match read_process(&Roots::default(), r.pid) {
-        Ok(Some(p)) if p.start_time == r.start_time => Some(p.state),
+        Ok(Some(p)) if p.start_time == r.start_time => Some(p.state.letter()),
         _ => None,
     }
 }
@@ -595,7 +599,10 @@ fn state_of(r: &ProcRef) -> Option<char> {
 /// Waits (up to 5 s) until no process of the container is stopped.
 fn assert_none_stopped(c: &TestContainer) {
     let settled = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
-        procs(c).iter().all(|p| p.state != 'T').then_some(())
+        procs(c)
+            .iter()
+            .all(|p| p.state != ProcState::Stopped)
+            .then_some(())
     });
     assert!(settled.is_some(), "left stopped: {:#?}", procs(c));
 }
@@ -613,7 +620,10 @@ fn watch_stops<T>(
         let watcher = s.spawn(|| {
             let mut unjournaled = Vec::new();
             while !done.load(Ordering::SeqCst) {
-                for p in procs(c).into_iter().filter(|p| p.state == 'T') {
+                for p in procs(c)
+                    .into_iter()
+                    .filter(|p| p.state == ProcState::Stopped)
+                {
                     let known = journaled
                         .lock()
                         .unwrap()
@@ -912,7 +922,10 @@ fn a_descendant_is_taken_only_as_the_child_of_its_pinned_parent() {
     for p in [kept_child, &kept.root, own] {
         assert_eq!(state_of(p), Some('S'), "{p:?} was touched");
     }
-    assert_ne!(read_process(&roots, host_pid).unwrap().unwrap().state, 'T');
+    assert_ne!(
+        read_process(&roots, host_pid).unwrap().unwrap().state,
+        ProcState::Stopped
+    );
 
     // Once the parent is gone, its former child is no longer taken for it.
     assert!(parent.signal(libc::SIGKILL).unwrap());

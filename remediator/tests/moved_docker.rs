@@ -24,7 +24,7 @@ fn sleeps(c: &TestContainer) -> Vec<i32> {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|pid| read_process(&roots, pid).ok().flatten())
-        .filter(|p| p.state != 'Z' && p.cmdline.display() == "sleep 1000")
+        .filter(|p| !p.is_zombie() && p.cmdline.display() == "sleep 1000")
         .map(|p| p.pid)
         .collect()
 }
@@ -32,7 +32,7 @@ fn sleeps(c: &TestContainer) -> Vec<i32> {
 /// The state of the process `r` while it is that process and alive.
 fn state(r: &ProcRef) -> Option<char> {
     match read_process(&Roots::default(), r.pid) {
-        Ok(Some(p)) if p.start_time == r.start_time && p.state != 'Z' => Some(p.state),
+        Ok(Some(p)) if p.start_time == r.start_time && !p.is_zombie() => Some(p.state.letter()),
         _ => None,
     }
 }

@@ -93,8 +93,8 @@ fn procs_of(cgroup: &std::path::Path) -> Vec<(i32, char, String)> {
                 .ok()
                 .flatten()
         })
-        .filter(|p| p.state != 'Z')
-        .map(|p| (p.pid, p.state, p.cmdline.display().into_owned()))
+        .filter(|p| !p.is_zombie())
+        .map(|p| (p.pid, p.state.letter(), p.cmdline.display().into_owned()))
         .collect()
 }
 

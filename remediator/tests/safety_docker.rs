@@ -109,9 +109,9 @@ fn catch_the_freeze(r: &Remediator, c: &TestContainer) -> i64 {
     let roots = Roots::default();
     let deadline = Instant::now() + WAIT;
     loop {
-        let any_stopped = pids.iter().any(
-            |&pid| matches!(read_process(&roots, pid), Ok(Some(p)) if matches!(p.state, 'T' | 't')),
-        );
+        let any_stopped = pids
+            .iter()
+            .any(|&pid| matches!(read_process(&roots, pid), Ok(Some(p)) if p.state.is_stopped()));
         if any_stopped {
             return row_id(&v);
         }

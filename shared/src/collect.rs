@@ -32,15 +32,22 @@ pub enum Stage {
     Cgroup,
     /// Reading `/proc`.
     Proc,
+    /// Asking a container runtime for names and labels (the exporter's
+    /// metadata cache; a collection never reports it).
+    Runtime,
 }
 
 impl Stage {
+    /// Every stage, in exposition order.
+    pub const ALL: [Stage; 4] = [Stage::Discovery, Stage::Cgroup, Stage::Proc, Stage::Runtime];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Discovery => "discovery",
             Stage::Cgroup => "cgroup",
             Stage::Proc => "proc",
+            Stage::Runtime => "runtime",
         }
     }
 }

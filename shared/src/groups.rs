@@ -109,7 +109,7 @@ mod tests {
             pid,
             ppid,
             start_time: start,
-            state: 'S',
+            state: crate::procfs::ProcState::Sleeping,
             comm: Arc::from("x"),
             cmdline: cmd(cmd_text),
             threads: 1,
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn zombies_and_no_processes_make_no_groups() {
         let mut z = p(11, 1, 2, "a");
-        z.state = 'Z';
+        z.state = crate::procfs::ProcState::Zombie;
         assert!(duplicate_groups(&[p(10, 1, 1, "a"), z]).is_empty());
         assert!(duplicate_groups(&[]).is_empty());
         assert_eq!(surplus(&[]), 0);

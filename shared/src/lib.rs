@@ -13,6 +13,7 @@ pub mod build_info;
 pub mod cgroup;
 pub mod collect;
 pub mod error;
+pub mod exposition;
 mod fasthash;
 pub mod groups;
 pub mod limit;
@@ -22,6 +23,7 @@ pub mod redact;
 pub mod roots;
 pub mod runtime;
 pub mod signal;
+mod sys;
 pub mod timefmt;
 pub mod victims;
 

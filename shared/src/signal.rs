@@ -12,10 +12,11 @@
 //! must be the same namespace (a containerised daemon runs with the host's
 //! pid namespace and the host's `/proc`).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use crate::error::is_vanished;
 use crate::procfs::parse_stat;
+use crate::sys::{pidfd_open, pidfd_send_signal, poll_readable};
 use crate::{Error, Result, Roots};
 
 /// A process pinned by a pidfd whose identity (pid, start time) was verified
@@ -27,20 +28,6 @@ pub struct PinnedProcess {
     /// The verified start time.
     pub start_time: u64,
     fd: std::os::fd::OwnedFd,
-}
-
-/// `pidfd_open(pid, 0)`.
-pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags by value and returns a new
-    // file descriptor or -1; no memory is shared with the kernel.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fd = i32::try_from(ret).map_err(|_| std::io::Error::other("pidfd out of range"))?;
-    // SAFETY: `fd` was just returned by the kernel as a new descriptor that
-    // nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl PinnedProcess {
@@ -88,41 +75,19 @@ impl PinnedProcess {
 
     /// Sends `signal` through the pidfd. `Ok(false)` when the process had already exited.
     pub fn signal(&self, signal: i32) -> Result<bool> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with a pidfd we
-        // own, a null siginfo (the kernel fills in a default one) and no flags.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd,
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if ret == 0 {
-            return Ok(true);
+        match pidfd_send_signal(self.fd.as_fd(), signal) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) => Err(Error::Signal {
+                pid: self.pid,
+                source: e,
+            }),
         }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(false);
-        }
-        Err(Error::Signal {
-            pid: self.pid,
-            source: e,
-        })
     }
 
     /// Whether the process has exited (it may be a zombie awaiting its reaper).
     pub fn exited(&self) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid, initialised pollfd; zero timeout, so no blocking.
-        let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
-        ret > 0 && pfd.revents & libc::POLLIN != 0
+        poll_readable(self.fd.as_fd())
     }
 }
 

@@ -138,10 +138,6 @@ pub fn is_protected<S: AsRef<str>>(
 
 pub use crate::procfs::parse_nspid;
 
-/// The id check the kill engine applies before an id reaches a path or a
-/// signal decision: the one container discovery uses.
-pub use crate::cgroup::is_container_id;
-
 #[cfg(test)]
 mod tests {
     use super::*;

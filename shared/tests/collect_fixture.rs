@@ -118,7 +118,7 @@ fn collects_groups_zombies_and_stats_and_records_errors_by_stage() {
         .processes
         .zombies
         .iter()
-        .map(|p| (p.pid, p.ppid, p.state))
+        .map(|p| (p.pid, p.ppid, p.state.letter()))
         .collect();
     assert_eq!(zombies, vec![(14, 11, 'Z')]);
     assert_eq!(a.groups.len(), 1);

@@ -30,6 +30,39 @@ pub fn try_http_get(url: &str) -> Result<(u16, String), String> {
     finish(agent().get(url).call())
 }
 
+/// An HTTP answer with its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header, empty when there is none.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+/// GET `url` with extra request `headers`; `Err` only on transport errors.
+pub fn try_http_get_with(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match req.call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
+    let body = resp
+        .into_string()
+        .map_err(|e| format!("reading body: {e}"))?;
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+    })
+}
+
 /// POST `body` to `url` with extra `headers`; `Err` only on transport errors.
 pub fn try_http_post(
     url: &str,

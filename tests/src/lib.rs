@@ -78,7 +78,10 @@ pub use hostile::{
     bad_name_copies, container_pids, long_argv_copies, named, secret_copies, BAD_NAME, LONG_ARGS,
     LONG_ARG_BYTES, SECRET, SECRET_COMMANDS,
 };
-pub use http::{free_port, http_get, http_post, try_http_get, try_http_post, wait_http};
+pub use http::{
+    free_port, http_get, http_post, try_http_get, try_http_get_with, try_http_post, wait_http,
+    Reply,
+};
 pub use load::{run_load, LoadReport, LoadSpec};
 pub use podman::{require_podman, PodmanContainer, PodmanNode, PODMAN_IMAGE};
 pub use private_docker::PrivateDocker;

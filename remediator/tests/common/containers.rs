@@ -15,8 +15,8 @@ pub fn procs(c: &TestContainer) -> Vec<(i32, char, String)> {
     let roots = Roots::default();
     pids.into_iter()
         .filter_map(|pid| read_process(&roots, pid).ok().flatten())
-        .filter(|p| p.state != 'Z')
-        .map(|p| (p.pid, p.state, p.cmdline.display().into_owned()))
+        .filter(|p| !p.is_zombie())
+        .map(|p| (p.pid, p.state.letter(), p.cmdline.display().into_owned()))
         .collect()
 }
 

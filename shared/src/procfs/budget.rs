@@ -9,7 +9,6 @@
 //! collector, one [`FdPool`] hands the share out a descriptor at a time to
 //! whatever part needs one.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -120,31 +119,10 @@ impl FdPool {
 
 /// This process's open file limit (`RLIMIT_NOFILE`): (soft, hard).
 pub fn nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
+    crate::sys::nofile_limit()
 }
 
-/// Whether `path` is on a proc filesystem.
-pub(crate) fn is_procfs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    st.f_type == libc::PROC_SUPER_MAGIC
-}
+pub(crate) use crate::sys::is_procfs;
 
 /// Raises the soft `RLIMIT_NOFILE` limit to the hard one: the process reader
 /// keeps descriptors per process below it. Returns the (old, new) soft limit.
@@ -159,15 +137,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
 /// Sets the soft `RLIMIT_NOFILE` limit, keeping the hard one.
 pub fn set_nofile_soft_limit(soft: u64) -> std::io::Result<()> {
     let (_, hard) = nofile_limit()?;
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads the struct it is given.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::set_nofile_limit(soft, hard)
 }
 
 #[cfg(test)]

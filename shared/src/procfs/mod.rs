@@ -11,13 +11,16 @@
 //!   limit.
 
 pub mod budget;
+mod exits;
 pub mod parse;
 pub mod reader;
+mod schedule;
 pub mod table;
 
 pub use budget::{kept_handle_budget, nofile_limit, raise_nofile_limit, FdPool, RESERVED_FDS};
 pub use parse::{
-    parse_cmdline, parse_nspid, parse_stat, Cmdline, CmdlineBuilder, Stat, CMDLINE_PREFIX,
+    parse_cmdline, parse_nspid, parse_stat, Cmdline, CmdlineBuilder, ProcState, Stat,
+    CMDLINE_PREFIX,
 };
 pub use reader::{
     read_cgroup_membership, read_children, read_ns_pid, read_process, ContainerProcesses, Process,

@@ -5,6 +5,85 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+/// A process's state, `stat` field 3 (`proc_pid_stat(5)`), as a type: code
+/// asks [`ProcState::is_zombie`] rather than comparing letters. Serialised
+/// (and shown) as the kernel's letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcState {
+    /// `R`: running or runnable.
+    Running,
+    /// `S`: interruptible sleep.
+    Sleeping,
+    /// `D`: uninterruptible sleep (usually I/O).
+    DiskSleep,
+    /// `I`: an idle kernel thread.
+    Idle,
+    /// `T`: stopped by a signal.
+    Stopped,
+    /// `t`: stopped by a tracer.
+    TracingStop,
+    /// `Z`: exited, not yet reaped by its parent.
+    Zombie,
+    /// `X` (or `x`): dead, about to disappear.
+    Dead,
+    /// Any other letter (`W`, `K`, `P` on some kernels).
+    Other(char),
+}
+
+impl ProcState {
+    /// The state for a `stat` letter.
+    pub fn from_letter(c: char) -> ProcState {
+        match c {
+            'R' => ProcState::Running,
+            'S' => ProcState::Sleeping,
+            'D' => ProcState::DiskSleep,
+            'I' => ProcState::Idle,
+            'T' => ProcState::Stopped,
+            't' => ProcState::TracingStop,
+            'Z' => ProcState::Zombie,
+            'X' | 'x' => ProcState::Dead,
+            c => ProcState::Other(c),
+        }
+    }
+
+    /// The kernel's letter (`X` for [`ProcState::Dead`]).
+    pub fn letter(self) -> char {
+        match self {
+            ProcState::Running => 'R',
+            ProcState::Sleeping => 'S',
+            ProcState::DiskSleep => 'D',
+            ProcState::Idle => 'I',
+            ProcState::Stopped => 'T',
+            ProcState::TracingStop => 't',
+            ProcState::Zombie => 'Z',
+            ProcState::Dead => 'X',
+            ProcState::Other(c) => c,
+        }
+    }
+
+    /// Whether the process exited and waits to be reaped.
+    pub fn is_zombie(self) -> bool {
+        self == ProcState::Zombie
+    }
+
+    /// Whether the process is stopped, by a signal or a tracer.
+    pub fn is_stopped(self) -> bool {
+        matches!(self, ProcState::Stopped | ProcState::TracingStop)
+    }
+}
+
+impl std::fmt::Display for ProcState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.letter())
+    }
+}
+
+impl Serialize for ProcState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_char(self.letter())
+    }
+}
+
 /// Fields parsed from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
@@ -12,8 +91,8 @@ pub struct Stat {
     pub pid: i32,
     /// `comm`, without the parentheses.
     pub comm: String,
-    /// State letter.
-    pub state: char,
+    /// State.
+    pub state: ProcState,
     /// Parent PID.
     pub ppid: i32,
     /// utime + stime in ticks.
@@ -34,7 +113,7 @@ pub struct Stat {
 pub(super) struct StatRef<'a> {
     pub(super) pid: i32,
     pub(super) comm: &'a [u8],
-    pub(super) state: char,
+    pub(super) state: ProcState,
     pub(super) ppid: i32,
     pub(super) cpu_ticks: u64,
     pub(super) child_cpu_ticks: u64,
@@ -60,7 +139,7 @@ pub(super) fn parse_stat_ref(content: &[u8]) -> Option<StatRef<'_>> {
     let after = std::str::from_utf8(&content[close + 1..]).ok()?;
     // Fields from 3 (state) on; index i is field i + 3.
     let mut rest = after.split_ascii_whitespace();
-    let state = rest.next()?.chars().next()?;
+    let state = ProcState::from_letter(rest.next()?.chars().next()?);
     let ppid = rest.next()?.parse().ok()?;
     // Skip fields 5..=13 (pgrp … cmajflt) to reach utime (14).
     let mut rest = rest.skip(9);
@@ -357,6 +436,25 @@ pub fn parse_nspid(status: &str) -> Option<i32> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn proc_states_round_trip_their_letters() {
+        for c in ['R', 'S', 'D', 'I', 'T', 't', 'Z', 'X', 'W', 'P'] {
+            let st = ProcState::from_letter(c);
+            assert_eq!(st.letter(), c, "{st:?}");
+            assert_eq!(st.to_string(), c.to_string());
+            assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{c}\""));
+        }
+        assert_eq!(ProcState::from_letter('x'), ProcState::Dead);
+        assert!(ProcState::from_letter('Z').is_zombie());
+        assert!(!ProcState::from_letter('S').is_zombie());
+        assert!(
+            ProcState::from_letter('T').is_stopped() && ProcState::from_letter('t').is_stopped()
+        );
+        assert!(!ProcState::from_letter('R').is_stopped());
+        let s = parse_stat("7 (x) t 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 99 0 0\n").unwrap();
+        assert_eq!(s.state, ProcState::TracingStop);
+    }
+
     const STAT: &str = "7378 (cat) R 7375 7375 5668 0 -1 4194304 100 0 0 0 3 4 0 0 20 0 1 0 59100 3133440 383 18446744073709551615 0 0\n";
 
     #[test]
@@ -367,7 +465,7 @@ mod tests {
             Stat {
                 pid: 7378,
                 comm: "cat".into(),
-                state: 'R',
+                state: ProcState::Running,
                 ppid: 7375,
                 cpu_ticks: 7,
                 child_cpu_ticks: 0,
@@ -383,7 +481,7 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(s.pid, 42);
         assert_eq!(s.comm, "a) b (c)");
-        assert_eq!(s.state, 'Z');
+        assert_eq!(s.state, ProcState::Zombie);
         assert_eq!(s.ppid, 1);
         assert_eq!(s.cpu_ticks, 30);
         assert_eq!(s.threads, 3);
@@ -459,7 +557,7 @@ mod tests {
         // kernel at 15 bytes in the middle of a character.
         let line = b"7 (\xff\xfex) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 2 0 99 0 0\n";
         let s = parse_stat(line).unwrap();
-        assert_eq!((s.pid, s.state, s.ppid), (7, 'S', 1));
+        assert_eq!((s.pid, s.state, s.ppid), (7, ProcState::Sleeping, 1));
         assert_eq!((s.cpu_ticks, s.threads, s.start_time), (7, 2, 99));
         assert_eq!(s.comm, "\u{fffd}\u{fffd}x");
         let cut = "aaaaaaaaaaaaaa\u{e9}".as_bytes()[..15].to_vec();

@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use super::budget::FdPool;
 use super::parse::{
-    comm_text, parse_children, parse_nspid, parse_stat_ref, Cmdline, CmdlineBuilder, StatRef,
+    comm_text, parse_children, parse_nspid, parse_stat_ref, Cmdline, CmdlineBuilder, ProcState,
+    StatRef,
 };
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
@@ -44,8 +45,8 @@ pub struct Process {
     /// Start time in clock ticks since boot (`stat` field 22): with the pid,
     /// it identifies a process across PID reuse.
     pub start_time: u64,
-    /// State letter (`R`, `S`, `D`, `Z`, …).
-    pub state: char,
+    /// State (serialised as its letter: `R`, `S`, `D`, `Z`, …).
+    pub state: ProcState,
     /// `comm`: the executable name, at most 15 bytes.
     pub comm: Arc<str>,
     /// Command line, its arguments kept apart (compare it exactly, show it
@@ -66,7 +67,7 @@ pub struct Process {
 impl Process {
     /// Whether the process is a zombie (exited, not yet reaped).
     pub fn is_zombie(&self) -> bool {
-        self.state == 'Z'
+        self.state.is_zombie()
     }
 }
 
@@ -402,7 +403,7 @@ impl ProcessReader {
                     start_time: s.start_time,
                     state: s.state,
                     comm: Arc::clone(&c.comm),
-                    cmdline: if s.state == 'Z' {
+                    cmdline: if s.state.is_zombie() {
                         self.empty.clone()
                     } else {
                         c.cmdline.clone()
@@ -424,7 +425,7 @@ impl ProcessReader {
             s.child_cpu_ticks,
         );
         let comm: Arc<str> = Arc::from(comm_text(s.comm));
-        let cmdline = if state == 'Z' {
+        let cmdline = if state.is_zombie() {
             self.empty.clone()
         } else {
             let path = self.paths.pid_file(pid, format_args!("cmdline"));
@@ -434,7 +435,7 @@ impl ProcessReader {
         // kernel threads, that is what a process caught inside exec shows
         // (its new `comm` is set before its new arguments are), and caching
         // it would hide its command line for as long as it lives.
-        if cmdline.is_empty() && state != 'Z' {
+        if cmdline.is_empty() && !state.is_zombie() {
             self.forget(pid);
         } else {
             // A kept handle of the entry being replaced (an exec that changed
@@ -776,7 +777,7 @@ mod tests {
         let got = r.read_container(&[10], Some(2)).unwrap();
         assert_eq!(pids(&got.live), vec![10]);
         assert_eq!(pids(&got.zombies), vec![20]);
-        assert_eq!(got.zombies[0].state, 'Z');
+        assert_eq!(got.zombies[0].state, ProcState::Zombie);
         assert_eq!(got.zombies[0].ppid, 10);
         assert_eq!(got.zombies[0].cmdline.display(), "");
 

@@ -44,35 +44,25 @@
 //! PID namespace, a kernel before 5.3) or the file descriptor budget
 //! ([`super::budget`]) is spent, a process is read the full-scan way: its
 //! `stat` every scrape through the [`ProcessReader`].
+//!
+//! This file is the bookkeeping only: exits come through an `ExitWatch`
+//! (the kernel's pidfds and epoll in `procfs/exits.rs`), the re-read and
+//! relist times from `procfs/schedule.rs`, and no system call is made here,
+//! so the incremental logic is tested on fixture trees with a fake of each.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::budget::{is_procfs, FdPool};
+use super::budget::FdPool;
+use super::exits::{ExitWatch, PidfdExits, Watch};
 use super::reader::{ContainerProcesses, Process, ProcessReader};
-use crate::fasthash::{stable_hash, FastHasher};
+use super::schedule::{self, refresh_after, relist_after, Clock, KernelClock};
+pub use super::schedule::{REFRESH, RELIST, YOUNG};
+use crate::fasthash::FastHasher;
 use crate::groups::{duplicate_groups, Group};
-use crate::signal::pidfd_open;
 use crate::{Error, Result, Roots};
-
-/// How long after its start a process's `stat` and `cmdline` are re-read
-/// every scrape (a fresh process is the one that execs).
-pub const YOUNG: Duration = Duration::from_secs(60);
-
-/// The longest a live process goes without its `stat` and `cmdline` being
-/// re-read: the staleness bound of a command line changed by a late exec.
-pub const REFRESH: Duration = Duration::from_secs(600);
-
-/// The longest a container goes without its `cgroup.procs` being read:
-/// the staleness bound of an arrival balanced exactly by a thread exit (see
-/// the module docs).
-pub const RELIST: Duration = Duration::from_secs(300);
-
-/// Most epoll events taken per `epoll_wait`.
-const EVENTS: usize = 1024;
 
 type PidMap<V> = HashMap<i32, V, BuildHasherDefault<FastHasher>>;
 type PidSet = HashSet<i32, BuildHasherDefault<FastHasher>>;
@@ -102,8 +92,8 @@ struct Entry {
     p: Process,
     /// The container it was last listed in.
     container: Arc<str>,
-    /// Readable once the process exited; registered in the epoll set.
-    pidfd: Option<OwnedFd>,
+    /// Whether its exit is watched (a pidfd in the kernel's epoll set).
+    watched: bool,
     /// Re-read every scrape until then.
     young_until: Instant,
     /// Re-read at the first scrape after then.
@@ -118,7 +108,7 @@ impl Entry {
     /// Whether its `stat` and `cmdline` are due a re-read: while young, and
     /// once its refresh time came.
     fn is_due(&self, now: Instant) -> bool {
-        now < self.young_until || now >= self.next_refresh
+        schedule::is_due(now, self.young_until, self.next_refresh)
     }
 }
 
@@ -191,24 +181,23 @@ enum Reread {
 /// The incremental process table of one collection shard.
 #[derive(Debug)]
 pub struct ProcessTable {
-    epoll: Option<OwnedFd>,
+    /// Where exits come from; `None` where pidfds are not available.
+    watch: Option<Box<dyn ExitWatch>>,
     entries: PidMap<Entry>,
     containers: HashMap<Arc<str>, Members>,
-    /// Where pidfds are taken from.
-    pool: FdPool,
+    /// Processes whose exit is watched.
     pidfds: usize,
     over_budget: usize,
     /// Reads every process (new ones, re-reads, the fallback).
     reader: ProcessReader,
     generation: u64,
-    events: Vec<libc::epoll_event>,
     reads: u64,
     exits: u64,
     listings: u64,
     /// Processes seen to exit by a re-read (not through their pidfd) since
     /// their children were last re-read.
     exited: Vec<i32>,
-    clock: Clock,
+    clock: Box<dyn Clock>,
     young: Duration,
 }
 
@@ -217,31 +206,37 @@ impl ProcessTable {
     /// (pidfds; kept `stat` handles of the fallback when pidfds are not
     /// available).
     pub fn new(roots: Roots, pool: FdPool) -> Self {
-        let epoll = if pidfds_usable(&roots) {
-            epoll_create().ok()
-        } else {
-            None
-        };
-        let reader = if epoll.is_some() {
+        let exits =
+            PidfdExits::new(&roots, pool.clone()).map(|x| Box::new(x) as Box<dyn ExitWatch>);
+        Self::with_parts(roots, pool, exits, Box::new(KernelClock::new()))
+    }
+
+    /// A table learning exits from `exits` (none: every process is read
+    /// the full-scan way) on the times of `clock`.
+    pub(crate) fn with_parts(
+        roots: Roots,
+        pool: FdPool,
+        exits: Option<Box<dyn ExitWatch>>,
+        clock: Box<dyn Clock>,
+    ) -> Self {
+        let reader = if exits.is_some() {
             ProcessReader::with_kept_handle_cap(roots, 0)
         } else {
-            ProcessReader::with_pool(roots, pool.clone())
+            ProcessReader::with_pool(roots, pool)
         };
         ProcessTable {
-            epoll,
+            watch: exits,
             entries: PidMap::default(),
             containers: HashMap::new(),
-            pool,
             pidfds: 0,
             over_budget: 0,
             reader,
             generation: 1,
-            events: Vec::with_capacity(EVENTS),
             reads: 0,
             exits: 0,
             listings: 0,
             exited: Vec::new(),
-            clock: Clock::new(),
+            clock,
             young: YOUNG,
         }
     }
@@ -255,7 +250,7 @@ impl ProcessTable {
     /// Whether exits are learnt from pidfds (else every process is read the
     /// full-scan way).
     pub fn uses_pidfds(&self) -> bool {
-        self.epoll.is_some()
+        self.watch.is_some()
     }
 
     /// The reader behind the table, for one-off full readings.
@@ -347,60 +342,39 @@ impl ProcessTable {
         first
     }
 
-    /// Takes every ready pidfd out of the epoll set; returns their pids.
+    /// Takes the exits reported since the last scrape; returns their pids.
     fn drain_exits(&mut self, errors: &mut Vec<Error>) -> Vec<i32> {
         let mut exited = Vec::new();
-        let Some(ep) = self.epoll.as_ref().map(AsRawFd::as_raw_fd) else {
+        let Some(exits) = self.watch.as_mut() else {
             return exited;
         };
-        loop {
-            self.events.clear();
-            // SAFETY: the buffer has room for EVENTS events; the kernel
-            // writes at most that many and returns how many it wrote.
-            let n = unsafe { libc::epoll_wait(ep, self.events.as_mut_ptr(), EVENTS as i32, 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+        if let Err(e) = exits.take_exited(&mut exited) {
+            errors.push(Error::read("epoll_wait", e));
+        }
+        for &pid in &exited {
+            if let Some(e) = self.entries.get_mut(&pid) {
+                if std::mem::take(&mut e.watched) {
+                    self.pidfds -= 1;
                 }
-                errors.push(Error::read("epoll_wait", e));
-                return exited;
-            }
-            let n = n as usize;
-            // SAFETY: the kernel initialised the first n events.
-            unsafe { self.events.set_len(n) };
-            for ev in &self.events {
-                let pid = ev.u64 as u32 as i32;
-                exited.push(pid);
-            }
-            // Closing a ready pidfd takes it out of the set, so the next
-            // wait returns the others.
-            for &pid in &exited[exited.len() - n..] {
-                self.close_pidfd(pid);
-            }
-            if n < EVENTS {
-                return exited;
             }
         }
+        exited
     }
 
-    /// Closes the pidfd of `pid`, if it has one.
-    fn close_pidfd(&mut self, pid: i32) {
-        if let Some(e) = self.entries.get_mut(&pid) {
-            if e.pidfd.take().is_some() {
-                self.pidfds -= 1;
-                self.pool.give(1);
+    /// Stops watching the exit of `pid`'s entry.
+    fn unwatch(exits: &mut Option<Box<dyn ExitWatch>>, pidfds: &mut usize, e: &mut Entry) {
+        if std::mem::take(&mut e.watched) {
+            *pidfds -= 1;
+            if let Some(x) = exits.as_mut() {
+                x.unwatch(e.p.pid);
             }
         }
     }
 
     /// Removes `pid` from the table.
     fn remove(&mut self, pid: i32) {
-        if let Some(e) = self.entries.remove(&pid) {
-            if e.pidfd.is_some() {
-                self.pidfds -= 1;
-                self.pool.give(1);
-            }
+        if let Some(mut e) = self.entries.remove(&pid) {
+            Self::unwatch(&mut self.watch, &mut self.pidfds, &mut e);
             if e.over_budget {
                 self.over_budget -= 1;
             }
@@ -446,15 +420,14 @@ impl ProcessTable {
         match got {
             Some(p) if p.start_time == e.p.start_time => {
                 if fresh {
-                    e.next_refresh = Instant::now() + refresh_after(pid);
+                    e.next_refresh = self.clock.now() + refresh_after(pid);
                 }
                 let exited = p.is_zombie() && !e.p.is_zombie();
                 if exited {
                     self.exited.push(pid);
                 }
-                if p.is_zombie() && e.pidfd.take().is_some() {
-                    self.pidfds -= 1;
-                    self.pool.give(1);
+                if p.is_zombie() {
+                    Self::unwatch(&mut self.watch, &mut self.pidfds, e);
                 }
                 if p.is_zombie() && e.over_budget {
                     e.over_budget = false;
@@ -479,37 +452,27 @@ impl ProcessTable {
     }
 
     /// Adds a pid listed by (or a zombie child found in) `container`:
-    /// pidfd first, then the reading, so the pidfd can only be of the
-    /// process read or of one that exited before it (then it is ready at
-    /// once and the next scrape re-reads the pid).
+    /// its exit watched first, then the reading, so the watch can only be
+    /// of the process read or of one that exited before it (then it is
+    /// reported at once and the next scrape re-reads the pid).
     fn add(&mut self, pid: i32, container: &Arc<str>, listed: bool) -> Result<Option<&Entry>> {
-        let mut over_budget = false;
-        let pidfd = match &self.epoll {
-            Some(_) if self.pool.take() => match pidfd_open(pid) {
-                Ok(fd) => Some(fd),
-                Err(e) => {
-                    self.pool.give(1);
-                    if e.raw_os_error() == Some(libc::ESRCH) {
-                        return Ok(None);
-                    }
-                    None
-                }
-            },
-            Some(_) => {
-                over_budget = true;
-                None
-            }
-            None => None,
+        let watch = match self.watch.as_mut() {
+            Some(x) => x.watch(pid),
+            None => Watch::Failed,
         };
-        // From here on a pidfd not kept gives its descriptor back.
-        let taken = pidfd.is_some();
+        if watch == Watch::Gone {
+            return Ok(None);
+        }
+        let unwatch = |exits: &mut Option<Box<dyn ExitWatch>>| {
+            if let (Watch::Watched, Some(x)) = (watch, exits.as_mut()) {
+                x.unwatch(pid);
+            }
+        };
         self.reads += 1;
         let p = match self.reader.read_fresh(pid) {
             Ok(Some(p)) => p,
             other => {
-                if taken {
-                    self.pool.give(1);
-                }
+                unwatch(&mut self.watch);
                 // Unreadable: left out (recorded), never its container.
                 if let Err(e) = other {
                     self.reader.skip(e);
@@ -517,27 +480,25 @@ impl ProcessTable {
                 return Ok(None);
             }
         };
-        let pidfd = match pidfd {
-            Some(fd) if !p.is_zombie() => self.register(fd, pid),
-            _ => None,
-        };
-        if taken && pidfd.is_none() {
-            self.pool.give(1);
+        // A zombie's exit is known already.
+        let watched = watch == Watch::Watched && !p.is_zombie();
+        if watch == Watch::Watched && !watched {
+            unwatch(&mut self.watch);
         }
-        let over_budget = over_budget && !p.is_zombie();
-        if pidfd.is_some() {
+        let over_budget = watch == Watch::OverBudget && !p.is_zombie();
+        if watched {
             self.pidfds += 1;
         }
         if over_budget {
             self.over_budget += 1;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let entry = Entry {
-            young_until: now + self.young.saturating_sub(self.clock.age(p.start_time)),
+            young_until: schedule::young_until(&*self.clock, p.start_time, self.young),
             next_refresh: now + refresh_after(pid),
             p,
             container: Arc::clone(container),
-            pidfd,
+            watched,
             listed: if listed { self.generation } else { 0 },
             over_budget,
         };
@@ -550,21 +511,6 @@ impl ProcessTable {
         m.last = None;
         self.entries.insert(pid, entry);
         Ok(self.entries.get(&pid))
-    }
-
-    /// Registers a pidfd in the epoll set; `None` (the fd closed) when that fails.
-    fn register(&self, fd: OwnedFd, pid: i32) -> Option<OwnedFd> {
-        let ep = self.epoll.as_ref()?;
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: u64::from(pid as u32),
-        };
-        // SAFETY: both descriptors are open; `ev` is a valid event the
-        // kernel copies.
-        let r = unsafe {
-            libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev)
-        };
-        (r == 0).then_some(fd)
     }
 
     /// Reads one container: `tasks` is its `pids.current`, when known;
@@ -585,7 +531,7 @@ impl ProcessTable {
         list: &mut dyn FnMut() -> Option<Vec<i32>>,
         threads: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<(Arc<ContainerProcesses>, Arc<Vec<Group>>)> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let key: Arc<str> = match self.containers.get_key_value(id) {
             Some((k, _)) => Arc::clone(k),
             None => Arc::from(id),
@@ -609,7 +555,7 @@ impl ProcessTable {
     /// re-read; `false` once one of them exited or vanished.
     fn unchanged(&mut self, key: &Arc<str>, tasks: Option<u64>, now: Instant) -> Result<bool> {
         let m = &self.containers[key];
-        let quiet = self.epoll.is_some()
+        let quiet = self.watch.is_some()
             && tasks.is_some()
             && m.tasks == tasks
             && !m.dirty
@@ -682,7 +628,7 @@ impl ProcessTable {
             }
             e.listed = generation;
             let due = e.is_due(now);
-            if e.pidfd.is_none() || due {
+            if !e.watched || due {
                 if let Reread::Gone = self.reread(pid, due)? {
                     // Its pid names another process now: the new one.
                     self.add(pid, key, true)?;
@@ -799,7 +745,7 @@ impl ProcessTable {
             if e.p.is_zombie() {
                 zombies += 1;
             } else if e.listed == m.listing {
-                unwatched |= e.pidfd.is_none();
+                unwatched |= !e.watched;
                 next_due = next_due.min(if now < e.young_until {
                     now
                 } else {
@@ -889,85 +835,6 @@ impl ProcessTable {
     }
 }
 
-/// How long after a full re-read the next one is due: between half of
-/// [`REFRESH`] and all of it, spread by pid so that processes first seen
-/// together are not all re-read in the same scrape.
-fn refresh_after(pid: i32) -> Duration {
-    spread(REFRESH, u64::from(pid as u32).wrapping_mul(2_654_435_761))
-}
-
-/// How long after a listing container `key` is listed again at the latest:
-/// between half of [`RELIST`] and all of it, spread by id.
-fn relist_after(key: &str) -> Duration {
-    spread(RELIST, stable_hash(key))
-}
-
-/// Between half of `period` and all of it, placed by `hash`.
-fn spread(period: Duration, hash: u64) -> Duration {
-    let half = period.as_millis() as u64 / 2;
-    period - Duration::from_millis(hash % half)
-}
-
-/// Whether pidfds may be opened for the pids under `roots`: the proc root
-/// is a procfs of this process's own PID namespace (its `self` is this
-/// process) and the kernel has `pidfd_open`.
-fn pidfds_usable(roots: &Roots) -> bool {
-    if !is_procfs(&roots.proc) {
-        return false;
-    }
-    let me = std::process::id();
-    match std::fs::read_link(roots.proc.join("self")) {
-        Ok(link) if link.as_os_str() == me.to_string().as_str() => {}
-        _ => return false,
-    }
-    pidfd_open(me as i32).is_ok()
-}
-
-/// `epoll_create1(EPOLL_CLOEXEC)`.
-fn epoll_create() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall with a flag; returns a new descriptor or -1.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Process ages from `stat` start times (clock ticks since boot).
-#[derive(Debug)]
-struct Clock {
-    ticks_per_sec: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        // SAFETY: sysconf takes a constant and returns a value.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        Clock {
-            ticks_per_sec: u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100),
-        }
-    }
-
-    /// Time since boot (`CLOCK_BOOTTIME`, the clock of `stat`'s start time).
-    fn since_boot() -> Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec it is given.
-        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-            return Duration::ZERO;
-        }
-        Duration::new(
-            ts.tv_sec.max(0) as u64,
-            ts.tv_nsec.clamp(0, 999_999_999) as u32,
-        )
-    }
-
-    /// How long ago a process with this start time started.
-    fn age(&self, start_time: u64) -> Duration {
-        let started = Duration::from_millis(start_time.saturating_mul(1000) / self.ticks_per_sec);
-        Self::since_boot().saturating_sub(started)
-    }
-}
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

@@ -18,9 +18,11 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
+use crate::cgroup::is_container_id;
+
 use super::{
-    is_container_id, ContainerInfo, ContainerMeta, Control, Endpoint, Kind, KubeRef, Metadata,
-    PodContainer, RuntimeError, RuntimeEvent, Slot, SANDBOX_CONTAINER,
+    ContainerInfo, ContainerMeta, Control, Endpoint, Kind, KubeRef, Metadata, PodContainer,
+    RuntimeError, RuntimeEvent, Slot, SANDBOX_CONTAINER,
 };
 
 /// Where the kubelet's runtimes listen by default, tried in this order.

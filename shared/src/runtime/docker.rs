@@ -10,9 +10,11 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
+use crate::cgroup::is_container_id;
+
 use super::{
-    is_container_id, is_container_name, name_matches, ContainerInfo, ContainerMeta, Control,
-    Endpoint, Kind, Metadata, RuntimeError, RuntimeEvent, Slot,
+    is_container_name, name_matches, ContainerInfo, ContainerMeta, Control, Endpoint, Kind,
+    Metadata, RuntimeError, RuntimeEvent, Slot,
 };
 use crate::timefmt::parse_rfc3339;
 

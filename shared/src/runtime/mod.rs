@@ -10,7 +10,8 @@
 //! from its cgroup classification.
 //!
 //! Every endpoint goes through one parser ([`Endpoint::parse`]) and every id
-//! that arrives from outside through one check ([`is_container_id`]) before
+//! that arrives from outside through one check
+//! ([`crate::cgroup::is_container_id`]) before
 //! it reaches a URL or an RPC.
 
 use std::collections::HashMap;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-pub use crate::cgroup::is_container_id;
 use crate::timefmt::UnixNanos;
 
 mod cri;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::cgroup::is_container_id;
+
 use super::{
-    is_container_id, ContainerInfo, Control, CriApi, DockerApi, Endpoint, Kind, KubeRef,
-    RuntimeError, DEFAULT_CRI_ENDPOINTS,
+    ContainerInfo, Control, CriApi, DockerApi, Endpoint, Kind, KubeRef, RuntimeError,
+    DEFAULT_CRI_ENDPOINTS,
 };
 use crate::cgroup::ContainerIndex;
 

@@ -156,7 +156,7 @@ impl TestContainer {
 fn read(pid: i32) -> Option<Process> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let s = parse_stat(&stat)?;
-    let cmdline = if s.state == 'Z' {
+    let cmdline = if s.state.is_zombie() {
         Cmdline::default()
     } else {
         parse_cmdline(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)

@@ -1,12 +1,12 @@
-//! Collection error accounting: counters per stage that accumulate across
-//! scrapes, and rate-limited logging so a persistent failure does not flood
-//! the log on every scrape.
+//! What the exporter keeps about collection errors: counters per
+//! [`Stage`] that accumulate across scrapes (`pidwarden_scrape_errors_total`),
+//! and a log limiter so that a persistent failure does not flood the log on
+//! every scrape.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// The stages of `pidwarden_scrape_errors_total`, in exposition order.
-pub const STAGES: [&str; 4] = ["discovery", "cgroup", "proc", "runtime"];
+use pidwarden_shared::collect::Stage;
 
 /// Logs at most once per interval per key, reporting how many were suppressed.
 #[derive(Debug)]
@@ -57,31 +57,26 @@ impl LogLimiter {
 /// Errors per stage since start.
 #[derive(Debug, Default, Clone)]
 pub struct ErrorCounts {
-    counts: [u64; 4],
+    counts: [u64; Stage::ALL.len()],
 }
 
 impl ErrorCounts {
-    /// Adds one error for `stage` (unknown stages are ignored).
-    pub fn add(&mut self, stage: &str) {
-        if let Some(i) = STAGES.iter().position(|s| *s == stage) {
-            self.counts[i] += 1;
-        }
+    /// Adds one error for `stage`.
+    pub fn add(&mut self, stage: Stage) {
+        self.counts[stage as usize] += 1;
     }
 
-    /// Every stage with its count, runtime errors given from outside.
-    pub fn with_runtime(&self, runtime: u64) -> Vec<(&'static str, u64)> {
-        STAGES
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    *s,
-                    if *s == "runtime" {
-                        runtime
-                    } else {
-                        self.counts[i]
-                    },
-                )
+    /// Every stage with its count, in exposition order; the runtime errors
+    /// are given from outside (the metadata cache counts them).
+    pub fn with_runtime(&self, runtime: u64) -> Vec<(Stage, u64)> {
+        Stage::ALL
+            .into_iter()
+            .map(|s| {
+                let n = match s {
+                    Stage::Runtime => runtime,
+                    _ => self.counts[s as usize],
+                };
+                (s, n)
             })
             .collect()
     }
@@ -106,13 +101,19 @@ mod tests {
     #[test]
     fn counts_accumulate_per_stage() {
         let mut c = ErrorCounts::default();
-        c.add("proc");
-        c.add("proc");
-        c.add("discovery");
-        c.add("nonsense");
+        c.add(Stage::Proc);
+        c.add(Stage::Proc);
+        c.add(Stage::Discovery);
+        // Runtime errors are the metadata cache's count, not added here.
+        c.add(Stage::Runtime);
         assert_eq!(
             c.with_runtime(7),
-            vec![("discovery", 1), ("cgroup", 0), ("proc", 2), ("runtime", 7)]
+            vec![
+                (Stage::Discovery, 1),
+                (Stage::Cgroup, 0),
+                (Stage::Proc, 2),
+                (Stage::Runtime, 7)
+            ]
         );
     }
 }

@@ -1,0 +1,191 @@
+//! Every raw system call the crate makes, each behind a safe function with
+//! its `SAFETY` argument: pidfds (open, signal, poll), the epoll set that
+//! learns exits, the open file limit, the filesystem type of a path, and the
+//! clocks of `/proc/<pid>/stat`. The rest of the crate holds no `unsafe`.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// `pidfd_open(pid, 0)`.
+pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new
+    // file descriptor or -1; no memory is shared with the kernel.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(ret).map_err(|_| std::io::Error::other("pidfd out of range"))?;
+    // SAFETY: `fd` was just returned by the kernel as a new descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(pidfd, signal, NULL, 0)`.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal(pidfd, sig, info, flags) with an open pidfd,
+    // a null siginfo (the kernel fills in a default one) and no flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether `fd` is readable now (for a pidfd: its process exited), without
+/// waiting.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid, initialised pollfd; zero timeout, so no blocking.
+    let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ret > 0 && pfd.revents & libc::POLLIN != 0
+}
+
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub(crate) fn epoll_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with a flag; returns a new descriptor or -1.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to the epoll set `epoll`, readable events reported with `data`.
+/// Closing `fd` takes it out of the set again.
+pub(crate) fn epoll_add(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    data: u64,
+) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: data,
+    };
+    // SAFETY: both descriptors are open; `ev` is a valid event the kernel
+    // copies.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut ev,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `epoll_wait(epoll, …, 0)`: the data of at most `max` ready events,
+/// appended to `out`, without waiting; returns how many. `buf` is scratch
+/// space kept by the caller. An interrupted wait is retried.
+pub(crate) fn epoll_ready(
+    epoll: BorrowedFd<'_>,
+    buf: &mut Vec<libc::epoll_event>,
+    max: usize,
+    out: &mut Vec<u64>,
+) -> std::io::Result<usize> {
+    buf.clear();
+    buf.reserve(max);
+    let max = max.min(buf.capacity()).min(i32::MAX as usize);
+    loop {
+        // SAFETY: the buffer has room for `max` events; the kernel writes at
+        // most that many and returns how many it wrote.
+        let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), buf.as_mut_ptr(), max as i32, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first n events (n ≤ max ≤ capacity).
+        unsafe { buf.set_len(n) };
+        out.extend(buf.iter().map(|ev| ev.u64));
+        return Ok(n);
+    }
+}
+
+/// This process's open file limit (`RLIMIT_NOFILE`): (soft, hard).
+pub(crate) fn nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets this process's open file limit (`RLIMIT_NOFILE`).
+pub(crate) fn set_nofile_limit(soft: u64, hard: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `path` is on a proc filesystem.
+pub(crate) fn is_procfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    st.f_type == libc::PROC_SUPER_MAGIC
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `stat`'s
+/// times; 100 when unknown.
+pub(crate) fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf takes a constant and returns a value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// Time since boot (`CLOCK_BOOTTIME`, the clock of `stat`'s start time);
+/// zero when unreadable.
+pub(crate) fn since_boot() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
