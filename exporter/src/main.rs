@@ -5,6 +5,7 @@
 mod errors;
 #[cfg(test)]
 mod fixture_tests;
+mod group_memory;
 mod metrics;
 mod runtime;
 mod server;

@@ -11,9 +11,11 @@ use axum::routing::get;
 use axum::Router;
 use pidwarden_shared::collect::{Collector, Snapshot};
 use pidwarden_shared::runtime::Kind;
+use pidwarden_shared::Roots;
 use tokio::sync::Mutex;
 
 use crate::errors::{ErrorCounts, LogLimiter};
+use crate::group_memory::{GroupMemory, REFRESH_EVERY};
 use crate::metrics::{
     build_families, encode_openmetrics, encode_text, CommandLabels, RenderOptions, SelfStats,
     OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
@@ -24,11 +26,20 @@ use crate::runtime::MetaCache;
 pub trait SnapshotSource: Send + 'static {
     /// Collects every container.
     fn collect(&mut self) -> Snapshot;
+    /// The roots the collections were read under, when they are a live
+    /// host's: the groups' memory is then read there too.
+    fn roots(&self) -> Option<&Roots> {
+        None
+    }
 }
 
 impl SnapshotSource for Collector {
     fn collect(&mut self) -> Snapshot {
         Collector::collect(self)
+    }
+
+    fn roots(&self) -> Option<&Roots> {
+        Some(Collector::roots(self))
     }
 }
 
@@ -39,6 +50,8 @@ struct Scraper {
     limiter: LogLimiter,
     /// The `command` values each container showed lately (bounded).
     labels: CommandLabels,
+    /// The shown groups' memory, refreshed on its own schedule.
+    memory: GroupMemory,
 }
 
 impl Scraper {
@@ -70,7 +83,18 @@ impl Scraper {
                 meta.report_missing(Kind::of(c.container.runtime), &c.container.id);
             }
         }
-        let families = build_families(&snap, &known, &stats, opts, Some(&mut self.labels));
+        if let Some(roots) = self.source.roots() {
+            self.memory
+                .refresh(roots, &snap, opts.top_commands, opts.command_max_chars);
+        }
+        let families = build_families(
+            &snap,
+            &known,
+            &stats,
+            opts,
+            Some(&mut self.labels),
+            Some(&self.memory),
+        );
         if openmetrics {
             encode_openmetrics(families)
         } else {
@@ -103,6 +127,7 @@ impl AppState {
                 errors: ErrorCounts::default(),
                 limiter: LogLimiter::new(Duration::from_secs(60)),
                 labels: CommandLabels::new(opts.top_commands),
+                memory: GroupMemory::new(REFRESH_EVERY),
             })),
             meta,
             opts,
