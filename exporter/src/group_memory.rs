@@ -1,10 +1,11 @@
 //! The resident memory of the command groups the exporter shows
 //! (`pidwarden_container_process_group_memory_bytes`), on a schedule of its
-//! own: a group's copies (each copy's whole subtree) have their
-//! `/proc/<pid>/statm` read when the group is first shown, then at most
-//! once every [`REFRESH_EVERY`]. Only the groups a scrape shows (the top K
-//! per container) are read, never every process on every scrape; a group
-//! no longer shown is forgotten.
+//! own: once every [`REFRESH_EVERY`] (the first scrape included), the
+//! copies of every group a scrape shows (the top K per container, each copy
+//! with its whole subtree) have their `/proc/<pid>/statm` read; the scrapes
+//! in between read nothing and show those figures. Never every process on
+//! every scrape. A group first shown between two refreshes gets its figure
+//! at the next one; a group no longer shown is forgotten then.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,18 +24,15 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// A group: container id, parent, command line.
 type Key = (String, i32, Cmdline);
 
-#[derive(Debug)]
-struct Entry {
-    bytes: u64,
-    read_at: Instant,
-}
-
 /// The groups' memory as last read.
 #[derive(Debug)]
 pub struct GroupMemory {
     every: Duration,
     page: u64,
-    entries: HashMap<Key, Entry>,
+    /// Bytes per group shown at the last refresh.
+    entries: HashMap<Key, u64>,
+    /// When the next refresh is due (`None`: at the next scrape).
+    next: Option<Instant>,
     /// Processes whose `statm` was read, in total (a self check for tests).
     reads: u64,
 }
@@ -46,6 +44,7 @@ impl GroupMemory {
             every,
             page: page_size(),
             entries: HashMap::new(),
+            next: None,
             reads: 0,
         }
     }
@@ -56,48 +55,37 @@ impl GroupMemory {
         self.reads
     }
 
-    /// Reads the memory of the top `k` groups of every container of `snap`
-    /// (the groups `build_families` shows) whose figure is missing or older
-    /// than the refresh interval; forgets the groups not shown any more. A
-    /// process that vanished or cannot be read counts 0 (logged at debug):
-    /// the group is still shown.
+    /// When a refresh is due (the first call, then once every interval):
+    /// reads the memory of the top `k` groups of every container of `snap`
+    /// (the groups `build_families` shows) and forgets the others. Between
+    /// refreshes it does nothing. A process that vanished or cannot be read
+    /// counts 0 (logged at debug): the group is still shown.
     pub fn refresh(&mut self, roots: &Roots, snap: &Snapshot, k: usize, max_chars: usize) {
         let now = Instant::now();
-        let mut shown: HashSet<Key> = HashSet::new();
+        if self.next.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next = Some(now + self.every);
+        let mut entries: HashMap<Key, u64> = HashMap::new();
         for c in &snap.containers {
             let id = &c.container.id;
             let mut children: Option<HashMap<i32, Vec<i32>>> = None;
             for g in top_groups(c, k, max_chars) {
                 let Some(g) = g.group else { continue };
-                let key = (id.clone(), g.ppid, g.cmdline.clone());
-                let fresh = self
-                    .entries
-                    .get(&key)
-                    .is_some_and(|e| now.saturating_duration_since(e.read_at) < self.every);
-                if !fresh {
-                    let kids = children.get_or_insert_with(|| children_of(&c.processes.live));
-                    let pids = copies_members(kids, &g.pids);
-                    let mut bytes = 0u64;
-                    for pid in pids {
-                        self.reads += 1;
-                        match read_rss(roots, pid, self.page) {
-                            Ok(Some(b)) => bytes = bytes.saturating_add(b),
-                            Ok(None) => {}
-                            Err(e) => tracing::debug!(pid, error = %e, "statm left out"),
-                        }
+                let kids = children.get_or_insert_with(|| children_of(&c.processes.live));
+                let mut bytes = 0u64;
+                for pid in copies_members(kids, &g.pids) {
+                    self.reads += 1;
+                    match read_rss(roots, pid, self.page) {
+                        Ok(Some(b)) => bytes = bytes.saturating_add(b),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(pid, error = %e, "statm left out"),
                     }
-                    self.entries.insert(
-                        key.clone(),
-                        Entry {
-                            bytes,
-                            read_at: now,
-                        },
-                    );
                 }
-                shown.insert(key);
+                entries.insert((id.clone(), g.ppid, g.cmdline), bytes);
             }
         }
-        self.entries.retain(|k, _| shown.contains(k));
+        self.entries = entries;
     }
 }
 
@@ -105,7 +93,7 @@ impl GroupMemorySource for GroupMemory {
     fn group_memory(&self, id: &str, ppid: i32, cmdline: &Cmdline) -> Option<u64> {
         self.entries
             .get(&(id.to_string(), ppid, cmdline.clone()))
-            .map(|e| e.bytes)
+            .copied()
     }
 }
 
@@ -207,11 +195,15 @@ mod tests {
         let mut one = GroupMemory::new(Duration::ZERO);
         one.refresh(&roots, &snap, 1, 120);
         assert_eq!(one.reads(), 4);
-        // A group no longer shown is forgotten.
+        // A group no longer shown is forgotten at the next refresh.
         let mut gone = snap.clone();
         gone.containers[0].groups = Vec::new().into();
+        quick.refresh(&roots, &gone, 5, 120);
+        assert_eq!(quick.group_memory(ID_A, 1, &cmd.cmdline), None);
+        assert!(quick.entries.is_empty());
+        // Between refreshes nothing is read, not even a group first shown.
+        let reads = mem.reads();
         mem.refresh(&roots, &gone, 5, 120);
-        assert_eq!(mem.group_memory(ID_A, 1, &cmd.cmdline), None);
-        assert!(mem.entries.is_empty());
+        assert_eq!(mem.reads(), reads);
     }
 }
