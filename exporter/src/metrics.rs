@@ -175,7 +175,7 @@ pub fn short_id(id: &str) -> &str {
 }
 
 /// A command group as exposed: redacted, truncated command and its size.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CommandGroup {
     /// Redacted, truncated command line.
     pub command: String,
@@ -206,21 +206,22 @@ pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<Comm
             *e = g;
         }
     }
-    let mut v: Vec<CommandGroup> = by_cmd
-        .into_iter()
+    let mut v: Vec<(String, &Group)> = by_cmd.into_iter().collect();
+    v.sort_by(|a, b| {
+        b.1.pids
+            .len()
+            .cmp(&a.1.pids.len())
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    v.truncate(k);
+    // Only the groups shown are copied.
+    v.into_iter()
         .map(|(command, g)| CommandGroup {
             command,
             processes: g.pids.len() as u64,
             group: Some(g.clone()),
         })
-        .collect();
-    v.sort_by(|a, b| {
-        b.processes
-            .cmp(&a.processes)
-            .then_with(|| a.command.cmp(&b.command))
-    });
-    v.truncate(k);
-    v
+        .collect()
 }
 
 /// How long a container's `command` label values are remembered by
