@@ -24,6 +24,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DASHBOARDS = os.path.join(HERE, "dashboards")
 EXPECTED = {"pidwarden-fleet", "pidwarden-container", "pidwarden-remediation"}
 
+# Panels that show where a leak's memory is, who holds the zombies and the
+# node's own limit: (dashboard uid, panel title, metric its query reads).
+# tests/tests/dashboards_live.rs requires each of them to return data.
+SIGNAL_PANELS = [
+    ("pidwarden-container", "Memory per command group", "pidwarden_container_process_group_memory_bytes"),
+    ("pidwarden-container", "Oldest copy age", "pidwarden_container_process_group_oldest_start_time_seconds"),
+    ("pidwarden-container", "Zombie parents", "pidwarden_container_zombie_parent_processes"),
+    ("pidwarden-fleet", "Node PID headroom", "pidwarden_node_pids_headroom"),
+    ("pidwarden-fleet", "Zombie parents, top 20", "pidwarden_container_zombie_parent_processes"),
+]
+
 
 def load():
     out = {}
@@ -177,6 +188,14 @@ class Dashboards(unittest.TestCase):
         exprs = queries_with("namespace=shop")
         self.assertTrue(any('namespace=~"shop",pod=~".*"' in e for e in exprs))
         self.assertFalse(any('namespace=~".*"' in e for e in exprs))
+
+    def test_signal_panels_exist_and_read_their_metric(self):
+        for uid, title, metric in SIGNAL_PANELS:
+            d = self.dashboards[uid + ".json"]
+            found = [p for p in all_panels(d["panels"]) if p.get("title") == title]
+            self.assertEqual(len(found), 1, (uid, title))
+            exprs = [t["expr"] for t in found[0]["targets"]]
+            self.assertTrue(any(metric + "{" in e for e in exprs), (uid, title, exprs))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 mod encode;
 #[cfg(test)]
 mod fixture_tests;
+mod group_memory;
 mod metrics;
 mod runtime;
 mod scrape_errors;

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
-use pidwarden_shared::groups::surplus;
+use pidwarden_shared::groups::{surplus, Group};
+use pidwarden_shared::procfs::Cmdline;
 use pidwarden_shared::redact::redact_command;
 
 use crate::runtime::ContainerMeta;
@@ -157,6 +158,11 @@ pub struct CommandGroup {
     pub command: String,
     /// Processes in the largest sibling group with this command.
     pub processes: u64,
+    /// That largest group (its parent, command line and members, oldest
+    /// first): what the group's other series (memory, oldest start) are
+    /// read from. `None` for a value that is not a sibling group.
+    #[serde(skip)]
+    pub group: Option<Group>,
 }
 
 /// The top `k` command groups of a container (size ≥ 2), largest first.
@@ -164,27 +170,35 @@ pub struct CommandGroup {
 /// parent, or commands equal after truncation) share one label value; the
 /// largest of them is reported, so each label set appears once.
 pub fn top_groups(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<CommandGroup> {
-    let mut by_cmd: HashMap<String, u64> = HashMap::new();
+    // Groups come largest first (ties in a fixed order): the first group
+    // met for a value is the one it reports.
+    let mut by_cmd: HashMap<String, &Group> = HashMap::new();
     for g in c.groups.iter() {
-        let size = g.pids.len() as u64;
-        if size < 2 {
+        if g.pids.len() < 2 {
             continue;
         }
         let cmd = redact_command(&g.cmdline, max_chars);
-        let e = by_cmd.entry(cmd).or_insert(0);
-        *e = (*e).max(size);
+        let e = by_cmd.entry(cmd).or_insert(g);
+        if g.pids.len() > e.pids.len() {
+            *e = g;
+        }
     }
-    let mut v: Vec<CommandGroup> = by_cmd
-        .into_iter()
-        .map(|(command, processes)| CommandGroup { command, processes })
-        .collect();
+    let mut v: Vec<(String, &Group)> = by_cmd.into_iter().collect();
     v.sort_by(|a, b| {
-        b.processes
-            .cmp(&a.processes)
-            .then_with(|| a.command.cmp(&b.command))
+        b.1.pids
+            .len()
+            .cmp(&a.1.pids.len())
+            .then_with(|| a.0.cmp(&b.0))
     });
     v.truncate(k);
-    v
+    // Only the groups shown are copied.
+    v.into_iter()
+        .map(|(command, g)| CommandGroup {
+            command,
+            processes: g.pids.len() as u64,
+            group: Some(g.clone()),
+        })
+        .collect()
 }
 
 /// How long a container's `command` label values are remembered by
@@ -204,12 +218,17 @@ pub const OTHER_COMMAND: &str = "(other)";
 /// thus makes at most `4 × K + 1` `command` series per hour, and the
 /// exporter remembers at most `4 × K` values per container (forgotten with
 /// the container).
+///
+/// The `command` values of `pidwarden_container_zombie_parent_processes`
+/// (the parents' commands) have a budget of their own, the same size.
 #[derive(Debug)]
 pub struct CommandLabels {
     limit: usize,
     window: std::time::Duration,
     /// Container id → value → when last shown.
     seen: HashMap<String, HashMap<String, std::time::Instant>>,
+    /// The same for the zombie parents' commands.
+    parents: HashMap<String, HashMap<String, std::time::Instant>>,
 }
 
 impl CommandLabels {
@@ -219,6 +238,7 @@ impl CommandLabels {
             limit: top_commands.saturating_mul(4).max(1),
             window: COMMAND_LABEL_WINDOW,
             seen: HashMap::new(),
+            parents: HashMap::new(),
         }
     }
 
@@ -228,37 +248,49 @@ impl CommandLabels {
         self.limit
     }
 
-    /// Applies the budget to one container's top groups at `now`.
+    /// Applies the budget to one container's top groups at `now`. Groups
+    /// that coincide report the largest (and its group).
     pub fn bound(
         &mut self,
         id: &str,
         groups: Vec<CommandGroup>,
         now: std::time::Instant,
     ) -> Vec<CommandGroup> {
-        let seen = self.seen.entry(id.to_string()).or_default();
-        let window = self.window;
-        seen.retain(|_, at| now.saturating_duration_since(*at) < window);
-        let mut out: Vec<CommandGroup> = Vec::with_capacity(groups.len());
-        for mut g in groups {
-            if let Some(at) = seen.get_mut(&g.command) {
-                *at = now;
-            } else if seen.len() < self.limit {
-                seen.insert(g.command.clone(), now);
-            } else {
-                g.command = OTHER_COMMAND.to_string();
-            }
-            match out.iter_mut().find(|o| o.command == g.command) {
-                Some(o) => o.processes = o.processes.max(g.processes),
-                None => out.push(g),
-            }
-        }
-        out
+        bound_in(
+            &mut self.seen,
+            self.limit,
+            self.window,
+            id,
+            groups,
+            now,
+            false,
+        )
+    }
+
+    /// Applies the zombie parents' budget to one container's parents
+    /// (`processes` = zombies held) at `now`. Parents that coincide add up.
+    pub fn bound_parents(
+        &mut self,
+        id: &str,
+        parents: Vec<CommandGroup>,
+        now: std::time::Instant,
+    ) -> Vec<CommandGroup> {
+        bound_in(
+            &mut self.parents,
+            self.limit,
+            self.window,
+            id,
+            parents,
+            now,
+            true,
+        )
     }
 
     /// Forgets the containers not in `ids` (their series are gone).
     pub fn retain<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
         let keep: std::collections::HashSet<&str> = ids.into_iter().collect();
         self.seen.retain(|id, _| keep.contains(id.as_str()));
+        self.parents.retain(|id, _| keep.contains(id.as_str()));
     }
 
     /// Values remembered, over all containers.
@@ -268,15 +300,106 @@ impl CommandLabels {
     }
 }
 
+/// [`CommandLabels::bound`] on one budget; coinciding values keep the
+/// largest, or add up when `sum`.
+fn bound_in(
+    budget: &mut HashMap<String, HashMap<String, std::time::Instant>>,
+    limit: usize,
+    window: std::time::Duration,
+    id: &str,
+    groups: Vec<CommandGroup>,
+    now: std::time::Instant,
+    sum: bool,
+) -> Vec<CommandGroup> {
+    let seen = budget.entry(id.to_string()).or_default();
+    seen.retain(|_, at| now.saturating_duration_since(*at) < window);
+    let mut out: Vec<CommandGroup> = Vec::with_capacity(groups.len());
+    for mut g in groups {
+        if let Some(at) = seen.get_mut(&g.command) {
+            *at = now;
+        } else if seen.len() < limit {
+            seen.insert(g.command.clone(), now);
+        } else {
+            g.command = OTHER_COMMAND.to_string();
+        }
+        match out.iter_mut().find(|o| o.command == g.command) {
+            Some(o) if sum => o.processes += g.processes,
+            Some(o) => {
+                if g.processes > o.processes {
+                    o.processes = g.processes;
+                    o.group = g.group;
+                }
+            }
+            None => out.push(g),
+        }
+    }
+    out
+}
+
+/// The zombies of a container counted per parent command (redacted and
+/// truncated like `command`; a parent without a command line shows as
+/// `[comm]`), parents holding ≥ 1, the top `k`, most first. A zombie whose
+/// parent is not among the container's live processes (it exited since)
+/// is left out. Pure.
+pub fn zombie_parents(c: &ContainerSnapshot, k: usize, max_chars: usize) -> Vec<CommandGroup> {
+    let mut by_parent: HashMap<i32, u64> = HashMap::new();
+    for z in &c.processes.zombies {
+        *by_parent.entry(z.ppid).or_insert(0) += 1;
+    }
+    let live = &c.processes.live;
+    let mut by_cmd: HashMap<String, u64> = HashMap::new();
+    for (ppid, n) in by_parent {
+        // `live` is sorted by pid.
+        let Ok(i) = live.binary_search_by_key(&ppid, |p| p.pid) else {
+            continue;
+        };
+        let parent = &live[i];
+        let command = if parent.cmdline.is_empty() {
+            let comm = Cmdline::from_args([format!("[{}]", parent.comm)]);
+            redact_command(&comm, max_chars)
+        } else {
+            redact_command(&parent.cmdline, max_chars)
+        };
+        *by_cmd.entry(command).or_insert(0) += n;
+    }
+    let mut v: Vec<CommandGroup> = by_cmd
+        .into_iter()
+        .map(|(command, processes)| CommandGroup {
+            command,
+            processes,
+            group: None,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.processes
+            .cmp(&a.processes)
+            .then_with(|| a.command.cmp(&b.command))
+    });
+    v.truncate(k);
+    v
+}
+
+/// A group's resident memory as last read: what
+/// `pidwarden_container_process_group_memory_bytes` shows. The exporter
+/// refreshes it on its own schedule (see `crate::group_memory`).
+pub trait GroupMemorySource {
+    /// The bytes held by the copies of the group of container `id` under
+    /// `ppid` with `cmdline`, each copy's subtree included; `None` when not
+    /// read (yet).
+    fn group_memory(&self, id: &str, ppid: i32, cmdline: &Cmdline) -> Option<u64>;
+}
+
 /// Builds every family of the contract from one collection; the `command`
 /// values bounded over time by `labels` when given (see [`CommandLabels`];
-/// the server keeps one across scrapes).
+/// the server keeps one across scrapes); the groups' memory as `memory`
+/// last read it (the family is empty without one).
 pub fn build_families(
     snap: &Snapshot,
     meta: &HashMap<String, ContainerMeta>,
     stats: &SelfStats,
     opts: RenderOptions,
     mut labels: Option<&mut CommandLabels>,
+    memory: Option<&dyn GroupMemorySource>,
 ) -> Vec<Family> {
     use Kind::{Counter, Gauge};
     use MetricUnit::{Bytes, Seconds};
@@ -359,6 +482,30 @@ pub fn build_families(
         Gauge,
         "Size of the largest sibling groups of identical command lines, top K per container, groups of 2 or more; command is redacted and truncated.",
     );
+    let mut group_memory = Family::new(
+        "pidwarden_container_process_group_memory",
+        Some(Bytes),
+        Gauge,
+        "Resident memory (RSS) of the group's copies, each copy's whole subtree; same groups and command labels as pidwarden_container_process_group_processes; refreshed every 30 s, not every scrape.",
+    );
+    let mut group_oldest = Family::new(
+        "pidwarden_container_process_group_oldest_start_time",
+        Some(Seconds),
+        Gauge,
+        "Unix time at which the group's oldest copy started; same groups and command labels as pidwarden_container_process_group_processes.",
+    );
+    let mut zombie_parent = Family::new(
+        "pidwarden_container_zombie_parent_processes",
+        None,
+        Gauge,
+        "Zombies held per parent command (redacted and truncated like command), top K parents per container, parents holding 1 or more.",
+    );
+    let mut pids_peak = Family::new(
+        "pidwarden_container_pids_peak",
+        None,
+        Gauge,
+        "The most tasks the container's cgroup ever had (pids.peak); absent where the kernel has no pids.peak.",
+    );
 
     let now = std::time::Instant::now();
     if let Some(labels) = labels.as_deref_mut() {
@@ -402,6 +549,9 @@ pub fn build_families(
                 headroom.push(base(), Value::Int(h));
             }
             hits.push(base(), Value::Int(p.limit_hits));
+            if let Some(peak) = p.peak {
+                pids_peak.push(base(), Value::Int(peak));
+            }
         }
         processes.push(base(), Value::Int(c.processes.live.len() as u64));
         zombies.push(base(), Value::Int(c.processes.zombies.len() as u64));
@@ -421,7 +571,32 @@ pub fn build_families(
         for g in top {
             let mut l = base();
             l.push(("command", g.command));
+            if let Some(grp) = &g.group {
+                if let Some(bytes) =
+                    memory.and_then(|m| m.group_memory(&id, grp.ppid, &grp.cmdline))
+                {
+                    group_memory.push(l.clone(), Value::Int(bytes));
+                }
+                let oldest = grp.pids.first().and_then(|pid| {
+                    let live = &c.processes.live;
+                    live.binary_search_by_key(pid, |p| p.pid)
+                        .ok()
+                        .map(|i| live[i].start_time)
+                });
+                if let (Some(ticks), Some(node)) = (oldest, &snap.node) {
+                    group_oldest.push(l.clone(), Value::Float(node.start_time_unix(ticks)));
+                }
+            }
             group_procs.push(l, Value::Int(g.processes));
+        }
+        let mut parents = zombie_parents(c, opts.top_commands, opts.command_max_chars);
+        if let Some(labels) = labels.as_deref_mut() {
+            parents = labels.bound_parents(&id, parents, now);
+        }
+        for p in parents {
+            let mut l = base();
+            l.push(("command", p.command));
+            zombie_parent.push(l, Value::Int(p.processes));
         }
     }
 
@@ -432,6 +607,29 @@ pub fn build_families(
         "Containers discovered.",
     );
     containers.push(vec![], Value::Int(snap.containers.len() as u64));
+    let mut node_tasks = Family::new(
+        "pidwarden_node_tasks",
+        None,
+        Gauge,
+        "Tasks (threads) on the node (the total of /proc/loadavg).",
+    );
+    let mut node_limit = Family::new(
+        "pidwarden_node_pids_limit",
+        None,
+        Gauge,
+        "The node's effective PID limit: the smaller of kernel.pid_max and kernel.threads-max.",
+    );
+    let mut node_headroom = Family::new(
+        "pidwarden_node_pids_headroom",
+        None,
+        Gauge,
+        "The node's PID limit minus its tasks (0 at or past the limit).",
+    );
+    if let Some(n) = &snap.node {
+        node_tasks.push(vec![], Value::Int(n.tasks));
+        node_limit.push(vec![], Value::Int(n.limit()));
+        node_headroom.push(vec![], Value::Int(n.headroom()));
+    }
     let mut ambiguous = Family::new(
         "pidwarden_ambiguous_container_ids",
         None,
@@ -487,13 +685,20 @@ pub fn build_families(
         pids_limit,
         headroom,
         hits,
+        pids_peak,
         mem_usage,
         mem_ws,
         mem_limit,
         ooms,
         dups,
         group_procs,
+        group_memory,
+        group_oldest,
+        zombie_parent,
         containers,
+        node_tasks,
+        node_limit,
+        node_headroom,
         ambiguous,
         duration,
         errors,
@@ -523,7 +728,15 @@ mod tests {
     }
 
     fn text(opts: RenderOptions) -> String {
-        encode_text(build_families(&snapshot(), &meta(), &stats(), opts, None)).unwrap()
+        encode_text(build_families(
+            &snapshot(),
+            &meta(),
+            &stats(),
+            opts,
+            None,
+            None,
+        ))
+        .unwrap()
     }
 
     fn a() -> String {
@@ -566,6 +779,8 @@ mod tests {
                 "# TYPE pidwarden_container_pids_limit_hits_total counter".into(),
                 format!("pidwarden_container_pids_limit_hits_total{{{a}}} 4"),
                 format!("pidwarden_container_pids_limit_hits_total{{{b}}} 0"),
+                "# TYPE pidwarden_container_pids_peak gauge".into(),
+                format!("pidwarden_container_pids_peak{{{a}}} 40"),
                 "# TYPE pidwarden_container_memory_usage_bytes gauge".into(),
                 format!("pidwarden_container_memory_usage_bytes{{{a}}} 10485760"),
                 format!("pidwarden_container_memory_working_set_bytes{{{a}}} 8388608"),
@@ -578,7 +793,17 @@ mod tests {
                 format!("pidwarden_container_process_group_processes{{{a},command=\"sleep 1000\"}} 4"),
                 format!("pidwarden_container_process_group_processes{{{a},command=\"worker --password=*** --port 80\"}} 3"),
                 format!("pidwarden_container_process_group_processes{{{a},command=\"say \\\"hi\\\" C:\\\\dir\"}} 2"),
+                // The oldest copy's start: boot time + its start ticks / 100.
+                "# TYPE pidwarden_container_process_group_oldest_start_time_seconds gauge".into(),
+                format!("pidwarden_container_process_group_oldest_start_time_seconds{{{a},command=\"sleep 1000\"}} 1700000010.02"),
+                format!("pidwarden_container_process_group_oldest_start_time_seconds{{{a},command=\"worker --password=*** --port 80\"}} 1700000010.06"),
+                // Zombie 40's parent is pid 1.
+                "# TYPE pidwarden_container_zombie_parent_processes gauge".into(),
+                format!("pidwarden_container_zombie_parent_processes{{{a},command=\"sleep 1000\"}} 1"),
                 "pidwarden_containers 2".into(),
+                "pidwarden_node_tasks 300".into(),
+                "pidwarden_node_pids_limit 62811".into(),
+                "pidwarden_node_pids_headroom 62511".into(),
                 "# TYPE pidwarden_scrape_duration_seconds gauge".into(),
                 "pidwarden_scrape_duration_seconds 0.25".into(),
                 "# TYPE pidwarden_scrape_errors_total counter".into(),
@@ -600,6 +825,9 @@ mod tests {
             "pidwarden_container_pids_limit{",
             "pidwarden_container_pids_headroom{",
             "pidwarden_container_memory_limit_bytes{",
+            // no pids.peak file: absent, not 0
+            "pidwarden_container_pids_peak{",
+            "pidwarden_container_zombie_parent_processes{",
         ] {
             assert!(
                 !out.lines()
@@ -622,6 +850,7 @@ mod tests {
             &stats(),
             RenderOptions::default(),
             None,
+            None,
         );
         let out = encode_text(fams.clone()).unwrap();
         for f in &fams {
@@ -641,13 +870,20 @@ mod tests {
                 "pidwarden_container_pids_limit",
                 "pidwarden_container_pids_headroom",
                 "pidwarden_container_pids_limit_hits_total",
+                "pidwarden_container_pids_peak",
                 "pidwarden_container_memory_usage_bytes",
                 "pidwarden_container_memory_working_set_bytes",
                 "pidwarden_container_memory_limit_bytes",
                 "pidwarden_container_oom_kills_total",
                 "pidwarden_container_duplicate_processes",
                 "pidwarden_container_process_group_processes",
+                "pidwarden_container_process_group_memory_bytes",
+                "pidwarden_container_process_group_oldest_start_time_seconds",
+                "pidwarden_container_zombie_parent_processes",
                 "pidwarden_containers",
+                "pidwarden_node_tasks",
+                "pidwarden_node_pids_limit",
+                "pidwarden_node_pids_headroom",
                 "pidwarden_ambiguous_container_ids",
                 "pidwarden_scrape_duration_seconds",
                 "pidwarden_scrape_errors_total",
@@ -664,12 +900,11 @@ mod tests {
         let all = top_groups(c, 5, 120);
         assert_eq!(all.len(), 4, "{all:?}");
         assert_eq!(
-            all[0],
-            CommandGroup {
-                command: "sleep 1000".into(),
-                processes: 4
-            }
+            (all[0].command.as_str(), all[0].processes),
+            ("sleep 1000", 4)
         );
+        // The group reported is the largest with that command.
+        assert_eq!(all[0].group.as_ref().unwrap().pids, vec![2, 3, 4, 5]);
         assert_eq!(all[1].command, "worker --password=*** --port 80");
         // The long command is cut to 120 characters, ellipsis included.
         let long = &all[2];
@@ -708,6 +943,7 @@ mod tests {
             &meta(),
             &stats(),
             RenderOptions::default(),
+            None,
             None,
         ))
         .unwrap();
@@ -754,6 +990,7 @@ mod tests {
             &SelfStats::default(),
             RenderOptions::default(),
             None,
+            None,
         ))
         .unwrap();
         promtool_check(&empty);
@@ -794,7 +1031,7 @@ mod tests {
                 })
                 .collect();
             snap.containers[0].groups = Arc::new(groups);
-            let fams = build_families(&snap, &meta(), &stats(), opts, Some(labels));
+            let fams = build_families(&snap, &meta(), &stats(), opts, Some(labels), None);
             let fam = fams
                 .iter()
                 .find(|f| f.base == "pidwarden_container_process_group_processes")
@@ -824,7 +1061,7 @@ mod tests {
         // A removed container is forgotten.
         let mut gone = base.clone();
         gone.containers.retain(|c| c.container.id != ID_A);
-        build_families(&gone, &meta(), &stats(), opts, Some(&mut labels));
+        build_families(&gone, &meta(), &stats(), opts, Some(&mut labels), None);
         assert!(!labels.seen.contains_key(ID_A));
         // After the window, new values are shown again.
         let mut l = CommandLabels::new(1);
@@ -833,6 +1070,7 @@ mod tests {
             vec![CommandGroup {
                 command: c.into(),
                 processes: 2,
+                group: None,
             }]
         };
         for c in ["a", "b", "c", "d"] {
@@ -852,19 +1090,188 @@ mod tests {
             CommandGroup {
                 command: "x".into(),
                 processes: 5,
+                group: None,
             },
             CommandGroup {
                 command: "y".into(),
                 processes: 3,
+                group: None,
             },
         ];
         assert_eq!(
             l.bound(ID_A, two, t0),
             vec![CommandGroup {
                 command: OTHER_COMMAND.into(),
-                processes: 5
+                processes: 5,
+                group: None,
             }]
         );
+    }
+
+    /// Memory as a fixed table: the `sleep 1000` group under pid 1 and the
+    /// `worker` group hold known amounts; nothing else was read.
+    struct FixedMemory;
+
+    impl GroupMemorySource for FixedMemory {
+        fn group_memory(&self, id: &str, ppid: i32, cmdline: &Cmdline) -> Option<u64> {
+            match (id, ppid, cmdline.display().as_ref()) {
+                (ID_A, 1, "sleep 1000") => Some(4096 * 10),
+                (ID_A, 1, "worker --password=hunter2 --port 80") => Some(1 << 20),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn group_memory_and_oldest_start_follow_the_groups_shown() {
+        let out = encode_text(build_families(
+            &snapshot(),
+            &meta(),
+            &stats(),
+            RenderOptions::default(),
+            None,
+            Some(&FixedMemory),
+        ))
+        .unwrap();
+        let a = a();
+        assert_lines(
+            &out,
+            &[
+                format!("pidwarden_container_process_group_memory_bytes{{{a},command=\"sleep 1000\"}} 40960"),
+                format!("pidwarden_container_process_group_memory_bytes{{{a},command=\"worker --password=*** --port 80\"}} 1048576"),
+            ],
+        );
+        // Only groups that are shown, with the same labels.
+        let labels_of = |prefix: &str| -> Vec<String> {
+            out.lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(|l| l[prefix.len()..l.rfind(' ').unwrap()].to_string())
+                .collect()
+        };
+        let shown = labels_of("pidwarden_container_process_group_processes");
+        for fam in [
+            "pidwarden_container_process_group_memory_bytes",
+            "pidwarden_container_process_group_oldest_start_time_seconds",
+        ] {
+            let got = labels_of(fam);
+            assert!(!got.is_empty(), "{fam}");
+            assert!(
+                got.iter().all(|l| shown.contains(l)),
+                "{fam}: {got:?} vs {shown:?}"
+            );
+        }
+        // K = 1: one group, its three series.
+        let one = encode_text(build_families(
+            &snapshot(),
+            &meta(),
+            &stats(),
+            RenderOptions {
+                top_commands: 1,
+                command_max_chars: 120,
+            },
+            None,
+            Some(&FixedMemory),
+        ))
+        .unwrap();
+        for fam in [
+            "pidwarden_container_process_group_processes{",
+            "pidwarden_container_process_group_memory_bytes{",
+            "pidwarden_container_process_group_oldest_start_time_seconds{",
+        ] {
+            assert_eq!(
+                one.lines().filter(|l| l.starts_with(fam)).count(),
+                1,
+                "{fam}\n{one}"
+            );
+        }
+    }
+
+    #[test]
+    fn zombie_parents_count_per_parent_command_top_k() {
+        use pidwarden_shared::procfs::{ProcState, Process};
+        use std::sync::Arc;
+        let mut snap = snapshot();
+        let zombie = |pid: i32, ppid: i32| Process {
+            pid,
+            ppid,
+            start_time: 5000,
+            state: ProcState::Zombie,
+            comm: Arc::from("sh"),
+            cmdline: Cmdline::default(),
+            threads: 1,
+            cpu_ticks: 0,
+            child_cpu_ticks: 0,
+        };
+        let mut procs = (*snap.containers[0].processes).clone();
+        // A parent holding a secret in its command line, two parents with
+        // the same command (they add up), a parent without a command line,
+        // and a zombie whose parent is gone.
+        procs.live[5].cmdline = Cmdline::from_args(["worker", "--password=hunter2"]);
+        procs.live[6].cmdline = Cmdline::from_args(["reaper"]);
+        procs.live[7].cmdline = Cmdline::from_args(["reaper"]);
+        procs.live[8].cmdline = Cmdline::default();
+        procs.zombies = vec![
+            zombie(50, 6),
+            zombie(51, 6),
+            zombie(52, 6),
+            zombie(53, 7),
+            zombie(54, 8),
+            zombie(55, 9),
+            zombie(56, 999),
+        ];
+        snap.containers[0].processes = procs.into();
+        let c = &snap.containers[0];
+        let got: Vec<(String, u64)> = zombie_parents(c, 5, 120)
+            .into_iter()
+            .map(|g| (g.command, g.processes))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("worker --password=***".to_string(), 3),
+                ("reaper".to_string(), 2),
+                ("[sleep]".to_string(), 1),
+            ]
+        );
+        assert_eq!(zombie_parents(c, 1, 120).len(), 1);
+        // No zombies: no parents (only parents holding 1 or more).
+        assert!(zombie_parents(&snapshot().containers[1], 5, 120).is_empty());
+        let out = encode_text(build_families(
+            &snap,
+            &meta(),
+            &stats(),
+            RenderOptions::default(),
+            None,
+            None,
+        ))
+        .unwrap();
+        assert!(!out.contains("hunter2"));
+        assert!(out.contains(&format!(
+            "pidwarden_container_zombie_parent_processes{{{},command=\"reaper\"}} 2",
+            a()
+        )));
+    }
+
+    /// Parents cycling commands get the same bound as groups: at most
+    /// 4 × K values per window, the rest adding up under `(other)`.
+    #[test]
+    fn zombie_parent_commands_are_bounded_over_time() {
+        let mut l = CommandLabels::new(1);
+        let t0 = std::time::Instant::now();
+        let one = |c: &str, n: u64| CommandGroup {
+            command: c.into(),
+            processes: n,
+            group: None,
+        };
+        for c in ["a", "b", "c", "d"] {
+            assert_eq!(l.bound_parents(ID_A, vec![one(c, 1)], t0)[0].command, c);
+        }
+        assert_eq!(
+            l.bound_parents(ID_A, vec![one("e", 2), one("f", 3)], t0),
+            vec![one(OTHER_COMMAND, 5)]
+        );
+        // The groups' budget is apart: still empty.
+        assert_eq!(l.bound(ID_A, vec![one("x", 2)], t0)[0].command, "x");
     }
 
     #[test]

@@ -12,9 +12,11 @@ use axum::Router;
 use pidwarden_shared::collect::{Collector, Snapshot};
 use pidwarden_shared::exposition::Format;
 use pidwarden_shared::runtime::Kind;
+use pidwarden_shared::Roots;
 use tokio::sync::Mutex;
 
 use crate::encode::encode;
+use crate::group_memory::{GroupMemory, REFRESH_EVERY};
 use crate::metrics::{build_families, CommandLabels, RenderOptions, SelfStats};
 use crate::runtime::MetaCache;
 use crate::scrape_errors::{ErrorCounts, LogLimiter};
@@ -23,11 +25,20 @@ use crate::scrape_errors::{ErrorCounts, LogLimiter};
 pub trait SnapshotSource: Send + 'static {
     /// Collects every container.
     fn collect(&mut self) -> Snapshot;
+    /// The roots the collections were read under, when they are a live
+    /// host's: the groups' memory is then read there too.
+    fn roots(&self) -> Option<&Roots> {
+        None
+    }
 }
 
 impl SnapshotSource for Collector {
     fn collect(&mut self) -> Snapshot {
         Collector::collect(self)
+    }
+
+    fn roots(&self) -> Option<&Roots> {
+        Some(Collector::roots(self))
     }
 }
 
@@ -38,6 +49,8 @@ struct Scraper {
     limiter: LogLimiter,
     /// The `command` values each container showed lately (bounded).
     labels: CommandLabels,
+    /// The shown groups' memory, refreshed on its own schedule.
+    memory: GroupMemory,
 }
 
 impl Scraper {
@@ -69,7 +82,18 @@ impl Scraper {
                 meta.report_missing(Kind::of(c.container.runtime), &c.container.id);
             }
         }
-        let families = build_families(&snap, &known, &stats, opts, Some(&mut self.labels));
+        if let Some(roots) = self.source.roots() {
+            self.memory
+                .refresh(roots, &snap, opts.top_commands, opts.command_max_chars);
+        }
+        let families = build_families(
+            &snap,
+            &known,
+            &stats,
+            opts,
+            Some(&mut self.labels),
+            Some(&self.memory),
+        );
         encode(families, format)
     }
 }
@@ -98,6 +122,7 @@ impl AppState {
                 errors: ErrorCounts::default(),
                 limiter: LogLimiter::new(Duration::from_secs(60)),
                 labels: CommandLabels::new(opts.top_commands),
+                memory: GroupMemory::new(REFRESH_EVERY),
             })),
             meta,
             opts,

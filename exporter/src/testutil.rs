@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pidwarden_shared::cgroup::{CgroupDirs, Container, MemoryStats, PidsStats, Runtime};
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot, Stage};
 use pidwarden_shared::groups::Group;
+use pidwarden_shared::node::NodeStats;
 use pidwarden_shared::procfs::{Cmdline, ContainerProcesses, ProcState, Process};
 use pidwarden_shared::Limit;
 
@@ -64,6 +65,7 @@ pub fn snapshot() -> Snapshot {
             limit: Limit::Max(100),
             headroom: Some(88),
             limit_hits: 4,
+            peak: Some(40),
         }),
         memory: Some(MemoryStats {
             usage: 10_485_760,
@@ -94,6 +96,7 @@ pub fn snapshot() -> Snapshot {
             limit: Limit::Unlimited,
             headroom: None,
             limit_hits: 0,
+            peak: None,
         }),
         memory: Some(MemoryStats {
             usage: 4096,
@@ -115,6 +118,13 @@ pub fn snapshot() -> Snapshot {
             "reading /proc/77/stat: permission denied".into(),
         )],
         ambiguous: Vec::new(),
+        node: Some(NodeStats {
+            tasks: 300,
+            pid_max: 4_194_304,
+            threads_max: 62_811,
+            boot_time: 1_700_000_000,
+            ticks_per_second: 100,
+        }),
     }
 }
 

@@ -530,3 +530,277 @@ fn bad_flags_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A process's arguments joined by spaces, its parent and its start time
+/// in ticks, as the kernel shows them; `None` when it vanished.
+fn proc_info(pid: u32) -> Option<(String, u32, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after) = stat.rsplit_once(") ")?;
+    let f: Vec<&str> = after.split(' ').collect();
+    // after `) `: field 3 (state) is f[0]; ppid (4) f[1]; starttime (22) f[19].
+    let ppid = f.get(1)?.parse().ok()?;
+    let start = f.get(19)?.parse().ok()?;
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv = String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ");
+    Some((argv, ppid, start))
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    proc_stat(&pid.to_string()).map(|(s, _)| s)
+}
+
+/// The children of `pid` (every thread's), as the kernel lists them.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|k| k.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// `VmRSS` of a process in bytes (0 for one that vanished).
+fn vm_rss(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The processes of the container's cgroup.
+fn cgroup_pids(c: &TestContainer) -> Vec<u32> {
+    read_trim(&pids_dir(c).join("cgroup.procs"))
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// The kernel's boot time, from /proc/stat.
+fn btime() -> u64 {
+    read_trim(Path::new("/proc/stat"))
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("/proc/stat has btime")
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).expect("CLK_TCK")
+}
+
+/// Three copies of a shell that holds an 8 MiB string while it waits on its
+/// `sleep`; two parents that never reap (`sleep 1000` holding two zombies,
+/// `sleep 999` one); short-lived `yes | head` pipelines that raise the task
+/// count before it shrinks back. The group's memory, its oldest copy's
+/// start, the zombies per parent and the cgroup's peak each equal what the
+/// kernel says.
+#[test]
+fn group_memory_oldest_copy_zombie_parents_and_pids_peak_match_the_kernel() {
+    if !require_docker() {
+        return;
+    }
+    const COPY: &str = "v=$(yes | head -c 8388608); sleep 1000; echo ${#v}";
+    let script = format!(
+        "S='{COPY}'; for i in 1 2 3; do sh -c \"$S\" & done; \
+         sh -c 'sleep 0.1 & sleep 0.1 & exec sleep 1000' & \
+         sh -c 'sleep 0.1 & exec sleep 999' & \
+         exec sleep 1000"
+    );
+    let c = TestContainer::run(&[], &["sh", "-c", &script]);
+    let copy_cmd = format!("sh -c {COPY}");
+
+    // Wait until the kernel shows the three copies holding their strings
+    // (RSS stable over two reads) and the three zombies.
+    let copies = |pids: &[u32]| -> Vec<(u32, u64)> {
+        let mut v: Vec<(u32, u64)> = pids
+            .iter()
+            .filter_map(|&p| {
+                let (argv, _, start) = proc_info(p)?;
+                (argv == copy_cmd).then_some((p, start))
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let group_rss = |copies: &[(u32, u64)]| -> u64 {
+        copies
+            .iter()
+            .map(|&(p, _)| vm_rss(p) + children(p).into_iter().map(vm_rss).sum::<u64>())
+            .sum()
+    };
+    // Zombie parents: parent command → zombies held.
+    let zombie_parents = |pids: &[u32]| -> HashMap<String, u64> {
+        let mut m = HashMap::new();
+        for &p in pids {
+            let n = children(p)
+                .into_iter()
+                .filter(|&k| proc_state(k) == Some('Z'))
+                .count() as u64;
+            if n > 0 {
+                if let Some((argv, _, _)) = proc_info(p) {
+                    *m.entry(argv).or_insert(0) += n;
+                }
+            }
+        }
+        m
+    };
+    let mut last_rss = 0;
+    let ready = poll_until(WAIT, Duration::from_millis(500), || {
+        let pids = cgroup_pids(&c);
+        let cs = copies(&pids);
+        let rss = group_rss(&cs);
+        let z: u64 = zombie_parents(&pids).values().sum();
+        // Each copy holds its string (at least 8 MiB) and its sleep.
+        let done = cs.len() == 3
+            && cs
+                .iter()
+                .all(|&(p, _)| children(p).len() == 1 && vm_rss(p) > 8 << 20)
+            && z == 3
+            && rss == last_rss;
+        last_rss = rss;
+        done.then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "the container never settled: {:?}",
+        copies(&cgroup_pids(&c))
+    );
+
+    let ex = Exporter::start(&[]);
+    let id = c.id.as_str();
+    let label = [("command", copy_cmd.as_str())];
+    let got = poll_until(WAIT, STEP, || {
+        let pids = cgroup_pids(&c);
+        let before = group_rss(&copies(&pids));
+        let body = ex.metrics();
+        let after = group_rss(&copies(&pids));
+        sample(
+            &body,
+            "pidwarden_container_process_group_memory_bytes",
+            id,
+            &label,
+        )?;
+        (before == after).then_some((before, pids, body))
+    });
+    let (kernel_rss, pids, body) = got.expect("the group's memory was never served");
+    let v = |name: &str, extra: &[(&str, &str)]| sample(&body, name, id, extra);
+    assert_eq!(
+        v("pidwarden_container_process_group_processes", &label).as_deref(),
+        Some("3"),
+        "{body}"
+    );
+    // Memory: the copies and their sleeps, as the kernel's VmRSS says.
+    let served: u64 = v("pidwarden_container_process_group_memory_bytes", &label)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        served >= 3 * (8 << 20),
+        "three copies hold 8 MiB each: {served}"
+    );
+    let diff = served.abs_diff(kernel_rss);
+    assert!(
+        diff <= kernel_rss / 50,
+        "served {served} B, kernel VmRSS sum {kernel_rss} B"
+    );
+
+    // Oldest copy: boot time + its start ticks.
+    let oldest = copies(&pids).iter().map(|&(_, s)| s).min().unwrap();
+    let want = btime() as f64 + oldest as f64 / clock_ticks() as f64;
+    let served: f64 = v(
+        "pidwarden_container_process_group_oldest_start_time_seconds",
+        &label,
+    )
+    .expect("oldest start served")
+    .parse()
+    .unwrap();
+    assert!(
+        (served - want).abs() < 0.001,
+        "served {served}, kernel {want}"
+    );
+
+    // Zombies per parent: two parents, two commands.
+    let kernel = zombie_parents(&pids);
+    assert_eq!(
+        kernel,
+        HashMap::from([("sleep 1000".to_string(), 2), ("sleep 999".to_string(), 1)])
+    );
+    for (cmd, n) in &kernel {
+        assert_eq!(
+            v(
+                "pidwarden_container_zombie_parent_processes",
+                &[("command", cmd)]
+            ),
+            Some(n.to_string()),
+            "{body}"
+        );
+    }
+    let zombie_series = body
+        .lines()
+        .filter(|l| l.starts_with("pidwarden_container_zombie_parent_processes{") && l.contains(id))
+        .count();
+    assert_eq!(zombie_series, 2, "{body}");
+
+    // The peak: what pids.peak says, above what is left now (the pipelines
+    // came and went). This kernel has pids.peak on cgroup v1 too.
+    let dir = pids_dir(&c);
+    let peak_file = dir.join("pids.peak");
+    if peak_file.exists() {
+        let peak: u64 = read_trim(&peak_file).parse().unwrap();
+        let current: u64 = read_trim(&dir.join("pids.current")).parse().unwrap();
+        assert!(peak > current, "peak {peak} current {current}");
+        assert_eq!(
+            v("pidwarden_container_pids_peak", &[]),
+            Some(peak.to_string()),
+            "{body}"
+        );
+    } else {
+        assert_eq!(v("pidwarden_container_pids_peak", &[]), None, "{body}");
+    }
+}
+
+/// The node's figures equal the kernel's, read at the same moment.
+#[test]
+fn node_tasks_and_limits_match_the_kernel() {
+    if !require_docker() {
+        return;
+    }
+    let ex = Exporter::start(&[]);
+    let tasks = || -> u64 {
+        read_trim(Path::new("/proc/loadavg"))
+            .split_whitespace()
+            .nth(3)
+            .and_then(|f| f.split_once('/'))
+            .and_then(|(_, t)| t.parse().ok())
+            .unwrap()
+    };
+    let num = |p: &str| -> u64 { read_trim(Path::new(p)).parse().unwrap() };
+    let limit = num("/proc/sys/kernel/pid_max").min(num("/proc/sys/kernel/threads-max"));
+    let before = tasks();
+    let body = ex.metrics();
+    let after = tasks();
+    let served = |s: &str| -> u64 { unlabelled(&body, s).unwrap().parse().unwrap() };
+    let t = served("pidwarden_node_tasks");
+    // Tasks come and go on a busy host: within what the kernel said just
+    // before and just after, give or take a few.
+    let (lo, hi) = (before.min(after), before.max(after));
+    assert!(
+        t + 50 >= lo && t <= hi + 50,
+        "served {t}, kernel {before}..{after}"
+    );
+    assert_eq!(served("pidwarden_node_pids_limit"), limit);
+    assert_eq!(served("pidwarden_node_pids_headroom"), limit - t);
+}

@@ -93,6 +93,10 @@ echo "=== info pod k8s-fs $POD2"
 mkcg $A
 run $A /tmp/a.sh sh -c 'sleep 1000 & sleep 1000 & sleep 1000 & wait'
 run $A /tmp/a.out $H zombies 3
+# ... and a burst of eight short-lived tasks: its pids.peak stays above
+# what is left once they are gone.
+run $A /tmp/a-burst.out sh -c 'for i in 1 2 3 4 5 6 7 8; do usleep 300000 & done; wait; echo burst done'
+await /tmp/a-burst.out burst
 
 # Docker, systemd driver, its own pids limit: forks refused at it.
 mkcg $B

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::cgroup::{self, Container, ControlFiles, Layout, MemoryStats, PidsStats};
 use crate::fasthash::stable_hash;
 use crate::groups::{duplicate_groups, Group};
+use crate::node::{read_boot_time, read_node, NodeStats};
 use crate::procfs::{ContainerProcesses, FdPool, ProcessReader, ProcessTable, TableStats};
 use crate::{Error, Result, Roots};
 
@@ -78,6 +79,9 @@ pub struct Snapshot {
     /// Container ids whose cgroup name was found at two places: refused,
     /// neither published (logged once by the collector when first seen).
     pub ambiguous: Vec<cgroup::Ambiguous>,
+    /// The node's tasks, PID limits and boot time; `None` when they could
+    /// not be read (the error is listed).
+    pub node: Option<NodeStats>,
 }
 
 /// How a collection reads processes.
@@ -173,6 +177,8 @@ pub struct Collector {
     budget_logged: bool,
     /// The ambiguous ids of the last walk, each logged when it first showed.
     ambiguous: Vec<cgroup::Ambiguous>,
+    /// The node's boot time, read once (it does not change while it runs).
+    boot_time: Option<u64>,
 }
 
 impl Collector {
@@ -220,6 +226,7 @@ impl Collector {
             mode,
             budget_logged: false,
             ambiguous: Vec::new(),
+            boot_time: None,
         }
     }
 
@@ -333,11 +340,34 @@ impl Collector {
         let stats = self.table_stats();
         log_budget_once(&mut self.budget_logged, stats);
         snapshot.ambiguous = self.ambiguous.clone();
+        snapshot.node = self.read_node(&mut errors);
         snapshot.errors = errors
             .into_iter()
             .map(|(stage, e)| (stage, e.to_string()))
             .collect();
         snapshot
+    }
+
+    /// The node's figures (three small files; the boot time read once).
+    fn read_node(&mut self, errors: &mut Vec<(Stage, Error)>) -> Option<NodeStats> {
+        let boot = match self.boot_time {
+            Some(b) => b,
+            None => match read_boot_time(&self.roots) {
+                Ok(Some(b)) => *self.boot_time.insert(b),
+                Ok(None) => return None,
+                Err(e) => {
+                    errors.push((Stage::Proc, e));
+                    return None;
+                }
+            },
+        };
+        match read_node(&self.roots, boot) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push((Stage::Proc, e));
+                None
+            }
+        }
     }
 
     /// The cgroup layout of the last collection, when it found one.

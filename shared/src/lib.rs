@@ -18,6 +18,7 @@ mod fasthash;
 pub mod groups;
 pub mod limit;
 pub mod listen;
+pub mod node;
 pub mod procfs;
 pub mod redact;
 pub mod roots;

@@ -248,6 +248,8 @@ fn v2_docker_cgroupfs_driver() {
         .set("docker", "memory.max", "1073741824\n")
         .set("docker", "memory.current", "400000000\n")
         .set(&a, "pids.current", "12\n")
+        // it once had 31 tasks (pids.peak, 6.1 on) and shrank since
+        .set(&a, "pids.peak", "31\n")
         .set(&a, "pids.events", "max 4\n")
         .set(&a, "cgroup.procs", "4242\n4250\n4251\n")
         .set(&a, "memory.current", "104857600\n")
@@ -288,6 +290,7 @@ fn v2_docker_cgroupfs_driver() {
             limit: Limit::Max(50),
             headroom: Some(20),
             limit_hits: 4,
+            peak: Some(31),
         })
     );
     assert_eq!(
@@ -312,6 +315,7 @@ fn v2_docker_cgroupfs_driver() {
             limit: Limit::Max(15),
             headroom: Some(3),
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -364,6 +368,7 @@ fn v2_docker_systemd_driver() {
             limit: Limit::Max(4915),
             headroom: Some(15),
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -423,6 +428,7 @@ fn v2_podman() {
             limit: Limit::Max(64),
             headroom: Some(4),
             limit_hits: 17,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -486,6 +492,7 @@ fn v2_kubepods_systemd_driver() {
             limit: Limit::Max(1024),
             headroom: Some(24),
             limit_hits: 31,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -511,6 +518,7 @@ fn v2_kubepods_systemd_driver() {
             limit: Limit::Max(1024),
             headroom: Some(24),
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -585,6 +593,7 @@ fn v2_kubepods_systemd_driver_crio() {
             limit: Limit::Max(16),
             headroom: Some(4),
             limit_hits: 4,
+            peak: Some(0),
         }),
         "the pod's limit and headroom, shared with the sandbox and conmon"
     );
@@ -641,6 +650,7 @@ fn v2_kubepods_cgroupfs_driver() {
             limit: Limit::Max(4096),
             headroom: Some(10),
             limit_hits: 2,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -661,6 +671,7 @@ fn v2_kubepods_cgroupfs_driver() {
             limit: Limit::Max(30000),
             headroom: Some(10),
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -684,6 +695,7 @@ fn v2_unlimited_everywhere() {
             limit: Limit::Unlimited,
             headroom: None,
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     let m = read_memory(&layout, &cs[0]).unwrap().unwrap();
@@ -703,6 +715,8 @@ fn v2_ancestor_without_pids_controller_and_no_events_file() {
     // an intermediate level where the controller is not enabled has no pids files
     fs::remove_file(t.path("system.slice/pids.max")).unwrap();
     fs::remove_file(t.path(&a).join("pids.events")).unwrap();
+    // a kernel before pids.peak (6.1): the peak is absent, not 0
+    fs::remove_file(t.path(&a).join("pids.peak")).unwrap();
     let layout = t.layout();
     let cs = discover(&layout).unwrap();
     assert_eq!(
@@ -712,6 +726,7 @@ fn v2_ancestor_without_pids_controller_and_no_events_file() {
             limit: Limit::Unlimited,
             headroom: None,
             limit_hits: 0,
+            peak: None,
         })
     );
 }
@@ -841,6 +856,7 @@ fn v1_hybrid() {
             limit: Limit::Max(40),
             headroom: Some(7),
             limit_hits: 6,
+            peak: Some(0),
         })
     );
     assert_eq!(
@@ -865,6 +881,7 @@ fn v1_hybrid() {
             limit: Limit::Max(40),
             headroom: Some(7),
             limit_hits: 0,
+            peak: Some(0),
         })
     );
     assert_eq!(

@@ -445,6 +445,14 @@ fn check_snapshot(
             tb.working_set,
             ta.working_set
         );
+        // Debian's 6.1 and 6.12 both have pids.peak: never absent there.
+        let peak = stable(
+            sb.dirs[rel].num("pids.peak"),
+            sa.dirs[rel].num("pids.peak"),
+            "pids.peak",
+        );
+        assert!(peak.is_some(), "{c}: no pids.peak on {}", g.kernel);
+        assert_eq!(field(row, "pids_peak"), peak, "{c}: pids_peak = pids.peak");
         assert_eq!(
             field(row, "pids_limit_hits"),
             Some(expected_hits(g, name, counting)),
@@ -463,7 +471,7 @@ fn by_id(text: &str, metric: &str) -> BTreeMap<String, f64> {
 }
 
 /// Metrics whose values do not move while the workloads sit still.
-const STATIC_METRICS: [&str; 9] = [
+const STATIC_METRICS: [&str; 10] = [
     "pidwarden_container_tasks",
     "pidwarden_container_processes",
     "pidwarden_container_zombie_processes",
@@ -473,6 +481,7 @@ const STATIC_METRICS: [&str; 9] = [
     "pidwarden_container_pids_limit_hits_total",
     "pidwarden_container_memory_limit_bytes",
     "pidwarden_container_oom_kills_total",
+    "pidwarden_container_pids_peak",
 ];
 
 fn check_scrapes(g: &Guest, counting: Counting) {
@@ -506,6 +515,7 @@ fn check_scrapes(g: &Guest, counting: Counting) {
                 g.kernel
             );
             let hits = by_id(text, "pidwarden_container_pids_limit_hits_total");
+            let peaks = by_id(text, "pidwarden_container_pids_peak");
             let after = &g.states["after"];
             for (name, rel) in &g.containers {
                 let id = id_of(rel);
@@ -523,6 +533,12 @@ fn check_scrapes(g: &Guest, counting: Counting) {
                     hits.get(&id).copied(),
                     Some(expected_hits(g, name, counting) as f64),
                     "{} scrape {label}: {name} refused forks",
+                    g.kernel
+                );
+                assert_eq!(
+                    peaks.get(&id).copied(),
+                    after.dirs[rel].num("pids.peak").map(|p| p as f64),
+                    "{} scrape {label}: {name} pids.peak",
                     g.kernel
                 );
             }
@@ -585,6 +601,14 @@ fn check_workloads(g: &Guest) {
     );
     let dockerfs = truth(st, &g.containers["dockerfs"]);
     assert_eq!(dockerfs.zombies, 3, "{}: zombies", g.kernel);
+    // The burst came and went: the peak stays above what is left.
+    let a = &st.dirs[&g.containers["dockerfs"]];
+    let (peak, now) = (a.num("pids.peak"), a.num("pids.current"));
+    assert!(
+        peak.zip(now).is_some_and(|(p, n)| p > n),
+        "{}: dockerfs pids.peak {peak:?}, pids.current {now:?}",
+        g.kernel
+    );
     assert_eq!(dockerfs.duplicates, 2, "{}: copies", g.kernel);
 }
 

@@ -11,7 +11,9 @@
 //! kill-duplicates, then the escalated restart that opens the circuit).
 //!
 //! Every query must parse (no 400/422, instant and range); at least 80%
-//! must return data. The ratio and the empty ones are printed.
+//! must return data, and every panel of [`MUST_HAVE_DATA`] must (the leaky
+//! container gives each of them something to show). The ratio and the
+//! empty ones are printed.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -54,6 +56,18 @@ fn webhook_payload(id: &str, fingerprint: &str, starts_at: &str) -> String {
     })
     .to_string()
 }
+
+/// Panels (dashboard uid, title) whose every query must return data here:
+/// the group memory and oldest copy of the five `sleep 300`, the `sleep 600`
+/// holding the zombie, the node's headroom (grafana/test_dashboards.py
+/// lists the metric each reads).
+const MUST_HAVE_DATA: &[(&str, &str)] = &[
+    ("pidwarden-container", "Memory per command group"),
+    ("pidwarden-container", "Oldest copy age"),
+    ("pidwarden-container", "Zombie parents"),
+    ("pidwarden-fleet", "Node PID headroom"),
+    ("pidwarden-fleet", "Zombie parents, top 20"),
+];
 
 fn dashboard_queries() -> Vec<(String, String, String)> {
     let root = workspace_root();
@@ -238,6 +252,17 @@ fn every_dashboard_query_parses_and_most_return_data() {
         "queries Prometheus rejected:\n{}",
         bad.join("\n")
     );
+    for (dash, panel) in MUST_HAVE_DATA {
+        let label = format!("{dash} / {panel}");
+        assert!(
+            queries.iter().any(|(d, p, _)| d == dash && p == panel),
+            "no query for panel {label}"
+        );
+        assert!(
+            !empty.iter().any(|(l, _)| *l == label),
+            "panel {label} shows nothing: {empty:?}"
+        );
+    }
     assert!(
         ratio >= 0.8,
         "only {with_data} of {} queries returned data ({}); empty:\n{}",

@@ -125,6 +125,9 @@ pub struct PidsStats {
     pub headroom: Option<u64>,
     /// `pids.events` `max`: forks refused at the limit.
     pub limit_hits: u64,
+    /// `pids.peak`: the most tasks the cgroup ever had; `None` where the
+    /// kernel has no such file.
+    pub peak: Option<u64>,
 }
 
 /// What the memory controller reports for a container.

@@ -167,11 +167,13 @@ pub fn read_pids_from(
         headroom = Some(headroom.map_or(h, |old| old.min(h)));
     }
     let limit_hits = read_limit_hits(src, layout, dir)?;
+    let peak = read_u64(src, &dir.join("pids.peak"))?;
     Ok(Some(PidsStats {
         current,
         limit,
         headroom,
         limit_hits,
+        peak,
     }))
 }
 

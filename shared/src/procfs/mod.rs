@@ -8,13 +8,15 @@
 //! - [`table`]: the incremental [`ProcessTable`], which learns exits from
 //!   pidfds and arrivals from `cgroup.procs`, so a scrape costs what changed;
 //! - [`budget`]: the file descriptor budget both keep below the open file
-//!   limit.
+//!   limit;
+//! - [`statm`]: a process's resident memory, read on demand.
 
 pub mod budget;
 mod exits;
 pub mod parse;
 pub mod reader;
 mod schedule;
+pub mod statm;
 pub mod table;
 
 pub use budget::{kept_handle_budget, nofile_limit, raise_nofile_limit, FdPool, RESERVED_FDS};

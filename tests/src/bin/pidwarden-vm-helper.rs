@@ -189,8 +189,9 @@ fn dump() {
         let rel = d.strip_prefix(root).unwrap_or(d).display().to_string();
         let threads = list(&d.join("cgroup.threads"));
         out.push_str(&format!(
-            "D rel={rel} type={} procs={} threads={} pids.current={} pids.max={} pids.events={} \
-             pids.events.local={} memory.current={} memory.max={} oom_kill={} inactive_file={}\n",
+            "D rel={rel} type={} procs={} threads={} pids.current={} pids.max={} pids.peak={} \
+             pids.events={} pids.events.local={} memory.current={} memory.max={} oom_kill={} \
+             inactive_file={}\n",
             first_line(&d.join("cgroup.type")).replace(' ', "_"),
             list(&d.join("cgroup.procs")),
             if threads == "ERR" {
@@ -200,6 +201,7 @@ fn dump() {
             },
             first_line(&d.join("pids.current")),
             first_line(&d.join("pids.max")),
+            first_line(&d.join("pids.peak")),
             key(&d.join("pids.events"), "max"),
             key(&d.join("pids.events.local"), "max"),
             first_line(&d.join("memory.current")),
