@@ -9,22 +9,13 @@ use std::sync::Arc;
 
 use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
 use crate::decide::Job;
-use crate::kill::{ExecControl, KillPolicy};
+use crate::kill::ExecControl;
 use crate::outcome::Outcome;
 use crate::service::{blocking, Service};
 
 impl Service {
-    fn kill_policy(&self) -> KillPolicy {
-        KillPolicy {
-            keep: self.settings.keep,
-            sample: self.settings.sample,
-            grace: self.settings.grace,
-            protected: self.settings.protected.clone(),
-        }
-    }
-
     pub(crate) async fn run_kill(&self, job: &Job) -> ActionEnd {
-        let policy = self.kill_policy();
+        let policy = self.settings.kill.clone();
         let engine = Arc::clone(&self.engine);
         let id = job.info.id.clone();
         let p2 = policy.clone();

@@ -13,7 +13,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decide;
-pub mod engine;
 pub mod forward;
 pub mod http;
 mod identity;

@@ -63,7 +63,7 @@ impl Service {
                 g.min(MAX_POD_GRACE),
                 "the pod's terminationGracePeriodSeconds",
             ),
-            None => (self.settings.grace, "--grace"),
+            None => (self.settings.kill.grace, "--grace"),
         };
         let stop_timeout = grace.as_secs().max(1);
         if job.dry_run {

@@ -13,9 +13,9 @@ use pidwarden_remediator::kill::{
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
+use pidwarden_shared::procfs::parse_nspid;
 use pidwarden_shared::procfs::{read_children, read_process, Cmdline, Process};
 use pidwarden_shared::signal::PinnedProcess;
-use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
 use pidwarden_tests::{poll_until, require_docker, ChildGuard, TestContainer};
 

@@ -22,7 +22,6 @@ pub mod roots;
 pub mod runtime;
 pub mod signal;
 pub mod timefmt;
-pub mod victims;
 
 pub use error::{Error, Result};
 pub use limit::Limit;

@@ -19,8 +19,8 @@ use http_body_util::BodyExt as _;
 use pidwarden_remediator::auth::Credentials;
 use pidwarden_remediator::clock::{Clock, SystemClock};
 use pidwarden_remediator::config::Settings;
-use pidwarden_remediator::engine::KillEngine;
 use pidwarden_remediator::http::{app, AppState};
+use pidwarden_remediator::kill::KillEngine;
 use pidwarden_remediator::kill::{
     CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signalled,
 };
@@ -293,8 +293,11 @@ impl KillEngine for FakeEngine {
 /// Settings for tests: tiny sampling and grace, no cooldown.
 pub fn fast_settings() -> Settings {
     Settings {
-        sample: Duration::from_millis(10),
-        grace: Duration::from_millis(10),
+        kill: KillPolicy {
+            sample: Duration::from_millis(10),
+            grace: Duration::from_millis(10),
+            ..KillPolicy::default()
+        },
         cooldown: Duration::ZERO,
         ..Settings::default()
     }

@@ -1,6 +1,7 @@
 //! The seam between the remediator's decisions and the kill-duplicates
-//! engine ([`crate::kill`]): a trait, so the HTTP and restraint logic is
-//! tested without real processes, and the implementation over the host.
+//! engine: the [`KillEngine`] trait, so the HTTP and restraint logic is
+//! tested without real processes, and [`HostKillEngine`], which plans,
+//! executes and resumes over the host through [`super`].
 //! The calls block (sampling, grace period): run them in `spawn_blocking`.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use pidwarden_shared::collect::Collector;
 use pidwarden_shared::procfs::read_cgroup_membership;
 use pidwarden_shared::Roots;
 
-use crate::kill::{ExecControl, KillPlan, KillPolicy, KillReport, ProcRef};
+use super::{ExecControl, KillPlan, KillPolicy, KillReport, ProcRef};
 
 /// Plans and executes kill-duplicates.
 pub trait KillEngine: Send + Sync + 'static {
@@ -79,7 +80,7 @@ impl HostKillEngine {
 impl KillEngine for HostKillEngine {
     fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
         let mut c = Collector::new(self.roots.clone());
-        crate::kill::plan(&mut c, id, policy).map_err(|e| e.to_string())
+        super::plan(&mut c, id, policy).map_err(|e| e.to_string())
     }
 
     fn execute(
@@ -88,11 +89,11 @@ impl KillEngine for HostKillEngine {
         policy: &KillPolicy,
         control: &ExecControl<'_>,
     ) -> KillReport {
-        crate::kill::execute(&self.roots, plan, policy, control)
+        super::execute(&self.roots, plan, policy, control)
     }
 
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
-        crate::kill::resume_stopped(&self.roots, procs)
+        super::resume_stopped(&self.roots, procs)
     }
 
     fn is_local(&self, id: &str) -> bool {
