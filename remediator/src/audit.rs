@@ -185,7 +185,7 @@ pub(crate) struct Row<'a> {
 
 /// The dedupe key of an alert in a mode.
 pub(crate) fn instance_key(alert: &Alert, dry_run: bool) -> InstanceKey {
-    (
+    InstanceKey::new(
         clip(&alert.fingerprint, 64),
         clip(&alert.starts_at, 64),
         dry_run,
@@ -492,7 +492,7 @@ mod rebuild_tests {
 
         let mut after = rebuild_restraint(&store, &s, at(NOW)).unwrap();
         assert_eq!(after, before);
-        let key = |fp: &str, st: &str| (fp.to_string(), st.to_string(), false);
+        let key = |fp: &str, st: &str| InstanceKey::new(fp, st, false);
         assert!(after.is_handled(&key("live", "s1")));
         assert!(after.is_handled(&key("recent", "s1")));
         assert!(!after.is_handled(&key("gone", "s1")));
@@ -598,7 +598,7 @@ mod rebuild_tests {
             mono_ms: 50_000,
         };
         let mut r = rebuild_restraint(&store, &s, now).unwrap();
-        let key = |fp: &str| (fp.to_string(), "s9".to_string(), false);
+        let key = |fp: &str| InstanceKey::new(fp, "s9", false);
         let c1 = Subject::container("c1", "n");
         let decide = |r: &mut Restraint, fp: &str, sub, at: i64| {
             r.decide(&key(fp), sub, Action::Restart, None, &s, at)
@@ -683,7 +683,7 @@ mod rebuild_tests {
             id: "c-new",
             name: "shop/web-1/app",
         };
-        let key = ("f".to_string(), "s2".to_string(), false);
+        let key = InstanceKey::new("f", "s2", false);
         let d = r.decide(&key, new, Action::Restart, None, &s, NOW);
         assert!(
             matches!(

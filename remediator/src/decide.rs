@@ -314,7 +314,7 @@ impl Service {
                 self.metrics().count(action, Outcome::Failed);
                 return AlertOutcome {
                     row: -1,
-                    fingerprint: key.0,
+                    fingerprint: key.fingerprint,
                     action: action.as_str().into(),
                     result: Outcome::Failed,
                     reason: format!("state store: {e}"),
@@ -323,7 +323,7 @@ impl Service {
             }
         };
         tracing::info!(row, id = %info.id, name = %info.name, action = action.as_str(), dry_run, escalated, "action started");
-        let fingerprint = key.0.clone();
+        let fingerprint = key.fingerprint.clone();
         let job = Job {
             row,
             key,

@@ -90,7 +90,7 @@ impl Service {
             self.metrics()
                 .signals
                 .get_or_create(&crate::metrics::SignalLabel {
-                    signal: s.signal.clone(),
+                    signal: s.signal.as_str().to_string(),
                 })
                 .inc();
         }

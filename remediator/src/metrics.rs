@@ -151,9 +151,9 @@ impl Metrics {
                 });
             }
         }
-        for s in ["SIGTERM", "SIGKILL"] {
+        for s in crate::kill::Signal::ALL {
             let _ = signals.get_or_create(&SignalLabel {
-                signal: s.to_string(),
+                signal: s.as_str().to_string(),
             });
         }
         Metrics {

@@ -26,10 +26,8 @@ use crate::alert::Action;
 use crate::clock::Now;
 use crate::config::Settings;
 use crate::outcome::Outcome;
+pub use crate::store::InstanceKey;
 use crate::store::KeyRow;
-
-/// An alert instance in one mode: (fingerprint, startsAt, dry-run).
-pub type InstanceKey = (String, String, bool);
 
 /// Attempts per alert instance that may fail without changing anything
 /// before the instance is given up.
@@ -244,7 +242,7 @@ impl Restraint {
                 format!("this alert instance failed {tried} times without changing anything; not trying again"),
             );
         }
-        let scope: Scope = (key.2, subject.key.to_string());
+        let scope: Scope = (key.dry_run, subject.key.to_string());
         if let Some(c) = self.circuits.get(&scope) {
             let until = c.opened_ms.saturating_add(ms(s.circuit_window));
             if until > now_ms {
@@ -358,7 +356,7 @@ impl Restraint {
     /// and does not count toward the action bound or the breaker. The
     /// instance stays handled.
     pub fn release(&mut self, key: &InstanceKey, subject_key: &str, token: u64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
+        if let Some(ev) = self.events.get_mut(&(key.dry_run, subject_key.to_string())) {
             ev.retain(|e| e.token != token);
         }
     }
@@ -374,7 +372,7 @@ impl Restraint {
     /// The action of `token` ended at `now_ms` (monotonic): cooldown counts
     /// from here.
     pub fn finished(&mut self, key: &InstanceKey, subject_key: &str, token: u64, now_ms: i64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
+        if let Some(ev) = self.events.get_mut(&(key.dry_run, subject_key.to_string())) {
             for e in ev.iter_mut().filter(|e| e.token == token) {
                 e.end_ms = Some(now_ms);
             }
@@ -399,7 +397,7 @@ mod tests {
     }
 
     fn key(n: u32) -> InstanceKey {
-        (format!("fp{n}"), "2024-01-01T00:00:00Z".into(), false)
+        InstanceKey::new(format!("fp{n}"), "2024-01-01T00:00:00Z", false)
     }
 
     #[test]
@@ -568,8 +566,8 @@ mod tests {
     fn dry_run_and_live_keep_apart() {
         let s = settings();
         let mut r = Restraint::default();
-        let dry = ("fp".to_string(), "t".to_string(), true);
-        let live = ("fp".to_string(), "t".to_string(), false);
+        let dry = InstanceKey::new("fp", "t", true);
+        let live = InstanceKey::new("fp", "t", false);
         assert!(matches!(
             r.decide(&dry, sub("c"), Action::KillDuplicates, None, &s, 0),
             Decision::Act { .. }

@@ -180,7 +180,35 @@ pub struct KeyRow {
 }
 
 /// An alert instance and mode with the failed attempts recorded for it.
-pub type Attempts = ((String, String, bool), u32);
+/// An alert instance in one mode: what deduplication and retry counting
+/// are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    /// The alert's fingerprint (clipped as stored).
+    pub fingerprint: String,
+    /// The alert's `startsAt` (clipped as stored).
+    pub starts_at: String,
+    /// Dry-run decisions are a mode of their own.
+    pub dry_run: bool,
+}
+
+impl InstanceKey {
+    /// The key of (fingerprint, startsAt) in a mode.
+    pub fn new(
+        fingerprint: impl Into<String>,
+        starts_at: impl Into<String>,
+        dry_run: bool,
+    ) -> Self {
+        InstanceKey {
+            fingerprint: fingerprint.into(),
+            starts_at: starts_at.into(),
+            dry_run,
+        }
+    }
+}
+
+/// Failed attempts of one alert instance.
+pub type Attempts = (InstanceKey, u32);
 
 /// An action a previous run left pending, with the processes it journaled.
 #[derive(Debug, Clone, PartialEq)]
@@ -474,14 +502,18 @@ impl Store {
     pub fn claimed_instances(
         &self,
         seen_since: Option<i64>,
-    ) -> Result<Vec<(String, String, bool)>, StoreError> {
+    ) -> Result<Vec<InstanceKey>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT DISTINCT a.fingerprint, a.starts_at, a.dry_run FROM actions AS a
                  WHERE a.claimed = 1 AND a.retry = 0 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})"
             ))?;
             let rows = st.query_map([seen_since], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+                Ok(InstanceKey::new(
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? != 0,
+                ))
             })?;
             rows.collect()
         })
@@ -498,7 +530,11 @@ impl Store {
             ))?;
             let rows = st.query_map([seen_since], |r| {
                 Ok((
-                    (r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0),
+                    InstanceKey::new(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)? != 0,
+                    ),
                     r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
                 ))
             })?;
@@ -636,7 +672,7 @@ mod tests {
         assert_eq!(s.recent(10).unwrap()[0].fingerprint, "f2");
         assert_eq!(
             s.claimed_instances(None).unwrap(),
-            vec![("f1".to_string(), "2024-01-01T00:00:00Z".to_string(), false)]
+            vec![InstanceKey::new("f1", "2024-01-01T00:00:00Z", false)]
         );
         let v: i64 = s
             .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
@@ -695,11 +731,11 @@ mod tests {
         let st = "2024-01-01T00:00:00Z".to_string();
         assert_eq!(
             s.claimed_instances(None).unwrap(),
-            vec![("f1".to_string(), st.clone(), true)]
+            vec![InstanceKey::new("f1", st.clone(), true)]
         );
         assert_eq!(
             s.failed_attempts(None).unwrap(),
-            vec![(("f1".to_string(), st, false), 2)]
+            vec![(InstanceKey::new("f1", st, false), 2)]
         );
     }
 

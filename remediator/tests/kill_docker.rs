@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
     execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, KillPlan,
-    KillPolicy, KillReport, ProcRef,
+    KillPolicy, KillReport, ProcRef, Signal,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
@@ -527,7 +527,7 @@ fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned(
     let spawned_on_term: Vec<&ProcRef> = report
         .signalled
         .iter()
-        .filter(|s| s.signal == "SIGKILL" && s.process.command == "sleep 1000")
+        .filter(|s| s.signal == Signal::Kill && s.process.command == "sleep 1000")
         .map(|s| &s.process)
         .collect();
     assert_eq!(spawned_on_term.len(), 2, "{report:#?}");
@@ -733,10 +733,10 @@ fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
     });
     eprintln!("abort in the grace period: returned {after_abort:?} after the flag was set");
     assert!(report.interrupted, "{report:#?}");
-    let sigkills = report.signalled.iter().filter(|s| s.signal == "SIGKILL");
+    let sigkills = report.signalled.iter().filter(|s| s.signal == Signal::Kill);
     assert_eq!(sigkills.count(), 0, "{report:#?}");
     assert!(
-        report.signalled.iter().any(|s| s.signal == "SIGTERM"),
+        report.signalled.iter().any(|s| s.signal == Signal::Term),
         "the flag came during the grace: {report:#?}"
     );
     assert!(

@@ -106,7 +106,7 @@ fn a_process_moved_out_of_the_container_is_never_signalled() {
             .signalled
             .iter()
             .filter(|s| s.process.pid == r.pid)
-            .map(|s| s.signal.clone())
+            .map(|s| s.signal.to_string())
             .collect()
     };
     let refusal = |r: &ProcRef| -> String {

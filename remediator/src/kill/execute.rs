@@ -68,13 +68,53 @@ pub const BATCH_FDS: usize = 1024;
 /// everything else ([`pidwarden_shared::procfs::RESERVED_FDS`]).
 pub const MIN_BATCH_FDS: usize = 64;
 
+/// A signal the engine delivers and records (SIGSTOP and SIGCONT, which
+/// only freeze and continue, are not recorded). Text (`"SIGTERM"`,
+/// `"SIGKILL"`) only in JSON, logs and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Signal {
+    /// SIGTERM: asks the process to end.
+    #[serde(rename = "SIGTERM")]
+    Term,
+    /// SIGKILL: ends it.
+    #[serde(rename = "SIGKILL")]
+    Kill,
+}
+
+impl Signal {
+    /// Both, in the order a run sends them.
+    pub const ALL: [Signal; 2] = [Signal::Term, Signal::Kill];
+
+    /// The signal's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+        }
+    }
+
+    /// The signal's number.
+    pub fn number(self) -> i32 {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A signal sent to a process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Signalled {
     /// The process.
     pub process: ProcRef,
-    /// `"SIGTERM"` or `"SIGKILL"`.
-    pub signal: String,
+    /// Which signal.
+    pub signal: Signal,
 }
 
 /// What [`execute`] did.
@@ -275,10 +315,10 @@ impl Run<'_> {
     fn end_batch(&mut self, held: &mut Vec<Member>) -> Result<(), Interrupted> {
         // SIGTERM everything frozen and still inside, then let it run its
         // handlers.
-        self.recheck(held, "SIGTERM");
+        self.recheck(held, Signal::Term);
         for m in held.iter_mut() {
             self.go_on()?;
-            self.send(m, libc::SIGTERM, "SIGTERM");
+            self.send(m, Signal::Term);
         }
         for m in held.iter_mut() {
             resume(m);
@@ -298,10 +338,10 @@ impl Run<'_> {
         // appeared since is left out on its own, the rest still dies.
         let mut scanned = HashSet::new();
         let _ = self.freeze_descendants(OnRefusal::SkipProcess, held, 0, &mut scanned)?;
-        self.recheck(held, "SIGKILL");
+        self.recheck(held, Signal::Kill);
         for m in held.iter_mut() {
             self.go_on()?;
-            self.send(m, libc::SIGKILL, "SIGKILL");
+            self.send(m, Signal::Kill);
         }
         self.wait_exit(held, KILL_WAIT)?;
         for m in held.iter_mut() {
@@ -463,7 +503,7 @@ impl Run<'_> {
     /// it: one that is no longer the pinned process inside the container
     /// (moved to another cgroup since it was taken) is continued, recorded
     /// as refused and let go; one that exited is let go.
-    fn recheck(&mut self, held: &mut Vec<Member>, signal: &str) {
+    fn recheck(&mut self, held: &mut Vec<Member>, signal: Signal) {
         let mut kept = Vec::with_capacity(held.len());
         for mut m in held.drain(..) {
             match check(self.roots, self.scope, &m.pin) {
@@ -486,13 +526,13 @@ impl Run<'_> {
 
     /// Sends `sig` through the pidfd and records it; a process that exited
     /// before its first signal is recorded as gone.
-    fn send(&mut self, m: &mut Member, sig: i32, name: &str) {
-        match m.pin.signal(sig) {
+    fn send(&mut self, m: &mut Member, signal: Signal) {
+        match m.pin.signal(signal.number()) {
             Ok(true) => {
                 m.signalled = true;
                 self.report.signalled.push(Signalled {
                     process: m.proc.clone(),
-                    signal: name.to_string(),
+                    signal,
                 });
             }
             Ok(false) => {
@@ -503,7 +543,7 @@ impl Run<'_> {
             Err(e) => self
                 .report
                 .refused
-                .push((m.proc.clone(), format!("{name} failed: {e}"))),
+                .push((m.proc.clone(), format!("{signal} failed: {e}"))),
         }
     }
 

@@ -28,7 +28,7 @@ pub mod select;
 
 pub use engine::{HostKillEngine, KillEngine};
 pub use execute::{
-    execute, pin_child, Descendant, ExecControl, Journal, KillReport, Signalled, BATCH_FDS,
+    execute, pin_child, Descendant, ExecControl, Journal, KillReport, Signal, Signalled, BATCH_FDS,
     KILL_WAIT, MIN_BATCH_FDS,
 };
 pub use plan::{plan, plan_from, plan_with_window, read_samples, Samples};

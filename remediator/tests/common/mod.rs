@@ -22,7 +22,7 @@ use pidwarden_remediator::config::Settings;
 use pidwarden_remediator::http::{app, AppState};
 use pidwarden_remediator::kill::KillEngine;
 use pidwarden_remediator::kill::{
-    CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signalled,
+    CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signal, Signalled,
 };
 use pidwarden_remediator::metrics::Metrics;
 use pidwarden_remediator::runtime::{ContainerInfo, ContainerRuntime, RuntimeError};
@@ -282,7 +282,7 @@ impl KillEngine for FakeEngine {
                 .flat_map(|c| c.members.iter())
                 .map(|p| Signalled {
                     process: p.clone(),
-                    signal: "SIGTERM".into(),
+                    signal: Signal::Term,
                 })
                 .collect(),
             ..Default::default()
