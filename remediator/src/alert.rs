@@ -81,21 +81,28 @@ pub struct Alert {
 /// Parses a webhook body. The error message says where the JSON is wrong.
 /// The payload and each alert must be JSON objects: serde would also read
 /// a struct from an array of its fields in order, which no sender writes.
-pub fn parse_payload(body: &[u8]) -> Result<WebhookPayload, String> {
-    let invalid = |e: serde_json::Error| format!("invalid webhook payload: {e}");
-    let payload = serde_json::from_slice::<WebhookPayload>(body).map_err(invalid)?;
-    let v = serde_json::from_slice::<serde_json::Value>(body).map_err(invalid)?;
+pub fn parse_payload(body: &[u8]) -> Result<WebhookPayload, PayloadError> {
+    let payload = serde_json::from_slice::<WebhookPayload>(body)?;
+    let v = serde_json::from_slice::<serde_json::Value>(body)?;
     let objects = v.is_object()
         && v["alerts"]
             .as_array()
             .is_some_and(|a| a.iter().all(serde_json::Value::is_object));
     if !objects {
-        return Err(
-            "invalid webhook payload: the payload and each of its alerts must be JSON objects"
-                .to_string(),
-        );
+        return Err(PayloadError::NotObjects);
     }
     Ok(payload)
+}
+
+/// Why a webhook body is not a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, or not the payload's shape: says where.
+    #[error("invalid webhook payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The payload or an alert is a JSON array, not an object.
+    #[error("invalid webhook payload: the payload and each of its alerts must be JSON objects")]
+    NotObjects,
 }
 
 /// The actions pidwarden performs.
@@ -248,7 +255,7 @@ mod tests {
 
     #[test]
     fn malformed_json_says_where() {
-        let e = parse_payload(b"{\"alerts\": [").unwrap_err();
+        let e = parse_payload(b"{\"alerts\": [").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
     }
 
@@ -287,7 +294,7 @@ mod tests {
             r#"{"alerts":[[""]]}"#,
             r#"["4","",0,"firing","r",[]]"#,
         ] {
-            let e = parse_payload(body.as_bytes()).unwrap_err();
+            let e = parse_payload(body.as_bytes()).unwrap_err().to_string();
             assert!(e.starts_with("invalid webhook payload"), "{body}: {e}");
         }
         assert!(parse_payload(br#"{"alerts":[{"status":"firing"}]}"#).is_ok());

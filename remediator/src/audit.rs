@@ -7,11 +7,12 @@ use serde_json::json;
 
 use crate::alert::{clip, Action, Alert};
 use crate::clock::Now;
-use crate::kill::{KillPlan, KillReport, ProcRef};
+use crate::kill::{JournalError, KillPlan, KillReport, ProcRef};
 use crate::outcome::Outcome;
 use crate::restraint::{InstanceKey, Restraint};
-use crate::service::{blocking, Service};
+use crate::service::Service;
 use crate::store::{Finish, Record, Store, StoreError, ROW_PROCESSES_MAX};
+use crate::task::{blocking, TaskFailed};
 
 /// What the webhook answers for one alert.
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
@@ -194,7 +195,7 @@ pub(crate) fn instance_key(alert: &Alert, dry_run: bool) -> InstanceKey {
 
 impl Service {
     /// Writes a decision row; a pending one durably.
-    pub(crate) async fn record(&self, row: Row<'_>) -> Result<i64, String> {
+    pub(crate) async fn record(&self, row: Row<'_>) -> Result<i64, AuditError> {
         let now_ms = self.now().wall_ms;
         let rec = Record {
             id: 0,
@@ -221,9 +222,7 @@ impl Service {
                 .map(str::to_string),
         };
         let store = self.store().clone();
-        blocking(move || store.insert(&rec))
-            .await?
-            .map_err(|e| e.to_string())
+        Ok(blocking(move || store.insert(&rec)).await??)
     }
 
     /// Records a final decision taken in the request and counts it.
@@ -305,10 +304,11 @@ impl Service {
                 },
             )
         };
-        if let Err(e) = blocking(write)
-            .await
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
+        let written: Result<(), AuditError> = match blocking(write).await {
+            Ok(r) => r.map_err(AuditError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = written {
             tracing::error!(row, error = %e, "recording an outcome failed");
         }
     }
@@ -317,13 +317,24 @@ impl Service {
 /// A journal callback for the kill engine: writes the processes about to be
 /// stopped to the store, durably, before they are. Runs on the engine's
 /// blocking thread.
-pub fn stop_journal(store: Store, row: i64) -> impl Fn(&[ProcRef]) -> Result<(), String> {
+pub fn stop_journal(store: Store, row: i64) -> impl Fn(&[ProcRef]) -> Result<(), JournalError> {
     move |procs: &[ProcRef]| {
         let ids: Vec<(i32, u64)> = procs.iter().map(|p| (p.pid, p.start_time)).collect();
         store
             .journal_stopped(row, &ids)
-            .map_err(|e| format!("journaling the processes to stop: {e}"))
+            .map_err(|e| JournalError::new(format!("journaling the processes to stop: {e}")))
     }
+}
+
+/// Writing to the audit trail failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The write could not run.
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+    /// The store refused it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ pub struct ServeArgs {
     pub peer_ca: Option<PathBuf>,
 }
 
-fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, String> {
+fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, crate::forward::PeerEntryError> {
     crate::forward::PeerEntry::parse(s)
 }
 

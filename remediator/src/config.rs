@@ -116,12 +116,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML did not parse.
-    #[error("parsing config {path}: {msg}")]
+    #[error("parsing config {path}: {source}")]
     Parse {
         /// The file.
         path: String,
         /// Why.
-        msg: String,
+        #[source]
+        source: toml::de::Error,
     },
     /// A value is invalid.
     #[error("config: {0}")]
@@ -267,9 +268,9 @@ impl Settings {
                     path: p.display().to_string(),
                     source,
                 })?;
-                Self::parse(&text).map_err(|msg| ConfigError::Parse {
+                Self::parse(&text).map_err(|source| ConfigError::Parse {
                     path: p.display().to_string(),
-                    msg,
+                    source,
                 })?
             }
         };
@@ -277,8 +278,8 @@ impl Settings {
     }
 
     /// Parses the TOML text (no validation of values).
-    pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Validates a parsed file and applies the overrides.

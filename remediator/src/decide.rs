@@ -365,7 +365,7 @@ impl Service {
                         "no container with this id runs on this node".into(),
                     )
                 }
-                Err(e) => return Resolved::Refused(Outcome::Failed, e, true),
+                Err(e) => return Resolved::Refused(Outcome::Failed, e.to_string(), true),
             },
             Target::Name(name) => name,
         };
@@ -404,7 +404,7 @@ impl Service {
         match self.is_local(&info.id).await {
             Ok(true) => Resolved::Here(info),
             Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
-            Err(e) => Resolved::Refused(Outcome::Failed, e, true),
+            Err(e) => Resolved::Refused(Outcome::Failed, e.to_string(), true),
         }
     }
 
@@ -428,9 +428,7 @@ impl Service {
             }
         };
         let answer = if *failures >= MAX_FORWARD_FAILURES {
-            Err(format!(
-                "not tried: {failures} forwards of this payload failed already"
-            ))
+            Err(crate::forward::ForwardError::GaveUp(*failures))
         } else {
             peers.forward(&url, alert).await
         };

@@ -10,7 +10,8 @@ use pidwarden_shared::cgroup::CgroupScope;
 use crate::audit::ActionEnd;
 use crate::outcome::Outcome;
 use crate::runtime::ContainerInfo;
-use crate::service::{blocking, Service};
+use crate::service::Service;
+use crate::task::blocking;
 
 impl Service {
     /// `Some(end)` (nothing done, `unknown_container`) when the runtime's

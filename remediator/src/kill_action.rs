@@ -11,7 +11,8 @@ use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
 use crate::decide::Job;
 use crate::kill::ExecControl;
 use crate::outcome::Outcome;
-use crate::service::{blocking, Service};
+use crate::service::Service;
+use crate::task::blocking;
 
 impl Service {
     pub(crate) async fn run_kill(&self, job: &Job) -> ActionEnd {
@@ -34,9 +35,10 @@ impl Service {
                     "no such container in the cgroup filesystem",
                 )
             }
-            Ok(Err(e)) | Err(e) => {
+            Ok(Err(e)) => {
                 return ActionEnd::retryable(format!("planning failed: {e}; no signal sent"))
             }
+            Err(e) => return ActionEnd::retryable(format!("planning failed: {e}; no signal sent")),
         };
         let copies = plan.victims.len();
         if copies == 0 {
@@ -84,7 +86,7 @@ impl Service {
         .await
         {
             Ok(r) => r,
-            Err(e) => return ActionEnd::new(Outcome::Failed, e).with(procs),
+            Err(e) => return ActionEnd::new(Outcome::Failed, e.to_string()).with(procs),
         };
         for s in &report.signalled {
             self.metrics()

@@ -27,5 +27,6 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod task;
 pub mod timefmt;
 pub mod tls;

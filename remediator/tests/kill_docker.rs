@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
-    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, KillPlan,
-    KillPolicy, KillReport, ProcRef, Signal,
+    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, JournalError,
+    KillPlan, KillPolicy, KillReport, ProcRef, Signal,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
@@ -653,7 +653,7 @@ fn an_interrupted_run_journals_first_and_leaves_nothing_stopped_or_killed() {
     let calls: Mutex<Vec<Vec<ProcRef>>> = Mutex::new(Vec::new());
     let first_frozen: Mutex<Option<Vec<Option<char>>>> = Mutex::new(None);
     let aborted_at: Mutex<Option<Instant>> = Mutex::new(None);
-    let journal = |procs: &[ProcRef]| -> Result<(), String> {
+    let journal = |procs: &[ProcRef]| -> Result<(), JournalError> {
         journaled.lock().unwrap().extend_from_slice(procs);
         let mut calls = calls.lock().unwrap();
         calls.push(procs.to_vec());
@@ -716,7 +716,7 @@ fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
     let plan = make_plan(&c, &pol);
     assert_eq!(plan.victims.len(), 2, "{plan:#?}");
     let abort = AtomicBool::new(false);
-    let journal = |_: &[ProcRef]| -> Result<(), String> { Ok(()) };
+    let journal = |_: &[ProcRef]| -> Result<(), JournalError> { Ok(()) };
     let control = ExecControl {
         abort: &abort,
         journal: &journal,
@@ -760,7 +760,8 @@ fn a_failing_journal_stops_nothing() {
     let pol = policy(1);
     let plan = make_plan(&c, &pol);
     let abort = AtomicBool::new(false);
-    let journal = |_: &[ProcRef]| -> Result<(), String> { Err("disk full".into()) };
+    let journal =
+        |_: &[ProcRef]| -> Result<(), JournalError> { Err(JournalError::new("disk full")) };
     let control = ExecControl {
         abort: &abort,
         journal: &journal,

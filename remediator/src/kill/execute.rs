@@ -139,8 +139,21 @@ pub struct KillReport {
 
 /// The journal [`execute`] reports to before it stops anything: called with
 /// every process (pid, start time, command) before that process's first
-/// SIGSTOP. An `Err` (the reason) leaves those processes unstopped.
-pub type Journal<'a> = dyn Fn(&[ProcRef]) -> Result<(), String> + 'a;
+/// SIGSTOP. An `Err` leaves those processes unstopped (refused, with it as
+/// the reason).
+pub type Journal<'a> = dyn Fn(&[ProcRef]) -> Result<(), JournalError> + 'a;
+
+/// The journal could not write the processes down.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JournalError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl JournalError {
+    /// Wraps what went wrong.
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        JournalError(e.into())
+    }
+}
 
 /// Outside control over one [`execute`] run: an abort flag and a journal.
 ///
@@ -166,7 +179,7 @@ impl std::fmt::Debug for ExecControl<'_> {
 }
 
 /// A journal that records nothing and never fails.
-fn no_journal(_: &[ProcRef]) -> Result<(), String> {
+fn no_journal(_: &[ProcRef]) -> Result<(), JournalError> {
     Ok(())
 }
 
@@ -388,16 +401,18 @@ impl Run<'_> {
             refuse_copy = Some("copy matches a protected pattern".into());
         }
         if refuse_copy.is_none() {
-            refuse_copy = self.journal(&held[start..]).err();
+            refuse_copy = self.journal(&held[start..]);
         }
         if refuse_copy.is_none() {
             for m in &mut held[start..] {
                 stop(m);
             }
             let mut scanned = HashSet::new();
-            refuse_copy = self
-                .freeze_descendants(OnRefusal::LeaveCopy, held, start, &mut scanned)?
-                .err();
+            refuse_copy =
+                match self.freeze_descendants(OnRefusal::LeaveCopy, held, start, &mut scanned)? {
+                    Scan::Complete => None,
+                    Scan::LeaveCopy(reason) => Some(reason),
+                };
         }
         if let Some(reason) = refuse_copy {
             for mut m in held.drain(start..) {
@@ -408,29 +423,31 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Tells the journal about `members` before they are stopped; `Err`
-    /// holds the reason to refuse them with.
-    fn journal(&self, members: &[Member]) -> Result<(), String> {
+    /// Tells the journal about `members` before they are stopped; when it
+    /// fails, the reason to refuse them with.
+    fn journal(&self, members: &[Member]) -> Option<String> {
         if members.is_empty() {
-            return Ok(());
+            return None;
         }
         let procs: Vec<ProcRef> = members.iter().map(|m| m.proc.clone()).collect();
-        (self.control.journal)(&procs).map_err(|e| format!("journal failed: {e}"))
+        (self.control.journal)(&procs)
+            .err()
+            .map(|e| format!("journal failed: {e}"))
     }
 
     /// Adds to `held` (journaled, then frozen) every descendant of a held
     /// member from index `from` on that is inside the container, until no
     /// new one appears. A frozen process cannot fork, so when the loop ends
     /// the subtree is complete. A protected descendant is never held or
-    /// stopped, nor one the journal refused; see [`OnRefusal`]. The outer
-    /// `Err` is an interruption, the inner one a reason to leave the copy.
+    /// stopped, nor one the journal refused; see [`OnRefusal`]. `Err` is an
+    /// interruption.
     fn freeze_descendants(
         &mut self,
         on_refusal: OnRefusal,
         held: &mut Vec<Member>,
         from: usize,
         scanned: &mut HashSet<i32>,
-    ) -> Result<Result<(), String>, Interrupted> {
+    ) -> Result<Scan, Interrupted> {
         let mut i = from;
         while i < held.len() {
             self.go_on()?;
@@ -452,7 +469,7 @@ impl Run<'_> {
                 if is_protected([p.cmdline.display()], &self.policy.protected) {
                     let reason = format!("descendant {} matches a protected pattern", p.pid);
                     if on_refusal == OnRefusal::LeaveCopy {
-                        return Ok(Err(reason));
+                        return Ok(Scan::LeaveCopy(reason));
                     }
                     self.report.refused.push((ProcRef::of(&p), reason));
                     continue;
@@ -460,21 +477,23 @@ impl Run<'_> {
                 batch.push(Member::new(ProcRef::of(&p), pin));
             }
             match self.journal(&batch) {
-                Ok(()) => {
+                None => {
                     for mut m in batch {
                         stop(&mut m);
                         held.push(m);
                     }
                 }
-                Err(reason) if on_refusal == OnRefusal::LeaveCopy => return Ok(Err(reason)),
-                Err(reason) => {
+                Some(reason) if on_refusal == OnRefusal::LeaveCopy => {
+                    return Ok(Scan::LeaveCopy(reason))
+                }
+                Some(reason) => {
                     for m in batch {
                         self.report.refused.push((m.proc, reason.clone()));
                     }
                 }
             }
         }
-        Ok(Ok(()))
+        Ok(Scan::Complete)
     }
 
     /// Offers `child` (listed among the children of `parent`) to
@@ -652,6 +671,14 @@ enum OnRefusal {
     LeaveCopy,
     /// Leave that process out (recorded as refused) and go on.
     SkipProcess,
+}
+
+/// How a scan of a copy's descendants ended.
+enum Scan {
+    /// Every descendant inside the container is held and frozen.
+    Complete,
+    /// The copy must be left alone, for this reason.
+    LeaveCopy(String),
 }
 
 /// What [`pin_child`] found.

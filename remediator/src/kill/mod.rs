@@ -26,10 +26,10 @@ pub mod plan;
 pub mod resume;
 pub mod select;
 
-pub use engine::{HostKillEngine, KillEngine};
+pub use engine::{HostKillEngine, KillEngine, ViewMismatch};
 pub use execute::{
-    execute, pin_child, Descendant, ExecControl, Journal, KillReport, Signal, Signalled, BATCH_FDS,
-    KILL_WAIT, MIN_BATCH_FDS,
+    execute, pin_child, Descendant, ExecControl, Journal, JournalError, KillReport, Signal,
+    Signalled, BATCH_FDS, KILL_WAIT, MIN_BATCH_FDS,
 };
 pub use plan::{plan, plan_from, plan_with_window, read_samples, Samples};
 pub use resume::resume_stopped;
