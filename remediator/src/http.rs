@@ -1,5 +1,6 @@
 //! The HTTP surface: the Alertmanager webhook, the audit trail, self
-//! metrics and probes, behind the authentication of [`crate::auth`].
+//! metrics and probes, behind [`require_auth`], which checks the
+//! credentials of [`crate::auth`] and answers 401 without them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::alert::parse_payload;
-use crate::auth::{require_auth, Credentials};
+use crate::auth::Credentials;
 use crate::metrics::CodeLabel;
 use crate::service::{NotReady, Service};
 
@@ -101,6 +102,28 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+/// Middleware: answers 401 (with the schemes on offer) unless the request
+/// carries accepted credentials: the inbound ones, or the peer token on a
+/// webhook request marked forwarded.
+pub async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let from_peer = req.uri().path() == "/api/v1/alerts"
+        && req.headers().contains_key(crate::forward::FORWARDED_HEADER)
+        && st.credentials.check_peer(auth);
+    if from_peer || st.credentials.check(auth) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized {
+            bearer: st.credentials.bearer.is_some(),
+            basic: st.credentials.basic.is_some(),
+        }
+        .into_response()
     }
 }
 

@@ -4,6 +4,7 @@
 //! stage: [`crate::decide`] (alert → decision), [`crate::kill_action`] and
 //! [`crate::restart_action`] (the background actions), [`crate::audit`]
 //! (rows and counts), and [`crate::recovery`] (what a crash left behind).
+//! Its readiness is [`NotReady`] when not ready.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -12,15 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::audit::{rebuild_restraint, AuditError};
 use crate::clock::{Clock, Now, SystemClock};
 use crate::config::Settings;
 use crate::forward::Peers;
 use crate::kill::KillEngine;
 use crate::metrics::{ContainerLabels, Metrics};
-use crate::restraint::{OpenCircuit, Restraint};
+use crate::restraint::{rebuild_restraint, OpenCircuit, Restraint};
 use crate::runtime::{ContainerRuntime, RuntimeError};
-use crate::store::{Store, StoreError};
+use crate::store::{AuditError, Store, StoreError};
 use crate::task::{blocking, now_ms, TaskFailed};
 
 /// How long the webhook waits for the runtime to inspect a container.

@@ -11,6 +11,10 @@
 //! have left frozen, and the next start continues those processes
 //! ([`Store::interrupted`]). The audit row itself holds a bounded list.
 //!
+//! [`InstanceKey`] is the alert instance rows are deduplicated by;
+//! [`AuditError`] is a write to the trail that failed (in the store or
+//! before reaching it).
+//!
 //! The calls here block; async callers run them in `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::Outcome;
+use crate::task::TaskFailed;
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "pidwarden-remediator.sqlite";
@@ -610,6 +615,17 @@ impl Store {
                 .map(|_| ())
         })
     }
+}
+
+/// Writing to the audit trail failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The write could not run.
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+    /// The store refused it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[cfg(test)]
