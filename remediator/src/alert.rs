@@ -138,6 +138,84 @@ impl Action {
     }
 }
 
+/// The action an alert asks for, as recorded: one pidwarden performs, none
+/// (no `pidwarden_action` label, or an empty one), or a label value it does
+/// not know (clipped to 64 characters). Text only where it is stored,
+/// logged or answered ([`RequestedAction::as_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum RequestedAction {
+    /// No action named.
+    #[default]
+    None,
+    /// An action pidwarden performs.
+    Known(Action),
+    /// An unrecognised label value (clipped).
+    Unknown(String),
+}
+
+impl RequestedAction {
+    /// From the `pidwarden_action` label (or its stored text).
+    pub fn from_label(label: Option<&str>) -> RequestedAction {
+        match label {
+            None | Some("") => RequestedAction::None,
+            Some(s) => Action::parse(s).map_or_else(
+                || RequestedAction::Unknown(clip(s, 64)),
+                RequestedAction::Known,
+            ),
+        }
+    }
+
+    /// The text stored and shown: empty, the action's label value, or the
+    /// unrecognised value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestedAction::None => "",
+            RequestedAction::Known(a) => a.as_str(),
+            RequestedAction::Unknown(s) => s,
+        }
+    }
+
+    /// The action, when pidwarden performs it.
+    pub fn action(&self) -> Option<Action> {
+        match self {
+            RequestedAction::Known(a) => Some(*a),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the stored (or label) text: see [`RequestedAction::from_label`].
+impl From<&str> for RequestedAction {
+    fn from(s: &str) -> Self {
+        RequestedAction::from_label(Some(s))
+    }
+}
+
+impl From<Action> for RequestedAction {
+    fn from(a: Action) -> Self {
+        RequestedAction::Known(a)
+    }
+}
+
+impl std::fmt::Display for RequestedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RequestedAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestedAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(RequestedAction::from_label(Some(&s)))
+    }
+}
+
 /// How an alert names its container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -221,6 +299,31 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_actions_round_trip_through_their_text() {
+        let long = "x".repeat(100);
+        let all = [
+            RequestedAction::None,
+            RequestedAction::Known(Action::KillDuplicates),
+            RequestedAction::Known(Action::Restart),
+            RequestedAction::Unknown("reboot".into()),
+        ];
+        for a in all {
+            assert_eq!(RequestedAction::from_label(Some(a.as_str())), a);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("{:?}", a.as_str()));
+            assert_eq!(serde_json::from_str::<RequestedAction>(&json).unwrap(), a);
+        }
+        assert_eq!(RequestedAction::from_label(None), RequestedAction::None);
+        assert_eq!(
+            RequestedAction::from_label(Some("restart")).action(),
+            Some(Action::Restart)
+        );
+        let clipped = RequestedAction::from_label(Some(&long));
+        assert_eq!(clipped.as_str(), clip(&long, 64));
+        assert_eq!(clipped.action(), None);
+    }
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::alert::{clip, Action, Alert};
+use crate::alert::{clip, Alert, RequestedAction};
 use crate::kill::{JournalError, KillPlan, KillReport, ProcRef};
 use crate::outcome::Outcome;
 use crate::restraint::InstanceKey;
@@ -21,7 +21,7 @@ pub struct AlertOutcome {
     /// The alert's fingerprint.
     pub fingerprint: String,
     /// The action decided (or requested).
-    pub action: String,
+    pub action: RequestedAction,
     /// `pending` when an action was started, else the final result.
     pub result: Outcome,
     /// Why.
@@ -150,7 +150,7 @@ pub(crate) struct Row<'a> {
     pub restraint_key: Option<&'a str>,
     pub container_id: &'a str,
     pub container_name: &'a str,
-    pub action: &'a str,
+    pub action: &'a RequestedAction,
     pub result: Outcome,
     pub reason: String,
     pub claimed: bool,
@@ -180,7 +180,7 @@ impl Service {
             starts_at: clip(&row.alert.starts_at, 64),
             container_id: row.container_id.to_string(),
             container_name: clip(row.container_name, 200),
-            action: clip(row.action, 64),
+            action: row.action.clone(),
             result: row.result,
             reason: row.reason,
             claimed: row.claimed,
@@ -204,7 +204,7 @@ impl Service {
         &self,
         alert: &Alert,
         target: (&str, &str),
-        action: &str,
+        action: &RequestedAction,
         result: Outcome,
         reason: String,
         opened_circuit: bool,
@@ -221,15 +221,15 @@ impl Service {
         alert: &Alert,
         target: (&str, &str),
         restraint_key: Option<&str>,
-        action: &str,
+        action: &RequestedAction,
         result: Outcome,
         reason: String,
         opened_circuit: bool,
     ) -> AlertOutcome {
-        if let Some(a) = Action::parse(action) {
+        if let Some(a) = action.action() {
             self.metrics().count(a, result);
         }
-        tracing::info!(alertname = alert.alertname(), fingerprint = %clip(&alert.fingerprint, 64), id = target.0, action, result = result.as_str(), reason = %reason, "decision");
+        tracing::info!(alertname = alert.alertname(), fingerprint = %clip(&alert.fingerprint, 64), id = target.0, action = action.as_str(), result = result.as_str(), reason = %reason, "decision");
         let row = self
             .record(Row {
                 alert,
@@ -251,7 +251,7 @@ impl Service {
         AlertOutcome {
             row,
             fingerprint: clip(&alert.fingerprint, 64),
-            action: clip(action, 64),
+            action: action.clone(),
             result,
             reason,
             retryable: false,

@@ -234,7 +234,7 @@ pub fn format_table(rows: &[Record]) -> String {
             crate::timefmt::format_rfc3339(r.at_ms as i128 * 1_000_000),
             clip(&r.alertname, 27),
             container,
-            clip(&r.action, 15),
+            clip(r.action.as_str(), 15),
             r.result,
             procs,
             r.reason

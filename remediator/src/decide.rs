@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
+use crate::alert::{clip, Action, Alert, RequestedAction, Target, WebhookPayload};
 use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::outcome::Outcome;
@@ -96,7 +96,7 @@ impl Service {
                     .map(|a| AlertOutcome {
                         row: -1,
                         fingerprint: clip(&a.fingerprint, 64),
-                        action: clip(a.action_label().unwrap_or(""), 64),
+                        action: RequestedAction::from_label(a.action_label()),
                         result: Outcome::Failed,
                         reason: "internal error".into(),
                         retryable: true,
@@ -112,7 +112,7 @@ impl Service {
         origin: Origin,
         forward_failures: &mut u32,
     ) -> AlertOutcome {
-        let label = alert.action_label().unwrap_or("");
+        let label = &RequestedAction::from_label(alert.action_label());
         let none = ("", "");
         if alert.is_resolved() {
             let reason = "alert resolved; nothing to do".to_string();
@@ -120,11 +120,11 @@ impl Service {
                 .refuse(alert, none, label, Outcome::Resolved, reason, false)
                 .await;
         }
-        let Some(requested) = Action::parse(label) else {
-            let reason = if label.is_empty() {
+        let Some(requested) = label.action() else {
+            let reason = if *label == RequestedAction::None {
                 "no pidwarden_action label; ignored".to_string()
             } else {
-                format!("unknown pidwarden_action {:?}; ignored", clip(label, 64))
+                format!("unknown pidwarden_action {:?}; ignored", label.as_str())
             };
             return self
                 .refuse(alert, none, label, Outcome::Ignored, reason, false)
@@ -297,7 +297,7 @@ impl Service {
                 restraint_key: Some(&restraint_key),
                 container_id: &info.id,
                 container_name: &info.name,
-                action: action.as_str(),
+                action: &RequestedAction::Known(action),
                 result: Outcome::Pending,
                 reason: reason.clone(),
                 claimed: true,
@@ -315,7 +315,7 @@ impl Service {
                 return AlertOutcome {
                     row: -1,
                     fingerprint: key.fingerprint,
-                    action: action.as_str().into(),
+                    action: action.into(),
                     result: Outcome::Failed,
                     reason: format!("state store: {e}"),
                     retryable: true,
@@ -342,7 +342,7 @@ impl Service {
         AlertOutcome {
             row,
             fingerprint,
-            action: action.as_str().into(),
+            action: action.into(),
             result: Outcome::Pending,
             reason,
             retryable: false,
@@ -410,7 +410,12 @@ impl Service {
 
     /// Sends an alert for a container of another node on to that node's
     /// remediator and records its answer.
-    async fn forward(&self, alert: &Alert, label: &str, failures: &mut u32) -> AlertOutcome {
+    async fn forward(
+        &self,
+        alert: &Alert,
+        label: &RequestedAction,
+        failures: &mut u32,
+    ) -> AlertOutcome {
         let none = ("", "");
         let Some(peers) = self.peers() else {
             let reason = "not on this node, and fleet routing is off".to_string();

@@ -157,7 +157,7 @@ impl Restraint {
                 .unwrap_or_else(|| rec.container_id.clone());
             let scope = (rec.dry_run, key);
             if rec.claimed && !rec.retry && rec.result.is_acting() {
-                if let Some(action) = Action::parse(&rec.action) {
+                if let Some(action) = rec.action.action() {
                     r.next_token += 1;
                     r.events.entry(scope.clone()).or_default().push(Event {
                         at_ms,

@@ -24,6 +24,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::RequestedAction;
 use crate::outcome::Outcome;
 use crate::task::TaskFailed;
 
@@ -124,8 +125,8 @@ pub struct Record {
     pub container_id: String,
     /// Container name.
     pub container_name: String,
-    /// Action: `kill-duplicates`, `restart`, or the unrecognised label value.
-    pub action: String,
+    /// Action: `kill-duplicates`, `restart`, none, or the unrecognised label value.
+    pub action: RequestedAction,
     /// What became of it.
     pub result: Outcome,
     /// Why, in words.
@@ -168,8 +169,8 @@ pub struct KeyRow {
     pub container_id: String,
     /// Container name.
     pub container_name: String,
-    /// Action text.
-    pub action: String,
+    /// The action.
+    pub action: RequestedAction,
     /// Outcome.
     pub result: Outcome,
     /// Claimed the alert instance.
@@ -220,8 +221,8 @@ pub type Attempts = (InstanceKey, u32);
 pub struct Interrupted {
     /// Row id.
     pub id: i64,
-    /// Action text.
-    pub action: String,
+    /// The action.
+    pub action: RequestedAction,
     /// (pid, start time) of every process it was about to stop.
     pub stopped: Vec<(i32, u64)>,
 }
@@ -280,7 +281,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         starts_at: r.get(5)?,
         container_id: r.get(6)?,
         container_name: r.get(7)?,
-        action: r.get(8)?,
+        action: RequestedAction::from_label(Some(&r.get::<_, String>(8)?)),
         result: outcome(r, 9)?,
         reason: r.get(10)?,
         claimed: r.get::<_, i64>(11)? != 0,
@@ -391,7 +392,7 @@ impl Store {
                     r.starts_at,
                     r.container_id,
                     r.container_name,
-                    r.action,
+                    r.action.as_str(),
                     r.result.as_str(),
                     r.reason,
                     r.claimed as i64,
@@ -486,7 +487,7 @@ impl Store {
                     finished_ms: r.get(1)?,
                     container_id: r.get(2)?,
                     container_name: r.get(3)?,
-                    action: r.get(4)?,
+                    action: RequestedAction::from_label(Some(&r.get::<_, String>(4)?)),
                     result: outcome(r, 5)?,
                     claimed: r.get::<_, i64>(6)? != 0,
                     opened_circuit: r.get::<_, i64>(7)? != 0,
@@ -593,6 +594,7 @@ impl Store {
                 c.prepare("SELECT pid, start_time FROM stopped WHERE action_id = ?1 ORDER BY pid")?;
             rows.into_iter()
                 .map(|(id, action)| {
+                    let action = RequestedAction::from_label(Some(&action));
                     let stopped = procs
                         .query_map([id], |r| {
                             Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?.max(0) as u64))

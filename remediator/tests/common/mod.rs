@@ -483,7 +483,7 @@ impl Harness {
     pub fn results(&self) -> Vec<(String, String)> {
         self.rows()
             .into_iter()
-            .map(|r| (r.action, r.result.as_str().to_string()))
+            .map(|r| (r.action.to_string(), r.result.as_str().to_string()))
             .collect()
     }
 
