@@ -1,6 +1,8 @@
 //! The audit stage of the pipeline: every decision becomes a row (and a
-//! count), every background action's end updates its row. Process lists are
-//! bounded here ([`ROW_PROCESSES_MAX`] entries and the total), so neither a
+//! count), every background action's end updates its row, and the kill
+//! engine's journal writes what it is about to stop ([`stop_journal`]).
+//! Plans and reports become [`ProcessList`]s, bounded
+//! ([`crate::store::ROW_PROCESSES_MAX`] entries and the total), so neither a
 //! 4,000-process action nor the `/api/v1/actions` answer grows without bound.
 
 use serde_json::json;
@@ -8,65 +10,11 @@ use serde_json::json;
 use crate::alert::{clip, Alert, RequestedAction};
 use crate::kill::{JournalError, KillPlan, KillReport, ProcRef};
 use crate::outcome::Outcome;
+use crate::pipeline::{ActionEnd, AlertOutcome, ProcessList};
 use crate::restraint::InstanceKey;
 use crate::service::Service;
-use crate::store::{AuditError, Finish, Record, Store, ROW_PROCESSES_MAX};
+use crate::store::{AuditError, Finish, Record, Store};
 use crate::task::blocking;
-
-/// What the webhook answers for one alert.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
-pub struct AlertOutcome {
-    /// Audit row id.
-    pub row: i64,
-    /// The alert's fingerprint.
-    pub fingerprint: String,
-    /// The action decided (or requested).
-    pub action: RequestedAction,
-    /// `pending` when an action was started, else the final result.
-    pub result: Outcome,
-    /// Why.
-    pub reason: String,
-    /// True when a retry could succeed (the runtime was unreachable).
-    #[serde(skip)]
-    pub retryable: bool,
-}
-
-/// The processes an action concerned, as stored: at most
-/// [`ROW_PROCESSES_MAX`] entries, and how many there were.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcessList {
-    /// The first entries, as JSON objects.
-    pub entries: Vec<serde_json::Value>,
-    /// How many there were in all.
-    pub total: u64,
-}
-
-impl ProcessList {
-    /// Adds one entry (kept while under the bound, always counted).
-    pub fn push(&mut self, p: &ProcRef, extra: serde_json::Value) {
-        self.total += 1;
-        if self.entries.len() < ROW_PROCESSES_MAX {
-            let mut v = json!({"pid": p.pid, "start_time": p.start_time, "command": p.command});
-            if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
-                o.extend(e);
-            }
-            self.entries.push(v);
-        }
-    }
-
-    /// A list of one non-process entry (the restart target).
-    pub fn single(v: serde_json::Value) -> ProcessList {
-        ProcessList {
-            entries: vec![v],
-            total: 0,
-        }
-    }
-
-    /// The stored JSON array.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::Value::Array(self.entries.clone())
-    }
-}
 
 /// The processes a plan would signal: every member of every victim copy.
 pub fn plan_processes(plan: &KillPlan) -> ProcessList {
@@ -101,46 +49,6 @@ pub fn report_processes(r: &KillReport) -> ProcessList {
         out.push(p, json!({"survived": true}));
     }
     out
-}
-
-/// How a background action ended.
-#[derive(Debug, Clone)]
-pub struct ActionEnd {
-    /// The outcome.
-    pub result: Outcome,
-    /// Why.
-    pub reason: String,
-    /// What it concerned.
-    pub processes: ProcessList,
-    /// It failed without changing anything: the alert instance may be tried
-    /// again by a redelivery.
-    pub retry: bool,
-}
-
-impl ActionEnd {
-    /// An end with no process list.
-    pub fn new(result: Outcome, reason: impl Into<String>) -> ActionEnd {
-        ActionEnd {
-            result,
-            reason: reason.into(),
-            processes: ProcessList::default(),
-            retry: false,
-        }
-    }
-
-    /// A failure that changed nothing (retried on redelivery).
-    pub fn retryable(reason: impl Into<String>) -> ActionEnd {
-        ActionEnd {
-            retry: true,
-            ..ActionEnd::new(Outcome::Failed, reason)
-        }
-    }
-
-    /// With a process list.
-    pub fn with(mut self, processes: ProcessList) -> ActionEnd {
-        self.processes = processes;
-        self
-    }
 }
 
 /// A decision about to be recorded.
@@ -303,6 +211,7 @@ pub fn stop_journal(store: Store, row: i64) -> impl Fn(&[ProcRef]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ROW_PROCESSES_MAX;
 
     fn pr(pid: i32) -> ProcRef {
         ProcRef {

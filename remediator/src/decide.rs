@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::alert::{clip, Action, Alert, RequestedAction, Target, WebhookPayload};
-use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
+use crate::audit::{instance_key, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::outcome::Outcome;
-use crate::restraint::{Decision, InstanceKey, Subject};
+use crate::pipeline::{ActionEnd, AlertOutcome, Job};
+use crate::restraint::{Decision, Subject};
 use crate::runtime::{ContainerInfo, RestartPolicy, RuntimeError};
 use crate::service::{
     set_circuit_open, ContainerLock, InFlight, Saturated, Service, INSPECT_TIMEOUT,
@@ -35,21 +36,6 @@ enum Resolved {
     Elsewhere(String),
     /// Refused: result, reason, whether a redelivery could succeed.
     Refused(Outcome, String, bool),
-}
-
-/// One action running in the background.
-pub(crate) struct Job {
-    pub row: i64,
-    pub key: InstanceKey,
-    /// What restraint counts this action for ([`Subject::key`]).
-    pub restraint_key: String,
-    pub token: u64,
-    pub action: Action,
-    pub dry_run: bool,
-    pub info: ContainerInfo,
-    pub alert_starts_at: Option<i128>,
-    pub started: Instant,
-    pub decision: String,
 }
 
 impl Service {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use pidwarden_shared::cgroup::CgroupScope;
 
-use crate::audit::ActionEnd;
 use crate::outcome::Outcome;
+use crate::pipeline::ActionEnd;
 use crate::runtime::ContainerInfo;
 use crate::service::Service;
 use crate::task::blocking;

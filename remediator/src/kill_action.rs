@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
-use crate::decide::Job;
+use crate::audit::{plan_processes, report_processes, stop_journal};
 use crate::kill::ExecControl;
 use crate::outcome::Outcome;
+use crate::pipeline::{ActionEnd, Job};
 use crate::service::Service;
 use crate::task::blocking;
 

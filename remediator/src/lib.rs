@@ -20,6 +20,7 @@ pub mod kill;
 pub mod kill_action;
 pub mod metrics;
 pub mod outcome;
+pub mod pipeline;
 pub mod recovery;
 pub mod restart_action;
 pub mod restraint;

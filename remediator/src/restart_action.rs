@@ -9,9 +9,8 @@
 
 use std::time::Duration;
 
-use crate::audit::{ActionEnd, ProcessList};
-use crate::decide::Job;
 use crate::outcome::Outcome;
+use crate::pipeline::{ActionEnd, Job, ProcessList};
 use crate::runtime::RuntimeError;
 use crate::service::{Service, INSPECT_TIMEOUT};
 
