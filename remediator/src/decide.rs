@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::alert::{clip, Action, Alert, RequestedAction, Target, WebhookPayload};
 use crate::audit::{instance_key, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
+use crate::kill_action::KillAction;
 use crate::outcome::Outcome;
 use crate::pipeline::{ActionEnd, AlertOutcome, Job};
 use crate::restraint::{Decision, Subject};
@@ -461,7 +462,16 @@ impl Service {
     /// outcome is recorded and restraint knows when it ended.
     async fn run(self: Arc<Self>, job: Job, lock: ContainerLock, running: InFlight) {
         let end = match job.action {
-            Action::KillDuplicates => self.run_kill(&job).await,
+            Action::KillDuplicates => {
+                let action = KillAction {
+                    engine: &self.engine,
+                    policy: &self.settings.kill,
+                    store: self.store(),
+                    metrics: self.metrics(),
+                    abort: self.abort_flag(),
+                };
+                action.run(&job, self.aborted()).await
+            }
             Action::Restart => self.run_restart(&job).await,
         };
         self.finish(&job, end).await;

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use crate::identity::runtime_view_mismatch;
 use crate::outcome::Outcome;
 use crate::pipeline::{ActionEnd, Job, ProcessList};
 use crate::runtime::RuntimeError;
@@ -51,7 +52,7 @@ impl Service {
                 );
             }
         }
-        if let Some(end) = self.runtime_view_mismatch(&info, None).await {
+        if let Some(end) = runtime_view_mismatch(&self.engine, &info, None).await {
             return end;
         }
         if let Some(why) = crate::decide::restart_refusal(&info) {
