@@ -15,8 +15,9 @@ use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::kill_action::KillAction;
 use crate::outcome::Outcome;
 use crate::pipeline::{ActionEnd, AlertOutcome, Job};
+use crate::restart_action::{restart_refusal, RestartAction};
 use crate::restraint::{Decision, Subject};
-use crate::runtime::{ContainerInfo, RestartPolicy, RuntimeError};
+use crate::runtime::{ContainerInfo, RuntimeError};
 use crate::service::{
     set_circuit_open, ContainerLock, InFlight, Saturated, Service, INSPECT_TIMEOUT,
 };
@@ -472,7 +473,17 @@ impl Service {
                 };
                 action.run(&job, self.aborted()).await
             }
-            Action::Restart => self.run_restart(&job).await,
+            Action::Restart => {
+                let answered = || self.runtime_answered();
+                let action = RestartAction {
+                    runtime: &self.runtime,
+                    engine: &self.engine,
+                    grace: self.settings.kill.grace,
+                    abort: &self.abort_flag(),
+                    answered: &answered,
+                };
+                action.run(&job).await
+            }
         };
         self.finish(&job, end).await;
         drop(lock);
@@ -514,26 +525,5 @@ impl Service {
         };
         let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
         self.record_end(job.row, &end, reason).await;
-    }
-}
-
-/// Why a container may not be restarted, or `None` when it may. A
-/// Kubernetes container is stopped through CRI and only comes back when the
-/// kubelet starts it again, which it does for every stop only under the
-/// pod's `restartPolicy: Always`. CRI does not carry the pod's policy, so
-/// the pod declares it: the label or annotation `pidwarden.restart-policy`.
-pub(crate) fn restart_refusal(info: &ContainerInfo) -> Option<String> {
-    let pod = info.pod.as_ref()?;
-    match pod.restart_policy {
-        Some(RestartPolicy::Always) => None,
-        Some(p) => Some(format!(
-            "the pod's restart policy is {} ({}), so a stopped container may stay stopped",
-            p.as_str(),
-            crate::runtime::RESTART_POLICY_LABEL
-        )),
-        None => Some(format!(
-            "the pod's restart policy is not known to be Always (CRI does not carry it; the pod declares it with the label or annotation {}=Always)",
-            crate::runtime::RESTART_POLICY_LABEL
-        )),
     }
 }

@@ -2,8 +2,8 @@
 //! kill engine, the restraint state, the per-container action locks, and the
 //! abort switch of a shutdown. The pipeline that runs on it is one file per
 //! stage: [`crate::decide`] (alert → decision), [`crate::kill_action`] and
-//! [`crate::restart_action`] (the background actions; the kill action is
-//! given what it needs, the restart action still runs on the service),
+//! [`crate::restart_action`] (the background actions, each given what it
+//! needs rather than the service),
 //! with [`crate::pipeline`]'s plain types between them, [`crate::audit`]
 //! (rows and counts), and [`crate::recovery`] (what a crash left behind).
 //! Its readiness is [`NotReady`] when not ready.
