@@ -7,7 +7,7 @@
 //! re-check would not see, so it is retried on redelivery; a refusal (a pod
 //! sandbox) is not. `RestartAction` is given the runtime, the kill engine
 //! (for the runtime-view check), the grace and the abort flag it needs;
-//! [`restart_refusal`] says why a container may not be restarted at all.
+//! `restart_refusal` says why a container may not be restarted at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
