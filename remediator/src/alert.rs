@@ -81,21 +81,28 @@ pub struct Alert {
 /// Parses a webhook body. The error message says where the JSON is wrong.
 /// The payload and each alert must be JSON objects: serde would also read
 /// a struct from an array of its fields in order, which no sender writes.
-pub fn parse_payload(body: &[u8]) -> Result<WebhookPayload, String> {
-    let invalid = |e: serde_json::Error| format!("invalid webhook payload: {e}");
-    let payload = serde_json::from_slice::<WebhookPayload>(body).map_err(invalid)?;
-    let v = serde_json::from_slice::<serde_json::Value>(body).map_err(invalid)?;
+pub fn parse_payload(body: &[u8]) -> Result<WebhookPayload, PayloadError> {
+    let payload = serde_json::from_slice::<WebhookPayload>(body)?;
+    let v = serde_json::from_slice::<serde_json::Value>(body)?;
     let objects = v.is_object()
         && v["alerts"]
             .as_array()
             .is_some_and(|a| a.iter().all(serde_json::Value::is_object));
     if !objects {
-        return Err(
-            "invalid webhook payload: the payload and each of its alerts must be JSON objects"
-                .to_string(),
-        );
+        return Err(PayloadError::NotObjects);
     }
     Ok(payload)
+}
+
+/// Why a webhook body is not a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, or not the payload's shape: says where.
+    #[error("invalid webhook payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The payload or an alert is a JSON array, not an object.
+    #[error("invalid webhook payload: the payload and each of its alerts must be JSON objects")]
+    NotObjects,
 }
 
 /// The actions pidwarden performs.
@@ -128,6 +135,84 @@ impl Action {
             "restart" => Some(Action::Restart),
             _ => None,
         }
+    }
+}
+
+/// The action an alert asks for, as recorded: one pidwarden performs, none
+/// (no `pidwarden_action` label, or an empty one), or a label value it does
+/// not know (clipped to 64 characters). Text only where it is stored,
+/// logged or answered ([`RequestedAction::as_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum RequestedAction {
+    /// No action named.
+    #[default]
+    None,
+    /// An action pidwarden performs.
+    Known(Action),
+    /// An unrecognised label value (clipped).
+    Unknown(String),
+}
+
+impl RequestedAction {
+    /// From the `pidwarden_action` label (or its stored text).
+    pub fn from_label(label: Option<&str>) -> RequestedAction {
+        match label {
+            None | Some("") => RequestedAction::None,
+            Some(s) => Action::parse(s).map_or_else(
+                || RequestedAction::Unknown(clip(s, 64)),
+                RequestedAction::Known,
+            ),
+        }
+    }
+
+    /// The text stored and shown: empty, the action's label value, or the
+    /// unrecognised value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestedAction::None => "",
+            RequestedAction::Known(a) => a.as_str(),
+            RequestedAction::Unknown(s) => s,
+        }
+    }
+
+    /// The action, when pidwarden performs it.
+    pub fn action(&self) -> Option<Action> {
+        match self {
+            RequestedAction::Known(a) => Some(*a),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the stored (or label) text: see [`RequestedAction::from_label`].
+impl From<&str> for RequestedAction {
+    fn from(s: &str) -> Self {
+        RequestedAction::from_label(Some(s))
+    }
+}
+
+impl From<Action> for RequestedAction {
+    fn from(a: Action) -> Self {
+        RequestedAction::Known(a)
+    }
+}
+
+impl std::fmt::Display for RequestedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RequestedAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestedAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(RequestedAction::from_label(Some(&s)))
     }
 }
 
@@ -215,6 +300,31 @@ impl Alert {
 mod tests {
     use super::*;
 
+    #[test]
+    fn requested_actions_round_trip_through_their_text() {
+        let long = "x".repeat(100);
+        let all = [
+            RequestedAction::None,
+            RequestedAction::Known(Action::KillDuplicates),
+            RequestedAction::Known(Action::Restart),
+            RequestedAction::Unknown("reboot".into()),
+        ];
+        for a in all {
+            assert_eq!(RequestedAction::from_label(Some(a.as_str())), a);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("{:?}", a.as_str()));
+            assert_eq!(serde_json::from_str::<RequestedAction>(&json).unwrap(), a);
+        }
+        assert_eq!(RequestedAction::from_label(None), RequestedAction::None);
+        assert_eq!(
+            RequestedAction::from_label(Some("restart")).action(),
+            Some(Action::Restart)
+        );
+        let clipped = RequestedAction::from_label(Some(&long));
+        assert_eq!(clipped.as_str(), clip(&long, 64));
+        assert_eq!(clipped.action(), None);
+    }
+
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
@@ -248,7 +358,7 @@ mod tests {
 
     #[test]
     fn malformed_json_says_where() {
-        let e = parse_payload(b"{\"alerts\": [").unwrap_err();
+        let e = parse_payload(b"{\"alerts\": [").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
     }
 
@@ -287,7 +397,7 @@ mod tests {
             r#"{"alerts":[[""]]}"#,
             r#"["4","",0,"firing","r",[]]"#,
         ] {
-            let e = parse_payload(body.as_bytes()).unwrap_err();
+            let e = parse_payload(body.as_bytes()).unwrap_err().to_string();
             assert!(e.starts_with("invalid webhook payload"), "{body}: {e}");
         }
         assert!(parse_payload(br#"{"alerts":[{"status":"firing"}]}"#).is_ok());

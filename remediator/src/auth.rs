@@ -1,16 +1,11 @@
-//! Authentication of the HTTP API: the bearer token and basic-auth
-//! credentials read from their files at start (and again on SIGHUP), the constant-time check of
-//! an `Authorization` header, and the middleware that answers 401. (TLS
-//! client certificates are enforced by the listener, see [`crate::server`].)
+//! Credentials of the HTTP API: the bearer token and basic-auth
+//! credentials read from their files at start (and again on SIGHUP), and
+//! the constant-time check of an `Authorization` header. The middleware that
+//! answers 401 with them is [`crate::http::require_auth`]. (TLS client
+//! certificates are enforced by the listener, see [`crate::server`].)
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
-
-use crate::http::{ApiError, AppState};
 
 /// Credentials the API accepts. Empty = no HTTP-level authentication
 /// (only with `--insecure-no-auth` or when TLS client certificates are required).
@@ -83,29 +78,6 @@ impl Credentials {
         };
         let (scheme, rest) = (&v[..sp], v[sp + 1..].trim_ascii());
         scheme.eq_ignore_ascii_case(b"bearer") && bool::from(tok.as_slice().ct_eq(rest))
-    }
-}
-
-/// Middleware: answers 401 (with the schemes on offer) unless the request
-/// carries accepted credentials: the inbound ones, or the peer token on a
-/// webhook request marked forwarded.
-pub async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let credentials = st.credentials.get();
-    let from_peer = req.uri().path() == "/api/v1/alerts"
-        && req.headers().contains_key(crate::forward::FORWARDED_HEADER)
-        && credentials.check_peer(auth);
-    if from_peer || credentials.check(auth) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized {
-            bearer: credentials.bearer.is_some(),
-            basic: credentials.basic.is_some(),
-        }
-        .into_response()
     }
 }
 

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
-use crate::config::{Overrides, Settings};
-use crate::engine::HostKillEngine;
+use crate::config::{KillFlags, Overrides, Settings};
 use crate::http::{app, AppState};
+use crate::kill::HostKillEngine;
 use crate::metrics::Metrics;
 use crate::runtime::{RuntimeFlags, Runtimes};
 use crate::service::Service;
@@ -120,18 +120,12 @@ pub struct ServeArgs {
     /// Record what would be done; do nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Copies kept per duplicate group.
-    #[arg(long)]
-    pub keep: Option<usize>,
-    /// Seconds between SIGTERM and SIGKILL (and the restart stop timeout).
-    #[arg(long)]
-    pub grace: Option<f64>,
+    /// `--keep`, `--grace`, `--sample`: the kill policy.
+    #[command(flatten)]
+    pub kill: KillFlags,
     /// Seconds between two actions on one container.
     #[arg(long)]
     pub cooldown: Option<u64>,
-    /// Seconds of CPU sampling choosing the victims.
-    #[arg(long)]
-    pub sample: Option<f64>,
     /// Days audit rows are kept (default 90; 0 keeps them forever).
     #[arg(long)]
     pub retention_days: Option<u32>,
@@ -181,7 +175,7 @@ pub struct ServeArgs {
     pub peer_ca: Option<PathBuf>,
 }
 
-fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, String> {
+fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, crate::forward::PeerEntryError> {
     crate::forward::PeerEntry::parse(s)
 }
 
@@ -240,7 +234,7 @@ pub fn format_table(rows: &[Record]) -> String {
             crate::timefmt::format_rfc3339(r.at_ms as i128 * 1_000_000),
             clip(&r.alertname, 27),
             container,
-            clip(&r.action, 15),
+            clip(r.action.as_str(), 15),
             r.result,
             procs,
             r.reason
@@ -317,9 +311,7 @@ fn load_settings(a: &ServeArgs) -> anyhow::Result<Settings> {
 fn overrides(a: &ServeArgs) -> Overrides {
     Overrides {
         dry_run: a.dry_run,
-        keep: a.keep,
-        grace_secs: a.grace,
-        sample_secs: a.sample,
+        kill: a.kill.clone(),
         cooldown_secs: a.cooldown,
         retention_days: a.retention_days,
     }

@@ -37,6 +37,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::alert::Action;
+use crate::kill::KillPolicy;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -121,16 +122,33 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML did not parse.
-    #[error("parsing config {path}: {msg}")]
+    #[error("parsing config {path}: {source}")]
     Parse {
         /// The file.
         path: String,
         /// Why.
-        msg: String,
+        #[source]
+        source: toml::de::Error,
     },
     /// A value is invalid.
     #[error("config: {0}")]
     Invalid(String),
+}
+
+/// The command-line flags of the [`KillPolicy`] (they win over
+/// `[defaults]`); unset ones fall back to the file, then to
+/// [`KillPolicy::default`].
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct KillFlags {
+    /// Copies kept per duplicate group.
+    #[arg(long)]
+    pub keep: Option<usize>,
+    /// Seconds between SIGTERM and SIGKILL (and the restart stop timeout).
+    #[arg(long = "grace")]
+    pub grace_secs: Option<f64>,
+    /// Seconds of CPU sampling choosing the victims.
+    #[arg(long = "sample")]
+    pub sample_secs: Option<f64>,
 }
 
 /// Overrides from the command line (they win over the file).
@@ -138,12 +156,8 @@ pub enum ConfigError {
 pub struct Overrides {
     /// `--dry-run`.
     pub dry_run: bool,
-    /// `--keep`.
-    pub keep: Option<usize>,
-    /// `--grace`.
-    pub grace_secs: Option<f64>,
-    /// `--sample`.
-    pub sample_secs: Option<f64>,
+    /// `--keep`, `--grace`, `--sample`.
+    pub kill: KillFlags,
     /// `--cooldown`.
     pub cooldown_secs: Option<u64>,
     /// `--retention-days`.
@@ -155,19 +169,14 @@ pub struct Overrides {
 pub struct Settings {
     /// Global dry-run.
     pub dry_run: bool,
-    /// Protected command-line patterns.
-    pub protected: Vec<Regex>,
+    /// How kill-duplicates chooses and kills: copies kept, sampling window,
+    /// grace (also the restart stop timeout), protected patterns.
+    pub kill: KillPolicy,
     /// Kubernetes namespaces never acted on (exact names).
     pub protected_namespaces: Vec<String>,
     /// Kubernetes namespaces that may be acted on (exact names; empty: all
     /// but the protected ones).
     pub namespaces: Vec<String>,
-    /// Copies kept per group.
-    pub keep: usize,
-    /// SIGTERM → SIGKILL grace.
-    pub grace: Duration,
-    /// CPU sampling window.
-    pub sample: Duration,
     /// Per-container cooldown.
     pub cooldown: Duration,
     /// Window of the per-container action bound.
@@ -286,14 +295,14 @@ impl Settings {
                 // An empty file is a truncated one, not a wish for the
                 // defaults (which act live on every alert).
                 if text.trim().is_empty() {
-                    return Err(ConfigError::Parse {
-                        path: p.display().to_string(),
-                        msg: "the file is empty".into(),
-                    });
+                    return Err(ConfigError::Invalid(format!(
+                        "{}: the file is empty",
+                        p.display()
+                    )));
                 }
-                Self::parse(&text).map_err(|msg| ConfigError::Parse {
+                Self::parse(&text).map_err(|source| ConfigError::Parse {
                     path: p.display().to_string(),
-                    msg,
+                    source,
                 })?
             }
         };
@@ -301,8 +310,8 @@ impl Settings {
     }
 
     /// Parses the TOML text (no validation of values).
-    pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Validates a parsed file and applies the overrides.
@@ -334,7 +343,12 @@ impl Settings {
             }
         };
         let d = &f.defaults;
-        let keep = count(pick(o.keep, "--keep", d.keep, "defaults.keep", 1), MAX_KEEP)?;
+        let k = &o.kill;
+        let default = KillPolicy::default();
+        let keep = count(
+            pick(k.keep, "--keep", d.keep, "defaults.keep", default.keep),
+            MAX_KEEP,
+        )?;
         let retention_days = pick(
             o.retention_days,
             "--retention-days",
@@ -371,30 +385,32 @@ impl Settings {
         }
         Ok(Settings {
             dry_run: o.dry_run || f.dry_run.unwrap_or(false),
-            protected,
+            kill: KillPolicy {
+                keep,
+                grace: secs_f64(
+                    pick(
+                        k.grace_secs,
+                        "--grace",
+                        d.grace_secs,
+                        "defaults.grace_secs",
+                        default.grace.as_secs_f64(),
+                    ),
+                    MAX_GRACE_SECS,
+                )?,
+                sample: secs_f64(
+                    pick(
+                        k.sample_secs,
+                        "--sample",
+                        d.sample_secs,
+                        "defaults.sample_secs",
+                        default.sample.as_secs_f64(),
+                    ),
+                    MAX_SAMPLE_SECS,
+                )?,
+                protected,
+            },
             protected_namespaces,
             namespaces: f.namespaces,
-            keep,
-            grace: secs_f64(
-                pick(
-                    o.grace_secs,
-                    "--grace",
-                    d.grace_secs,
-                    "defaults.grace_secs",
-                    5.0,
-                ),
-                MAX_GRACE_SECS,
-            )?,
-            sample: secs_f64(
-                pick(
-                    o.sample_secs,
-                    "--sample",
-                    d.sample_secs,
-                    "defaults.sample_secs",
-                    2.0,
-                ),
-                MAX_SAMPLE_SECS,
-            )?,
             cooldown: secs_u64(
                 pick(
                     o.cooldown_secs,
@@ -516,15 +532,15 @@ Dup = ["kill-duplicates"]
         )
         .unwrap();
         assert!(s.dry_run);
-        assert_eq!(s.keep, 2);
-        assert_eq!(s.grace, Duration::from_millis(1500));
+        assert_eq!(s.kill.keep, 2);
+        assert_eq!(s.kill.grace, Duration::from_millis(1500));
         assert_eq!(s.cooldown, Duration::from_secs(5));
         assert_eq!(s.max_actions, 4);
         assert!(!s.escalate);
         assert!(s.allows("Dup", Action::KillDuplicates));
         assert!(!s.allows("Dup", Action::Restart));
         assert!(!s.allows("Other", Action::KillDuplicates));
-        assert!(s.protected[0].is_match("postgres -D /data"));
+        assert!(s.kill.protected[0].is_match("postgres -D /data"));
         assert_eq!(s.retention, Some(Duration::from_secs(7 * 86_400)));
     }
 
@@ -631,8 +647,8 @@ Dup = ["kill-duplicates"]
         let s = Settings::default();
         assert!(s.allows("anything", Action::Restart));
         assert_eq!(s.cooldown, Duration::from_secs(300));
-        assert_eq!(s.grace, Duration::from_secs(5));
-        assert_eq!(s.sample, Duration::from_secs(2));
+        assert_eq!(s.kill.grace, Duration::from_secs(5));
+        assert_eq!(s.kill.sample, Duration::from_secs(2));
     }
 
     #[test]
@@ -695,42 +711,60 @@ Dup = ["kill-duplicates"]
         let cases: [(Overrides, &str); 9] = [
             (
                 Overrides {
-                    keep: Some(0),
+                    kill: KillFlags {
+                        keep: Some(0),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--keep",
             ),
             (
                 Overrides {
-                    grace_secs: Some(f64::NAN),
+                    kill: KillFlags {
+                        grace_secs: Some(f64::NAN),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--grace",
             ),
             (
                 Overrides {
-                    grace_secs: Some(-0.5),
+                    kill: KillFlags {
+                        grace_secs: Some(-0.5),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--grace",
             ),
             (
                 Overrides {
-                    grace_secs: Some(f64::INFINITY),
+                    kill: KillFlags {
+                        grace_secs: Some(f64::INFINITY),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--grace",
             ),
             (
                 Overrides {
-                    sample_secs: Some(f64::MAX),
+                    kill: KillFlags {
+                        sample_secs: Some(f64::MAX),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--sample",
             ),
             (
                 Overrides {
-                    sample_secs: Some(f64::NEG_INFINITY),
+                    kill: KillFlags {
+                        sample_secs: Some(f64::NEG_INFINITY),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--sample",
@@ -774,7 +808,7 @@ Dup = ["kill-duplicates"]
             &Overrides::default(),
         )
         .unwrap();
-        assert_eq!(s.grace, Duration::from_secs(600));
+        assert_eq!(s.kill.grace, Duration::from_secs(600));
         assert_eq!(s.cooldown, Duration::from_secs(MAX_WINDOW_SECS));
         assert_eq!(s.history_horizon(), Duration::from_secs(MAX_WINDOW_SECS));
         // The largest values keep every time computation in range.

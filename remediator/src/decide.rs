@@ -9,12 +9,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::alert::{clip, Action, Alert, Target, WebhookPayload};
-use crate::audit::{instance_key, ActionEnd, AlertOutcome, Row};
+use crate::alert::{clip, Action, Alert, RequestedAction, Target, WebhookPayload};
+use crate::audit::{instance_key, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
+use crate::kill_action::KillAction;
 use crate::outcome::Outcome;
-use crate::restraint::{Decision, InstanceKey, Subject};
-use crate::runtime::{ContainerInfo, RestartPolicy, RuntimeError};
+use crate::pipeline::{ActionEnd, AlertOutcome, Job};
+use crate::restart_action::{restart_refusal, RestartAction};
+use crate::restraint::{Decision, Subject};
+use crate::runtime::{ContainerInfo, RuntimeError};
 use crate::service::{
     set_circuit_open, ContainerLock, InFlight, Saturated, Service, INSPECT_TIMEOUT,
 };
@@ -35,21 +38,6 @@ enum Resolved {
     Elsewhere(String),
     /// Refused: result, reason, whether a redelivery could succeed.
     Refused(Outcome, String, bool),
-}
-
-/// One action running in the background.
-pub(crate) struct Job {
-    pub row: i64,
-    pub key: InstanceKey,
-    /// What restraint counts this action for ([`Subject::key`]).
-    pub restraint_key: String,
-    pub token: u64,
-    pub action: Action,
-    pub dry_run: bool,
-    pub info: ContainerInfo,
-    pub alert_starts_at: Option<i128>,
-    pub started: Instant,
-    pub decision: String,
 }
 
 impl Service {
@@ -96,7 +84,7 @@ impl Service {
                     .map(|a| AlertOutcome {
                         row: -1,
                         fingerprint: clip(&a.fingerprint, 64),
-                        action: clip(a.action_label().unwrap_or(""), 64),
+                        action: RequestedAction::from_label(a.action_label()),
                         result: Outcome::Failed,
                         reason: "internal error".into(),
                         retryable: true,
@@ -115,7 +103,7 @@ impl Service {
         // One snapshot of the settings for the whole decision: a reload
         // in the middle never mixes two configurations.
         let settings = self.settings();
-        let label = alert.action_label().unwrap_or("");
+        let label = &RequestedAction::from_label(alert.action_label());
         let none = ("", "");
         if alert.is_resolved() {
             let reason = "alert resolved; nothing to do".to_string();
@@ -123,11 +111,11 @@ impl Service {
                 .refuse(alert, none, label, Outcome::Resolved, reason, false)
                 .await;
         }
-        let Some(requested) = Action::parse(label) else {
-            let reason = if label.is_empty() {
+        let Some(requested) = label.action() else {
+            let reason = if *label == RequestedAction::None {
                 "no pidwarden_action label; ignored".to_string()
             } else {
-                format!("unknown pidwarden_action {:?}; ignored", clip(label, 64))
+                format!("unknown pidwarden_action {:?}; ignored", label.as_str())
             };
             return self
                 .refuse(alert, none, label, Outcome::Ignored, reason, false)
@@ -296,7 +284,7 @@ impl Service {
                 restraint_key: Some(&restraint_key),
                 container_id: &info.id,
                 container_name: &info.name,
-                action: action.as_str(),
+                action: &RequestedAction::Known(action),
                 result: Outcome::Pending,
                 reason: reason.clone(),
                 claimed: true,
@@ -313,8 +301,8 @@ impl Service {
                 self.metrics().count(action, Outcome::Failed);
                 return AlertOutcome {
                     row: -1,
-                    fingerprint: key.0,
-                    action: action.as_str().into(),
+                    fingerprint: key.fingerprint,
+                    action: action.into(),
                     result: Outcome::Failed,
                     reason: format!("state store: {e}"),
                     retryable: true,
@@ -322,7 +310,7 @@ impl Service {
             }
         };
         tracing::info!(row, id = %info.id, name = %info.name, action = action.as_str(), dry_run, escalated, "action started");
-        let fingerprint = key.0.clone();
+        let fingerprint = key.fingerprint.clone();
         let job = Job {
             row,
             key,
@@ -341,7 +329,7 @@ impl Service {
         AlertOutcome {
             row,
             fingerprint,
-            action: action.as_str().into(),
+            action: action.into(),
             result: Outcome::Pending,
             reason,
             retryable: false,
@@ -364,7 +352,7 @@ impl Service {
                         "no container with this id runs on this node".into(),
                     )
                 }
-                Err(e) => return Resolved::Refused(Outcome::Failed, e, true),
+                Err(e) => return Resolved::Refused(Outcome::Failed, e.to_string(), true),
             },
             Target::Name(name) => name,
         };
@@ -403,13 +391,18 @@ impl Service {
         match self.is_local(&info.id).await {
             Ok(true) => Resolved::Here(info),
             Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
-            Err(e) => Resolved::Refused(Outcome::Failed, e, true),
+            Err(e) => Resolved::Refused(Outcome::Failed, e.to_string(), true),
         }
     }
 
     /// Sends an alert for a container of another node on to that node's
     /// remediator and records its answer.
-    async fn forward(&self, alert: &Alert, label: &str, failures: &mut u32) -> AlertOutcome {
+    async fn forward(
+        &self,
+        alert: &Alert,
+        label: &RequestedAction,
+        failures: &mut u32,
+    ) -> AlertOutcome {
         let none = ("", "");
         let Some(peers) = self.peers() else {
             let reason = "not on this node, and fleet routing is off".to_string();
@@ -427,9 +420,7 @@ impl Service {
             }
         };
         let answer = if *failures >= MAX_FORWARD_FAILURES {
-            Err(format!(
-                "not tried: {failures} forwards of this payload failed already"
-            ))
+            Err(crate::forward::ForwardError::GaveUp(*failures))
         } else {
             peers.forward(&url, alert).await
         };
@@ -470,9 +461,29 @@ impl Service {
     /// Runs one job to its end, holding the container's lock until the
     /// outcome is recorded and restraint knows when it ended.
     async fn run(self: Arc<Self>, job: Job, lock: ContainerLock, running: InFlight) {
+        let settings = self.settings();
         let end = match job.action {
-            Action::KillDuplicates => self.run_kill(&job).await,
-            Action::Restart => self.run_restart(&job).await,
+            Action::KillDuplicates => {
+                let action = KillAction {
+                    engine: &self.engine,
+                    policy: &settings.kill,
+                    store: self.store(),
+                    metrics: self.metrics(),
+                    abort: self.abort_flag(),
+                };
+                action.run(&job, self.aborted()).await
+            }
+            Action::Restart => {
+                let answered = || self.runtime_answered();
+                let action = RestartAction {
+                    runtime: &self.runtime,
+                    engine: &self.engine,
+                    grace: settings.kill.grace,
+                    abort: &self.abort_flag(),
+                    answered: &answered,
+                };
+                action.run(&job).await
+            }
         };
         self.finish(&job, end).await;
         drop(lock);
@@ -514,26 +525,5 @@ impl Service {
         };
         let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
         self.record_end(job.row, &end, reason).await;
-    }
-}
-
-/// Why a container may not be restarted, or `None` when it may. A
-/// Kubernetes container is stopped through CRI and only comes back when the
-/// kubelet starts it again, which it does for every stop only under the
-/// pod's `restartPolicy: Always`. CRI does not carry the pod's policy, so
-/// the pod declares it: the label or annotation `pidwarden.restart-policy`.
-pub(crate) fn restart_refusal(info: &ContainerInfo) -> Option<String> {
-    let pod = info.pod.as_ref()?;
-    match pod.restart_policy {
-        Some(RestartPolicy::Always) => None,
-        Some(p) => Some(format!(
-            "the pod's restart policy is {} ({}), so a stopped container may stay stopped",
-            p.as_str(),
-            crate::runtime::RESTART_POLICY_LABEL
-        )),
-        None => Some(format!(
-            "the pod's restart policy is not known to be Always (CRI does not carry it; the pod declares it with the label or annotation {}=Always)",
-            crate::runtime::RESTART_POLICY_LABEL
-        )),
     }
 }

@@ -62,20 +62,146 @@ pub enum PeerEntry {
     Net(IpAddr, u8),
 }
 
+/// A `--peer` entry that is none of `HOST`, `IP`, `CIDR`.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerEntryError {
+    /// The part before the `/` is no address.
+    #[error("--peer {entry:?}: {ip:?} is not an IP address")]
+    NotAnAddress {
+        /// The entry.
+        entry: String,
+        /// Its address part.
+        ip: String,
+    },
+    /// The prefix length is out of range.
+    #[error("--peer {entry:?}: prefix length must be 0 to {max}")]
+    PrefixLength {
+        /// The entry.
+        entry: String,
+        /// The largest length for its address family.
+        max: u8,
+    },
+    /// Neither a host name nor an address (clipped).
+    #[error("--peer {0:?} is not a host name, an IP address or a CIDR network")]
+    Unrecognised(String),
+}
+
+/// Why an alert has no peer to be forwarded to.
+#[derive(Debug, thiserror::Error)]
+pub enum NoRoute {
+    /// Its `instance` label names no host (clipped).
+    #[error("the alert's instance label {0:?} names no node to forward to")]
+    NoNode(String),
+    /// Its host matches no `--peer` entry (clipped).
+    #[error("the alert's instance host {0:?} is not a listed peer (--peer); no connection made")]
+    NotListed(String),
+    /// It is this node.
+    #[error("the alert's instance is this node")]
+    ThisNode,
+}
+
+/// Why forwarding an alert to a peer got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The peer could not be reached a moment ago: not tried again yet.
+    #[error(
+        "not tried: it could not be reached {ago_secs} s ago (tried again after {backoff_secs} s)"
+    )]
+    BackingOff {
+        /// Seconds since it failed.
+        ago_secs: u64,
+        /// [`PEER_BACKOFF`] in seconds.
+        backoff_secs: u64,
+    },
+    /// Forwards of this payload failed too often: not tried.
+    #[error("not tried: {0} forwards of this payload failed already")]
+    GaveUp(u32),
+    /// No answer within [`FORWARD_TIMEOUT`] (seconds).
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    /// The peer URL does not parse.
+    #[error("peer URL {url}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// The peer URL has no host.
+    #[error("peer URL without host")]
+    NoHost,
+    /// The host name did not resolve.
+    #[error("resolving {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Plain HTTP goes to loopback peers only.
+    #[error("{0} has no loopback address: plain HTTP only to loopback peers (--peer-ca enables TLS); no connection made")]
+    NotLoopback(String),
+    /// The TCP connection failed.
+    #[error("connecting to {peer}: {source}")]
+    Connect {
+        /// `host:port`.
+        peer: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request could not be built.
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    /// The peer's name is no TLS server name.
+    #[error("peer name {name}: {source}")]
+    PeerName {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {peer}: {source}")]
+    Tls {
+        /// `host:port`.
+        peer: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP handshake failed.
+    #[error("HTTP handshake: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// Sending the request failed.
+    #[error("sending: {0}")]
+    Send(#[source] hyper::Error),
+    /// Reading the answer failed.
+    #[error("reading the answer: {0}")]
+    Answer(#[source] hyper::Error),
+}
+
 impl PeerEntry {
     /// Parses `HOST`, `IP` or `CIDR`.
-    pub fn parse(s: &str) -> Result<PeerEntry, String> {
+    pub fn parse(s: &str) -> Result<PeerEntry, PeerEntryError> {
         let s = s.trim();
         if let Some((ip, len)) = s.split_once('/') {
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| format!("--peer {s:?}: {ip:?} is not an IP address"))?;
+            let ip: IpAddr = ip.parse().map_err(|_| PeerEntryError::NotAnAddress {
+                entry: s.to_string(),
+                ip: ip.to_string(),
+            })?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len = len
                 .parse::<u8>()
                 .ok()
                 .filter(|l| *l <= max)
-                .ok_or_else(|| format!("--peer {s:?}: prefix length must be 0 to {max}"))?;
+                .ok_or_else(|| PeerEntryError::PrefixLength {
+                    entry: s.to_string(),
+                    max,
+                })?;
             return Ok(PeerEntry::Net(ip.to_canonical(), len));
         }
         let bare = s.trim_start_matches('[').trim_end_matches(']');
@@ -86,10 +212,7 @@ impl PeerEntry {
         if is_host_name(s) {
             return Ok(PeerEntry::Host(s.to_ascii_lowercase()));
         }
-        Err(format!(
-            "--peer {:?} is not a host name, an IP address or a CIDR network",
-            clip(s, 80)
-        ))
+        Err(PeerEntryError::Unrecognised(clip(s, 80)))
     }
 
     /// Whether `host` (an instance host: a name, an address, `[v6]`)
@@ -271,28 +394,20 @@ fn is_port(p: &str) -> bool {
 impl Peers {
     /// The peer URL for `alert`, or why there is none: the host of its
     /// `instance` label must match a `--peer` entry, and not be this node.
-    pub fn url_for(&self, alert: &Alert) -> Result<String, String> {
+    pub fn url_for(&self, alert: &Alert) -> Result<String, NoRoute> {
         let instance = alert
             .labels
             .get("instance")
             .map(String::as_str)
             .unwrap_or("");
-        let host = instance_host(instance).ok_or_else(|| {
-            format!(
-                "the alert's instance label {:?} names no node to forward to",
-                clip(instance, 80)
-            )
-        })?;
+        let host = instance_host(instance).ok_or_else(|| NoRoute::NoNode(clip(instance, 80)))?;
         if !self.listed.iter().any(|p| p.matches(&host)) {
-            return Err(format!(
-                "the alert's instance host {:?} is not a listed peer (--peer); no connection made",
-                clip(&host, 80)
-            ));
+            return Err(NoRoute::NotListed(clip(&host, 80)));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
             if ip.to_canonical() == self.own.ip().to_canonical() && self.port == self.own.port() {
-                return Err("the alert's instance is this node".into());
+                return Err(NoRoute::ThisNode);
             }
         }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -302,17 +417,16 @@ impl Peers {
     /// Sends `alert` alone to `url` (from [`Peers::url_for`]), marked
     /// forwarded; the peer's answer, or why it could not be had
     /// (unreachable, timed out, or so within the last [`PEER_BACKOFF`]).
-    pub async fn forward(&self, url: &str, alert: &Alert) -> Result<PeerAnswer, String> {
+    pub async fn forward(&self, url: &str, alert: &Alert) -> Result<PeerAnswer, ForwardError> {
         if let Some(ago) = self.down_since(url) {
-            return Err(format!(
-                "not tried: it could not be reached {} s ago (tried again after {} s)",
-                ago.as_secs(),
-                PEER_BACKOFF.as_secs()
-            ));
+            return Err(ForwardError::BackingOff {
+                ago_secs: ago.as_secs(),
+                backoff_secs: PEER_BACKOFF.as_secs(),
+            });
         }
         let r = tokio::time::timeout(FORWARD_TIMEOUT, self.send(url, alert))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", FORWARD_TIMEOUT.as_secs())));
+            .unwrap_or_else(|_| Err(ForwardError::Timeout(FORWARD_TIMEOUT.as_secs())));
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_err() {
             if down.len() >= MAX_DOWN {
@@ -333,12 +447,15 @@ impl Peers {
 
     /// The addresses of `host` this remediator may connect to: without TLS
     /// only loopback ones (a listed host name could resolve elsewhere).
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ForwardError> {
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|e| format!("resolving {host}: {e}"))?
+                .map_err(|source| ForwardError::Resolve {
+                    host: host.to_string(),
+                    source,
+                })?
                 .collect(),
         };
         if self.tls.is_some() {
@@ -349,16 +466,17 @@ impl Peers {
             .filter(|a| a.ip().to_canonical().is_loopback())
             .collect();
         if plain.is_empty() {
-            return Err(format!(
-                "{host} has no loopback address: plain HTTP only to loopback peers (--peer-ca enables TLS); no connection made"
-            ));
+            return Err(ForwardError::NotLoopback(host.to_string()));
         }
         Ok(plain)
     }
 
-    async fn send(&self, url: &str, alert: &Alert) -> Result<PeerAnswer, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("peer URL {url}: {e}"))?;
-        let host = uri.host().ok_or("peer URL without host")?.to_string();
+    async fn send(&self, url: &str, alert: &Alert) -> Result<PeerAnswer, ForwardError> {
+        let uri: hyper::Uri = url.parse().map_err(|source| ForwardError::Url {
+            url: url.to_string(),
+            source,
+        })?;
+        let host = uri.host().ok_or(ForwardError::NoHost)?.to_string();
         let port = uri.port_u16().unwrap_or(self.port);
         let bare = host
             .trim_start_matches('[')
@@ -367,7 +485,10 @@ impl Peers {
         let addrs = self.addresses(&bare, port).await?;
         let tcp = TcpStream::connect(addrs.as_slice())
             .await
-            .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+            .map_err(|source| ForwardError::Connect {
+                peer: format!("{host}:{port}"),
+                source,
+            })?;
         let body = json!({
             "receiver": "pidwarden-peer", "status": "firing", "alerts": [alert],
             "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
@@ -383,19 +504,26 @@ impl Peers {
             .header(FORWARDED_HEADER, "1")
             .header(
                 hyper::header::AUTHORIZATION,
-                hyper::header::HeaderValue::from_bytes(&auth).map_err(|e| e.to_string())?,
+                hyper::header::HeaderValue::from_bytes(&auth).map_err(hyper::http::Error::from)?,
             )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(Bytes::from(body)))?;
         let (status, bytes) = match &self.tls {
             None => exchange(TokioIo::new(tcp), req).await?,
             Some(cfg) => {
-                let name = rustls::pki_types::ServerName::try_from(bare.clone())
-                    .map_err(|e| format!("peer name {bare}: {e}"))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(bare.clone()).map_err(|source| {
+                        ForwardError::PeerName {
+                            name: bare.clone(),
+                            source,
+                        }
+                    })?;
                 let tls = tokio_rustls::TlsConnector::from(Arc::clone(cfg))
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+                    .map_err(|source| ForwardError::Tls {
+                        peer: format!("{host}:{port}"),
+                        source,
+                    })?;
                 exchange(TokioIo::new(tls), req).await?
             }
         };
@@ -413,26 +541,23 @@ impl Peers {
     }
 }
 
-async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
+async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), ForwardError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
+        .map_err(ForwardError::Handshake)?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("sending: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(ForwardError::Send)?;
     let status = resp.status().as_u16();
     let bytes = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("reading the answer: {e}"))?
+        .map_err(ForwardError::Answer)?
         .to_bytes();
     Ok((status, bytes))
 }
@@ -563,6 +688,7 @@ mod tests {
         assert!(peers
             .url_for(&alert("127.0.0.3:1"))
             .unwrap_err()
+            .to_string()
             .contains("not a listed peer"));
     }
 }

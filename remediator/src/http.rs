@@ -1,5 +1,6 @@
 //! The HTTP surface: the Alertmanager webhook, the audit trail, self
-//! metrics and probes, behind the authentication of [`crate::auth`].
+//! metrics and probes, behind [`require_auth`], which checks the
+//! credentials of [`crate::auth`] and answers 401 without them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +17,9 @@ use pidwarden_shared::exposition::Format;
 use serde_json::json;
 
 use crate::alert::parse_payload;
-use crate::auth::{require_auth, Credentials};
+use crate::auth::Credentials;
 use crate::metrics::CodeLabel;
-use crate::service::Service;
+use crate::service::{NotReady, Service};
 
 /// Largest webhook body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -105,6 +106,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware: answers 401 (with the schemes on offer) unless the request
+/// carries accepted credentials: the inbound ones, or the peer token on a
+/// webhook request marked forwarded.
+pub async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let credentials = st.credentials.get();
+    let from_peer = req.uri().path() == "/api/v1/alerts"
+        && req.headers().contains_key(crate::forward::FORWARDED_HEADER)
+        && credentials.check_peer(auth);
+    if from_peer || credentials.check(auth) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized {
+            bearer: credentials.bearer.is_some(),
+            basic: credentials.basic.is_some(),
+        }
+        .into_response()
+    }
+}
+
 async fn count_webhook(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     st.service
@@ -131,7 +155,7 @@ async fn alerts(
             ApiError::BadRequest(format!("reading the body: {e}"))
         }
     })?;
-    let payload = parse_payload(&body).map_err(ApiError::BadRequest)?;
+    let payload = parse_payload(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if payload.alerts.len() > MAX_ALERTS {
         return Err(ApiError::TooManyAlerts(payload.alerts.len()));
     }
@@ -168,8 +192,14 @@ fn find_source<'a, T: std::error::Error + 'static>(
     None
 }
 
+/// A `limit` that is not an integer from 1 to [`ACTIONS_MAX`] (as given,
+/// clipped).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be an integer from 1 to {ACTIONS_MAX}, got {0:?}")]
+pub struct BadLimit(pub String);
+
 /// Parses `limit` from a raw query string.
-pub fn parse_limit(query: Option<&str>) -> Result<usize, String> {
+pub fn parse_limit(query: Option<&str>) -> Result<usize, BadLimit> {
     let mut limit = ACTIONS_DEFAULT;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -178,19 +208,14 @@ pub fn parse_limit(query: Option<&str>) -> Result<usize, String> {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=ACTIONS_MAX).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "limit must be an integer from 1 to {ACTIONS_MAX}, got {:?}",
-                        crate::alert::clip(v, 20)
-                    )
-                })?;
+                .ok_or_else(|| BadLimit(crate::alert::clip(v, 20)))?;
         }
     }
     Ok(limit)
 }
 
 async fn actions(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let limit = parse_limit(q.as_deref()).map_err(ApiError::BadRequest)?;
+    let limit = parse_limit(q.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let store = st.service.store().clone();
     let rows = tokio::task::spawn_blocking(move || store.recent(limit))
         .await
@@ -217,6 +242,9 @@ async fn healthz() -> &'static str {
 /// How long a "ready" answer is served to every probe before it is checked again.
 pub const READY_TTL: Duration = Duration::from_secs(2);
 
+/// A readiness answer, shared by the probes that waited for it.
+type Readiness = Result<(), Arc<NotReady>>;
+
 /// The readiness answer shared by the probes: a check (a SQLite round trip
 /// among others) runs at most once per [`READY_TTL`] while ready, and probes
 /// arriving while one runs wait for it and share its answer. A "not ready"
@@ -224,14 +252,14 @@ pub const READY_TTL: Duration = Duration::from_secs(2);
 /// next probe.
 #[derive(Debug, Default)]
 pub struct ReadyCache {
-    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
 impl ReadyCache {
     /// The cached answer, or the one `check` gives.
-    pub async fn get<F>(&self, check: impl FnOnce() -> F) -> Result<(), String>
+    pub async fn get<F>(&self, check: impl FnOnce() -> F) -> Readiness
     where
-        F: std::future::Future<Output = Result<(), String>>,
+        F: std::future::Future<Output = Result<(), NotReady>>,
     {
         let arrived = Instant::now();
         let mut last = self.last.lock().await;
@@ -241,7 +269,7 @@ impl ReadyCache {
                 return answer.clone();
             }
         }
-        let answer = check().await;
+        let answer = check().await.map_err(Arc::new);
         *last = Some((Instant::now(), answer.clone()));
         answer
     }
@@ -251,7 +279,7 @@ async fn readyz(st: AppState, cache: &ReadyCache) -> Result<&'static str, ApiErr
     cache
         .get(|| st.service.readiness())
         .await
-        .map_err(ApiError::Unavailable)?;
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok("ready\n")
 }
 
@@ -334,7 +362,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let cache = Arc::new(ReadyCache::default());
         let checks = Arc::new(AtomicUsize::new(0));
-        let probe = |answer: Result<(), String>| {
+        let probe = |answer: Result<(), NotReady>| {
             let (cache, checks) = (Arc::clone(&cache), Arc::clone(&checks));
             async move {
                 cache
@@ -348,21 +376,21 @@ mod tests {
         };
         // 100 probes at once while not ready: one check, one shared answer.
         let answers = futures_util::future::join_all(
-            (0..100).map(|_| tokio::spawn(probe(Err("store down".into())))),
+            (0..100).map(|_| tokio::spawn(probe(Err(NotReady::RuntimeSilent(1))))),
         )
         .await;
         assert!(answers.iter().all(|a| a.as_ref().unwrap().is_err()));
         assert_eq!(checks.load(Ordering::SeqCst), 1);
         // Not ready is not cached: the next probe checks again and sees recovery.
-        assert_eq!(probe(Ok(())).await, Ok(()));
+        assert!(probe(Ok(())).await.is_ok());
         assert_eq!(checks.load(Ordering::SeqCst), 2);
         // Ready is cached for READY_TTL.
         for _ in 0..50 {
-            assert_eq!(probe(Err("unused".into())).await, Ok(()));
+            assert!(probe(Err(NotReady::RuntimeSilent(2))).await.is_ok());
         }
         assert_eq!(checks.load(Ordering::SeqCst), 2);
         tokio::time::sleep(READY_TTL).await;
-        assert!(probe(Err("down again".into())).await.is_err());
+        assert!(probe(Err(NotReady::RuntimeSilent(3))).await.is_err());
         assert_eq!(checks.load(Ordering::SeqCst), 3);
     }
 }

@@ -1,38 +1,48 @@
-//! The kill-duplicates action: plan (sample the container), then, unless in
-//! dry-run, execute through the kill engine with the processes about to be
-//! stopped journaled first and the shutdown's abort flag watched. A run that
+//! The kill-duplicates action (`KillAction`, given the engine, policy,
+//! store, metrics and abort flag it needs rather than the whole service):
+//! plan (sample the container), then, unless in dry-run, execute through
+//! the kill engine with the processes about to be stopped journaled first
+//! and the shutdown's abort flag watched. A run that
 //! signalled nothing ends `protected` (or `recovered` when every victim was
 //! gone), never `done`: it starts no cooldown and does not count toward the
 //! circuit breaker.
 
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::audit::{plan_processes, report_processes, stop_journal, ActionEnd};
-use crate::decide::Job;
-use crate::kill::{ExecControl, KillPolicy};
+use crate::audit::{plan_processes, report_processes, stop_journal};
+use crate::identity::runtime_view_mismatch;
+use crate::kill::{ExecControl, KillEngine, KillPolicy};
+use crate::metrics::Metrics;
 use crate::outcome::Outcome;
-use crate::service::{blocking, Service};
+use crate::pipeline::{ActionEnd, Job};
+use crate::store::Store;
+use crate::task::blocking;
 
-impl Service {
-    fn kill_policy(&self) -> KillPolicy {
-        let settings = self.settings();
-        KillPolicy {
-            keep: settings.keep,
-            sample: settings.sample,
-            grace: settings.grace,
-            protected: settings.protected.clone(),
-        }
-    }
+/// What the kill-duplicates action is given: the engine, the policy, the
+/// audit store its journal writes to, the metrics it counts signals in,
+/// and the shutdown's abort flag.
+pub(crate) struct KillAction<'a> {
+    pub engine: &'a Arc<dyn KillEngine>,
+    pub policy: &'a KillPolicy,
+    pub store: &'a Store,
+    pub metrics: &'a Metrics,
+    pub abort: Arc<AtomicBool>,
+}
 
-    pub(crate) async fn run_kill(&self, job: &Job) -> ActionEnd {
-        let policy = self.kill_policy();
-        let engine = Arc::clone(&self.engine);
+impl KillAction<'_> {
+    /// Runs `job` to its end; `aborted` resolves when the remediator shuts
+    /// down (sampling is then abandoned, an execution interrupted).
+    pub(crate) async fn run(&self, job: &Job, aborted: impl Future<Output = ()>) -> ActionEnd {
+        let policy = self.policy.clone();
+        let engine = Arc::clone(self.engine);
         let id = job.info.id.clone();
         let p2 = policy.clone();
         let planning = blocking(move || engine.plan(&id, &p2));
         let planned = tokio::select! {
             r = planning => r,
-            _ = self.aborted() => {
+            _ = aborted => {
                 return ActionEnd::retryable("interrupted while sampling: the remediator is shutting down; no signal sent");
             }
         };
@@ -44,9 +54,10 @@ impl Service {
                     "no such container in the cgroup filesystem",
                 )
             }
-            Ok(Err(e)) | Err(e) => {
+            Ok(Err(e)) => {
                 return ActionEnd::retryable(format!("planning failed: {e}; no signal sent"))
             }
+            Err(e) => return ActionEnd::retryable(format!("planning failed: {e}; no signal sent")),
         };
         let copies = plan.victims.len();
         if copies == 0 {
@@ -62,9 +73,8 @@ impl Service {
                 ActionEnd::new(Outcome::Recovered, "no duplicate copies left on re-check")
             };
         }
-        if let Some(end) = self
-            .runtime_view_mismatch(&job.info, Some(plan.scope.clone()))
-            .await
+        if let Some(end) =
+            runtime_view_mismatch(self.engine, &job.info, Some(plan.scope.clone())).await
         {
             return end;
         }
@@ -81,9 +91,9 @@ impl Service {
             )
             .with(procs);
         }
-        let engine = Arc::clone(&self.engine);
-        let journal = stop_journal(self.store().clone(), job.row);
-        let abort = self.abort_flag();
+        let engine = Arc::clone(self.engine);
+        let journal = stop_journal(self.store.clone(), job.row);
+        let abort = Arc::clone(&self.abort);
         let report = match blocking(move || {
             let control = ExecControl {
                 abort: &abort,
@@ -94,13 +104,13 @@ impl Service {
         .await
         {
             Ok(r) => r,
-            Err(e) => return ActionEnd::new(Outcome::Failed, e).with(procs),
+            Err(e) => return ActionEnd::new(Outcome::Failed, e.to_string()).with(procs),
         };
         for s in &report.signalled {
-            self.metrics()
+            self.metrics
                 .signals
                 .get_or_create(&crate::metrics::SignalLabel {
-                    signal: s.signal.clone(),
+                    signal: s.signal.as_str().to_string(),
                 })
                 .inc();
         }

@@ -183,9 +183,9 @@ impl Metrics {
             action: NO_ACTION.to_string(),
             result: Outcome::Ignored.as_str().to_string(),
         });
-        for s in ["SIGTERM", "SIGKILL"] {
+        for s in crate::kill::Signal::ALL {
             let _ = signals.get_or_create(&SignalLabel {
-                signal: s.to_string(),
+                signal: s.as_str().to_string(),
             });
         }
         Metrics {

@@ -7,7 +7,7 @@
 //! the reason `interrupted` and what was found. An interrupted action that
 //! had stopped nothing changed nothing: its alert instance may be retried.
 
-use crate::engine::KillEngine;
+use crate::kill::KillEngine;
 use crate::kill::ProcRef;
 use crate::outcome::Outcome;
 use crate::store::{Finish, Store, StoreError};

@@ -15,7 +15,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
 use crate::config::{Overrides, Settings};
-use crate::service::{blocking, Service};
+use crate::service::Service;
+use crate::task::blocking;
 
 /// A value replaced as a whole while readers keep the snapshot they took.
 #[derive(Debug)]
@@ -255,17 +256,20 @@ mod tests {
         .unwrap();
         let flags = Overrides {
             dry_run: true,
-            keep: Some(2),
+            kill: crate::config::KillFlags {
+                keep: Some(2),
+                ..Default::default()
+            },
             ..Overrides::default()
         };
         let r = Reloader::new(Some(path.clone()), flags, None, None, None, Vec::new());
         let s = r.read().settings.unwrap();
         assert!(s.dry_run);
-        assert_eq!(s.keep, 2);
+        assert_eq!(s.kill.keep, 2);
         assert_eq!(s.cooldown, std::time::Duration::from_secs(9));
         std::fs::write(&path, "[defaults]\ncooldown_secs = 7\n").unwrap();
         let s = r.read().settings.unwrap();
-        assert!(s.dry_run && s.keep == 2);
+        assert!(s.dry_run && s.kill.keep == 2);
         assert_eq!(s.cooldown, std::time::Duration::from_secs(7));
         std::fs::write(&path, "[defaults]\ncooldown_secs = 99999999999\n").unwrap();
         let e = r.read().settings.unwrap_err();

@@ -7,6 +7,8 @@
 //! bounded number of retries for actions that failed without changing
 //! anything.
 //!
+//! [`rebuild_restraint`] rebuilds the state from the audit store at start.
+//!
 //! Restraint is kept per [`Subject::key`]: the container id, or for a
 //! Kubernetes container the pod uid and container name, which outlive the
 //! new container id the kubelet restarts a container under.
@@ -26,10 +28,8 @@ use crate::alert::Action;
 use crate::clock::Now;
 use crate::config::Settings;
 use crate::outcome::Outcome;
-use crate::store::KeyRow;
-
-/// An alert instance in one mode: (fingerprint, startsAt, dry-run).
-pub type InstanceKey = (String, String, bool);
+pub use crate::store::InstanceKey;
+use crate::store::{KeyRow, Store, StoreError};
 
 /// Attempts per alert instance that may fail without changing anything
 /// before the instance is given up.
@@ -157,7 +157,7 @@ impl Restraint {
                 .unwrap_or_else(|| rec.container_id.clone());
             let scope = (rec.dry_run, key);
             if rec.claimed && !rec.retry && rec.result.is_acting() {
-                if let Some(action) = Action::parse(&rec.action) {
+                if let Some(action) = rec.action.action() {
                     r.next_token += 1;
                     r.events.entry(scope.clone()).or_default().push(Event {
                         at_ms,
@@ -244,7 +244,7 @@ impl Restraint {
                 format!("this alert instance failed {tried} times without changing anything; not trying again"),
             );
         }
-        let scope: Scope = (key.2, subject.key.to_string());
+        let scope: Scope = (key.dry_run, subject.key.to_string());
         if let Some(c) = self.circuits.get(&scope) {
             let until = c.opened_ms.saturating_add(ms(s.circuit_window));
             if until > now_ms {
@@ -358,7 +358,7 @@ impl Restraint {
     /// and does not count toward the action bound or the breaker. The
     /// instance stays handled.
     pub fn release(&mut self, key: &InstanceKey, subject_key: &str, token: u64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
+        if let Some(ev) = self.events.get_mut(&(key.dry_run, subject_key.to_string())) {
             ev.retain(|e| e.token != token);
         }
     }
@@ -374,12 +374,37 @@ impl Restraint {
     /// The action of `token` ended at `now_ms` (monotonic): cooldown counts
     /// from here.
     pub fn finished(&mut self, key: &InstanceKey, subject_key: &str, token: u64, now_ms: i64) {
-        if let Some(ev) = self.events.get_mut(&(key.2, subject_key.to_string())) {
+        if let Some(ev) = self.events.get_mut(&(key.dry_run, subject_key.to_string())) {
             for e in ev.iter_mut().filter(|e| e.token == token) {
                 e.end_ms = Some(now_ms);
             }
         }
     }
+}
+
+/// Rebuilds the restraint state from the audit store as of `now`: the live
+/// dedupe keys, the failed attempts, and the key columns of the rows of the
+/// restraint windows, mapped onto the monotonic timeline. Rows stamped in
+/// the future (written while the wall clock was ahead) count as written
+/// now, and are logged.
+pub fn rebuild_restraint(
+    store: &Store,
+    settings: &crate::config::Settings,
+    now: Now,
+) -> Result<Restraint, StoreError> {
+    let horizon = settings.history_horizon().as_millis().min(i64::MAX as u128) as i64;
+    let recent = store.since(now.wall_ms.saturating_sub(horizon))?;
+    let seen = settings.prune_before(now.wall_ms);
+    let claimed = store.claimed_instances(seen)?;
+    let attempts = store.failed_attempts(seen)?;
+    let (restraint, future) = Restraint::rebuild(claimed, attempts, &recent, settings, now);
+    if future > 0 {
+        tracing::warn!(
+            rows = future,
+            "audit rows stamped later than the clock now reads (the clock was ahead, or stepped back): their cooldowns, windows and circuits count from now"
+        );
+    }
+    Ok(restraint)
 }
 
 #[cfg(test)]
@@ -399,7 +424,7 @@ mod tests {
     }
 
     fn key(n: u32) -> InstanceKey {
-        (format!("fp{n}"), "2024-01-01T00:00:00Z".into(), false)
+        InstanceKey::new(format!("fp{n}"), "2024-01-01T00:00:00Z", false)
     }
 
     #[test]
@@ -568,8 +593,8 @@ mod tests {
     fn dry_run_and_live_keep_apart() {
         let s = settings();
         let mut r = Restraint::default();
-        let dry = ("fp".to_string(), "t".to_string(), true);
-        let live = ("fp".to_string(), "t".to_string(), false);
+        let dry = InstanceKey::new("fp", "t", true);
+        let live = InstanceKey::new("fp", "t", false);
         assert!(matches!(
             r.decide(&dry, sub("c"), Action::KillDuplicates, None, &s, 0),
             Decision::Act { .. }
@@ -696,5 +721,361 @@ mod tests {
             ),
             "{d:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::restraint::{Decision, Subject};
+    use crate::store::Record;
+    use serde_json::json;
+    use std::time::Duration;
+
+    const DAY: i64 = 86_400_000;
+    const MIN: i64 = 60_000;
+    const NOW: i64 = 1000 * DAY;
+
+    /// Both clocks at `wall_ms`.
+    fn at(wall_ms: i64) -> Now {
+        Now {
+            wall_ms,
+            mono_ms: wall_ms,
+        }
+    }
+
+    struct R {
+        ago: i64,
+        fp: &'static str,
+        starts_at: &'static str,
+        container: &'static str,
+        action: &'static str,
+        result: Outcome,
+        claimed: bool,
+        opened_circuit: bool,
+    }
+
+    fn insert(store: &Store, r: R) -> i64 {
+        store
+            .insert(&Record {
+                id: 0,
+                at_ms: NOW - r.ago,
+                status: "firing".into(),
+                alertname: "PidwardenDuplicatesExhaustingPids".into(),
+                fingerprint: r.fp.into(),
+                starts_at: r.starts_at.into(),
+                container_id: r.container.into(),
+                container_name: format!("{}-name", r.container),
+                action: r.action.into(),
+                result: r.result,
+                reason: "r".into(),
+                claimed: r.claimed,
+                opened_circuit: r.opened_circuit,
+                dry_run: false,
+                retry: false,
+                processes: json!([]),
+                process_count: 0,
+                finished_ms: None,
+                restraint_key: None,
+            })
+            .unwrap()
+    }
+
+    fn acted(ago: i64, fp: &'static str, starts_at: &'static str, container: &'static str) -> R {
+        R {
+            ago,
+            fp,
+            starts_at,
+            container,
+            action: "kill-duplicates",
+            result: Outcome::Done,
+            claimed: true,
+            opened_circuit: false,
+        }
+    }
+
+    /// The escalated restart that opened `container`'s circuit.
+    fn escalated(ago: i64, container: &'static str) -> R {
+        R {
+            action: "restart",
+            opened_circuit: true,
+            ..acted(ago, "esc", "s1", container)
+        }
+    }
+
+    fn refused(ago: i64, fp: &'static str, result: Outcome) -> R {
+        R {
+            result,
+            claimed: false,
+            ..acted(ago, fp, "s1", "c9")
+        }
+    }
+
+    fn ids(store: &Store) -> Vec<i64> {
+        let mut v: Vec<i64> = store.recent(1000).unwrap().iter().map(|r| r.id).collect();
+        v.sort();
+        v
+    }
+
+    fn retention(days: u64) -> Settings {
+        Settings {
+            retention: Some(Duration::from_secs(days * 86_400)),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn pruning_drops_old_rows_and_keeps_what_restraint_reads() {
+        // Retention 1 day; cooldown 5 min, action bound and circuit 1 h.
+        let s = retention(1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let gone = [
+            // An action whose alert instance was never seen again.
+            insert(&store, acted(10 * DAY, "gone", "s1", "c1")),
+            insert(&store, refused(10 * DAY, "x", Outcome::Ignored)),
+            insert(&store, refused(2 * DAY, "y", Outcome::Cooldown)),
+            // Same fingerprint as a live instance, another startsAt: another instance.
+            insert(&store, acted(10 * DAY, "live", "s0", "c1")),
+        ];
+        let kept = [
+            // Claimed long ago, redelivered (a duplicate row) within the retention:
+            // its dedupe key is live.
+            insert(&store, acted(10 * DAY, "live", "s1", "c1")),
+            insert(&store, refused(2 * 60 * MIN, "live", Outcome::Duplicate)),
+            // Still pending.
+            insert(
+                &store,
+                R {
+                    result: Outcome::Pending,
+                    ..acted(10 * DAY, "stuck", "s1", "c4")
+                },
+            ),
+            insert(&store, refused(20 * 60 * MIN, "z", Outcome::Recovered)),
+            // Cooldown source and an open circuit.
+            insert(&store, acted(2 * MIN, "recent", "s1", "c2")),
+            insert(&store, escalated(20 * MIN, "c3")),
+        ];
+
+        let before = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        let cutoff = s.prune_before(NOW).unwrap();
+        assert_eq!(cutoff, NOW - DAY);
+        assert_eq!(store.prune(cutoff, 2).unwrap(), gone.len());
+        assert_eq!(ids(&store), kept.to_vec());
+        assert_eq!(store.prune(cutoff, 2).unwrap(), 0);
+
+        let mut after = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        assert_eq!(after, before);
+        let key = |fp: &str, st: &str| InstanceKey::new(fp, st, false);
+        assert!(after.is_handled(&key("live", "s1")));
+        assert!(after.is_handled(&key("recent", "s1")));
+        assert!(!after.is_handled(&key("gone", "s1")));
+        assert_eq!(after.open_circuits().count(), 1);
+        let d = after.decide(
+            &key("new", "s1"),
+            Subject::container("c2", "n"),
+            Action::Restart,
+            None,
+            &s,
+            NOW,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Cooldown,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = after.decide(
+            &key("new", "s2"),
+            Subject::container("c3", "n"),
+            Action::Restart,
+            None,
+            &s,
+            NOW,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn pruning_never_cuts_into_a_restraint_window_longer_than_the_retention() {
+        let s = Settings {
+            circuit_window: Duration::from_secs(3 * 86_400),
+            ..retention(1)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = insert(&store, refused(4 * DAY, "x", Outcome::Ignored));
+        let circuit = insert(&store, escalated(2 * DAY, "c3"));
+        let before = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        assert_eq!(before.open_circuits().count(), 1);
+        assert_eq!(store.prune(s.prune_before(NOW).unwrap(), 100).unwrap(), 1);
+        assert_eq!(ids(&store), vec![circuit]);
+        assert!(store.get(old).unwrap().is_none());
+        assert_eq!(rebuild_restraint(&store, &s, at(NOW)).unwrap(), before);
+    }
+
+    #[test]
+    fn rows_stamped_in_the_future_count_from_now() {
+        let s = Settings {
+            cooldown: Duration::from_secs(300),
+            circuit_window: Duration::from_secs(3600),
+            ..Settings::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Written while the wall clock was two hours ahead.
+        let ahead = 120 * MIN;
+        for (fp, container, action, opened) in [
+            ("a", "c1", "kill-duplicates", false),
+            ("b", "c3", "restart", true),
+        ] {
+            store
+                .insert(&Record {
+                    id: 0,
+                    at_ms: NOW + ahead,
+                    status: "firing".into(),
+                    alertname: "A".into(),
+                    fingerprint: fp.into(),
+                    starts_at: "s1".into(),
+                    container_id: container.into(),
+                    container_name: "n".into(),
+                    action: action.into(),
+                    result: Outcome::Done,
+                    reason: "r".into(),
+                    claimed: true,
+                    opened_circuit: opened,
+                    dry_run: false,
+                    retry: false,
+                    processes: json!([]),
+                    process_count: 0,
+                    finished_ms: Some(NOW + ahead + 1000),
+                    restraint_key: None,
+                })
+                .unwrap();
+        }
+        // The clock is right again; the monotonic timeline reads 50 s.
+        let now = Now {
+            wall_ms: NOW,
+            mono_ms: 50_000,
+        };
+        let mut r = rebuild_restraint(&store, &s, now).unwrap();
+        let key = |fp: &str| InstanceKey::new(fp, "s9", false);
+        let c1 = Subject::container("c1", "n");
+        let decide = |r: &mut Restraint, fp: &str, sub, at: i64| {
+            r.decide(&key(fp), sub, Action::Restart, None, &s, at)
+        };
+        let cooldown_end = now.mono_ms + 300_000;
+        let d = decide(&mut r, "x", c1, cooldown_end - 1);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::Cooldown,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Cooldown counts from now, not from two hours on.
+        let d = decide(&mut r, "x", c1, cooldown_end);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+
+        let c3 = Subject::container("c3", "n");
+        let circuit_end = now.mono_ms + 3_600_000;
+        let d = decide(&mut r, "y", c3, circuit_end - 1);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let closed = r.expire(&s, circuit_end);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].id, "c3");
+        let d = decide(&mut r, "y", c3, circuit_end);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn a_pod_containers_circuit_is_rebuilt_under_its_restraint_key() {
+        let s = Settings::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = Record {
+            id: 0,
+            at_ms: NOW - MIN,
+            status: "firing".into(),
+            alertname: "A".into(),
+            fingerprint: "esc".into(),
+            starts_at: "s1".into(),
+            container_id: "c-old".into(),
+            container_name: "shop/web-1/app".into(),
+            action: "restart".into(),
+            result: Outcome::Done,
+            reason: "r".into(),
+            claimed: true,
+            opened_circuit: true,
+            dry_run: false,
+            retry: false,
+            processes: json!([]),
+            process_count: 0,
+            finished_ms: Some(NOW - MIN + 1000),
+            restraint_key: Some("pod:u-1/app".into()),
+        };
+        store.insert(&rec).unwrap();
+        rec.restraint_key = None;
+        rec.container_id = "c-docker".into();
+        store.insert(&rec).unwrap();
+        let mut r = rebuild_restraint(&store, &s, at(NOW)).unwrap();
+        let mut ids: Vec<&str> = r.open_circuits().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["c-docker", "c-old"],
+            "the gauge keeps the ids it was set with"
+        );
+        // The kubelet's new container of the same pod and name: held.
+        let new = Subject {
+            key: "pod:u-1/app",
+            id: "c-new",
+            name: "shop/web-1/app",
+        };
+        let key = InstanceKey::new("f", "s2", false);
+        let d = r.decide(&key, new, Action::Restart, None, &s, NOW);
+        assert!(
+            matches!(
+                d,
+                Decision::Refuse {
+                    result: Outcome::CircuitOpen,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Another pod's container of the same name is not.
+        let other = Subject {
+            key: "pod:u-2/app",
+            ..new
+        };
+        let d = r.decide(&key, other, Action::Restart, None, &s, NOW);
+        assert!(matches!(d, Decision::Act { .. }), "{d:?}");
     }
 }

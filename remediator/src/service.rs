@@ -2,8 +2,11 @@
 //! kill engine, the restraint state, the per-container action locks, and the
 //! abort switch of a shutdown. The pipeline that runs on it is one file per
 //! stage: [`crate::decide`] (alert → decision), [`crate::kill_action`] and
-//! [`crate::restart_action`] (the background actions), [`crate::audit`]
+//! [`crate::restart_action`] (the background actions, each given what it
+//! needs rather than the service),
+//! with [`crate::pipeline`]'s plain types between them, [`crate::audit`]
 //! (rows and counts), and [`crate::recovery`] (what a crash left behind).
+//! Its readiness is [`NotReady`] when not ready.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -12,16 +15,15 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::audit::rebuild_restraint;
 use crate::clock::{Clock, Now, SystemClock};
 use crate::config::Settings;
-use crate::engine::KillEngine;
 use crate::forward::Peers;
+use crate::kill::KillEngine;
 use crate::metrics::{ContainerLabels, Metrics};
-use crate::restraint::{OpenCircuit, Restraint};
+use crate::restraint::{rebuild_restraint, OpenCircuit, Restraint};
 use crate::runtime::{ContainerRuntime, RuntimeError};
-use crate::store::{Store, StoreError};
-use crate::timefmt::now_nanos;
+use crate::store::{AuditError, Store, StoreError};
+use crate::task::{blocking, now_ms, TaskFailed};
 
 /// How long the webhook waits for the runtime to inspect a container.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,18 +73,18 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// Now, in Unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    (now_nanos() / 1_000_000) as i64
-}
-
-/// Runs blocking work off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("background task failed: {e}"))
+/// Why the remediator is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The store check could not run.
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+    /// The audit store does not answer.
+    #[error("state store not answering: {0}")]
+    Store(#[source] StoreError),
+    /// The container runtime has not answered in this many seconds.
+    #[error("container runtime has not answered in the last {0} s")]
+    RuntimeSilent(u64),
 }
 
 /// Rows deleted per write when pruning the audit trail.
@@ -208,7 +210,7 @@ impl Service {
     /// Whether container `id` runs on this node: its cgroup is here (the
     /// engine's index of the node's containers; one not found is looked for
     /// again, as it may just have started).
-    pub(crate) async fn is_local(&self, id: &str) -> Result<bool, String> {
+    pub(crate) async fn is_local(&self, id: &str) -> Result<bool, TaskFailed> {
         if self.engine.known_local(id) {
             return Ok(true);
         }
@@ -272,20 +274,17 @@ impl Service {
 
     /// `Ok` when the store answers and the runtime answered recently; the
     /// reason otherwise.
-    pub async fn readiness(&self) -> Result<(), String> {
+    pub async fn readiness(&self) -> Result<(), NotReady> {
         let store = self.store.clone();
         blocking(move || store.ping())
             .await?
-            .map_err(|e| format!("state store not answering: {e}"))?;
+            .map_err(NotReady::Store)?;
         let age = self
             .now()
             .mono_ms
             .saturating_sub(self.runtime_ok_ms.load(Ordering::Relaxed));
         if age > RUNTIME_FRESH.as_millis() as i64 {
-            return Err(format!(
-                "container runtime has not answered in the last {} s",
-                RUNTIME_FRESH.as_secs()
-            ));
+            return Err(NotReady::RuntimeSilent(RUNTIME_FRESH.as_secs()));
         }
         Ok(())
     }
@@ -313,14 +312,12 @@ impl Service {
     /// Deletes audit rows past the retention period that no state needs
     /// ([`Store::prune`]), in short batches off the async workers. Returns
     /// how many went (none when rows are kept forever).
-    pub async fn prune_audit(&self) -> Result<usize, String> {
+    pub async fn prune_audit(&self) -> Result<usize, AuditError> {
         let Some(before) = self.settings().prune_before(now_ms()) else {
             return Ok(0);
         };
         let store = self.store.clone();
-        blocking(move || store.prune(before, PRUNE_BATCH))
-            .await?
-            .map_err(|e| e.to_string())
+        Ok(blocking(move || store.prune(before, PRUNE_BATCH)).await??)
     }
 
     /// Actions still running in the background.

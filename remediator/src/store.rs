@@ -11,6 +11,10 @@
 //! have left frozen, and the next start continues those processes
 //! ([`Store::interrupted`]). The audit row itself holds a bounded list.
 //!
+//! [`InstanceKey`] is the alert instance rows are deduplicated by;
+//! [`AuditError`] is a write to the trail that failed (in the store or
+//! before reaching it).
+//!
 //! The calls here block; async callers run them in `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +24,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::RequestedAction;
 use crate::outcome::Outcome;
+use crate::task::TaskFailed;
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "pidwarden-remediator.sqlite";
@@ -119,8 +125,8 @@ pub struct Record {
     pub container_id: String,
     /// Container name.
     pub container_name: String,
-    /// Action: `kill-duplicates`, `restart`, or the unrecognised label value.
-    pub action: String,
+    /// Action: `kill-duplicates`, `restart`, none, or the unrecognised label value.
+    pub action: RequestedAction,
     /// What became of it.
     pub result: Outcome,
     /// Why, in words.
@@ -163,8 +169,8 @@ pub struct KeyRow {
     pub container_id: String,
     /// Container name.
     pub container_name: String,
-    /// Action text.
-    pub action: String,
+    /// The action.
+    pub action: RequestedAction,
     /// Outcome.
     pub result: Outcome,
     /// Claimed the alert instance.
@@ -180,15 +186,43 @@ pub struct KeyRow {
 }
 
 /// An alert instance and mode with the failed attempts recorded for it.
-pub type Attempts = ((String, String, bool), u32);
+/// An alert instance in one mode: what deduplication and retry counting
+/// are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    /// The alert's fingerprint (clipped as stored).
+    pub fingerprint: String,
+    /// The alert's `startsAt` (clipped as stored).
+    pub starts_at: String,
+    /// Dry-run decisions are a mode of their own.
+    pub dry_run: bool,
+}
+
+impl InstanceKey {
+    /// The key of (fingerprint, startsAt) in a mode.
+    pub fn new(
+        fingerprint: impl Into<String>,
+        starts_at: impl Into<String>,
+        dry_run: bool,
+    ) -> Self {
+        InstanceKey {
+            fingerprint: fingerprint.into(),
+            starts_at: starts_at.into(),
+            dry_run,
+        }
+    }
+}
+
+/// Failed attempts of one alert instance.
+pub type Attempts = (InstanceKey, u32);
 
 /// An action a previous run left pending, with the processes it journaled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interrupted {
     /// Row id.
     pub id: i64,
-    /// Action text.
-    pub action: String,
+    /// The action.
+    pub action: RequestedAction,
     /// (pid, start time) of every process it was about to stop.
     pub stopped: Vec<(i32, u64)>,
 }
@@ -247,7 +281,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         starts_at: r.get(5)?,
         container_id: r.get(6)?,
         container_name: r.get(7)?,
-        action: r.get(8)?,
+        action: RequestedAction::from_label(Some(&r.get::<_, String>(8)?)),
         result: outcome(r, 9)?,
         reason: r.get(10)?,
         claimed: r.get::<_, i64>(11)? != 0,
@@ -358,7 +392,7 @@ impl Store {
                     r.starts_at,
                     r.container_id,
                     r.container_name,
-                    r.action,
+                    r.action.as_str(),
                     r.result.as_str(),
                     r.reason,
                     r.claimed as i64,
@@ -453,7 +487,7 @@ impl Store {
                     finished_ms: r.get(1)?,
                     container_id: r.get(2)?,
                     container_name: r.get(3)?,
-                    action: r.get(4)?,
+                    action: RequestedAction::from_label(Some(&r.get::<_, String>(4)?)),
                     result: outcome(r, 5)?,
                     claimed: r.get::<_, i64>(6)? != 0,
                     opened_circuit: r.get::<_, i64>(7)? != 0,
@@ -474,14 +508,18 @@ impl Store {
     pub fn claimed_instances(
         &self,
         seen_since: Option<i64>,
-    ) -> Result<Vec<(String, String, bool)>, StoreError> {
+    ) -> Result<Vec<InstanceKey>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT DISTINCT a.fingerprint, a.starts_at, a.dry_run FROM actions AS a
                  WHERE a.claimed = 1 AND a.retry = 0 AND (?1 IS NULL OR {INSTANCE_SEEN_SINCE})"
             ))?;
             let rows = st.query_map([seen_since], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+                Ok(InstanceKey::new(
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? != 0,
+                ))
             })?;
             rows.collect()
         })
@@ -498,7 +536,11 @@ impl Store {
             ))?;
             let rows = st.query_map([seen_since], |r| {
                 Ok((
-                    (r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0),
+                    InstanceKey::new(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)? != 0,
+                    ),
                     r.get::<_, i64>(3)?.clamp(0, u32::MAX as i64) as u32,
                 ))
             })?;
@@ -552,6 +594,7 @@ impl Store {
                 c.prepare("SELECT pid, start_time FROM stopped WHERE action_id = ?1 ORDER BY pid")?;
             rows.into_iter()
                 .map(|(id, action)| {
+                    let action = RequestedAction::from_label(Some(&action));
                     let stopped = procs
                         .query_map([id], |r| {
                             Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
@@ -574,6 +617,17 @@ impl Store {
                 .map(|_| ())
         })
     }
+}
+
+/// Writing to the audit trail failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The write could not run.
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+    /// The store refused it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[cfg(test)]
@@ -636,7 +690,7 @@ mod tests {
         assert_eq!(s.recent(10).unwrap()[0].fingerprint, "f2");
         assert_eq!(
             s.claimed_instances(None).unwrap(),
-            vec![("f1".to_string(), "2024-01-01T00:00:00Z".to_string(), false)]
+            vec![InstanceKey::new("f1", "2024-01-01T00:00:00Z", false)]
         );
         let v: i64 = s
             .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
@@ -695,11 +749,11 @@ mod tests {
         let st = "2024-01-01T00:00:00Z".to_string();
         assert_eq!(
             s.claimed_instances(None).unwrap(),
-            vec![("f1".to_string(), st.clone(), true)]
+            vec![InstanceKey::new("f1", st.clone(), true)]
         );
         assert_eq!(
             s.failed_attempts(None).unwrap(),
-            vec![(("f1".to_string(), st, false), 2)]
+            vec![(InstanceKey::new("f1", st, false), 2)]
         );
     }
 

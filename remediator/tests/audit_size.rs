@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::binary::Remediator;
 use pidwarden_remediator::audit::report_processes;
-use pidwarden_remediator::kill::{KillReport, ProcRef, Signalled};
+use pidwarden_remediator::kill::{KillReport, ProcRef, Signal, Signalled};
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::store::{Record, Store, ROW_PROCESSES_MAX};
 use pidwarden_tests::TempDir;
@@ -41,7 +41,7 @@ fn huge_row(n: usize) -> Record {
                         "x".repeat(120)
                     ),
                 },
-                signal: "SIGTERM".into(),
+                signal: Signal::Term,
             })
             .collect(),
         ..Default::default()

@@ -8,14 +8,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pidwarden_remediator::kill::{
-    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, KillPlan,
-    KillPolicy, KillReport, ProcRef,
+    execute, pin_child, plan, resume_stopped, CopyPlan, Descendant, ExecControl, JournalError,
+    KillPlan, KillPolicy, KillReport, ProcRef, Signal,
 };
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::procfs::{read_children, read_process, Cmdline, ProcState, Process};
+use pidwarden_shared::procfs::{
+    parse_nspid, read_children, read_process, Cmdline, ProcState, Process,
+};
 use pidwarden_shared::signal::PinnedProcess;
-use pidwarden_shared::victims::parse_nspid;
 use pidwarden_shared::Roots;
 use pidwarden_tests::{poll_until, require_docker, ChildGuard, TestContainer};
 
@@ -531,7 +532,7 @@ fn copies_that_ignore_sigterm_are_killed_after_the_grace_with_what_they_spawned(
     let spawned_on_term: Vec<&ProcRef> = report
         .signalled
         .iter()
-        .filter(|s| s.signal == "SIGKILL" && s.process.command == "sleep 1000")
+        .filter(|s| s.signal == Signal::Kill && s.process.command == "sleep 1000")
         .map(|s| &s.process)
         .collect();
     assert_eq!(spawned_on_term.len(), 2, "{report:#?}");
@@ -663,7 +664,7 @@ fn an_interrupted_run_journals_first_and_leaves_nothing_stopped_or_killed() {
     let calls: Mutex<Vec<Vec<ProcRef>>> = Mutex::new(Vec::new());
     let first_frozen: Mutex<Option<Vec<Option<char>>>> = Mutex::new(None);
     let aborted_at: Mutex<Option<Instant>> = Mutex::new(None);
-    let journal = |procs: &[ProcRef]| -> Result<(), String> {
+    let journal = |procs: &[ProcRef]| -> Result<(), JournalError> {
         journaled.lock().unwrap().extend_from_slice(procs);
         let mut calls = calls.lock().unwrap();
         calls.push(procs.to_vec());
@@ -726,7 +727,7 @@ fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
     let plan = make_plan(&c, &pol);
     assert_eq!(plan.victims.len(), 2, "{plan:#?}");
     let abort = AtomicBool::new(false);
-    let journal = |_: &[ProcRef]| -> Result<(), String> { Ok(()) };
+    let journal = |_: &[ProcRef]| -> Result<(), JournalError> { Ok(()) };
     let control = ExecControl {
         abort: &abort,
         journal: &journal,
@@ -743,10 +744,10 @@ fn an_abort_during_the_grace_period_continues_the_copies_at_once() {
     });
     eprintln!("abort in the grace period: returned {after_abort:?} after the flag was set");
     assert!(report.interrupted, "{report:#?}");
-    let sigkills = report.signalled.iter().filter(|s| s.signal == "SIGKILL");
+    let sigkills = report.signalled.iter().filter(|s| s.signal == Signal::Kill);
     assert_eq!(sigkills.count(), 0, "{report:#?}");
     assert!(
-        report.signalled.iter().any(|s| s.signal == "SIGTERM"),
+        report.signalled.iter().any(|s| s.signal == Signal::Term),
         "the flag came during the grace: {report:#?}"
     );
     assert!(
@@ -770,7 +771,8 @@ fn a_failing_journal_stops_nothing() {
     let pol = policy(1);
     let plan = make_plan(&c, &pol);
     let abort = AtomicBool::new(false);
-    let journal = |_: &[ProcRef]| -> Result<(), String> { Err("disk full".into()) };
+    let journal =
+        |_: &[ProcRef]| -> Result<(), JournalError> { Err(JournalError::new("disk full")) };
     let control = ExecControl {
         abort: &abort,
         journal: &journal,

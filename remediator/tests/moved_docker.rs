@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use pidwarden_remediator::kill::{execute, plan, ExecControl, KillPolicy, ProcRef};
+use pidwarden_remediator::kill::{execute, plan, ExecControl, JournalError, KillPolicy, ProcRef};
 use pidwarden_shared::cgroup::read_procs_recursive;
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::procfs::read_process;
@@ -72,7 +72,7 @@ fn a_process_moved_out_of_the_container_is_never_signalled() {
     // second copy is announced, the first is already frozen; it is moved
     // out then, before any SIGTERM.
     let moved_first = std::sync::atomic::AtomicBool::new(false);
-    let journal = |procs: &[ProcRef]| -> Result<(), String> {
+    let journal = |procs: &[ProcRef]| -> Result<(), JournalError> {
         if procs.iter().any(|p| p.pid == second.pid) {
             assert_eq!(state(&first), Some('T'), "the first copy is frozen");
             elsewhere.add_pid(first.pid as u32);
@@ -106,7 +106,7 @@ fn a_process_moved_out_of_the_container_is_never_signalled() {
             .signalled
             .iter()
             .filter(|s| s.process.pid == r.pid)
-            .map(|s| s.signal.clone())
+            .map(|s| s.signal.to_string())
             .collect()
     };
     let refusal = |r: &ProcRef| -> String {

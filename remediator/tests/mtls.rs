@@ -245,7 +245,9 @@ async fn forwarding_to_a_peer_verifies_its_certificate() {
     );
     let refused = wrong.forward(&url, &alert).await;
     assert!(
-        refused.as_ref().is_err_and(|e| e.contains("TLS")),
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("TLS")),
         "{refused:?}"
     );
     assert!(

@@ -19,8 +19,10 @@ use common::containers::{count, procs, stopped};
 use common::{payload, FakeRuntime, A};
 use pidwarden_remediator::alert::WebhookPayload;
 use pidwarden_remediator::config::Settings;
-use pidwarden_remediator::engine::{HostKillEngine, KillEngine};
-use pidwarden_remediator::kill::{ExecControl, KillPlan, KillPolicy, KillReport, ProcRef};
+use pidwarden_remediator::kill::{
+    ExecControl, KillError, KillPlan, KillPolicy, KillReport, ProcRef, ViewMismatch,
+};
+use pidwarden_remediator::kill::{HostKillEngine, KillEngine};
 use pidwarden_remediator::metrics::Metrics;
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::service::Service;
@@ -99,7 +101,7 @@ fn procs_of(cgroup: &std::path::Path) -> Vec<(i32, char, String)> {
 }
 
 impl KillEngine for ProtectAfterPlan {
-    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
+    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, KillError> {
         // A fresh round: no trigger, no protected process.
         self.docker_exec("rm -f /go");
         for pid in self.protected_pids() {
@@ -150,7 +152,7 @@ impl KillEngine for ProtectAfterPlan {
         id: &str,
         init_pid: Option<i32>,
         planned: Option<&CgroupScope>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ViewMismatch> {
         self.inner.check_runtime_view(id, init_pid, planned)
     }
 }
@@ -183,12 +185,15 @@ async fn a_kill_that_signalled_nothing_is_not_a_kill() {
     let copy_cmd =
         format!("sh -c while :; do while [ ! -e /go ]; do sleep 0.2; done; {PROTECTED}; done");
     let settings = Settings {
-        sample: Duration::from_millis(300),
-        grace: Duration::from_secs(1),
+        kill: KillPolicy {
+            sample: Duration::from_millis(300),
+            grace: Duration::from_secs(1),
+            protected: vec![regex::Regex::new(&format!("^{PROTECTED}$")).unwrap()],
+            ..KillPolicy::default()
+        },
         cooldown: Duration::from_secs(3600),
         kill_threshold: 3,
         escalate: true,
-        protected: vec![regex::Regex::new(&format!("^{PROTECTED}$")).unwrap()],
         ..Settings::default()
     };
     let roots = Roots::default();

@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use pidwarden_remediator::clock::ManualClock;
 use pidwarden_remediator::config::Settings;
+use pidwarden_remediator::kill::KillPolicy;
 use pidwarden_remediator::outcome::Outcome;
 use pidwarden_remediator::timefmt::now_nanos;
 
@@ -80,8 +81,11 @@ async fn kill_duplicates_acts_once_and_a_redelivery_is_a_duplicate() {
 #[tokio::test]
 async fn the_webhook_answers_fast_while_a_kill_is_in_progress() {
     let settings = Settings {
-        sample: Duration::from_millis(300),
-        grace: Duration::from_secs(2),
+        kill: KillPolicy {
+            sample: Duration::from_millis(300),
+            grace: Duration::from_secs(2),
+            ..fast_settings().kill
+        },
         ..fast_settings()
     };
     let h = Harness::new(settings);
@@ -466,8 +470,8 @@ async fn namespace_allow_list_and_the_default_denials_decide_alerts() {
     // An allow list admits its namespaces only; plain containers still go.
     let file = Settings::parse("namespaces = [\"shop\"]\n").unwrap();
     let mut settings = Settings::resolve(file, &Default::default()).unwrap();
-    settings.sample = Duration::from_millis(10);
-    settings.grace = Duration::from_millis(10);
+    settings.kill.sample = Duration::from_millis(10);
+    settings.kill.grace = Duration::from_millis(10);
     settings.cooldown = Duration::ZERO;
     let h = Harness::new(settings);
     let other = cid(44);
@@ -669,8 +673,8 @@ async fn config_restricts_which_alerts_may_ask_for_which_action() {
     let file = Settings::parse("[actions]\nPidwardenDuplicateProcesses = [\"kill-duplicates\"]\n")
         .unwrap();
     let mut settings = Settings::resolve(file, &Default::default()).unwrap();
-    settings.sample = Duration::from_millis(10);
-    settings.grace = Duration::from_millis(10);
+    settings.kill.sample = Duration::from_millis(10);
+    settings.kill.grace = Duration::from_millis(10);
     let h = Harness::new(settings);
     let id = cid(16);
     h.runtime.add(&id, "c", &[]);
@@ -1053,7 +1057,10 @@ async fn failures_that_changed_nothing_are_retried_up_to_three_times() {
 #[tokio::test]
 async fn one_action_per_container_and_cooldown_from_its_end() {
     let settings = Settings {
-        grace: Duration::from_millis(1500),
+        kill: KillPolicy {
+            grace: Duration::from_millis(1500),
+            ..fast_settings().kill
+        },
         cooldown: Duration::from_secs(1),
         ..fast_settings()
     };
@@ -1156,7 +1163,10 @@ async fn a_client_that_disconnects_mid_request_leaves_no_orphan_claim() {
 #[tokio::test]
 async fn shutdown_interrupts_a_sampling_action_which_stays_retryable() {
     let h = Harness::new(Settings {
-        sample: Duration::from_secs(3),
+        kill: KillPolicy {
+            sample: Duration::from_secs(3),
+            ..fast_settings().kill
+        },
         ..fast_settings()
     });
     let id = cid(36);

@@ -26,7 +26,6 @@ pub mod runtime;
 pub mod signal;
 mod sys;
 pub mod timefmt;
-pub mod victims;
 
 pub use error::{Error, Result};
 pub use limit::Limit;

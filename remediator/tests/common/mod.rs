@@ -19,10 +19,11 @@ use http_body_util::BodyExt as _;
 use pidwarden_remediator::auth::Credentials;
 use pidwarden_remediator::clock::{Clock, SystemClock};
 use pidwarden_remediator::config::Settings;
-use pidwarden_remediator::engine::KillEngine;
 use pidwarden_remediator::http::{app, AppState};
+use pidwarden_remediator::kill::KillEngine;
 use pidwarden_remediator::kill::{
-    CopyPlan, ExecControl, KillPlan, KillPolicy, KillReport, ProcRef, Signalled,
+    CopyPlan, ExecControl, KillError, KillPlan, KillPolicy, KillReport, ProcRef, Signal, Signalled,
+    ViewMismatch,
 };
 use pidwarden_remediator::metrics::Metrics;
 use pidwarden_remediator::runtime::{ContainerInfo, ContainerRuntime, RuntimeError};
@@ -182,9 +183,13 @@ impl KillEngine for FakeEngine {
         id: &str,
         init_pid: Option<i32>,
         _planned: Option<&CgroupScope>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ViewMismatch> {
         if self.foreign.lock().unwrap().iter().any(|f| f == id) {
-            return Err(format!("init {init_pid:?} is elsewhere"));
+            return Err(ViewMismatch::InitOutside {
+                pid: init_pid.unwrap_or(0),
+                cgroup: format!("docker/{id}").into(),
+                found: "elsewhere".into(),
+            });
         }
         Ok(())
     }
@@ -204,11 +209,17 @@ impl KillEngine for FakeEngine {
             .collect()
     }
 
-    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
+    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, KillError> {
         self.plans.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(policy.sample);
         if let Some(e) = self.plan_error.lock().unwrap().clone() {
-            return Err(e);
+            return Err(KillError::Collect {
+                id: id.to_string(),
+                source: pidwarden_shared::Error::Read {
+                    path: "/proc".into(),
+                    source: std::io::Error::other(e),
+                },
+            });
         }
         let Some(&(n, protected)) = self.copies.lock().unwrap().get(id) else {
             return Ok(None);
@@ -247,7 +258,7 @@ impl KillEngine for FakeEngine {
             .collect();
         if let Err(e) = (control.journal)(&planned) {
             return KillReport {
-                refused: planned.into_iter().map(|p| (p, e.clone())).collect(),
+                refused: planned.into_iter().map(|p| (p, e.to_string())).collect(),
                 ..Default::default()
             };
         }
@@ -282,7 +293,7 @@ impl KillEngine for FakeEngine {
                 .flat_map(|c| c.members.iter())
                 .map(|p| Signalled {
                     process: p.clone(),
-                    signal: "SIGTERM".into(),
+                    signal: Signal::Term,
                 })
                 .collect(),
             ..Default::default()
@@ -293,8 +304,11 @@ impl KillEngine for FakeEngine {
 /// Settings for tests: tiny sampling and grace, no cooldown.
 pub fn fast_settings() -> Settings {
     Settings {
-        sample: Duration::from_millis(10),
-        grace: Duration::from_millis(10),
+        kill: KillPolicy {
+            sample: Duration::from_millis(10),
+            grace: Duration::from_millis(10),
+            ..KillPolicy::default()
+        },
         cooldown: Duration::ZERO,
         ..Settings::default()
     }
@@ -469,7 +483,7 @@ impl Harness {
     pub fn results(&self) -> Vec<(String, String)> {
         self.rows()
             .into_iter()
-            .map(|r| (r.action, r.result.as_str().to_string()))
+            .map(|r| (r.action.to_string(), r.result.as_str().to_string()))
             .collect()
     }
 

@@ -1,22 +1,59 @@
 //! The seam between the remediator's decisions and the kill-duplicates
-//! engine ([`crate::kill`]): a trait, so the HTTP and restraint logic is
-//! tested without real processes, and the implementation over the host.
+//! engine: the [`KillEngine`] trait, so the HTTP and restraint logic is
+//! tested without real processes, and [`HostKillEngine`], which plans,
+//! executes and resumes over the host through [`super`].
 //! The calls block (sampling, grace period): run them in `spawn_blocking`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::alert::clip;
 use pidwarden_shared::cgroup::{detect_layout, discover_all, CgroupScope, ContainerIndex};
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::procfs::read_cgroup_membership;
 use pidwarden_shared::Roots;
 
-use crate::kill::{ExecControl, KillPlan, KillPolicy, KillReport, ProcRef};
+use super::{ExecControl, KillError, KillPlan, KillPolicy, KillReport, ProcRef};
+
+/// Why the runtime's view of a container is not the cgroup discovery finds
+/// for it (see [`KillEngine::check_runtime_view`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewMismatch {
+    /// The runtime names no init process.
+    #[error("the container runtime reports no init process for it")]
+    NoInit,
+    /// The id names several cgroups.
+    #[error("its id names cgroups at {} places ({})", .0.len(), .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// Its cgroup is gone.
+    #[error("its cgroup is no longer found")]
+    NotFound,
+    /// Its cgroup is another one than the plan's (now this one).
+    #[error("its cgroup changed since the plan (now {})", .0.display())]
+    Changed(PathBuf),
+    /// The init process is gone.
+    #[error("the runtime's init process (pid {0}) is gone")]
+    InitGone(i32),
+    /// The init process is in another cgroup.
+    #[error("the runtime's init process (pid {pid}) is not in the discovered cgroup {} (it is in {found})", .cgroup.display())]
+    InitOutside {
+        /// The init's pid.
+        pid: i32,
+        /// The cgroup discovery found.
+        cgroup: PathBuf,
+        /// Where the init is (its `/proc/<pid>/cgroup` lines, clipped).
+        found: String,
+    },
+    /// Reading the cgroup filesystem or `/proc` failed.
+    #[error(transparent)]
+    Read(#[from] pidwarden_shared::Error),
+}
 
 /// Plans and executes kill-duplicates.
 pub trait KillEngine: Send + Sync + 'static {
     /// Samples the container and chooses victims; `Ok(None)` when `id` is
     /// not a discovered container. Blocks for the sampling window.
-    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String>;
+    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, KillError>;
 
     /// Signals the victims: SIGTERM, grace, SIGKILL. Blocks for the grace
     /// period. `control.journal` is told about every process before it is
@@ -49,7 +86,7 @@ pub trait KillEngine: Send + Sync + 'static {
         id: &str,
         init_pid: Option<i32>,
         planned: Option<&CgroupScope>,
-    ) -> Result<(), String>;
+    ) -> Result<(), ViewMismatch>;
 
     /// Whether container `id` is already known to run on this node, without
     /// blocking (`false`: ask [`KillEngine::is_local`]).
@@ -77,9 +114,9 @@ impl HostKillEngine {
 }
 
 impl KillEngine for HostKillEngine {
-    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, String> {
+    fn plan(&self, id: &str, policy: &KillPolicy) -> Result<Option<KillPlan>, KillError> {
         let mut c = Collector::new(self.roots.clone());
-        crate::kill::plan(&mut c, id, policy).map_err(|e| e.to_string())
+        super::plan(&mut c, id, policy)
     }
 
     fn execute(
@@ -88,11 +125,11 @@ impl KillEngine for HostKillEngine {
         policy: &KillPolicy,
         control: &ExecControl<'_>,
     ) -> KillReport {
-        crate::kill::execute(&self.roots, plan, policy, control)
+        super::execute(&self.roots, plan, policy, control)
     }
 
     fn resume_stopped(&self, procs: &[ProcRef]) -> Vec<ProcRef> {
-        crate::kill::resume_stopped(&self.roots, procs)
+        super::resume_stopped(&self.roots, procs)
     }
 
     fn is_local(&self, id: &str) -> bool {
@@ -104,41 +141,33 @@ impl KillEngine for HostKillEngine {
         id: &str,
         init_pid: Option<i32>,
         planned: Option<&CgroupScope>,
-    ) -> Result<(), String> {
-        let pid = init_pid.ok_or("the container runtime reports no init process for it")?;
-        let layout = detect_layout(&self.roots).map_err(|e| e.to_string())?;
-        let found = discover_all(&layout).map_err(|e| e.to_string())?;
+    ) -> Result<(), ViewMismatch> {
+        let pid = init_pid.ok_or(ViewMismatch::NoInit)?;
+        let layout = detect_layout(&self.roots)?;
+        let found = discover_all(&layout)?;
         if let Some(a) = found.ambiguous.iter().find(|a| a.id == id) {
-            return Err(format!(
-                "its id names cgroups at {} places ({})",
-                a.paths.len(),
-                a.paths.join(", ")
-            ));
+            return Err(ViewMismatch::Ambiguous(a.paths.clone()));
         }
         let c = found
             .containers
             .iter()
             .find(|c| c.id == id)
-            .ok_or("its cgroup is no longer found")?;
+            .ok_or(ViewMismatch::NotFound)?;
         let scope = CgroupScope::of(&layout, c);
         if planned.is_some_and(|p| *p != scope) {
-            return Err(format!(
-                "its cgroup changed since the plan (now {})",
-                c.rel_path.display()
-            ));
+            return Err(ViewMismatch::Changed(c.rel_path.clone()));
         }
-        let text = match read_cgroup_membership(&self.roots, pid) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(format!("the runtime's init process (pid {pid}) is gone")),
-            Err(e) => return Err(e.to_string()),
+        let text = match read_cgroup_membership(&self.roots, pid)? {
+            Some(t) => t,
+            None => return Err(ViewMismatch::InitGone(pid)),
         };
         if !scope.contains(&text) {
             let shown: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-            return Err(format!(
-                "the runtime's init process (pid {pid}) is not in the discovered cgroup {} (it is in {})",
-                c.rel_path.display(),
-                crate::alert::clip(&shown.join(" "), 300)
-            ));
+            return Err(ViewMismatch::InitOutside {
+                pid,
+                cgroup: c.rel_path.clone(),
+                found: clip(&shown.join(" "), 300),
+            });
         }
         Ok(())
     }

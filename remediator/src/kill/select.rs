@@ -1,7 +1,6 @@
-//! Choosing which duplicate copies to kill, and the small parsers the kill
-//! engine needs to stay inside its target. Everything here is pure: the
-//! remediator reads `/proc` and the cgroup filesystem, then asks these
-//! functions what to do.
+//! Choosing which duplicate copies to kill, and whether a command line is
+//! protected. Everything here is pure: the planner reads `/proc` and the
+//! cgroup filesystem, then asks these functions what to do.
 //!
 //! A *copy* is one sibling of a duplicate group together with its whole
 //! subtree. Within a group, copies are killed least active first (CPU ticks
@@ -136,8 +135,6 @@ pub fn is_protected<S: AsRef<str>>(
         .any(|c| protected.iter().any(|re| re.is_match(c.as_ref())))
 }
 
-pub use crate::procfs::parse_nspid;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,18 +262,5 @@ mod tests {
         assert!(!is_protected(["sh -c postgres", "sleep 10"], &pats));
         assert!(!is_protected(["anything"], &[]));
         assert!(!is_protected(std::iter::empty::<&str>(), &pats));
-    }
-
-    #[test]
-    fn nspid_takes_the_innermost_namespace() {
-        let status = "Name:\tsh\nTgid:\t4242\nPid:\t4242\nPPid:\t4200\n\
-                      NSpid:\t4242\t1\nNSpgid:\t4242\t1\n";
-        assert_eq!(parse_nspid(status), Some(1));
-        assert_eq!(parse_nspid("NSpid:\t4243\t7\n"), Some(7));
-        assert_eq!(parse_nspid("NSpid:\t31\n"), Some(31));
-        assert_eq!(parse_nspid("NSpid:\t5000\t300\t1\n"), Some(1));
-        assert_eq!(parse_nspid("Name:\tsh\nPid:\t1\n"), None);
-        assert_eq!(parse_nspid("NSpid:\t\n"), None);
-        assert_eq!(parse_nspid("NSpid:\tabc\n"), None);
     }
 }
