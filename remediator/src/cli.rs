@@ -383,7 +383,7 @@ pub fn peers(a: &ServeArgs) -> anyhow::Result<Option<crate::forward::Peers>> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let settings = load_settings(&a)?;
-    let credentials = Arc::new(crate::reload::Live::new(credentials(&a)?));
+    let credentials = Arc::new(crate::live::Live::new(credentials(&a)?));
     let reloader = Arc::new(reloader(&a));
     let peers = peers(&a)?;
     check_proc_root(&a.proc_root)?;

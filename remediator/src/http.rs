@@ -37,7 +37,7 @@ pub struct AppState {
     /// The core.
     pub service: Arc<Service>,
     /// Accepted credentials (SIGHUP re-reads their files).
-    pub credentials: Arc<crate::reload::Live<Credentials>>,
+    pub credentials: Arc<crate::live::Live<Credentials>>,
     /// Require credentials on `/metrics` too.
     pub metrics_auth: bool,
 }

@@ -18,6 +18,7 @@ pub mod http;
 mod identity;
 pub mod kill;
 pub mod kill_action;
+pub mod live;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;

@@ -11,39 +11,13 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
 use crate::config::{Overrides, Settings};
+pub use crate::live::Live;
 use crate::service::Service;
 use crate::task::blocking;
-
-/// A value replaced as a whole while readers keep the snapshot they took.
-#[derive(Debug)]
-pub struct Live<T>(RwLock<Arc<T>>);
-
-impl<T> Live<T> {
-    /// Holds `value`.
-    pub fn new(value: T) -> Live<T> {
-        Live(RwLock::new(Arc::new(value)))
-    }
-
-    /// The value in force now.
-    pub fn get(&self) -> Arc<T> {
-        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Puts `value` in force.
-    pub fn set(&self, value: T) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
-    }
-}
-
-impl<T> From<T> for Live<T> {
-    fn from(value: T) -> Live<T> {
-        Live::new(value)
-    }
-}
 
 /// A file read only at start, and what it held then.
 #[derive(Debug)]

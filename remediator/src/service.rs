@@ -48,7 +48,7 @@ pub const RUNTIME_FRESH: Duration = Duration::from_secs(30);
 
 /// Everything the handlers and actions share.
 pub struct Service {
-    settings: crate::reload::Live<Settings>,
+    settings: crate::live::Live<Settings>,
     store: Store,
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     pub(crate) engine: Arc<dyn KillEngine>,
@@ -156,7 +156,7 @@ impl Service {
             set_circuit_open(&metrics, &c.id, &c.name);
         }
         Ok(Arc::new(Service {
-            settings: crate::reload::Live::new(settings),
+            settings: crate::live::Live::new(settings),
             store,
             runtime,
             engine,
