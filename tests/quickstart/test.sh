@@ -13,8 +13,9 @@
 # What this machine lacks, and how it is provided without touching README's
 # lines: no registry, so the local busybox image (scripts/test.sh builds
 # pidwarden-test-busybox:latest) is tagged `busybox` for the run when no
-# `busybox` image exists; CARGO_TARGET_DIR points at this checkout's target
-# directory (unless already set), so the clone reuses what the suite built.
+# `busybox` image exists; the clone's `target` is a link to this checkout's
+# target directory (or CARGO_TARGET_DIR's), so README's `cargo build` reuses
+# what the suite built and its `target/debug/...` paths hold.
 # Needs root, docker, git, curl, a Rust toolchain and protoc. Cleans up after
 # itself, on failure too.
 set -uo pipefail
@@ -74,7 +75,9 @@ if ! docker image inspect busybox:latest >/dev/null 2>&1; then
     docker tag pidwarden-test-busybox:latest busybox:latest || exit 1
     tagged=1
 fi
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+unset CARGO_TARGET_DIR
+mkdir -p "$target_dir" || exit 1
 
 # Every wait is bounded: README's commands have no timeouts of their own, so
 # after PIDWARDEN_QUICKSTART_TIMEOUT seconds (default 900; the build is most
@@ -90,6 +93,7 @@ disown "$wd"
 
 git clone -q "$ROOT" "$clone" || exit 1
 cd "$clone" || exit 1
+ln -s "$target_dir" target || exit 1
 echo "fresh clone of $(git rev-parse --short HEAD) in $clone"
 
 # run N: sources block N in this shell, its output kept in out N.
