@@ -70,6 +70,8 @@ pub fn init_tracing(format: LogFormat) {
 pub enum Command {
     /// Print the audit trail (newest first).
     History(HistoryArgs),
+    /// Print the plan an alert for a container would get now (kill-duplicates), acting on nothing.
+    Plan(Box<PlanArgs>),
 }
 
 /// `history` options.
@@ -129,29 +131,9 @@ pub struct ServeArgs {
     /// Days audit rows are kept (default 90; 0 keeps them forever).
     #[arg(long)]
     pub retention_days: Option<u32>,
-    /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`); `none` disables it.
-    #[arg(long, env = "DOCKER_HOST", default_value = pidwarden_shared::runtime::DEFAULT_DOCKER_HOST)]
-    pub docker_host: String,
-    /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
-    /// Default: unix:///run/podman/podman.sock.
-    #[arg(long)]
-    pub podman_host: Option<String>,
-    /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
-    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock.
-    #[arg(long)]
-    pub cri_endpoint: Option<String>,
-    /// The proc filesystem.
-    #[arg(long, default_value = "/proc")]
-    pub proc_root: PathBuf,
-    /// The cgroup filesystem.
-    #[arg(long, default_value = "/sys/fs/cgroup")]
-    pub cgroup_root: PathBuf,
-    /// A cgroup parent (relative to the cgroup root) a runtime was
-    /// configured with (`--cgroup-parent`, the kubelet's `--cgroup-root`):
-    /// container cgroups under it are recognised besides the runtimes'
-    /// default parents. Repeatable.
-    #[arg(long = "cgroup-parent", value_name = "PATH")]
-    pub cgroup_parents: Vec<String>,
+    /// Runtimes and filesystems.
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Serve without any authentication (tests, loopback only).
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -175,14 +157,84 @@ pub struct ServeArgs {
     pub peer_ca: Option<PathBuf>,
 }
 
+/// Where the node's containers are found: the runtimes and the proc and
+/// cgroup filesystems (the daemon and `plan` alike).
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`); `none` disables it.
+    #[arg(long, env = "DOCKER_HOST", default_value = pidwarden_shared::runtime::DEFAULT_DOCKER_HOST)]
+    pub docker_host: String,
+    /// Podman's Docker-compatible API (`podman system service`); `none` disables it.
+    /// Default: unix:///run/podman/podman.sock.
+    #[arg(long)]
+    pub podman_host: Option<String>,
+    /// Kubernetes CRI endpoint (containerd, CRI-O); `none` disables it.
+    /// Default: unix:///run/containerd/containerd.sock, then unix:///run/crio/crio.sock.
+    #[arg(long)]
+    pub cri_endpoint: Option<String>,
+    /// The proc filesystem.
+    #[arg(long, default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// The cgroup filesystem.
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// A cgroup parent (relative to the cgroup root) a runtime was
+    /// configured with (`--cgroup-parent`, the kubelet's `--cgroup-root`):
+    /// container cgroups under it are recognised besides the runtimes'
+    /// default parents. Repeatable.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parents: Vec<String>,
+}
+
+/// `plan` options: the container, and the daemon's flags that decide its
+/// policy and how its containers are found.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["id", "name"])))]
+pub struct PlanArgs {
+    /// The container's full id (as an alert's `id` label).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The container's name (as an alert's `name` label), resolved through the runtimes.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// TOML configuration file (the daemon's: protected patterns, namespaces, kill policy).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// As the daemon's `--dry-run`.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `--keep`, `--grace`, `--sample`: the kill policy.
+    #[command(flatten)]
+    pub kill: KillFlags,
+    /// Runtimes and filesystems.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Exit code of `plan` when the container would be refused (errors exit 1,
+/// usage errors 2).
+pub const EXIT_REFUSED: i32 = 3;
+
 fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, crate::forward::PeerEntryError> {
     crate::forward::PeerEntry::parse(s)
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command line; the process's exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Some(Command::History(h)) => history(&h, &mut std::io::stdout().lock()),
+        Some(Command::History(h)) => history(&h, &mut std::io::stdout().lock()).map(|()| 0),
+        Some(Command::Plan(p)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let result = rt.block_on(plan(&p, &mut std::io::stdout().lock()));
+            rt.shutdown_timeout(Duration::from_millis(200));
+            result
+        }
         None => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -191,9 +243,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // A kill engine thread still in its grace period is not waited
             // for: its action was interrupted and is closed at the next start.
             rt.shutdown_timeout(Duration::from_millis(500));
-            result
+            result.map(|()| 0)
         }
     }
+}
+
+/// `plan`: resolves the container as an alert's, plans as a live action
+/// does, prints the plan; [`EXIT_REFUSED`] when the container would be
+/// refused.
+pub async fn plan(p: &PlanArgs, out: &mut impl std::io::Write) -> anyhow::Result<i32> {
+    let overrides = Overrides {
+        dry_run: p.dry_run,
+        kill: p.kill.clone(),
+        cooldown_secs: None,
+        retention_days: None,
+    };
+    let settings = Settings::load(p.config.as_deref(), &overrides)?;
+    check_proc_root(&p.node.proc_root)?;
+    let target = match (&p.id, &p.name) {
+        (Some(id), _) => crate::alert::target_of(Some(id), None),
+        (None, name) => crate::alert::target_of(None, name.as_deref()),
+    };
+    let (runtime, engine) = node(&p.node)?;
+    let engine: Arc<dyn crate::kill::KillEngine> = Arc::new(engine);
+    let preview = crate::preview::preview(&runtime, &engine, &settings, &target).await?;
+    if p.json {
+        serde_json::to_writer_pretty(&mut *out, &preview)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", crate::preview::format_preview(&preview))?;
+    }
+    out.flush()?;
+    Ok(if preview.refused { EXIT_REFUSED } else { 0 })
+}
+
+/// The runtimes and the kill engine over the node the flags name, sharing
+/// one index of its containers.
+fn node(a: &NodeArgs) -> anyhow::Result<(Runtimes, HostKillEngine)> {
+    let mut roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    roots.cgroup_parents = a.cgroup_parents.clone();
+    let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));
+    let runtime = runtimes(a)?.with_cgroups(Arc::clone(&index));
+    Ok((runtime, HostKillEngine::new(roots, index)))
 }
 
 /// Prints the audit trail.
@@ -340,7 +431,7 @@ fn reloader(a: &ServeArgs) -> crate::reload::Reloader {
 }
 
 /// The runtimes the flags configure; a malformed URL names its flag.
-pub fn runtimes(a: &ServeArgs) -> anyhow::Result<Runtimes> {
+pub fn runtimes(a: &NodeArgs) -> anyhow::Result<Runtimes> {
     Ok(Runtimes::from_flags(&RuntimeFlags {
         docker_host: a.docker_host.clone(),
         podman_host: a.podman_host.clone(),
@@ -386,7 +477,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let credentials = Arc::new(crate::live::Live::new(credentials(&a)?));
     let reloader = Arc::new(reloader(&a));
     let peers = peers(&a)?;
-    check_proc_root(&a.proc_root)?;
+    check_proc_root(&a.node.proc_root)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::server_config(c, k, a.tls_client_ca.as_deref())?),
         _ => None,
@@ -401,12 +492,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
     }
-    let mut roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
-    roots.cgroup_parents = a.cgroup_parents.clone();
     // One index of the node's containers: the runtime layer and the kill
     // engine share its walks.
-    let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));
-    let runtime = runtimes(&a)?.with_cgroups(Arc::clone(&index));
+    let (runtime, engine) = node(&a.node)?;
     tracing::info!(
         runtimes = ?runtime.configured().iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         "container runtimes (each container goes to the one its cgroup names)"
@@ -417,7 +505,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         settings.clone(),
         store,
         Arc::new(runtime),
-        Arc::new(HostKillEngine::new(roots, index)),
+        Arc::new(engine),
         metrics,
     )?;
     if let Some(p) = peers {

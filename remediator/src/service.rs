@@ -207,18 +207,6 @@ impl Service {
         let _ = self.peers.set(peers);
     }
 
-    /// Whether container `id` runs on this node: its cgroup is here (the
-    /// engine's index of the node's containers; one not found is looked for
-    /// again, as it may just have started).
-    pub(crate) async fn is_local(&self, id: &str) -> Result<bool, TaskFailed> {
-        if self.engine.known_local(id) {
-            return Ok(true);
-        }
-        let engine = Arc::clone(&self.engine);
-        let owned = id.to_string();
-        blocking(move || engine.is_local(&owned)).await
-    }
-
     /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped, waited
     /// for at most [`PAYLOAD_WAIT`].
     pub(crate) async fn payload_slot(
