@@ -309,8 +309,8 @@ pub fn history(h: &HistoryArgs, out: &mut impl std::io::Write) -> anyhow::Result
 pub fn format_table(rows: &[Record]) -> String {
     use crate::alert::clip;
     let mut s = format!(
-        "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
-        "ROW", "TIME", "ALERT", "CONTAINER", "ACTION", "RESULT", "PROCS", "REASON"
+        "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {:<10} {}\n",
+        "ROW", "TIME", "ALERT", "CONTAINER", "ACTION", "RESULT", "PROCS", "MEMORY", "REASON"
     );
     for r in rows {
         let container = if r.container_name.is_empty() {
@@ -320,7 +320,7 @@ pub fn format_table(rows: &[Record]) -> String {
         };
         let procs = r.process_count;
         s.push_str(&format!(
-            "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
+            "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {:<10} {}\n",
             r.id,
             crate::timefmt::format_rfc3339(r.at_ms as i128 * 1_000_000),
             clip(&r.alertname, 27),
@@ -328,6 +328,8 @@ pub fn format_table(rows: &[Record]) -> String {
             clip(r.action.as_str(), 15),
             r.result,
             procs,
+            r.victim_memory_bytes
+                .map_or_else(|| "-".to_string(), crate::units::format_bytes),
             r.reason
         ));
     }

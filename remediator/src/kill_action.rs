@@ -89,8 +89,18 @@ impl KillAction<'_> {
                     policy.keep
                 ),
             )
-            .with(procs);
+            .with(procs)
+            .freeing(plan.victim_rss_bytes());
         }
+        // What each victim copy held, to count those that were signalled.
+        let copies: Vec<(Vec<(i32, u64)>, u64)> = plan
+            .victims
+            .iter()
+            .map(|c| {
+                let ids = c.members.iter().map(|m| (m.pid, m.start_time)).collect();
+                (ids, c.rss_bytes)
+            })
+            .collect();
         let engine = Arc::clone(self.engine);
         let journal = stop_journal(self.store.clone(), job.row);
         let abort = Arc::clone(&self.abort);
@@ -115,6 +125,16 @@ impl KillAction<'_> {
                 .inc();
         }
         let processes = report_processes(&report);
+        let hit: std::collections::HashSet<(i32, u64)> = report
+            .signalled
+            .iter()
+            .map(|s| (s.process.pid, s.process.start_time))
+            .collect();
+        let freed: u64 = copies
+            .iter()
+            .filter(|(ids, _)| ids.iter().any(|id| hit.contains(id)))
+            .map(|(_, rss)| rss)
+            .sum();
         let summary = format!(
             "{} signals sent, {} processes gone before their signal, {} refused, {} survivors",
             report.signalled.len(),
@@ -134,9 +154,11 @@ impl KillAction<'_> {
                     format!("interrupted: the remediator is shutting down; every stopped process was continued; {summary}"),
                 )
             };
-            end.with(processes)
+            end.with(processes).freeing(freed)
         } else if !report.survivors.is_empty() {
-            ActionEnd::new(Outcome::Failed, summary).with(processes)
+            ActionEnd::new(Outcome::Failed, summary)
+                .with(processes)
+                .freeing(freed)
         } else if report.signalled.is_empty() && report.refused.is_empty() {
             ActionEnd::new(
                 Outcome::Recovered,
@@ -154,7 +176,9 @@ impl KillAction<'_> {
             )
             .with(processes)
         } else {
-            ActionEnd::new(Outcome::Done, summary).with(processes)
+            ActionEnd::new(Outcome::Done, summary)
+                .with(processes)
+                .freeing(freed)
         }
     }
 }

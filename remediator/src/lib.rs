@@ -35,3 +35,4 @@ pub mod store;
 pub mod task;
 pub mod timefmt;
 pub mod tls;
+pub mod units;

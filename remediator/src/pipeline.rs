@@ -97,6 +97,9 @@ pub struct ActionEnd {
     /// It failed without changing anything: the alert instance may be tried
     /// again by a redelivery.
     pub retry: bool,
+    /// Resident memory of the copies a kill-duplicates killed (would have
+    /// killed, in dry-run), read when planned.
+    pub victim_memory_bytes: Option<u64>,
 }
 
 impl ActionEnd {
@@ -107,6 +110,7 @@ impl ActionEnd {
             reason: reason.into(),
             processes: ProcessList::default(),
             retry: false,
+            victim_memory_bytes: None,
         }
     }
 
@@ -116,6 +120,12 @@ impl ActionEnd {
             retry: true,
             ..ActionEnd::new(Outcome::Failed, reason)
         }
+    }
+
+    /// With the memory of the copies killed.
+    pub fn freeing(mut self, bytes: u64) -> ActionEnd {
+        self.victim_memory_bytes = Some(bytes);
+        self
     }
 
     /// With a process list.

@@ -18,6 +18,7 @@ use crate::outcome::Outcome;
 use crate::resolve::{container_refusal, is_dry_run, resolve, Resolved};
 use crate::runtime::ContainerRuntime;
 use crate::task::blocking;
+pub use crate::units::format_bytes;
 
 /// What an alert for the container would get now.
 #[derive(Debug, Clone, Serialize)]
@@ -148,21 +149,6 @@ pub async fn preview(
     Ok(out)
 }
 
-/// Bytes in binary units with one decimal (`3.1 GiB`, `512 B`).
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 /// The preview as a text table: a header, then one line per copy (victims,
 /// kept, spared) with its processes.
 pub fn format_preview(p: &Preview) -> String {
@@ -226,17 +212,4 @@ pub fn format_preview(p: &Preview) -> String {
         line(&mut s, &format!("spare ({})", c.spared.as_str()), &c.copy);
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_are_shown_in_binary_units() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(1023), "1023 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(3_328_599_654), "3.1 GiB");
-    }
 }

@@ -84,7 +84,7 @@ fn copies_of_differing_activity() -> TestContainer {
 }
 
 #[test]
-fn plan_shows_the_victims_the_live_kill_then_signals() {
+fn plan_shows_the_victims_the_live_kill_then_signals_and_the_row_records_their_memory() {
     if !require_docker() {
         return;
     }
@@ -165,6 +165,44 @@ fn plan_shows_the_victims_the_live_kill_then_signals() {
         })
         .collect();
     assert_eq!(signalled, victims, "plan: {planned:#}\nrow: {:#}", row.json);
+    // The row records the memory the killed copies held, as the API and
+    // `history` show it.
+    let memory = row.json["victim_memory_bytes"]
+        .as_u64()
+        .expect("victim_memory_bytes");
+    let planned_memory: u64 = planned["plan"]["victims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rss_bytes"].as_u64().unwrap())
+        .sum();
+    // Idle copies: what they hold barely moves between the two plans.
+    assert!(
+        memory > 0 && memory.abs_diff(planned_memory) <= planned_memory / 2,
+        "row {memory} B, plan {planned_memory} B"
+    );
+    let history = Command::new(env!("CARGO_BIN_EXE_pidwarden-remediator"))
+        .args(["history", "--json", "--state-dir"])
+        .arg(&r.state_dir)
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&history.stdout).expect("history --json");
+    assert_eq!(
+        rows[0]["victim_memory_bytes"].as_u64(),
+        Some(memory),
+        "{rows:#}"
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_pidwarden-remediator"))
+        .args(["history", "--state-dir"])
+        .arg(&r.state_dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let shown = pidwarden_remediator::units::format_bytes(memory);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains(&shown)),
+        "{shown} not in\n{table}"
+    );
     for (pid, start) in &victims {
         let gone = poll_until(WAIT, STEP, || {
             match read_process(&Roots::default(), *pid as i32) {
