@@ -155,7 +155,15 @@ pub struct ServeArgs {
     /// (without it only loopback peers are reached, in plain HTTP).
     #[arg(long, requires = "peers")]
     pub peer_ca: Option<PathBuf>,
+    /// An Alertmanager (`http://HOST:PORT`, `https://…` verified against
+    /// the system's roots) that every action taken, failed or dry-run is
+    /// posted to as a `PidwardenRemediation` alert; repeatable (HA pair).
+    #[arg(long = "alertmanager-url", value_name = "URL")]
+    pub alertmanager_urls: Vec<crate::notices::AlertmanagerUrl>,
 }
+
+/// The system's trusted roots, for `https` Alertmanager URLs.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Where the node's containers are found: the runtimes and the proc and
 /// cgroup filesystems (the daemon and `plan` alike).
@@ -510,6 +518,25 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         Arc::new(engine),
         metrics,
     )?;
+    if !a.alertmanager_urls.is_empty() {
+        let tls = if a.alertmanager_urls.iter().any(|u| u.https) {
+            Some(
+                crate::tls::client_config(Path::new(SYSTEM_ROOTS)).with_context(|| {
+                    format!(
+                        "--alertmanager-url https://…: reading the system's roots {SYSTEM_ROOTS}"
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
+        tracing::info!(alertmanagers = ?a.alertmanager_urls.iter().map(|u| u.alerts_url()).collect::<Vec<_>>(), "notices of actions are posted to these Alertmanagers");
+        service.set_notifier(crate::notices::Notifier::start(
+            a.alertmanager_urls.clone(),
+            tls,
+            Arc::clone(service.metrics()),
+        ));
+    }
     if let Some(p) = peers {
         tracing::info!(peers = ?p.listed().iter().map(ToString::to_string).collect::<Vec<_>>(), "fleet routing: alerts for containers of these nodes are forwarded");
         service.set_peers(p);

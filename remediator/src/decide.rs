@@ -13,11 +13,13 @@ use crate::alert::{clip, Action, Alert, RequestedAction, WebhookPayload};
 use crate::audit::{instance_key, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::kill_action::KillAction;
+use crate::notices::{is_noticed, notice, NoticeFacts};
 use crate::outcome::Outcome;
 use crate::pipeline::{ActionEnd, AlertOutcome, Job};
 use crate::restart_action::{restart_refusal, RestartAction};
 use crate::restraint::{Decision, Subject};
 use crate::service::{set_circuit_open, ContainerLock, InFlight, Saturated, Service};
+use pidwarden_shared::runtime::KubeRef;
 
 use crate::resolve::{container_refusal, is_dry_run, resolve, Resolved};
 pub use crate::resolve::{LABEL_DRY_RUN, LABEL_ENABLE, LABEL_POD_NAMESPACE};
@@ -433,6 +435,30 @@ impl Service {
             ""
         };
         let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
+        let noticed = (self.notifier().is_some() && is_noticed(end.result)).then(|| {
+            let kube = job
+                .info
+                .pod
+                .as_ref()
+                .and_then(|_| KubeRef::parse_name(&job.info.name));
+            notice(&NoticeFacts {
+                id: &job.info.id,
+                name: &job.info.name,
+                kube: kube
+                    .as_ref()
+                    .map(|k| (k.namespace.as_str(), k.pod.as_str(), k.container.as_str())),
+                action: job.action,
+                result: end.result,
+                reason: &reason,
+                tally: end.tally.as_ref(),
+                row: job.row,
+                now_nanos: crate::timefmt::now_nanos(),
+            })
+        });
         self.record_end(job.row, &end, reason).await;
+        // After the row is final; queued, never waited for.
+        if let (Some(n), Some(notice)) = (self.notifier(), noticed) {
+            n.notify(notice);
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::identity::runtime_view_mismatch;
 use crate::kill::{ExecControl, KillEngine, KillPolicy};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
-use crate::pipeline::{ActionEnd, Job};
+use crate::pipeline::{ActionEnd, Job, KillTally};
 use crate::store::Store;
 use crate::task::blocking;
 
@@ -79,6 +79,8 @@ impl KillAction<'_> {
             return end;
         }
         let procs = plan_processes(&plan);
+        let of_copies = copies + plan.kept.len() + plan.spared.len();
+        let command = most_common(plan.victims.iter().map(|c| c.root.command.as_str()));
         if job.dry_run {
             return ActionEnd::new(
                 Outcome::DryRun,
@@ -90,7 +92,12 @@ impl KillAction<'_> {
                 ),
             )
             .with(procs)
-            .freeing(plan.victim_rss_bytes());
+            .tallied(KillTally {
+                killed: copies,
+                of: of_copies,
+                command: command.clone(),
+                bytes: plan.victim_rss_bytes(),
+            });
         }
         // What each victim copy held, to count those that were signalled.
         let copies: Vec<(Vec<(i32, u64)>, u64)> = plan
@@ -130,11 +137,17 @@ impl KillAction<'_> {
             .iter()
             .map(|s| (s.process.pid, s.process.start_time))
             .collect();
-        let freed: u64 = copies
+        let killed: Vec<u64> = copies
             .iter()
             .filter(|(ids, _)| ids.iter().any(|id| hit.contains(id)))
-            .map(|(_, rss)| rss)
-            .sum();
+            .map(|(_, rss)| *rss)
+            .collect();
+        let freed = KillTally {
+            killed: killed.len(),
+            of: of_copies,
+            command,
+            bytes: killed.iter().sum(),
+        };
         let summary = format!(
             "{} signals sent, {} processes gone before their signal, {} refused, {} survivors",
             report.signalled.len(),
@@ -154,11 +167,11 @@ impl KillAction<'_> {
                     format!("interrupted: the remediator is shutting down; every stopped process was continued; {summary}"),
                 )
             };
-            end.with(processes).freeing(freed)
+            end.with(processes).tallied(freed.clone())
         } else if !report.survivors.is_empty() {
             ActionEnd::new(Outcome::Failed, summary)
                 .with(processes)
-                .freeing(freed)
+                .tallied(freed.clone())
         } else if report.signalled.is_empty() && report.refused.is_empty() {
             ActionEnd::new(
                 Outcome::Recovered,
@@ -178,7 +191,23 @@ impl KillAction<'_> {
         } else {
             ActionEnd::new(Outcome::Done, summary)
                 .with(processes)
-                .freeing(freed)
+                .tallied(freed.clone())
         }
     }
+}
+
+/// The most frequent item (the first of equals); empty for none.
+fn most_common<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for i in items {
+        match counts.iter_mut().find(|(c, _)| *c == i) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((i, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    counts
+        .into_iter()
+        .find(|(_, n)| *n == best)
+        .map_or_else(String::new, |(c, _)| c.to_string())
 }

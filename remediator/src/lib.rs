@@ -20,6 +20,7 @@ pub mod kill;
 pub mod kill_action;
 pub mod live;
 pub mod metrics;
+pub mod notices;
 pub mod outcome;
 pub mod pipeline;
 pub mod preview;

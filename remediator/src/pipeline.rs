@@ -100,6 +100,21 @@ pub struct ActionEnd {
     /// Resident memory of the copies a kill-duplicates killed (would have
     /// killed, in dry-run), read when planned.
     pub victim_memory_bytes: Option<u64>,
+    /// What a kill-duplicates did, in copies (for notices).
+    pub tally: Option<KillTally>,
+}
+
+/// What a kill-duplicates did (or would do), in copies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillTally {
+    /// Copies killed (in dry-run: that would be).
+    pub killed: usize,
+    /// Copies planned for: killed, kept and spared.
+    pub of: usize,
+    /// The most common command of the victim copies' roots (redacted).
+    pub command: String,
+    /// Resident memory those copies held when planned (bytes).
+    pub bytes: u64,
 }
 
 impl ActionEnd {
@@ -111,6 +126,7 @@ impl ActionEnd {
             processes: ProcessList::default(),
             retry: false,
             victim_memory_bytes: None,
+            tally: None,
         }
     }
 
@@ -122,9 +138,10 @@ impl ActionEnd {
         }
     }
 
-    /// With the memory of the copies killed.
-    pub fn freeing(mut self, bytes: u64) -> ActionEnd {
-        self.victim_memory_bytes = Some(bytes);
+    /// With what the kill did, and the memory of the copies it killed.
+    pub fn tallied(mut self, tally: KillTally) -> ActionEnd {
+        self.victim_memory_bytes = Some(tally.bytes);
+        self.tally = Some(tally);
         self
     }
 
