@@ -274,26 +274,35 @@ impl Alert {
     /// `id` label that is not a full container id is invalid (no fallback),
     /// so a path or `..` never reaches the runtime or the filesystem.
     pub fn target(&self) -> Target {
-        if let Some(id) = self.labels.get(LABEL_ID) {
-            if is_full_id(id) {
-                return Target::Id(id.clone());
-            }
-            return Target::Invalid(format!(
-                "label id {:?} is not a full container id",
-                clip(id, 80)
-            ));
-        }
-        if let Some(name) = self.labels.get(LABEL_NAME) {
-            if is_valid_name(name) {
-                return Target::Name(name.trim_start_matches('/').to_string());
-            }
-            return Target::Invalid(format!(
-                "label name {:?} is not a container name",
-                clip(name, 80)
-            ));
-        }
-        Target::Invalid("alert has neither an id nor a name label".to_string())
+        target_of(
+            self.labels.get(LABEL_ID).map(String::as_str),
+            self.labels.get(LABEL_NAME).map(String::as_str),
+        )
     }
+}
+
+/// The container named by an `id` (preferred) or a `name`, checked as an
+/// alert's labels are.
+pub fn target_of(id: Option<&str>, name: Option<&str>) -> Target {
+    if let Some(id) = id {
+        if is_full_id(id) {
+            return Target::Id(id.to_string());
+        }
+        return Target::Invalid(format!(
+            "label id {:?} is not a full container id",
+            clip(id, 80)
+        ));
+    }
+    if let Some(name) = name {
+        if is_valid_name(name) {
+            return Target::Name(name.trim_start_matches('/').to_string());
+        }
+        return Target::Invalid(format!(
+            "label name {:?} is not a container name",
+            clip(name, 80)
+        ));
+    }
+    Target::Invalid("alert has neither an id nor a name label".to_string())
 }
 
 #[cfg(test)]

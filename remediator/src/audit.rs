@@ -102,6 +102,7 @@ impl Service {
                 .restraint_key
                 .filter(|k| *k != row.container_id)
                 .map(str::to_string),
+            victim_memory_bytes: None,
         };
         let store = self.store().clone();
         Ok(blocking(move || store.insert(&rec)).await??)
@@ -171,6 +172,7 @@ impl Service {
         let processes = end.processes.to_json();
         let process_count = end.processes.total;
         let finished_ms = self.now().wall_ms;
+        let victim_memory_bytes = end.victim_memory_bytes;
         let write = move || {
             store.finish(
                 row,
@@ -181,6 +183,7 @@ impl Service {
                     process_count,
                     retry,
                     finished_ms,
+                    victim_memory_bytes,
                 },
             )
         };

@@ -70,6 +70,8 @@ pub fn init_tracing(format: LogFormat) {
 pub enum Command {
     /// Print the audit trail (newest first).
     History(HistoryArgs),
+    /// Print the plan an alert for a container would get now (kill-duplicates), acting on nothing.
+    Plan(Box<PlanArgs>),
 }
 
 /// `history` options.
@@ -129,6 +131,44 @@ pub struct ServeArgs {
     /// Days audit rows are kept (default 90; 0 keeps them forever).
     #[arg(long)]
     pub retention_days: Option<u32>,
+    /// Runtimes and filesystems.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Serve without any authentication (tests, loopback only).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// A node this remediator may forward alerts to (fleet routing): a host
+    /// name, an IP address or a CIDR network; repeatable. Forwarding is off
+    /// without it; an alert's `instance` host must match one.
+    #[arg(long = "peer", value_name = "HOST|IP|CIDR", value_parser = parse_peer)]
+    pub peers: Vec<crate::forward::PeerEntry>,
+    /// Port of the peers' remediators (default: this remediator's own
+    /// listen port).
+    #[arg(long, requires = "peers")]
+    pub peer_port: Option<u16>,
+    /// Bearer token sent to peers (required with --peer; never the
+    /// --token-file one by default), and accepted from them on forwarded
+    /// webhook requests.
+    #[arg(long)]
+    pub peer_token_file: Option<PathBuf>,
+    /// CA (PEM) that peers' certificates must chain to: forward over HTTPS
+    /// (without it only loopback peers are reached, in plain HTTP).
+    #[arg(long, requires = "peers")]
+    pub peer_ca: Option<PathBuf>,
+    /// An Alertmanager (`http://HOST:PORT`, `https://…` verified against
+    /// the system's roots) that every action taken, failed or dry-run is
+    /// posted to as a `PidwardenRemediation` alert; repeatable (HA pair).
+    #[arg(long = "alertmanager-url", value_name = "URL")]
+    pub alertmanager_urls: Vec<crate::notices::AlertmanagerUrl>,
+}
+
+/// The system's trusted roots, for `https` Alertmanager URLs.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where the node's containers are found: the runtimes and the proc and
+/// cgroup filesystems (the daemon and `plan` alike).
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
     /// Docker Engine API (`unix:///var/run/docker.sock`, `tcp://host:2375`); `none` disables it.
     #[arg(long, env = "DOCKER_HOST", default_value = pidwarden_shared::runtime::DEFAULT_DOCKER_HOST)]
     pub docker_host: String,
@@ -152,37 +192,57 @@ pub struct ServeArgs {
     /// default parents. Repeatable.
     #[arg(long = "cgroup-parent", value_name = "PATH")]
     pub cgroup_parents: Vec<String>,
-    /// Serve without any authentication (tests, loopback only).
-    #[arg(long)]
-    pub insecure_no_auth: bool,
-    /// A node this remediator may forward alerts to (fleet routing): a host
-    /// name, an IP address or a CIDR network; repeatable. Forwarding is off
-    /// without it; an alert's `instance` host must match one.
-    #[arg(long = "peer", value_name = "HOST|IP|CIDR", value_parser = parse_peer)]
-    pub peers: Vec<crate::forward::PeerEntry>,
-    /// Port of the peers' remediators (default: this remediator's own
-    /// listen port).
-    #[arg(long, requires = "peers")]
-    pub peer_port: Option<u16>,
-    /// Bearer token sent to peers (required with --peer; never the
-    /// --token-file one by default), and accepted from them on forwarded
-    /// webhook requests.
-    #[arg(long)]
-    pub peer_token_file: Option<PathBuf>,
-    /// CA (PEM) that peers' certificates must chain to: forward over HTTPS
-    /// (without it only loopback peers are reached, in plain HTTP).
-    #[arg(long, requires = "peers")]
-    pub peer_ca: Option<PathBuf>,
 }
+
+/// `plan` options: the container, and the daemon's flags that decide its
+/// policy and how its containers are found.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["id", "name"])))]
+pub struct PlanArgs {
+    /// The container's full id (as an alert's `id` label).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The container's name (as an alert's `name` label), resolved through the runtimes.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// TOML configuration file (the daemon's: protected patterns, namespaces, kill policy).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// As the daemon's `--dry-run`.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `--keep`, `--grace`, `--sample`: the kill policy.
+    #[command(flatten)]
+    pub kill: KillFlags,
+    /// Runtimes and filesystems.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Exit code of `plan` when the container would be refused (errors exit 1,
+/// usage errors 2).
+pub const EXIT_REFUSED: i32 = 3;
 
 fn parse_peer(s: &str) -> Result<crate::forward::PeerEntry, crate::forward::PeerEntryError> {
     crate::forward::PeerEntry::parse(s)
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command line; the process's exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Some(Command::History(h)) => history(&h, &mut std::io::stdout().lock()),
+        Some(Command::History(h)) => history(&h, &mut std::io::stdout().lock()).map(|()| 0),
+        Some(Command::Plan(p)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let result = rt.block_on(plan(&p, &mut std::io::stdout().lock()));
+            rt.shutdown_timeout(Duration::from_millis(200));
+            result
+        }
         None => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -191,9 +251,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // A kill engine thread still in its grace period is not waited
             // for: its action was interrupted and is closed at the next start.
             rt.shutdown_timeout(Duration::from_millis(500));
-            result
+            result.map(|()| 0)
         }
     }
+}
+
+/// `plan`: resolves the container as an alert's, plans as a live action
+/// does, prints the plan; [`EXIT_REFUSED`] when the container would be
+/// refused.
+pub async fn plan(p: &PlanArgs, out: &mut impl std::io::Write) -> anyhow::Result<i32> {
+    let overrides = Overrides {
+        dry_run: p.dry_run,
+        kill: p.kill.clone(),
+        cooldown_secs: None,
+        retention_days: None,
+    };
+    let settings = Settings::load(p.config.as_deref(), &overrides)?;
+    check_proc_root(&p.node.proc_root)?;
+    let target = match (&p.id, &p.name) {
+        (Some(id), _) => crate::alert::target_of(Some(id), None),
+        (None, name) => crate::alert::target_of(None, name.as_deref()),
+    };
+    let (runtime, engine) = node(&p.node)?;
+    let engine: Arc<dyn crate::kill::KillEngine> = Arc::new(engine);
+    let preview = crate::preview::preview(&runtime, &engine, &settings, &target).await?;
+    if p.json {
+        serde_json::to_writer_pretty(&mut *out, &preview)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", crate::preview::format_preview(&preview))?;
+    }
+    out.flush()?;
+    Ok(if preview.refused { EXIT_REFUSED } else { 0 })
+}
+
+/// The runtimes and the kill engine over the node the flags name, sharing
+/// one index of its containers.
+fn node(a: &NodeArgs) -> anyhow::Result<(Runtimes, HostKillEngine)> {
+    let mut roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
+    roots.cgroup_parents = a.cgroup_parents.clone();
+    let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));
+    let runtime = runtimes(a)?.with_cgroups(Arc::clone(&index));
+    Ok((runtime, HostKillEngine::new(roots, index)))
 }
 
 /// Prints the audit trail.
@@ -218,8 +317,8 @@ pub fn history(h: &HistoryArgs, out: &mut impl std::io::Write) -> anyhow::Result
 pub fn format_table(rows: &[Record]) -> String {
     use crate::alert::clip;
     let mut s = format!(
-        "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
-        "ROW", "TIME", "ALERT", "CONTAINER", "ACTION", "RESULT", "PROCS", "REASON"
+        "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {:<10} {}\n",
+        "ROW", "TIME", "ALERT", "CONTAINER", "ACTION", "RESULT", "PROCS", "MEMORY", "REASON"
     );
     for r in rows {
         let container = if r.container_name.is_empty() {
@@ -229,7 +328,7 @@ pub fn format_table(rows: &[Record]) -> String {
         };
         let procs = r.process_count;
         s.push_str(&format!(
-            "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {}\n",
+            "{:<6} {:<24} {:<28} {:<20} {:<16} {:<17} {:<5} {:<10} {}\n",
             r.id,
             crate::timefmt::format_rfc3339(r.at_ms as i128 * 1_000_000),
             clip(&r.alertname, 27),
@@ -237,6 +336,8 @@ pub fn format_table(rows: &[Record]) -> String {
             clip(r.action.as_str(), 15),
             r.result,
             procs,
+            r.victim_memory_bytes
+                .map_or_else(|| "-".to_string(), crate::units::format_bytes),
             r.reason
         ));
     }
@@ -340,7 +441,7 @@ fn reloader(a: &ServeArgs) -> crate::reload::Reloader {
 }
 
 /// The runtimes the flags configure; a malformed URL names its flag.
-pub fn runtimes(a: &ServeArgs) -> anyhow::Result<Runtimes> {
+pub fn runtimes(a: &NodeArgs) -> anyhow::Result<Runtimes> {
     Ok(Runtimes::from_flags(&RuntimeFlags {
         docker_host: a.docker_host.clone(),
         podman_host: a.podman_host.clone(),
@@ -386,7 +487,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let credentials = Arc::new(crate::live::Live::new(credentials(&a)?));
     let reloader = Arc::new(reloader(&a));
     let peers = peers(&a)?;
-    check_proc_root(&a.proc_root)?;
+    check_proc_root(&a.node.proc_root)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::server_config(c, k, a.tls_client_ca.as_deref())?),
         _ => None,
@@ -401,12 +502,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
     }
-    let mut roots = pidwarden_shared::Roots::new(&a.proc_root, &a.cgroup_root);
-    roots.cgroup_parents = a.cgroup_parents.clone();
     // One index of the node's containers: the runtime layer and the kill
     // engine share its walks.
-    let index = Arc::new(pidwarden_shared::cgroup::ContainerIndex::new(roots.clone()));
-    let runtime = runtimes(&a)?.with_cgroups(Arc::clone(&index));
+    let (runtime, engine) = node(&a.node)?;
     tracing::info!(
         runtimes = ?runtime.configured().iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         "container runtimes (each container goes to the one its cgroup names)"
@@ -417,9 +515,28 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         settings.clone(),
         store,
         Arc::new(runtime),
-        Arc::new(HostKillEngine::new(roots, index)),
+        Arc::new(engine),
         metrics,
     )?;
+    if !a.alertmanager_urls.is_empty() {
+        let tls = if a.alertmanager_urls.iter().any(|u| u.https) {
+            Some(
+                crate::tls::client_config(Path::new(SYSTEM_ROOTS)).with_context(|| {
+                    format!(
+                        "--alertmanager-url https://…: reading the system's roots {SYSTEM_ROOTS}"
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
+        tracing::info!(alertmanagers = ?a.alertmanager_urls.iter().map(|u| u.alerts_url()).collect::<Vec<_>>(), "notices of actions are posted to these Alertmanagers");
+        service.set_notifier(crate::notices::Notifier::start(
+            a.alertmanager_urls.clone(),
+            tls,
+            Arc::clone(service.metrics()),
+        ));
+    }
     if let Some(p) = peers {
         tracing::info!(peers = ?p.listed().iter().map(ToString::to_string).collect::<Vec<_>>(), "fleet routing: alerts for containers of these nodes are forwarded");
         service.set_peers(p);

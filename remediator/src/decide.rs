@@ -9,36 +9,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::alert::{clip, Action, Alert, RequestedAction, Target, WebhookPayload};
+use crate::alert::{clip, Action, Alert, RequestedAction, WebhookPayload};
 use crate::audit::{instance_key, Row};
 use crate::forward::{Origin, MAX_FORWARD_FAILURES};
 use crate::kill_action::KillAction;
+use crate::notices::{is_noticed, notice, NoticeFacts};
 use crate::outcome::Outcome;
 use crate::pipeline::{ActionEnd, AlertOutcome, Job};
 use crate::restart_action::{restart_refusal, RestartAction};
 use crate::restraint::{Decision, Subject};
-use crate::runtime::{ContainerInfo, RuntimeError};
-use crate::service::{
-    set_circuit_open, ContainerLock, InFlight, Saturated, Service, INSPECT_TIMEOUT,
-};
+use crate::service::{set_circuit_open, ContainerLock, InFlight, Saturated, Service};
+use pidwarden_shared::runtime::KubeRef;
 
-/// Opt-out label: `pidwarden.enable=false`.
-pub const LABEL_ENABLE: &str = "pidwarden.enable";
-/// The kubelet's container label naming the pod's namespace.
-pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
-/// Per-container dry-run label: `pidwarden.dry-run=true`.
-pub const LABEL_DRY_RUN: &str = "pidwarden.dry-run";
-
-/// Where the container an alert names is.
-enum Resolved {
-    /// On this node.
-    Here(ContainerInfo),
-    /// Not on this node (the runtime does not know it, or its cgroup is not
-    /// here): why.
-    Elsewhere(String),
-    /// Refused: result, reason, whether a redelivery could succeed.
-    Refused(Outcome, String, bool),
-}
+use crate::resolve::{container_refusal, is_dry_run, resolve, Resolved};
+pub use crate::resolve::{LABEL_DRY_RUN, LABEL_ENABLE, LABEL_POD_NAMESPACE};
 
 impl Service {
     /// Handles every alert of a payload, in order, in a task detached from
@@ -131,7 +115,8 @@ impl Service {
                 .refuse(alert, none, label, Outcome::Ignored, reason, false)
                 .await;
         }
-        let info = match self.resolve(alert).await {
+        let answered = || self.runtime_answered();
+        let info = match resolve(&*self.runtime, &self.engine, &alert.target(), &answered).await {
             Resolved::Here(info) => info,
             Resolved::Elsewhere(why) => {
                 return match (origin, self.peers()) {
@@ -149,18 +134,7 @@ impl Service {
             }
         };
         let target = (info.id.as_str(), info.name.as_str());
-        if info
-            .labels
-            .get(LABEL_ENABLE)
-            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
-        {
-            let reason = format!("container opted out ({LABEL_ENABLE}=false)");
-            return self
-                .refuse(alert, target, label, Outcome::Protected, reason, false)
-                .await;
-        }
-        let namespace = info.labels.get(LABEL_POD_NAMESPACE).map(String::as_str);
-        if let Some(reason) = settings.namespace_refusal(namespace) {
+        if let Some(reason) = container_refusal(&info, &settings) {
             return self
                 .refuse(alert, target, label, Outcome::Protected, reason, false)
                 .await;
@@ -180,11 +154,7 @@ impl Service {
             o.retryable = true;
             return o;
         }
-        let dry_run = settings.dry_run
-            || info
-                .labels
-                .get(LABEL_DRY_RUN)
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let dry_run = is_dry_run(&info, &settings);
         let key = instance_key(alert, dry_run);
         // A redelivery of the running action's own instance is a duplicate,
         // not a competing request.
@@ -336,65 +306,6 @@ impl Service {
         }
     }
 
-    /// The container an alert names, through the runtime and this node's
-    /// cgroups.
-    async fn resolve(&self, alert: &Alert) -> Resolved {
-        let lookup = match alert.target() {
-            Target::Invalid(why) => {
-                return Resolved::Refused(Outcome::UnknownContainer, why, false)
-            }
-            // An id whose cgroup is not on this node needs no runtime call:
-            // whatever the runtime says, nothing here can act on it.
-            Target::Id(id) => match self.is_local(&id).await {
-                Ok(true) => id,
-                Ok(false) => {
-                    return Resolved::Elsewhere(
-                        "no container with this id runs on this node".into(),
-                    )
-                }
-                Err(e) => return Resolved::Refused(Outcome::Failed, e.to_string(), true),
-            },
-            Target::Name(name) => name,
-        };
-        let info = match tokio::time::timeout(INSPECT_TIMEOUT, self.runtime.inspect(&lookup)).await
-        {
-            Ok(Ok(info)) => info,
-            Ok(Err(RuntimeError::NotFound)) => {
-                self.runtime_answered();
-                return Resolved::Elsewhere(
-                    "the container runtime of this node does not know this container".into(),
-                );
-            }
-            Ok(Err(e)) => {
-                let retry = matches!(e, RuntimeError::Unreachable(_));
-                return Resolved::Refused(Outcome::Failed, e.to_string(), retry);
-            }
-            Err(_) => {
-                let reason = "container runtime did not answer the inspect in time".to_string();
-                return Resolved::Refused(Outcome::Failed, reason, true);
-            }
-        };
-        self.runtime_answered();
-        if !crate::alert::is_full_id(&info.id) {
-            let reason = "the runtime returned no usable container id".to_string();
-            return Resolved::Refused(Outcome::UnknownContainer, reason, false);
-        }
-        // A runtime may resolve a 64-hex string as a name too: the answer
-        // must be the container asked for.
-        if matches!(alert.target(), Target::Id(id) if id != info.id) {
-            let reason = format!(
-                "the runtime answered for another container ({}) than the id asked for",
-                clip(&info.id, 64)
-            );
-            return Resolved::Refused(Outcome::UnknownContainer, reason, false);
-        }
-        match self.is_local(&info.id).await {
-            Ok(true) => Resolved::Here(info),
-            Ok(false) => Resolved::Elsewhere("the container's cgroup is not on this node".into()),
-            Err(e) => Resolved::Refused(Outcome::Failed, e.to_string(), true),
-        }
-    }
-
     /// Sends an alert for a container of another node on to that node's
     /// remediator and records its answer.
     async fn forward(
@@ -524,6 +435,30 @@ impl Service {
             ""
         };
         let reason = format!("{}: {}{retry_note}", job.decision, end.reason);
+        let noticed = (self.notifier().is_some() && is_noticed(end.result)).then(|| {
+            let kube = job
+                .info
+                .pod
+                .as_ref()
+                .and_then(|_| KubeRef::parse_name(&job.info.name));
+            notice(&NoticeFacts {
+                id: &job.info.id,
+                name: &job.info.name,
+                kube: kube
+                    .as_ref()
+                    .map(|k| (k.namespace.as_str(), k.pod.as_str(), k.container.as_str())),
+                action: job.action,
+                result: end.result,
+                reason: &reason,
+                tally: end.tally.as_ref(),
+                row: job.row,
+                now_nanos: crate::timefmt::now_nanos(),
+            })
+        });
         self.record_end(job.row, &end, reason).await;
+        // After the row is final; queued, never waited for.
+        if let (Some(n), Some(notice)) = (self.notifier(), noticed) {
+            n.notify(notice);
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::identity::runtime_view_mismatch;
 use crate::kill::{ExecControl, KillEngine, KillPolicy};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
-use crate::pipeline::{ActionEnd, Job};
+use crate::pipeline::{ActionEnd, Job, KillTally};
 use crate::store::Store;
 use crate::task::blocking;
 
@@ -79,6 +79,8 @@ impl KillAction<'_> {
             return end;
         }
         let procs = plan_processes(&plan);
+        let of_copies = copies + plan.kept.len() + plan.spared.len();
+        let command = most_common(plan.victims.iter().map(|c| c.root.command.as_str()));
         if job.dry_run {
             return ActionEnd::new(
                 Outcome::DryRun,
@@ -89,8 +91,23 @@ impl KillAction<'_> {
                     policy.keep
                 ),
             )
-            .with(procs);
+            .with(procs)
+            .tallied(KillTally {
+                killed: copies,
+                of: of_copies,
+                command: command.clone(),
+                bytes: plan.victim_rss_bytes(),
+            });
         }
+        // What each victim copy held, to count those that were signalled.
+        let copies: Vec<(Vec<(i32, u64)>, u64)> = plan
+            .victims
+            .iter()
+            .map(|c| {
+                let ids = c.members.iter().map(|m| (m.pid, m.start_time)).collect();
+                (ids, c.rss_bytes)
+            })
+            .collect();
         let engine = Arc::clone(self.engine);
         let journal = stop_journal(self.store.clone(), job.row);
         let abort = Arc::clone(&self.abort);
@@ -115,6 +132,22 @@ impl KillAction<'_> {
                 .inc();
         }
         let processes = report_processes(&report);
+        let hit: std::collections::HashSet<(i32, u64)> = report
+            .signalled
+            .iter()
+            .map(|s| (s.process.pid, s.process.start_time))
+            .collect();
+        let killed: Vec<u64> = copies
+            .iter()
+            .filter(|(ids, _)| ids.iter().any(|id| hit.contains(id)))
+            .map(|(_, rss)| *rss)
+            .collect();
+        let freed = KillTally {
+            killed: killed.len(),
+            of: of_copies,
+            command,
+            bytes: killed.iter().sum(),
+        };
         let summary = format!(
             "{} signals sent, {} processes gone before their signal, {} refused, {} survivors",
             report.signalled.len(),
@@ -134,9 +167,11 @@ impl KillAction<'_> {
                     format!("interrupted: the remediator is shutting down; every stopped process was continued; {summary}"),
                 )
             };
-            end.with(processes)
+            end.with(processes).tallied(freed.clone())
         } else if !report.survivors.is_empty() {
-            ActionEnd::new(Outcome::Failed, summary).with(processes)
+            ActionEnd::new(Outcome::Failed, summary)
+                .with(processes)
+                .tallied(freed.clone())
         } else if report.signalled.is_empty() && report.refused.is_empty() {
             ActionEnd::new(
                 Outcome::Recovered,
@@ -154,7 +189,25 @@ impl KillAction<'_> {
             )
             .with(processes)
         } else {
-            ActionEnd::new(Outcome::Done, summary).with(processes)
+            ActionEnd::new(Outcome::Done, summary)
+                .with(processes)
+                .tallied(freed.clone())
         }
     }
+}
+
+/// The most frequent item (the first of equals); empty for none.
+fn most_common<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for i in items {
+        match counts.iter_mut().find(|(c, _)| *c == i) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((i, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    counts
+        .into_iter()
+        .find(|(_, n)| *n == best)
+        .map_or_else(String::new, |(c, _)| c.to_string())
 }

@@ -6,8 +6,12 @@ use clap::Parser as _;
 fn main() {
     let cli = pidwarden_remediator::cli::Cli::parse();
     pidwarden_remediator::cli::init_tracing(cli.log_format);
-    if let Err(e) = pidwarden_remediator::cli::run(cli) {
-        eprintln!("pidwarden-remediator: {e:#}");
-        std::process::exit(1);
+    match pidwarden_remediator::cli::run(cli) {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("pidwarden-remediator: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

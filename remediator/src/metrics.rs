@@ -6,7 +6,8 @@
 //! `pidwarden_remediator_circuit_open{id,name}`,
 //! `pidwarden_remediator_build_info{version,revision}`,
 //! `pidwarden_remediator_config_last_reload_successful`,
-//! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
+//! `pidwarden_remediator_config_last_reload_success_timestamp_seconds`,
+//! `pidwarden_remediator_notices_total{result}`.
 
 use pidwarden_shared::exposition::{openmetrics_to_text, Format};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -58,6 +59,16 @@ pub struct ContainerLabels {
     pub name: String,
 }
 
+/// `{result}` of a notice: `sent`, `failed`, `dropped`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeResult {
+    /// `sent`, `failed` or `dropped`.
+    pub result: String,
+}
+
+/// The results of a notice, as counted.
+pub const NOTICE_RESULTS: [&str; 3] = ["sent", "failed", "dropped"];
+
 /// `{version,revision}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
@@ -97,6 +108,8 @@ pub struct Metrics {
     pub config_reload_ok: Gauge,
     /// `pidwarden_remediator_config_last_reload_success_timestamp_seconds`.
     pub config_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `pidwarden_remediator_notices_total`.
+    pub notices: Family<NoticeResult, Counter>,
 }
 
 impl Default for Metrics {
@@ -183,6 +196,17 @@ impl Metrics {
             action: NO_ACTION.to_string(),
             result: Outcome::Ignored.as_str().to_string(),
         });
+        let notices = Family::<NoticeResult, Counter>::default();
+        registry.register(
+            "pidwarden_remediator_notices",
+            "Notices posted to Alertmanager, per Alertmanager URL, by result (sent, failed after retries, dropped on a full queue)",
+            notices.clone(),
+        );
+        for r in NOTICE_RESULTS {
+            let _ = notices.get_or_create(&NoticeResult {
+                result: r.to_string(),
+            });
+        }
         for s in crate::kill::Signal::ALL {
             let _ = signals.get_or_create(&SignalLabel {
                 signal: s.as_str().to_string(),
@@ -197,7 +221,17 @@ impl Metrics {
             circuit_open,
             config_reload_ok,
             config_reload_time,
+            notices,
         }
+    }
+
+    /// Counts one notice to one Alertmanager (`result`: one of [`NOTICE_RESULTS`]).
+    pub fn notice(&self, result: &str) {
+        self.notices
+            .get_or_create(&NoticeResult {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Records the outcome of a configuration (re)load at Unix time `now`.

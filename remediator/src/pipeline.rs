@@ -97,6 +97,24 @@ pub struct ActionEnd {
     /// It failed without changing anything: the alert instance may be tried
     /// again by a redelivery.
     pub retry: bool,
+    /// Resident memory of the copies a kill-duplicates killed (would have
+    /// killed, in dry-run), read when planned.
+    pub victim_memory_bytes: Option<u64>,
+    /// What a kill-duplicates did, in copies (for notices).
+    pub tally: Option<KillTally>,
+}
+
+/// What a kill-duplicates did (or would do), in copies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillTally {
+    /// Copies killed (in dry-run: that would be).
+    pub killed: usize,
+    /// Copies planned for: killed, kept and spared.
+    pub of: usize,
+    /// The most common command of the victim copies' roots (redacted).
+    pub command: String,
+    /// Resident memory those copies held when planned (bytes).
+    pub bytes: u64,
 }
 
 impl ActionEnd {
@@ -107,6 +125,8 @@ impl ActionEnd {
             reason: reason.into(),
             processes: ProcessList::default(),
             retry: false,
+            victim_memory_bytes: None,
+            tally: None,
         }
     }
 
@@ -116,6 +136,13 @@ impl ActionEnd {
             retry: true,
             ..ActionEnd::new(Outcome::Failed, reason)
         }
+    }
+
+    /// With what the kill did, and the memory of the copies it killed.
+    pub fn tallied(mut self, tally: KillTally) -> ActionEnd {
+        self.victim_memory_bytes = Some(tally.bytes);
+        self.tally = Some(tally);
+        self
     }
 
     /// With a process list.

@@ -59,6 +59,7 @@ pub fn close_interrupted(
                 process_count: procs.len() as u64,
                 retry: procs.is_empty(),
                 finished_ms: now_ms,
+                victim_memory_bytes: None,
             },
         )?;
     }

@@ -778,6 +778,7 @@ mod rebuild_tests {
                 process_count: 0,
                 finished_ms: None,
                 restraint_key: None,
+                victim_memory_bytes: None,
             })
             .unwrap()
     }
@@ -964,6 +965,7 @@ mod rebuild_tests {
                     process_count: 0,
                     finished_ms: Some(NOW + ahead + 1000),
                     restraint_key: None,
+                    victim_memory_bytes: None,
                 })
                 .unwrap();
         }
@@ -1039,6 +1041,7 @@ mod rebuild_tests {
             process_count: 0,
             finished_ms: Some(NOW - MIN + 1000),
             restraint_key: Some("pod:u-1/app".into()),
+            victim_memory_bytes: None,
         };
         store.insert(&rec).unwrap();
         rec.restraint_key = None;

@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::forward::Peers;
 use crate::kill::KillEngine;
 use crate::metrics::{ContainerLabels, Metrics};
+use crate::notices::Notifier;
 use crate::restraint::{rebuild_restraint, OpenCircuit, Restraint};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{AuditError, Store, StoreError};
@@ -61,6 +62,7 @@ pub struct Service {
     abort: Arc<AtomicBool>,
     aborted: Notify,
     peers: OnceLock<Peers>,
+    notifier: OnceLock<Notifier>,
     clock: Arc<dyn Clock>,
     payloads: Arc<tokio::sync::Semaphore>,
 }
@@ -169,6 +171,7 @@ impl Service {
             abort: Arc::new(AtomicBool::new(false)),
             aborted: Notify::new(),
             peers: OnceLock::new(),
+            notifier: OnceLock::new(),
             clock,
             payloads: Arc::new(tokio::sync::Semaphore::new(MAX_PAYLOADS)),
         }))
@@ -207,16 +210,15 @@ impl Service {
         let _ = self.peers.set(peers);
     }
 
-    /// Whether container `id` runs on this node: its cgroup is here (the
-    /// engine's index of the node's containers; one not found is looked for
-    /// again, as it may just have started).
-    pub(crate) async fn is_local(&self, id: &str) -> Result<bool, TaskFailed> {
-        if self.engine.known_local(id) {
-            return Ok(true);
-        }
-        let engine = Arc::clone(&self.engine);
-        let owned = id.to_string();
-        blocking(move || engine.is_local(&owned)).await
+    /// Finished decisions that acted (or would have) are posted as notices
+    /// through `notifier` ([`crate::notices`]). Set once, at start.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// The notifier, when notices are configured.
+    pub(crate) fn notifier(&self) -> Option<&Notifier> {
+        self.notifier.get()
     }
 
     /// One of the [`MAX_PAYLOADS`] payload slots, held until dropped, waited

@@ -76,6 +76,9 @@ CREATE TABLE stopped (
     r#"
 ALTER TABLE actions ADD COLUMN restraint_key TEXT;
 "#,
+    r#"
+ALTER TABLE actions ADD COLUMN victim_memory_bytes INTEGER;
+"#,
 ];
 
 /// Whether another row of the same alert instance (`a`) was written at or
@@ -155,6 +158,11 @@ pub struct Record {
     /// [`crate::restraint::Subject`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restraint_key: Option<String>,
+    /// Resident memory (RSS, bytes) the copies a kill-duplicates killed
+    /// held when it planned (in dry-run: the copies it would have killed);
+    /// `None` for other actions and for rows written before it was recorded.
+    #[serde(default)]
+    pub victim_memory_bytes: Option<u64>,
 }
 
 /// The columns of a row that restraint is rebuilt from: no reasons, no
@@ -242,6 +250,8 @@ pub struct Finish<'a> {
     pub retry: bool,
     /// When (Unix ms).
     pub finished_ms: i64,
+    /// See [`Record::victim_memory_bytes`].
+    pub victim_memory_bytes: Option<u64>,
 }
 
 /// The store: one connection behind a mutex (SQLite serialises writers anyway).
@@ -257,7 +267,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count, restraint_key";
+const COLUMNS: &str = "id, at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, claimed, opened_circuit, processes, finished_ms, dry_run, retry, process_count, restraint_key, victim_memory_bytes";
 
 fn outcome(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Outcome> {
     let text: String = r.get(i)?;
@@ -292,6 +302,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         retry: r.get::<_, i64>(16)? != 0,
         process_count: r.get::<_, i64>(17)?.max(0) as u64,
         restraint_key: r.get(18)?,
+        victim_memory_bytes: r.get::<_, Option<i64>>(19)?.map(|v| v.max(0) as u64),
     })
 }
 
@@ -434,7 +445,7 @@ impl Store {
     pub fn finish(&self, id: i64, fin: &Finish<'_>) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "UPDATE actions SET result = ?2, reason = ?3, processes = ?4, finished_ms = ?5, retry = ?6, process_count = ?7 WHERE id = ?1",
+                "UPDATE actions SET result = ?2, reason = ?3, processes = ?4, finished_ms = ?5, retry = ?6, process_count = ?7, victim_memory_bytes = ?8 WHERE id = ?1",
                 params![
                     id,
                     fin.result.as_str(),
@@ -442,7 +453,8 @@ impl Store {
                     fin.processes.to_string(),
                     fin.finished_ms,
                     fin.retry as i64,
-                    fin.process_count.min(i64::MAX as u64) as i64
+                    fin.process_count.min(i64::MAX as u64) as i64,
+                    fin.victim_memory_bytes.map(|v| v.min(i64::MAX as u64) as i64)
                 ],
             )?;
             c.execute("DELETE FROM stopped WHERE action_id = ?1", [id])?;
@@ -655,6 +667,7 @@ mod tests {
             process_count: 0,
             finished_ms: None,
             restraint_key: None,
+            victim_memory_bytes: None,
         }
     }
 
@@ -668,6 +681,7 @@ mod tests {
                 process_count: 7,
                 retry,
                 finished_ms: 2000,
+                victim_memory_bytes: Some(3 << 20),
             },
         )
         .unwrap();
@@ -686,6 +700,7 @@ mod tests {
         assert_eq!(r.result, Outcome::Done);
         assert_eq!(r.processes[0]["pid"], 5);
         assert_eq!(r.process_count, 7);
+        assert_eq!(r.victim_memory_bytes, Some(3 << 20));
         assert_eq!(s.recent(10).unwrap().len(), 2);
         assert_eq!(s.recent(10).unwrap()[0].fingerprint, "f2");
         assert_eq!(
@@ -696,6 +711,38 @@ mod tests {
             .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_store_written_before_memory_was_recorded_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The schema as it was: every migration but the last.
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            for m in &MIGRATIONS[..MIGRATIONS.len() - 1] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", MIGRATIONS.len() as i64 - 1)
+                .unwrap();
+            c.execute(
+                "INSERT INTO actions (at_ms, status, alertname, fingerprint, starts_at, container_id, container_name, action, result, reason, processes, finished_ms, process_count)
+                 VALUES (1, 'firing', 'A', 'f0', 's', 'c', 'n', 'kill-duplicates', 'done', 'old', '[]', 2, 3)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let old = &s.recent(10).unwrap()[0];
+        assert_eq!((old.reason.as_str(), old.process_count), ("old", 3));
+        assert_eq!(old.victim_memory_bytes, None);
+        let json = serde_json::to_value(old).unwrap();
+        assert!(json["victim_memory_bytes"].is_null(), "{json}");
+        let id = s.insert(&rec("f1", Outcome::Pending)).unwrap();
+        finish(&s, id, Outcome::Done, false);
+        assert_eq!(
+            s.get(id).unwrap().unwrap().victim_memory_bytes,
+            Some(3 << 20)
+        );
     }
 
     #[test]

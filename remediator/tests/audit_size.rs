@@ -67,6 +67,7 @@ fn huge_row(n: usize) -> Record {
         process_count: list.total,
         finished_ms: Some(now_ms() - 30_000 + n as i64),
         restraint_key: None,
+        victim_memory_bytes: None,
     }
 }
 

@@ -422,6 +422,7 @@ fn nothing_outside_the_target_container_is_signalled() {
         argv: Cmdline::from_args(["sleep", "1000"]),
         members: vec![host_ref.clone()],
         cpu_ticks: 0,
+        rss_bytes: 0,
     });
     plan.victims[0].members.push(stranger_ref.clone());
 

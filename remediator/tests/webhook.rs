@@ -1227,6 +1227,7 @@ async fn actions_left_pending_are_closed_and_what_they_stopped_continued() {
         process_count: 0,
         finished_ms: None,
         restraint_key: None,
+        victim_memory_bytes: None,
     };
     let store = h.service.store().clone();
     let stopped_row = store.insert(&pending("f1")).unwrap();

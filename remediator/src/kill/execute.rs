@@ -785,9 +785,11 @@ mod tests {
                     argv: Cmdline::default(),
                     members: vec![victim.clone()],
                     cpu_ticks: 0,
+                    rss_bytes: 0,
                 }],
                 kept: Vec::new(),
                 protected_skipped: 0,
+                spared: Vec::new(),
             };
             let r = execute(
                 &Roots::default(),

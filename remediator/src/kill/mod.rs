@@ -33,6 +33,7 @@ pub use execute::{
 };
 pub use plan::{plan, plan_from, plan_with_window, read_samples, Samples};
 pub use resume::resume_stopped;
+pub use select::Spared;
 
 /// Longest command line kept in a [`ProcRef`] (after redaction).
 pub const COMMAND_CHARS: usize = 200;
@@ -98,6 +99,20 @@ pub struct CopyPlan {
     pub members: Vec<ProcRef>,
     /// CPU ticks the subtree used during the sampling window.
     pub cpu_ticks: u64,
+    /// Resident memory (RSS, bytes) of the subtree's members when planned;
+    /// 0 in plans read back from older JSON.
+    #[serde(default)]
+    pub rss_bytes: u64,
+}
+
+/// A copy left alone whatever its activity, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SparedCopy {
+    /// The copy.
+    #[serde(flatten)]
+    pub copy: CopyPlan,
+    /// Why it is spared.
+    pub spared: Spared,
 }
 
 /// What [`plan()`] decided for one container.
@@ -117,6 +132,16 @@ pub struct KillPlan {
     /// Copies left alone because a member matched a protected pattern or is
     /// the container's init.
     pub protected_skipped: usize,
+    /// The copies counted in `protected_skipped`, each with why it is spared.
+    #[serde(default)]
+    pub spared: Vec<SparedCopy>,
+}
+
+impl KillPlan {
+    /// Resident memory of the victim copies when planned (bytes).
+    pub fn victim_rss_bytes(&self) -> u64 {
+        self.victims.iter().map(|c| c.rss_bytes).sum()
+    }
 }
 
 /// Planning failed.
@@ -161,8 +186,10 @@ mod tests {
                 },
                 members: Vec::new(),
                 cpu_ticks: 3,
+                rss_bytes: 4096,
             }],
             protected_skipped: 1,
+            spared: Vec::new(),
         };
         let json = serde_json::to_string(&plan).unwrap();
         let back: KillPlan = serde_json::from_str(&json).unwrap();

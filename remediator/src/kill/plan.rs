@@ -15,11 +15,12 @@ use std::collections::{HashMap, HashSet};
 use pidwarden_shared::cgroup::{is_container_id, CgroupScope};
 use pidwarden_shared::collect::Collector;
 use pidwarden_shared::groups::{duplicate_groups, subtree};
+use pidwarden_shared::procfs::statm::{page_size, read_rss};
 use pidwarden_shared::procfs::{read_ns_pid, read_process, Process};
 use pidwarden_shared::Roots;
 
 use super::select::{is_protected, select_victims, Candidate, CandidateGroup, Spared};
-use super::{CopyPlan, KillError, KillPlan, KillPolicy, ProcRef};
+use super::{CopyPlan, KillError, KillPlan, KillPolicy, ProcRef, SparedCopy};
 
 /// What planning reads of one container: two readings a sampling window
 /// apart and the fresh reads of every copy member. Plain data:
@@ -45,6 +46,9 @@ pub struct Samples {
     /// Copy members that are PID 1 of their innermost namespace (the
     /// container's init).
     pub ns_inits: HashSet<i32>,
+    /// Resident memory (bytes) of the copy members, read with the fresh
+    /// reads; a member missing here counts as 0.
+    pub rss: HashMap<i32, u64>,
 }
 
 /// Plans the kill for container `id`. Blocking: sleeps for
@@ -125,8 +129,13 @@ pub fn read_samples(
     let by_pid_after: HashMap<i32, &Process> = samples.after.iter().map(|p| (p.pid, p)).collect();
     let mut fresh = HashMap::new();
     let mut ns_inits = HashSet::new();
+    let mut rss = HashMap::new();
+    let page = page_size();
     for (_, now) in lived_through(&samples.before, &samples.after, &groups) {
         for pid in now {
+            if let Ok(Some(bytes)) = read_rss(&roots, pid, page) {
+                rss.insert(pid, bytes);
+            }
             if let (Some(seen), Ok(Some(p))) = (by_pid_after.get(&pid), read_process(&roots, pid)) {
                 if p.start_time == seen.start_time {
                     fresh.insert(pid, p);
@@ -139,6 +148,7 @@ pub fn read_samples(
     }
     samples.fresh = fresh;
     samples.ns_inits = ns_inits;
+    samples.rss = rss;
     Ok(Some(samples))
 }
 
@@ -175,6 +185,7 @@ pub fn plan_from(samples: &Samples, policy: &KillPolicy) -> KillPlan {
         after,
         fresh,
         ns_inits,
+        rss,
         ..
     } = samples;
     let groups = duplicate_groups(before);
@@ -184,6 +195,7 @@ pub fn plan_from(samples: &Samples, policy: &KillPolicy) -> KillPlan {
         victims: Vec::new(),
         kept: Vec::new(),
         protected_skipped: 0,
+        spared: Vec::new(),
     };
     if groups.is_empty() {
         return empty;
@@ -246,12 +258,25 @@ pub fn plan_from(samples: &Samples, policy: &KillPolicy) -> KillPlan {
                 .map(ProcRef::of)
                 .collect(),
             cpu_ticks: c.cpu_ticks,
+            rss_bytes: c
+                .members
+                .iter()
+                .map(|p| rss.get(p).copied().unwrap_or(0))
+                .sum(),
         }
     };
     KillPlan {
         victims: sel.victims.iter().map(to_plan).collect(),
         kept: sel.kept.iter().map(to_plan).collect(),
         protected_skipped: sel.spared.len(),
+        spared: sel
+            .spared
+            .iter()
+            .map(|c| SparedCopy {
+                copy: to_plan(c),
+                spared: c.spared.unwrap_or(Spared::Protected),
+            })
+            .collect(),
         ..empty
     }
 }

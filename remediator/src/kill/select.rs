@@ -16,12 +16,23 @@ use std::collections::HashSet;
 use regex::Regex;
 
 /// Why a copy must not be killed whatever its activity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Spared {
     /// A member's command line matches a protected pattern.
     Protected,
     /// A member is the container's init (PID 1 in its namespace).
     Init,
+}
+
+impl Spared {
+    /// The reason, in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spared::Protected => "protected",
+            Spared::Init => "init",
+        }
+    }
 }
 
 /// One copy considered for killing.

@@ -234,6 +234,7 @@ impl KillEngine for FakeEngine {
                 ],
                 root,
                 cpu_ticks: i as u64,
+                rss_bytes: 1 << 20,
             }
         };
         Ok(Some(KillPlan {
@@ -242,6 +243,7 @@ impl KillEngine for FakeEngine {
             victims: (1..=n).map(copy).collect(),
             kept: vec![copy(0)],
             protected_skipped: protected,
+            spared: Vec::new(),
         }))
     }
 
