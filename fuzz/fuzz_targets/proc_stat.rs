@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pidwarden_shared::procfs::parse_stat;
+use pidwarden_shared::procfs::{parse_stat, ProcState};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_stat(data);
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     line.extend_from_slice(&comm);
     line.extend_from_slice(b") S 7 42 42 0 -1 0 0 0 0 0 3 4 5 6 20 0 2 0 777 0 0\n");
     let s = parse_stat(&line).expect("a stat line with any comm parses");
-    assert_eq!((s.pid, s.state, s.ppid), (42, 'S', 7));
+    assert_eq!((s.pid, s.state, s.ppid), (42, ProcState::Sleeping, 7));
     assert_eq!(
         (s.cpu_ticks, s.child_cpu_ticks, s.threads, s.start_time),
         (7, 11, 2, 777)
