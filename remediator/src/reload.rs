@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::auth::{read_basic_auth_file, read_token_file, Credentials};
-use crate::config::{Overrides, Settings};
+use crate::config::{ConfigError, Overrides, Settings};
 pub use crate::live::Live;
 use crate::service::Service;
 use crate::task::blocking;
@@ -50,10 +50,10 @@ type UserPassword = (Vec<u8>, Vec<u8>);
 
 /// The files as read by one reload.
 struct Read {
-    settings: Result<Settings, String>,
-    bearer: Option<Result<Vec<u8>, String>>,
-    basic: Option<Result<UserPassword, String>>,
-    peer: Option<Result<Vec<u8>, String>>,
+    settings: Result<Settings, ConfigError>,
+    bearer: Option<anyhow::Result<Vec<u8>>>,
+    basic: Option<anyhow::Result<UserPassword>>,
+    peer: Option<anyhow::Result<Vec<u8>>>,
     changed_start_only: Vec<(&'static str, PathBuf)>,
 }
 
@@ -89,22 +89,11 @@ impl Reloader {
 
     /// Reads every file (blocking I/O).
     fn read(&self) -> Read {
-        let err = |e: anyhow::Error| format!("{e:#}");
         Read {
-            settings: Settings::load(self.config.as_deref(), &self.overrides)
-                .map_err(|e| e.to_string()),
-            bearer: self
-                .token_file
-                .as_deref()
-                .map(|p| read_token_file(p).map_err(err)),
-            basic: self
-                .basic_auth_file
-                .as_deref()
-                .map(|p| read_basic_auth_file(p).map_err(err)),
-            peer: self
-                .peer_token_file
-                .as_deref()
-                .map(|p| read_token_file(p).map_err(err)),
+            settings: Settings::load(self.config.as_deref(), &self.overrides),
+            bearer: self.token_file.as_deref().map(read_token_file),
+            basic: self.basic_auth_file.as_deref().map(read_basic_auth_file),
+            peer: self.peer_token_file.as_deref().map(read_token_file),
             changed_start_only: self
                 .start_only
                 .iter()
@@ -143,9 +132,9 @@ impl Reloader {
             }
         }
         let mut creds = (*credentials.get()).clone();
-        let mut fail = |flag: &str, e: String| {
+        let mut fail = |flag: &str, e: anyhow::Error| {
             ok = false;
-            tracing::warn!(flag, error = %e, "credential file not reloaded; the old one stays in force");
+            tracing::warn!(flag, error = %format!("{e:#}"), "credential file not reloaded; the old one stays in force");
         };
         match read.bearer {
             Some(Ok(t)) => creds.bearer = Some(t),
@@ -247,7 +236,7 @@ mod tests {
         assert_eq!(s.cooldown, std::time::Duration::from_secs(7));
         std::fs::write(&path, "[defaults]\ncooldown_secs = 99999999999\n").unwrap();
         let e = r.read().settings.unwrap_err();
-        assert!(e.contains("defaults.cooldown_secs"), "{e}");
+        assert!(e.to_string().contains("defaults.cooldown_secs"), "{e}");
     }
 
     #[test]
