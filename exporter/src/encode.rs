@@ -35,7 +35,11 @@ pub fn render(families: &[Family], format: Format) -> String {
                 (Kind::Counter, Value::Int(v)) => SampleValue::UInt(v),
                 (_, Value::Float(v)) => SampleValue::Float(v),
             };
-            w.sample(s.labels.iter().map(|(k, v)| (*k, v.as_str())), braces, value);
+            w.sample(
+                s.labels.iter().map(|(k, v)| (*k, v.as_str())),
+                braces,
+                value,
+            );
         }
     }
     w.finish();
@@ -177,7 +181,10 @@ mod tests {
     #[test]
     fn direct_writer_matches_prometheus_client_on_edge_values() {
         let s = |labels: Vec<(&'static str, &str)>, value| Sample {
-            labels: labels.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
             value,
         };
         let fam = |base, unit, kind, samples| Family {
@@ -190,8 +197,18 @@ mod tests {
         check_same(vec![
             fam("g_empty", None, Kind::Gauge, vec![]),
             fam("c_empty", Some(MetricUnit::Seconds), Kind::Counter, vec![]),
-            fam("g_one", Some(MetricUnit::Bytes), Kind::Gauge, vec![s(vec![], Value::Int(u64::MAX))]),
-            fam("c_one", None, Kind::Counter, vec![s(vec![], Value::Int(u64::MAX))]),
+            fam(
+                "g_one",
+                Some(MetricUnit::Bytes),
+                Kind::Gauge,
+                vec![s(vec![], Value::Int(u64::MAX))],
+            ),
+            fam(
+                "c_one",
+                None,
+                Kind::Counter,
+                vec![s(vec![], Value::Int(u64::MAX))],
+            ),
             fam(
                 "g_many",
                 None,
@@ -199,7 +216,10 @@ mod tests {
                 vec![
                     s(vec![], Value::Int(1)),
                     s(vec![("a", "")], Value::Float(0.1)),
-                    s(vec![("a", "x\"y\\z\nw"), ("b", "é ☃ \t")], Value::Float(-0.0)),
+                    s(
+                        vec![("a", "x\"y\\z\nw"), ("b", "é ☃ \t")],
+                        Value::Float(-0.0),
+                    ),
                     s(vec![("a", "1")], Value::Float(f64::NAN)),
                     s(vec![("a", "2")], Value::Float(f64::NEG_INFINITY)),
                     s(vec![("a", "3")], Value::Float(1e300)),
@@ -210,7 +230,10 @@ mod tests {
                 "c_many",
                 Some(MetricUnit::Seconds),
                 Kind::Counter,
-                vec![s(vec![("k", "v")], Value::Float(2.5)), s(vec![("k", "w")], Value::Int(0))],
+                vec![
+                    s(vec![("k", "v")], Value::Float(2.5)),
+                    s(vec![("k", "w")], Value::Int(0)),
+                ],
             ),
         ]);
     }

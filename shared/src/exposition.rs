@@ -452,7 +452,11 @@ mod tests {
         w.family("a", Some("seconds"), "Time spent.", MetricType::Gauge);
         w.sample([], false, SampleValue::Float(0.25));
         w.family("b", None, "Things done.", MetricType::Counter);
-        w.sample([("k", "v"), ("c", "x\\y\"z\nw")], true, SampleValue::UInt(3));
+        w.sample(
+            [("k", "v"), ("c", "x\\y\"z\nw")],
+            true,
+            SampleValue::UInt(3),
+        );
         w.sample([], true, SampleValue::UInt(u64::MAX));
         w.family("e", Some("bytes"), "Nothing yet.", MetricType::Counter);
         w.family("f", None, "Floats.", MetricType::Gauge);
