@@ -28,6 +28,9 @@
 #                               settling, one warm-up scrape (the exporter's first sight of
 #                               the processes), then the scrapes that fit in the minute
 #                               (with --every 15: 3, unless --rounds says otherwise)
+#            --baseline BIN     also run BIN (another pidwarden-exporter build, incremental)
+#                               side by side, as "pidwarden-exporter (baseline)": a before/after
+#                               in one run
 #            --profile   after measuring, strace -c and perf-profile pidwarden-exporter
 #                        over 10 more scrapes (bench/profile-<N>x<M>-{strace,perf}.txt)
 #   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
@@ -58,6 +61,7 @@ CHURN=0
 SETTLE=65
 EVERY=0
 YOUNG=0
+BASELINE=""
 ROUNDS_SET=0
 APPEND=0
 FAKE=0
@@ -76,6 +80,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS="$2"; ROUNDS_SET=1; shift 2 ;;
     --every) EVERY="$2"; shift 2 ;;
     --young) YOUNG=1; shift ;;
+    --baseline) BASELINE="$2"; shift 2 ;;
     --interval) INTERVAL="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-snapshot) SNAPSHOT=0; shift ;;
@@ -344,6 +349,14 @@ for scn in "${SCENARIOS[@]}"; do
         urls+=("http://127.0.0.1:$p1/metrics")
         targets+=(--target "pidwarden,$!,http://127.0.0.1:$p1/metrics,pidwarden-exporter ($mode)")
     done
+    if [[ -n "$BASELINE" ]]; then
+        pb="$(free_port)"
+        RUST_LOG="${RUST_LOG:-info,pidwarden_exporter::group_memory=debug}" \
+            "$BASELINE" --listen "127.0.0.1:$pb" --collect-mode incremental "${docker_args[@]}" >"$WORK/pidwarden-baseline.log" 2>&1 &
+        EXPORTER_PIDS+=("$!")
+        urls+=("http://127.0.0.1:$pb/metrics")
+        targets+=(--target "pidwarden,$!,http://127.0.0.1:$pb/metrics,pidwarden-exporter (baseline)")
+    fi
     if [[ "$ONLY" != pidwarden ]]; then
         p2="$(free_port)"; p3="$(free_port)"
         if [[ "$PE_SET" == both ]]; then
