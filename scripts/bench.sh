@@ -21,6 +21,16 @@
 #            --settle SECS      wait after the processes are up before measuring, so
 #                               that none is young any more (default 65: incremental
 #                               collection re-reads processes in their first minute)
+#            --every SECS       scrape as Prometheus does: each exporter on its own clock,
+#                               once every SECS (e.g. 15), --rounds scrapes; CPU per scrape
+#                               is the exporter's whole CPU over the window / the scrapes
+#            --young            measure while every process is in its first minute: no
+#                               settling, one warm-up scrape (the exporter's first sight of
+#                               the processes), then the scrapes that fit in the minute
+#                               (with --every 15: 3, unless --rounds says otherwise)
+#            --baseline BIN     also run BIN (another pidwarden-exporter build, incremental)
+#                               side by side, as "pidwarden-exporter (baseline)": a before/after
+#                               in one run
 #            --profile   after measuring, strace -c and perf-profile pidwarden-exporter
 #                        over 10 more scrapes (bench/profile-<N>x<M>-{strace,perf}.txt)
 #   env: PIDWARDEN_EXPORTER_BIN overrides the exporter binary (default target/release)
@@ -49,6 +59,10 @@ PE_SET="lean"
 MODES="incremental full"
 CHURN=0
 SETTLE=65
+EVERY=0
+YOUNG=0
+BASELINE=""
+ROUNDS_SET=0
 APPEND=0
 FAKE=0
 FAKE_PID=""
@@ -63,7 +77,10 @@ while [[ $# -gt 0 ]]; do
     --procs)
         [[ -n "$pending_containers" ]] || { echo "--procs needs a --containers before it" >&2; exit 64; }
         SCENARIOS+=("${pending_containers}x$2"); pending_containers=""; shift 2 ;;
-    --rounds) ROUNDS="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; ROUNDS_SET=1; shift 2 ;;
+    --every) EVERY="$2"; shift 2 ;;
+    --young) YOUNG=1; shift ;;
+    --baseline) BASELINE="$2"; shift 2 ;;
     --interval) INTERVAL="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-snapshot) SNAPSHOT=0; shift ;;
@@ -85,6 +102,15 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -z "$pending_containers" ]] || { echo "--containers $pending_containers needs a --procs" >&2; exit 64; }
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("50x100" "200x50")
+WARMUP=2
+if [[ "$YOUNG" == 1 ]]; then
+    SETTLE=0
+    WARMUP=1
+    if [[ "$ROUNDS_SET" == 0 ]]; then
+        # the scrapes that fit in the processes' first minute after the warm-up
+        ROUNDS="$(python3 -c "e=float('$EVERY') or float('$INTERVAL'); print(max(1, int(45 // e)))")"
+    fi
+fi
 
 PE_BIN="$(command -v prometheus-process-exporter || true)"
 [[ -n "$PE_BIN" || "$ONLY" == pidwarden ]] || { echo "prometheus-process-exporter not installed (apt-get install prometheus-process-exporter)" >&2; exit 1; }
@@ -282,6 +308,8 @@ for scn in "${SCENARIOS[@]}"; do
         period="$(python3 -c "print(f'{$n / $CHURN:g}')")"
         name="${name}, churn ${CHURN}/s"
     fi
+    [[ "$YOUNG" == 1 ]] && name="${name}, young"
+    [[ "$EVERY" != 0 ]] && name="${name}, every ${EVERY} s"
     log "scenario ${name}: starting $n containers with $m processes each"
     remove_containers
     if ! start_containers "$n" "$m" "$period"; then
@@ -310,13 +338,25 @@ for scn in "${SCENARIOS[@]}"; do
     for mode in $MODES; do
         p1="$(free_port)"
         docker_args=()
-        [[ "$FAKE" == 1 ]] && docker_args=(--docker-host none)
-        "$PW_BIN" --listen "127.0.0.1:$p1" --collect-mode "$mode" "${docker_args[@]}" >"$WORK/pidwarden-$mode.log" 2>&1 &
+        # the fake containers sit under their own parent (`<parent>/docker/<id>`),
+        # which discovery accepts only when told (--cgroup-parent)
+        [[ "$FAKE" == 1 ]] && docker_args=(--docker-host none --cgroup-parent "$(head -1 "$WORK/dirs" | cut -d/ -f6)")
+        # debug lines of the group-memory refresh: its cost, stated apart
+        RUST_LOG="${RUST_LOG:-info,pidwarden_exporter::group_memory=debug}" \
+            "$PW_BIN" --listen "127.0.0.1:$p1" --collect-mode "$mode" "${docker_args[@]}" >"$WORK/pidwarden-$mode.log" 2>&1 &
         EXPORTER_PIDS+=("$!")
         [[ -n "$pw_pid" ]] || { pw_pid=$!; pw_url="http://127.0.0.1:$p1/metrics"; }
         urls+=("http://127.0.0.1:$p1/metrics")
         targets+=(--target "pidwarden,$!,http://127.0.0.1:$p1/metrics,pidwarden-exporter ($mode)")
     done
+    if [[ -n "$BASELINE" ]]; then
+        pb="$(free_port)"
+        RUST_LOG="${RUST_LOG:-info,pidwarden_exporter::group_memory=debug}" \
+            "$BASELINE" --listen "127.0.0.1:$pb" --collect-mode incremental "${docker_args[@]}" >"$WORK/pidwarden-baseline.log" 2>&1 &
+        EXPORTER_PIDS+=("$!")
+        urls+=("http://127.0.0.1:$pb/metrics")
+        targets+=(--target "pidwarden,$!,http://127.0.0.1:$pb/metrics,pidwarden-exporter (baseline)")
+    fi
     if [[ "$ONLY" != pidwarden ]]; then
         p2="$(free_port)"; p3="$(free_port)"
         if [[ "$PE_SET" == both ]]; then
@@ -350,9 +390,12 @@ for scn in "${SCENARIOS[@]}"; do
     log "exporters answer; measuring"
     snap_args=()
     [[ "$SNAPSHOT" == 1 ]] && snap_args=(--snapshot-bin "$PW_BIN")
+    [[ "$SNAPSHOT" == 1 && "$FAKE" == 1 ]] && snap_args+=(--snapshot-arg=--docker-host=none
+        "--snapshot-arg=--cgroup-parent=$(head -1 "$WORK/dirs" | cut -d/ -f6)")
     rc=0
     python3 bench/bench.py run --scenario "$name" --ids-file "$WORK/ids" \
         --containers "$n" --procs "$m" --rounds "$ROUNDS" --interval "$INTERVAL" \
+        --every "$EVERY" --warmup "$WARMUP" --log-dir "$WORK" \
         "${targets[@]}" "${snap_args[@]}" --out "$WORK/results.jsonl" || rc=$?
     # interrupted (Ctrl-C, SIGTERM): stop here; the EXIT trap cleans up
     [[ $rc -ge 128 ]] && exit "$rc"

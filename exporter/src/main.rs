@@ -31,6 +31,11 @@ use pidwarden_shared::runtime::{
 };
 
 /// Command-line interface.
+/// How often the containers' limit files (`pids.max`, `memory.max`) are
+/// re-read: a changed limit shows within this (every other value is read
+/// at every scrape).
+pub const LIMITS_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pidwarden-exporter",
@@ -141,7 +146,9 @@ impl Cli {
             .map_or_else(collect::default_threads, |n| {
                 usize::try_from(n).unwrap_or(1)
             });
-        Collector::with_mode(self.roots(), threads, self.collect_mode.into())
+        let mut c = Collector::with_mode(self.roots(), threads, self.collect_mode.into());
+        c.set_limits_every(LIMITS_EVERY);
+        c
     }
 
     fn render_options(&self) -> RenderOptions {

@@ -32,8 +32,8 @@ pub enum MetricUnit {
 }
 
 impl MetricUnit {
-    #[cfg(test)]
-    fn as_str(self) -> &'static str {
+    /// The unit's name, as the family name's suffix.
+    pub fn as_str(self) -> &'static str {
         match self {
             MetricUnit::Bytes => "bytes",
             MetricUnit::Seconds => "seconds",

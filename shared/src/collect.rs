@@ -241,6 +241,17 @@ impl Collector {
         }
     }
 
+    /// Re-reads the containers' limit files (`pids.max`, `memory.max`) at
+    /// most once per `every` in incremental mode (see
+    /// [`ControlFiles::set_limits_every`]); every collection by default.
+    pub fn set_limits_every(&mut self, every: std::time::Duration) {
+        for s in &mut self.readers {
+            if let Shard::Incremental(_, files) = s {
+                files.set_limits_every(every);
+            }
+        }
+    }
+
     /// How it reads processes.
     pub fn mode(&self) -> CollectMode {
         self.mode

@@ -1,7 +1,11 @@
 //! The exposition both daemons serve on `/metrics`: which format a scraper
 //! gets for its `Accept` header ([`Format::negotiate`]), the content type
-//! each format is served with, and the classic Prometheus text format
-//! (0.0.4) rendered from an OpenMetrics exposition ([`openmetrics_to_text`]).
+//! each format is served with, and the writing of both formats: a direct
+//! writer ([`ExpositionWriter`]: families and samples in, either format's
+//! text out, in one pass) and, for an exposition some library already wrote
+//! as OpenMetrics, the classic Prometheus text format (0.0.4) rendered from
+//! it ([`openmetrics_to_text`]). Both write the same bytes for the same
+//! families.
 //!
 //! No HTTP types here: a daemon hands over the header's text, so the exporter
 //! and the remediator answer the same `Accept` with the same format.
@@ -127,6 +131,151 @@ fn parse_range(part: &str) -> Option<Range> {
 fn media_is(ty: &str, sub: &str, want: &str) -> bool {
     let (wt, ws) = want.split_once('/').unwrap_or((want, ""));
     ty.eq_ignore_ascii_case(wt) && sub.eq_ignore_ascii_case(ws)
+}
+
+/// The type of a metric family, as [`ExpositionWriter`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// A value that goes up and down.
+    Gauge,
+    /// A value that only goes up; its samples are named with `_total`.
+    Counter,
+}
+
+/// A sample's value, written as prometheus-client writes it: integers in
+/// decimal, floats by the shortest round-trip form (`1.0`, `0.25`, `NaN`,
+/// `inf`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleValue {
+    /// An integer.
+    Int(i64),
+    /// An unsigned integer (counters).
+    UInt(u64),
+    /// A float.
+    Float(f64),
+}
+
+/// Writes an exposition straight into a `String`, in either [`Format`], one
+/// family at a time: [`ExpositionWriter::family`] writes the `# HELP`,
+/// `# TYPE` (and, in OpenMetrics, `# UNIT`) lines, [`ExpositionWriter::sample`]
+/// each sample line, [`ExpositionWriter::finish`] the `# EOF` OpenMetrics
+/// ends with. In the text format a counter family is named with its
+/// `_total` in `# HELP` and `# TYPE`, and there is no `# UNIT`; the samples
+/// read the same in both. The bytes equal prometheus-client's OpenMetrics
+/// encoding and, for text, [`openmetrics_to_text`] of it.
+#[derive(Debug)]
+pub struct ExpositionWriter<'a> {
+    out: &'a mut String,
+    format: Format,
+    /// The current family's sample name: base, `_unit`, `_total`.
+    name: String,
+}
+
+impl<'a> ExpositionWriter<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut String, format: Format) -> Self {
+        ExpositionWriter {
+            out,
+            format,
+            name: String::new(),
+        }
+    }
+
+    /// Starts a family: `base` is its name without unit and `_total`,
+    /// `unit` the unit suffix (`bytes`, `seconds`) if any. `help` is
+    /// written as given (one line, no escapes needed).
+    pub fn family(&mut self, base: &str, unit: Option<&str>, help: &str, ty: MetricType) {
+        self.name.clear();
+        self.name.push_str(base);
+        if let Some(u) = unit {
+            self.name.push('_');
+            self.name.push_str(u);
+        }
+        let described_len = self.name.len();
+        if ty == MetricType::Counter {
+            self.name.push_str("_total");
+        }
+        // The text format describes a counter under its `_total` name.
+        let described = match self.format {
+            Format::Text => &self.name[..],
+            Format::OpenMetrics => &self.name[..described_len],
+        };
+        let out = &mut *self.out;
+        out.push_str("# HELP ");
+        out.push_str(described);
+        out.push(' ');
+        out.push_str(help);
+        out.push_str("\n# TYPE ");
+        out.push_str(described);
+        out.push_str(match ty {
+            MetricType::Gauge => " gauge\n",
+            MetricType::Counter => " counter\n",
+        });
+        if let (Format::OpenMetrics, Some(u)) = (self.format, unit) {
+            out.push_str("# UNIT ");
+            out.push_str(described);
+            out.push(' ');
+            out.push_str(u);
+            out.push('\n');
+        }
+    }
+
+    /// Writes a sample of the current family. `braces`: whether the label
+    /// set is written even when empty (`name{}`), as prometheus-client does
+    /// for every sample of a family with more than one, or none.
+    pub fn sample<'l>(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'l str, &'l str)>,
+        braces: bool,
+        value: SampleValue,
+    ) {
+        let out = &mut *self.out;
+        out.push_str(&self.name);
+        let mut first = true;
+        for (k, v) in labels {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            push_escaped(out, v);
+            out.push('"');
+        }
+        if !first {
+            out.push('}');
+        } else if braces {
+            out.push_str("{}");
+        }
+        out.push(' ');
+        match value {
+            SampleValue::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
+            SampleValue::UInt(v) => out.push_str(itoa::Buffer::new().format(v)),
+            SampleValue::Float(v) => out.push_str(dtoa::Buffer::new().format(v)),
+        }
+        out.push('\n');
+    }
+
+    /// Ends the exposition (`# EOF` in OpenMetrics; nothing in text).
+    pub fn finish(self) {
+        if self.format == Format::OpenMetrics {
+            self.out.push_str("# EOF\n");
+        }
+    }
+}
+
+/// Pushes a label value with the exposition escapes (`\\`, `\"`, `\n`);
+/// runs that need none are pushed whole.
+pub fn push_escaped(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| matches!(b, b'\\' | b'\n' | b'"')) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// Rewrites an OpenMetrics exposition as the Prometheus text format (0.0.4):
@@ -293,6 +442,77 @@ mod tests {
             // A scraper that asks for exactly what we serve gets it.
             assert_eq!(Format::negotiate(Some(f.content_type())), f);
         }
+    }
+
+    /// A gauge with a unit, a counter with labels (escapes included), an
+    /// empty family, a float family; written in `format`.
+    fn literal(format: Format) -> String {
+        let mut out = String::new();
+        let mut w = ExpositionWriter::new(&mut out, format);
+        w.family("a", Some("seconds"), "Time spent.", MetricType::Gauge);
+        w.sample([], false, SampleValue::Float(0.25));
+        w.family("b", None, "Things done.", MetricType::Counter);
+        w.sample(
+            [("k", "v"), ("c", "x\\y\"z\nw")],
+            true,
+            SampleValue::UInt(3),
+        );
+        w.sample([], true, SampleValue::UInt(u64::MAX));
+        w.family("e", Some("bytes"), "Nothing yet.", MetricType::Counter);
+        w.family("f", None, "Floats.", MetricType::Gauge);
+        w.sample([("n", "1")], true, SampleValue::Float(1.0));
+        w.sample([("n", "2")], true, SampleValue::Float(f64::NAN));
+        w.sample([("n", "3")], true, SampleValue::Float(f64::INFINITY));
+        w.sample([("n", "4")], true, SampleValue::Int(-7));
+        w.finish();
+        out
+    }
+
+    #[test]
+    fn writer_writes_both_formats_literally() {
+        let om = literal(Format::OpenMetrics);
+        assert_eq!(
+            om,
+            "# HELP a_seconds Time spent.\n\
+             # TYPE a_seconds gauge\n\
+             # UNIT a_seconds seconds\n\
+             a_seconds 0.25\n\
+             # HELP b Things done.\n\
+             # TYPE b counter\n\
+             b_total{k=\"v\",c=\"x\\\\y\\\"z\\nw\"} 3\n\
+             b_total{} 18446744073709551615\n\
+             # HELP e_bytes Nothing yet.\n\
+             # TYPE e_bytes counter\n\
+             # UNIT e_bytes bytes\n\
+             # HELP f Floats.\n\
+             # TYPE f gauge\n\
+             f{n=\"1\"} 1.0\n\
+             f{n=\"2\"} NaN\n\
+             f{n=\"3\"} inf\n\
+             f{n=\"4\"} -7\n\
+             # EOF\n"
+        );
+        let text = literal(Format::Text);
+        assert_eq!(
+            text,
+            "# HELP a_seconds Time spent.\n\
+             # TYPE a_seconds gauge\n\
+             a_seconds 0.25\n\
+             # HELP b_total Things done.\n\
+             # TYPE b_total counter\n\
+             b_total{k=\"v\",c=\"x\\\\y\\\"z\\nw\"} 3\n\
+             b_total{} 18446744073709551615\n\
+             # HELP e_bytes_total Nothing yet.\n\
+             # TYPE e_bytes_total counter\n\
+             # HELP f Floats.\n\
+             # TYPE f gauge\n\
+             f{n=\"1\"} 1.0\n\
+             f{n=\"2\"} NaN\n\
+             f{n=\"3\"} inf\n\
+             f{n=\"4\"} -7\n"
+        );
+        // The direct text is the conversion of the direct OpenMetrics.
+        assert_eq!(openmetrics_to_text(&om), text);
     }
 
     #[test]

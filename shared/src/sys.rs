@@ -189,3 +189,20 @@ pub(crate) fn since_boot() -> Duration {
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
 }
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): what a
+/// periodic task's log line reports as its cost; zero when unreadable.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}

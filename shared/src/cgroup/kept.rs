@@ -8,6 +8,12 @@
 //! as they are asked for, so a cgroup v1 directory is not asked every
 //! collection for its v2 files.
 //!
+//! Limits (`pids.max`, `memory.max`) change only when someone writes them:
+//! with [`ControlFiles::set_limits_every`] a kept limit file is re-read at
+//! most once per that interval and its last text served in between (so a
+//! changed limit shows within the interval); every other file is read in
+//! every collection. By default (zero) limits are read every collection too.
+//!
 //! The process and thread lists (`cgroup.procs`, `tasks`) are opened afresh
 //! on every collection, never kept: on cgroup v1 an open file keeps serving
 //! the pid list the kernel built for it (cached for a second after each
@@ -21,6 +27,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::hash::BuildHasherDefault;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::is_vanished;
 use crate::fasthash::FastHasher;
@@ -43,6 +50,15 @@ fn text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
     })
 }
 
+/// Whether a file holds a limit, re-read on its own schedule (see the
+/// module docs).
+fn is_limit(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(OsStr::to_str),
+        Some("pids.max" | "memory.max")
+    )
+}
+
 /// Whether a file may be kept open (see the module docs).
 fn keepable(path: &Path) -> bool {
     !matches!(
@@ -61,6 +77,8 @@ pub struct ControlFiles {
     pool: FdPool,
     generation: u64,
     buf: Vec<u8>,
+    /// How long a kept limit file's text is served before it is re-read.
+    limits_every: Duration,
 }
 
 #[derive(Debug)]
@@ -72,6 +90,8 @@ struct Kept {
     content: Vec<u8>,
     /// Whether `content` was read in this collection.
     fresh: bool,
+    /// When `content` was read from the file.
+    read_at: Instant,
 }
 
 /// What a kept entry gave for a path.
@@ -95,7 +115,15 @@ impl ControlFiles {
             pool,
             generation: 0,
             buf: Vec::with_capacity(4096),
+            limits_every: Duration::ZERO,
         }
+    }
+
+    /// Re-reads a kept limit file (`pids.max`, `memory.max`) at most once
+    /// per `every`, serving its last text in between (zero: every
+    /// collection, the default).
+    pub fn set_limits_every(&mut self, every: Duration) {
+        self.limits_every = every;
     }
 
     /// Files kept open.
@@ -107,6 +135,7 @@ impl ControlFiles {
     /// not exist. The text lives until the next read.
     pub fn read(&mut self, path: &Path) -> Result<Option<&str>> {
         let generation = self.generation;
+        let limits_every = self.limits_every;
         let got = match self.files.get_mut(key(path)) {
             None => Got::Open,
             Some(k) => {
@@ -114,9 +143,18 @@ impl ControlFiles {
                 match &k.file {
                     _ if k.fresh => Got::Content,
                     None => Got::Missing,
+                    Some(_)
+                        if !limits_every.is_zero()
+                            && is_limit(path)
+                            && k.read_at.elapsed() < limits_every =>
+                    {
+                        k.fresh = true;
+                        Got::Content
+                    }
                     Some(f) => match read_at_into(f, &mut k.content, true) {
                         Ok(()) => {
                             k.fresh = true;
+                            k.read_at = Instant::now();
                             Got::Content
                         }
                         // The cgroup was removed: open the path afresh.
@@ -149,6 +187,7 @@ impl ControlFiles {
                         generation,
                         content: Vec::new(),
                         fresh: false,
+                        read_at: Instant::now(),
                     },
                 );
                 return Ok(None);
@@ -167,6 +206,7 @@ impl ControlFiles {
                 generation,
                 content: Vec::new(),
                 fresh: true,
+                read_at: Instant::now(),
             });
             k.content.clone_from(&self.buf);
             return text(path, &k.content).map(Some);
@@ -243,6 +283,30 @@ mod tests {
         let mut f = ControlFiles::new(FdPool::fixed(0));
         assert_eq!(f.read(&a).unwrap(), Some("42\n"));
         assert_eq!(f.open_files(), 0);
+    }
+
+    #[test]
+    fn limits_are_reread_once_per_interval_other_files_every_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = dir.path().join("pids.max");
+        let cur = dir.path().join("pids.current");
+        std::fs::write(&max, "100\n").unwrap();
+        std::fs::write(&cur, "3\n").unwrap();
+        let mut f = ControlFiles::new(FdPool::fixed(8));
+        f.set_limits_every(Duration::from_secs(3600));
+        assert_eq!(f.read(&max).unwrap(), Some("100\n"));
+        assert_eq!(f.read(&cur).unwrap(), Some("3\n"));
+        f.end_scrape();
+        std::fs::write(&max, "200\n").unwrap();
+        std::fs::write(&cur, "4\n").unwrap();
+        // Within the interval the limit's last text is served, the counter
+        // is read afresh.
+        assert_eq!(f.read(&max).unwrap(), Some("100\n"));
+        assert_eq!(f.read(&cur).unwrap(), Some("4\n"));
+        f.end_scrape();
+        // Past the interval (here: none), the limit is read again.
+        f.set_limits_every(Duration::ZERO);
+        assert_eq!(f.read(&max).unwrap(), Some("200\n"));
     }
 
     #[test]

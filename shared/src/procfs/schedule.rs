@@ -1,6 +1,7 @@
 //! When the process table re-reads a process and re-lists a container: a
-//! process is re-read every scrape while young ([`YOUNG`]) and at least every
-//! [`REFRESH`]; a container is listed at least every [`RELIST`]; both spread
+//! process is re-read while young ([`YOUNG`]) each time its age has doubled
+//! since its last reading (so at most ~log2 of the window over its first
+//! minute, however often it is scraped) and at least every [`REFRESH`]; a container is listed at least every [`RELIST`]; both spread
 //! over scrapes by pid or id so that what was first seen together is not all
 //! read again in the same scrape. The times come from a [`Clock`], the
 //! kernel's or, in tests, one the test moves.
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use crate::fasthash::stable_hash;
 
 /// How long after its start a process's `stat` and `cmdline` are re-read
-/// every scrape (a fresh process is the one that execs).
+/// each time its age has doubled (a fresh process is the one that execs:
+/// one read between its fork and its exec is read again at the next scrape).
 pub const YOUNG: Duration = Duration::from_secs(60);
 
 /// The longest a live process goes without its `stat` and `cmdline` being
@@ -50,10 +52,25 @@ pub(crate) fn young_until(clock: &dyn Clock, start_time: u64, young: Duration) -
     clock.now() + young.saturating_sub(age)
 }
 
+/// When a young process read now is due its next young re-read: once its
+/// age has doubled (now plus its age), so an exec at age `t` shows by age
+/// `2t` (plus one scrape interval), and a process re-read every scrape only
+/// while its age is below one interval.
+pub(crate) fn young_next(clock: &dyn Clock, start_time: u64) -> Instant {
+    let started = Duration::from_millis(start_time.saturating_mul(1000) / clock.ticks_per_sec());
+    clock.now() + clock.since_boot().saturating_sub(started)
+}
+
 /// Whether a process is due a re-read of its `stat` and `cmdline`: while
-/// young, and once its refresh time came.
-pub(crate) fn is_due(now: Instant, young_until: Instant, next_refresh: Instant) -> bool {
-    now < young_until || now >= next_refresh
+/// young, once its age doubled since the last reading (`young_next`); and
+/// once its refresh time came.
+pub(crate) fn is_due(
+    now: Instant,
+    young_until: Instant,
+    young_next: Instant,
+    next_refresh: Instant,
+) -> bool {
+    (now < young_until && now >= young_next) || now >= next_refresh
 }
 
 /// The times the schedules run on.
@@ -172,14 +189,26 @@ mod tests {
     }
 
     #[test]
-    fn due_while_young_and_from_the_refresh_time() {
+    fn due_while_young_once_its_age_doubled_and_from_the_refresh_time() {
         let t = Instant::now();
         let s = Duration::from_secs(1);
-        assert!(is_due(t, t + s, t + 10 * s), "young");
+        assert!(is_due(t, t + 5 * s, t, t + 10 * s), "young, age doubled");
+        assert!(!is_due(t, t + 5 * s, t + s, t + 10 * s), "young, too soon");
         assert!(
-            !is_due(t + 2 * s, t + s, t + 10 * s),
+            !is_due(t + 2 * s, t + s, t, t + 10 * s),
             "grown up, refresh ahead"
         );
-        assert!(is_due(t + 10 * s, t + s, t + 10 * s), "refresh due");
+        assert!(is_due(t + 10 * s, t + s, t, t + 10 * s), "refresh due");
+    }
+
+    #[test]
+    fn a_young_process_is_next_due_when_its_age_doubled() {
+        let clock = FakeClock::at_boot_plus(Duration::from_secs(1000));
+        let now = clock.now();
+        // Started 10 s ago: due again in 10 s; started 50 ms ago: in 50 ms.
+        assert_eq!(young_next(&clock, 99_000), now + Duration::from_secs(10));
+        assert_eq!(young_next(&clock, 99_995), now + Duration::from_millis(50));
+        // Started "after now" (a clock step): due at once.
+        assert_eq!(young_next(&clock, 200_000), now);
     }
 }

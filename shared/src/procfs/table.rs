@@ -24,8 +24,10 @@
 //!   which bounds that.
 //! - **What can change for a live process** besides its parent is its
 //!   command line, at `exec`. A process's `stat` and `cmdline` are re-read
-//!   every scrape while it is young ([`YOUNG`] after its start) and every
-//!   process's at least every [`REFRESH`], the re-reads spread over scrapes
+//!   while it is young ([`YOUNG`] after its start) each time its age has
+//!   doubled since its last reading (an exec at age `t` shows by age `2t`
+//!   plus one scrape interval; one read between fork and exec is read again
+//!   at the next scrape), and every process's at least every [`REFRESH`], the re-reads spread over scrapes
 //!   by pid, so an exec late in a process's life shows within [`REFRESH`]
 //!   (plus one scrape interval).
 //! - **Counts need no per-process read**: the cgroup's `pids.current` less
@@ -94,8 +96,10 @@ struct Entry {
     container: Arc<str>,
     /// Whether its exit is watched (a pidfd in the kernel's epoll set).
     watched: bool,
-    /// Re-read every scrape until then.
+    /// Re-read while young until then...
     young_until: Instant,
+    /// ...once its age has doubled since its last reading: from then.
+    young_next: Instant,
     /// Re-read at the first scrape after then.
     next_refresh: Instant,
     /// The generation in which its container's `cgroup.procs` last listed it.
@@ -108,7 +112,7 @@ impl Entry {
     /// Whether its `stat` and `cmdline` are due a re-read: while young, and
     /// once its refresh time came.
     fn is_due(&self, now: Instant) -> bool {
-        schedule::is_due(now, self.young_until, self.next_refresh)
+        schedule::is_due(now, self.young_until, self.young_next, self.next_refresh)
     }
 }
 
@@ -421,6 +425,7 @@ impl ProcessTable {
             Some(p) if p.start_time == e.p.start_time => {
                 if fresh {
                     e.next_refresh = self.clock.now() + refresh_after(pid);
+                    e.young_next = schedule::young_next(&*self.clock, p.start_time);
                 }
                 let exited = p.is_zombie() && !e.p.is_zombie();
                 if exited {
@@ -495,6 +500,7 @@ impl ProcessTable {
         let now = self.clock.now();
         let entry = Entry {
             young_until: schedule::young_until(&*self.clock, p.start_time, self.young),
+            young_next: schedule::young_next(&*self.clock, p.start_time),
             next_refresh: now + refresh_after(pid),
             p,
             container: Arc::clone(container),
@@ -747,7 +753,7 @@ impl ProcessTable {
             } else if e.listed == m.listing {
                 unwatched |= !e.watched;
                 next_due = next_due.min(if now < e.young_until {
-                    now
+                    e.young_next.min(e.next_refresh)
                 } else {
                     e.next_refresh
                 });

@@ -193,7 +193,7 @@ fn an_unchanged_container_is_not_listed_until_relist_is_due() {
 }
 
 #[test]
-fn young_processes_are_reread_every_scrape_old_ones_on_their_refresh() {
+fn young_processes_are_reread_once_their_age_doubled_old_ones_on_their_refresh() {
     let mut f = Fixture::new();
     // 10 started 10 s ago (young for 50 s more), 11 long ago.
     put(f.root(), 10, 1, 'S', NOW_TICKS - 1000, "npm exec");
@@ -203,8 +203,14 @@ fn young_processes_are_reread_every_scrape_old_ones_on_their_refresh() {
     // Both exec something else.
     put(f.root(), 10, 1, 'S', NOW_TICKS - 1000, "node server.js");
     put(f.root(), 11, 1, 'S', OLD, "sleep 2000");
+    // Scraped again at once: the young one is not read again every scrape.
     let s = f.scrape(&[10, 11], 2);
     assert!(!s.listed);
+    assert_eq!(s.live[0].2, "npm exec", "young, age not doubled: not due");
+    assert_eq!(f.table.stats().reads, 0);
+    // 10 s later it is 20 s old: re-read.
+    f.clock.advance(Duration::from_secs(10));
+    let s = f.scrape(&[10, 11], 2);
     assert_eq!(s.live[0].2, "node server.js", "young: re-read this scrape");
     assert_eq!(s.live[1].2, "sleep 1000", "old: not due yet");
     assert_eq!(f.table.stats().reads, 1);
