@@ -7,12 +7,13 @@
 //! every scrape. A group first shown between two refreshes gets its figure
 //! at the next one; a group no longer shown is forgotten then.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::Snapshot;
+use pidwarden_shared::groups;
 use pidwarden_shared::procfs::statm::{page_size, read_rss};
-use pidwarden_shared::procfs::{Cmdline, Process};
+use pidwarden_shared::procfs::Cmdline;
 use pidwarden_shared::Roots;
 
 use crate::metrics::{top_groups, GroupMemorySource};
@@ -74,9 +75,9 @@ impl GroupMemory {
             let mut children: Option<HashMap<i32, Vec<i32>>> = None;
             for g in top_groups(c, k, max_chars) {
                 let Some(g) = g.group else { continue };
-                let kids = children.get_or_insert_with(|| children_of(&c.processes.live));
+                let kids = children.get_or_insert_with(|| groups::children_of(&c.processes.live));
                 let mut bytes = 0u64;
-                for pid in copies_members(kids, &g.pids) {
+                for pid in groups::descendants(kids, &g.pids) {
                     self.reads += 1;
                     match read_rss(roots, pid, self.page) {
                         Ok(Some(b)) => bytes = bytes.saturating_add(b),
@@ -107,35 +108,6 @@ impl GroupMemorySource for GroupMemory {
     }
 }
 
-/// Parent pid → children pids among `procs`. Pure.
-fn children_of(procs: &[Process]) -> HashMap<i32, Vec<i32>> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in procs {
-        if p.pid != p.ppid {
-            children.entry(p.ppid).or_default().push(p.pid);
-        }
-    }
-    children
-}
-
-/// Every pid of the copies rooted at `roots` (each root and its
-/// descendants), each once. Pure.
-fn copies_members(children: &HashMap<i32, Vec<i32>>, roots: &[i32]) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut queue: VecDeque<i32> = roots.iter().copied().collect();
-    while let Some(pid) = queue.pop_front() {
-        if !seen.insert(pid) {
-            continue;
-        }
-        out.push(pid);
-        if let Some(kids) = children.get(&pid) {
-            queue.extend(kids.iter().copied().filter(|k| !seen.contains(k)));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,13 +129,14 @@ mod tests {
 
     #[test]
     fn copies_include_their_subtrees_once() {
-        let procs: Vec<Process> = snapshot().containers[0].processes.live.clone();
-        let kids = children_of(&procs);
+        let procs: Vec<pidwarden_shared::procfs::Process> =
+            snapshot().containers[0].processes.live.clone();
+        let kids = groups::children_of(&procs);
         // 1 is the parent of 2..=11; none of them has children.
-        let mut m = copies_members(&kids, &[2, 3]);
+        let mut m = groups::descendants(&kids, &[2, 3]);
         m.sort_unstable();
         assert_eq!(m, vec![2, 3]);
-        let mut all = copies_members(&kids, &[1, 2]);
+        let mut all = groups::descendants(&kids, &[1, 2]);
         all.sort_unstable();
         assert_eq!(all, (1..=11).collect::<Vec<_>>());
     }

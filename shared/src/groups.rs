@@ -69,6 +69,11 @@ pub fn subtree(procs: &[Process], root: i32) -> Vec<i32> {
     if !procs.iter().any(|p| p.pid == root) {
         return Vec::new();
     }
+    descendants(&children_of(procs), &[root])
+}
+
+/// Parent pid → its children's pids among `procs`, each list sorted. Pure.
+pub fn children_of(procs: &[Process]) -> HashMap<i32, Vec<i32>> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
         if p.pid != p.ppid {
@@ -79,9 +84,15 @@ pub fn subtree(procs: &[Process], root: i32) -> Vec<i32> {
         kids.sort_unstable();
         kids.dedup();
     }
+    children
+}
+
+/// `roots` and every descendant of them in `children` (from
+/// [`children_of`]), each once: roots first, then breadth first. Pure.
+pub fn descendants(children: &HashMap<i32, Vec<i32>>, roots: &[i32]) -> Vec<i32> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([root]);
+    let mut queue: VecDeque<i32> = roots.iter().copied().collect();
     while let Some(pid) = queue.pop_front() {
         if !seen.insert(pid) {
             continue;

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use pidwarden_shared::cgroup::{is_container_id, CgroupScope};
 use pidwarden_shared::collect::Collector;
-use pidwarden_shared::groups::{duplicate_groups, subtree};
+use pidwarden_shared::groups::{children_of, descendants, duplicate_groups};
 use pidwarden_shared::procfs::statm::{page_size, read_rss};
 use pidwarden_shared::procfs::{read_ns_pid, read_process, Process};
 use pidwarden_shared::Roots;
@@ -161,6 +161,7 @@ fn lived_through(
 ) -> Vec<(i32, Vec<i32>)> {
     let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
     let by_pid_after: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+    let kids_after = children_of(after);
     groups
         .iter()
         .flat_map(|g| g.pids.iter().copied())
@@ -170,7 +171,7 @@ fn lived_through(
                 _ => false,
             },
         )
-        .map(|root| (root, subtree(after, root)))
+        .map(|root| (root, descendants(&kids_after, &[root])))
         .collect()
 }
 
@@ -202,6 +203,9 @@ pub fn plan_from(samples: &Samples, policy: &KillPolicy) -> KillPlan {
     }
     let by_pid_before: HashMap<i32, &Process> = before.iter().map(|p| (p.pid, p)).collect();
     let by_pid_after: HashMap<i32, &Process> = after.iter().map(|p| (p.pid, p)).collect();
+    // Each root below is in both readings, so its copy is itself and its
+    // descendants there.
+    let (kids_before, kids_after) = (children_of(before), children_of(after));
     let mut cands = Vec::with_capacity(groups.len());
     for g in &groups {
         let mut copies = Vec::new();
@@ -213,8 +217,8 @@ pub fn plan_from(samples: &Samples, policy: &KillPolicy) -> KillPlan {
                 Some(now) if now.start_time == start.start_time => {}
                 _ => continue, // the copy ended while sampling
             }
-            let was = subtree(before, root);
-            let now = subtree(after, root);
+            let was = descendants(&kids_before, &[root]);
+            let now = descendants(&kids_after, &[root]);
             let cpu_ticks = window_ticks(&by_pid_before, &was, &by_pid_after, &now);
             let members: Vec<&Process> = now
                 .iter()
