@@ -15,14 +15,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::alert::{clip, Alert};
+use crate::exchange::{exchange, ExchangeError};
 
 /// Header marking a request forwarded by another remediator.
 pub const FORWARDED_HEADER: &str = "x-pidwarden-forwarded";
@@ -173,15 +173,9 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP handshake failed.
-    #[error("HTTP handshake: {0}")]
-    Handshake(#[source] hyper::Error),
-    /// Sending the request failed.
-    #[error("sending: {0}")]
-    Send(#[source] hyper::Error),
-    /// Reading the answer failed.
-    #[error("reading the answer: {0}")]
-    Answer(#[source] hyper::Error),
+    /// The request or its answer failed.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
 }
 
 impl PeerEntry {
@@ -508,7 +502,7 @@ impl Peers {
             )
             .body(Full::new(Bytes::from(body)))?;
         let (status, bytes) = match &self.tls {
-            None => exchange(TokioIo::new(tcp), req).await?,
+            None => exchange(tcp, req).await?,
             Some(cfg) => {
                 let name =
                     rustls::pki_types::ServerName::try_from(bare.clone()).map_err(|source| {
@@ -524,7 +518,7 @@ impl Peers {
                         peer: format!("{host}:{port}"),
                         source,
                     })?;
-                exchange(TokioIo::new(tls), req).await?
+                exchange(tls, req).await?
             }
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -539,27 +533,6 @@ impl Peers {
                 .map(|r| clip(r, 300)),
         })
     }
-}
-
-async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), ForwardError>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(ForwardError::Handshake)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let resp = sender.send_request(req).await.map_err(ForwardError::Send)?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(ForwardError::Answer)?
-        .to_bytes();
-    Ok((status, bytes))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decide;
+pub mod exchange;
 pub mod forward;
 pub mod http;
 mod identity;

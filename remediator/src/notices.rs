@@ -18,15 +18,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::alert::{clip, Action};
+use crate::exchange::{exchange, ExchangeError};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::pipeline::KillTally;
@@ -287,7 +287,7 @@ pub enum PostError {
     NoRoots,
     /// HTTP failed.
     #[error("HTTP: {0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] ExchangeError),
     /// The request could not be built.
     #[error("request: {0}")]
     Request(#[from] hyper::http::Error),
@@ -416,31 +416,15 @@ async fn post(
             .connect(name, tcp)
             .await
             .map_err(|e| PostError::Tls(authority.clone(), e))?;
-        exchange(TokioIo::new(stream), req).await?
+        exchange(stream, req).await?.0
     } else {
-        exchange(TokioIo::new(tcp), req).await?
+        exchange(tcp, req).await?.0
     };
     if (200..300).contains(&status) {
         Ok(())
     } else {
         Err(PostError::Status(status))
     }
-}
-
-async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<u16, PostError>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    // The answer is read (bounded by the caller's timeout) and dropped.
-    let _ = resp.into_body().collect().await;
-    conn.abort();
-    Ok(status)
 }
 
 #[cfg(test)]
