@@ -172,10 +172,7 @@ impl Reloader {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    pidwarden_shared::timefmt::now_nanos() as f64 / 1e9
 }
 
 /// Reloads on every SIGHUP, until the process ends. The handler is

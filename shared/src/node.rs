@@ -120,9 +120,7 @@ pub fn read_boot_time(roots: &Roots) -> Result<Option<u64>> {
 
 /// The clock ticks per second process start times are counted in.
 pub fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions and touches no memory of ours.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100)
+    crate::sys::clock_ticks_per_sec()
 }
 
 /// Reads the node's tasks and limits under `roots.proc`, with the boot time

@@ -165,6 +165,14 @@ pub(crate) fn is_procfs(path: &Path) -> bool {
     st.f_type == libc::PROC_SUPER_MAGIC
 }
 
+/// Bytes in a page (`sysconf(_SC_PAGESIZE)`), the unit of `statm`; 4096
+/// when unknown.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf takes a constant and returns a value.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `stat`'s
 /// times; 100 when unknown.
 pub(crate) fn clock_ticks_per_sec() -> u64 {

@@ -14,9 +14,7 @@ pub fn parse_statm_resident(content: &str) -> Option<u64> {
 
 /// Bytes in a page, the unit of `statm`.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions and touches no memory of ours.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+    crate::sys::page_size()
 }
 
 /// The resident memory (RSS, bytes: the kernel's `VmRSS`) of process `pid`;
