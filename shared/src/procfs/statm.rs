@@ -1,7 +1,7 @@
 //! Resident memory of a process from `/proc/<pid>/statm`, parsed with no
-//! I/O and read on its own: only the exporter's group-memory refresh reads
-//! it, for the members of the groups it shows, on its own schedule (never
-//! every process every collection).
+//! I/O and read on its own: by the exporter's group-memory refresh, for the
+//! members of the groups it shows, on its own schedule (never every process
+//! every collection), and by the kill planner, for the copies it plans.
 
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
