@@ -74,7 +74,16 @@ fn a_process_moved_out_of_the_container_is_never_signalled() {
     let moved_first = std::sync::atomic::AtomicBool::new(false);
     let journal = |procs: &[ProcRef]| -> Result<(), JournalError> {
         if procs.iter().any(|p| p.pid == second.pid) {
-            assert_eq!(state(&first), Some('T'), "the first copy is frozen");
+            // SIGSTOP takes effect when the copy is next scheduled: a
+            // copy that was running shows `R` for a moment.
+            let frozen = poll_until(Duration::from_secs(2), STEP, || {
+                (state(&first) == Some('T')).then_some(())
+            });
+            assert!(
+                frozen.is_some(),
+                "the first copy is frozen: {:?}",
+                state(&first)
+            );
             elsewhere.add_pid(first.pid as u32);
             moved_first.store(true, std::sync::atomic::Ordering::SeqCst);
         }
