@@ -41,8 +41,9 @@
 #    run (scripts/vm/systemd-host.sh, cached under the same directory), then
 #    tests/tests/systemd_docker_host.rs and the package's install, upgrade and
 #    purge on it (scripts/package.sh, tests/vm/package-host/test.sh);
-# 10. "fuzz": each cargo-fuzz target for PIDWARDEN_FUZZ_SECONDS (30 s); their
-#    build runs on one core beside the VM steps.
+# 10. "fuzz": each cargo-fuzz target for PIDWARDEN_FUZZ_SECONDS (20 s).
+# The static build (6) and then the fuzz targets' build run in the
+# background at the lowest priority from the end of `cargo build` on.
 #
 # Every step runs even when an earlier check failed; the exit status is
 # non-zero when any step failed. The last line is the summary:
@@ -383,16 +384,54 @@ STATIC_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$STATIC_TARGET/release
 # One static release build of both daemons serves the kernel tests, the
 # package and the image (scripts/package.sh and deploy/build-image.sh build
 # the same and find it done).
-static_build() {
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
-        --target "$STATIC_TARGET" -p pidwarden-exporter -p pidwarden-remediator
+# The static release build, then the fuzz targets' instrumented build (and
+# cargo-fuzz's installation), run in the background at the lowest priority
+# from the end of `cargo build` on: they take the CPU that `cargo test`
+# (mostly waiting on containers) and the emulator leave idle, and the steps
+# that need them wait for them (bounded). Each writes its exit status next
+# to its log.
+BG_BUILD_PID=
+start_background_builds() {
+    rm -f "$LOG_DIR/static-build.rc" "$LOG_DIR/fuzz-build.rc"
+    # Its own process group, so that an early exit ends its cargo too.
+    setsid bash -c '
+        renice -n 19 -p $$ >/dev/null
+        log=$1
+        shift
+        "$@" >"$log/static-build.log" 2>&1
+        echo $? >"$log/static-build.rc"
+        CARGO_BUILD_JOBS=2 scripts/fuzz.sh --build-only >"$log/fuzz-build.log" 2>&1
+        echo $? >"$log/fuzz-build.rc"
+    ' _ "$LOG_DIR" env RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+        --target "$STATIC_TARGET" -p pidwarden-exporter -p pidwarden-remediator &
+    BG_BUILD_PID=$!
+}
+# wait_background NAME: waits (at most 45 min) for NAME's status, shows the
+# end of its log, and returns its status.
+wait_background() {
+    local rc_file="$LOG_DIR/$1.rc" deadline=$((SECONDS + 2700)) rc
+    while [ ! -s "$rc_file" ]; do
+        if [ -z "$BG_BUILD_PID" ] || ! kill -0 "$BG_BUILD_PID" 2>/dev/null; then
+            [ -s "$rc_file" ] && break
+            echo "error: the background build ended without $1's status" >&2
+            tail -n 20 "$LOG_DIR/$1.log" 2>/dev/null
+            return 1
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            echo "error: $1 still running after 45 min" >&2
+            return 1
+        fi
+        sleep 2
+    done
+    rc=$(cat "$rc_file")
+    tail -n 20 "$LOG_DIR/$1.log"
+    return "$rc"
 }
 
 # The Debian 12 systemd + Docker image (debootstrap, mostly downloads) is
 # built in the background while the cargo steps run; the steps that boot it
 # wait for it.
 HOST_BUILD_PID=
-FUZZ_BUILD_PID=
 start_host_build() {
     PIDWARDEN_VM_CACHE=$VM_CACHE scripts/vm/systemd-host.sh build >"$LOG_DIR/vm-host-build.log" 2>&1 &
     HOST_BUILD_PID=$!
@@ -410,23 +449,9 @@ wait_host_build() {
 
 # The exporter on Debian's 6.1 and 6.12 under QEMU (scripts/vm/): one boot per
 # kernel, each bounded and retried once by scripts/vm/initramfs.sh.
-# The fuzz targets' instrumented build (and cargo-fuzz's installation) runs
-# on one core beside the VM steps, whose emulator keeps the other one busy;
-# the fuzz step waits for it.
-start_fuzz_build() {
-    # Its own process group, so that an early exit ends its cargo too.
-    CARGO_BUILD_JOBS=1 setsid scripts/fuzz.sh --build-only >"$LOG_DIR/fuzz-build.log" 2>&1 &
-    FUZZ_BUILD_PID=$!
-}
 fuzz_step() {
-    local rc=0
-    if [ -n "$FUZZ_BUILD_PID" ]; then
-        wait "$FUZZ_BUILD_PID" || rc=$?
-        FUZZ_BUILD_PID=
-        tail -n 20 "$LOG_DIR/fuzz-build.log"
-        [ $rc -eq 0 ] || return $rc
-    fi
-    FUZZ_SECONDS="${PIDWARDEN_FUZZ_SECONDS:-30}" scripts/fuzz.sh
+    wait_background fuzz-build || return $?
+    FUZZ_SECONDS="${PIDWARDEN_FUZZ_SECONDS:-20}" scripts/fuzz.sh
 }
 
 vm_kernel_tests() {
@@ -480,9 +505,9 @@ finish() {
         kill "$HOST_BUILD_PID" 2>/dev/null
         wait "$HOST_BUILD_PID" 2>/dev/null
     fi
-    if [ -n "$FUZZ_BUILD_PID" ]; then
-        kill -- "-$FUZZ_BUILD_PID" 2>/dev/null
-        wait "$FUZZ_BUILD_PID" 2>/dev/null
+    if [ -n "$BG_BUILD_PID" ]; then
+        kill -- "-$BG_BUILD_PID" 2>/dev/null
+        wait "$BG_BUILD_PID" 2>/dev/null
     fi
     step "remove leftovers (after)" cleanup_leftovers
     echo
@@ -504,6 +529,7 @@ step "test image" build_image
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build" cargo build --workspace --all-targets
+start_background_builds
 step "cargo test" cargo_test
 alert_checks
 if [ -f grafana/test_dashboards.py ]; then
@@ -512,8 +538,7 @@ fi
 if [ -f deploy/kubernetes/test/test_manifests.py ]; then
     step "kubernetes manifest checks" python3 -m unittest deploy/kubernetes/test/test_manifests.py
 fi
-step "release build (static)" static_build
-start_fuzz_build
+step "release build (static)" wait_background static-build
 step "cgroup v2 kernels" vm_kernel_tests
 step "image as docker-compose.yml runs it" tests/compose/test.sh
 step "README quick start" tests/quickstart/test.sh
