@@ -181,6 +181,58 @@ pub fn classify_under(
     classify_default(path)
 }
 
+/// Whether a directory that is not a container (its path relative to the
+/// hierarchy root) may hold one below it, by the layouts [`classify_under`]
+/// recognises with `parents`: the walk descends only into those. The rest
+/// of the tree (services, user sessions, a tenant's delegated subtree)
+/// cannot hold a container by those rules, and is not listed. Pure.
+pub fn may_hold_containers(rel_path: &str, parents: &[String]) -> bool {
+    let comps: Vec<&str> = rel_path.split('/').filter(|c| !c.is_empty()).collect();
+    if default_ancestor(&comps) {
+        return true;
+    }
+    parents.iter().any(|parent| {
+        let pc: Vec<&str> = parent.split('/').filter(|c| !c.is_empty()).collect();
+        if pc.is_empty() {
+            return false;
+        }
+        // On the way to the parent, the parent itself, or a default layout
+        // below it.
+        if comps.len() <= pc.len() {
+            return pc.starts_with(&comps);
+        }
+        comps.starts_with(&pc) && default_ancestor(&comps[pc.len()..])
+    })
+}
+
+/// Whether `comps` is a proper ancestor of a container path that
+/// [`classify_default`] recognises (the root, a runtime's parent, a
+/// Kubernetes QoS level, a pod).
+fn default_ancestor(comps: &[&str]) -> bool {
+    let qos = |c: &str, kube: &str| {
+        c.strip_suffix(".slice")
+            .and_then(|c| c.strip_prefix(kube))
+            .and_then(|c| c.strip_prefix('-'))
+            .is_some_and(|class| QOS.contains(&class))
+    };
+    match comps {
+        [] | ["docker" | "libpod_parent" | "machine.slice" | "system.slice"] => true,
+        ["machine.slice", pod] => id_between(pod, "machine-libpod_pod_", ".slice").is_some(),
+        // Kubernetes, cgroupfs driver: [kubelet/]kubepods[/<qos>]
+        ["kubelet"] | ["kubepods"] | ["kubelet", "kubepods"] => true,
+        ["kubepods", q] | ["kubelet", "kubepods", q] if QOS.contains(q) => true,
+        // systemd driver: kubepods.slice[/kubepods-<qos>.slice], and the same
+        // under kubelet.slice/kubelet-kubepods.slice
+        ["kubepods.slice"] | ["kubelet.slice"] | ["kubelet.slice", "kubelet-kubepods.slice"] => {
+            true
+        }
+        ["kubepods.slice", q] if qos(q, "kubepods") => true,
+        ["kubelet.slice", "kubelet-kubepods.slice", q] if qos(q, "kubelet-kubepods") => true,
+        // a pod: its containers are its children
+        _ => kube_pod(comps).is_some(),
+    }
+}
+
 fn classify_default(path: &str) -> Option<(Runtime, String, Option<String>)> {
     let comps: Vec<&str> = path.split('/').collect();
     let (&leaf, ancestors) = comps.split_last()?;
@@ -409,6 +461,87 @@ mod tests {
             assert_eq!(got, want.map(|rt| (rt, ID.to_string())), "path {path}");
         }
         assert_eq!(classify_under(&p("custom/{id}"), &["/".into()]), None);
+    }
+
+    /// Every proper ancestor of a recognised container path is walked into.
+    fn assert_ancestors_walked(path: &str, parents: &[String]) {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        for n in 0..comps.len() {
+            let ancestor = comps[..n].join("/");
+            assert!(
+                may_hold_containers(&ancestor, parents),
+                "{ancestor:?} (an ancestor of {path}) is not walked"
+            );
+        }
+    }
+
+    #[test]
+    fn the_walk_reaches_every_container_and_skips_the_rest() {
+        let parents = vec!["/custom".to_string(), "pidwarden-test-1/docker".to_string()];
+        let pod = "e".repeat(64);
+        let mut containers: Vec<String> = [
+            "docker/{id}",
+            "system.slice/docker-{id}.scope",
+            "machine.slice/libpod-{id}.scope",
+            "libpod_parent/libpod-{id}",
+            "system.slice/cri-containerd-{id}.scope",
+            "system.slice/crio-{id}.scope",
+            "kubepods/besteffort/pod{uid}/{id}",
+            "kubepods/burstable/pod{uid}/{id}",
+            "kubepods/pod{uid}/docker-{id}",
+            "kubelet/kubepods/burstable/pod{uid}/{id}",
+            "kubelet/kubepods/pod{uid}/{id}",
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{id}.scope",
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-{id}.scope",
+            "kubepods.slice/kubepods-pod{uid_}.slice/docker-{id}.scope",
+            "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod{uid_}.slice/cri-containerd-{id}.scope",
+            "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{uid_}.slice/{id}",
+            "custom/{id}",
+            "custom/docker/{id}",
+            "custom/kubepods/besteffort/pod{uid}/{id}",
+            "custom/kubepods.slice/kubepods-pod{uid_}.slice/{id}",
+            "pidwarden-test-1/docker/{id}",
+            "pidwarden-test-1/docker/docker/{id}",
+        ]
+        .iter()
+        .map(|s| p(s))
+        .collect();
+        containers.push(format!(
+            "machine.slice/machine-libpod_pod_{pod}.slice/libpod-{ID}.scope"
+        ));
+        for path in &containers {
+            // The list holds only paths that are containers ...
+            assert!(classify_under(path, &parents).is_some(), "{path}");
+            // ... and the walk gets to each of them.
+            assert_ancestors_walked(path, &parents);
+        }
+        for skipped in [
+            "user.slice",
+            "user.slice/user-1000.slice/user@1000.service",
+            "system.slice/docker.service",
+            "system.slice/ssh.service",
+            "init.scope",
+            "other",
+            "x/custom",
+            "customer",
+            "kubepods/guaranteed",
+            "kubepods.slice/kubepods-guaranteed.slice",
+            "kubepods/podman",
+            "machine.slice/machine-qemu.scope",
+            "pidwarden-test-2",
+            "pidwarden-test-1/other",
+            "custom/other",
+        ] {
+            assert!(
+                !may_hold_containers(skipped, &parents),
+                "{skipped} is walked"
+            );
+        }
+        // Without configured parents, theirs are not walked.
+        assert!(!may_hold_containers("custom", &[]));
+        assert!(may_hold_containers("", &[]));
+        // A root parent adds nothing (it names no directory).
+        assert!(!may_hold_containers("user.slice", &["/".into()]));
     }
 
     #[test]

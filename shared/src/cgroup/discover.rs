@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{classify_under, CgroupDirs, Container, Layout};
+use super::{classify_under, may_hold_containers, CgroupDirs, Container, Layout};
 use crate::error::is_vanished;
 use crate::{Error, Result};
 
@@ -49,7 +49,8 @@ pub(crate) fn subdirs(dir: &Path) -> Result<Option<Vec<String>>> {
 }
 
 /// Walks one hierarchy, classifying each directory by its path relative to
-/// `root` and not descending into containers.
+/// `root`, not descending into containers nor into directories that cannot
+/// hold one ([`may_hold_containers`]).
 fn walk(root: &Path, parents: &[String]) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
@@ -72,7 +73,8 @@ fn walk(root: &Path, parents: &[String]) -> Result<Vec<Found>> {
                     id,
                     pod_uid,
                 }),
-                None => stack.push((child, child_rel)),
+                None if may_hold_containers(&child_rel, parents) => stack.push((child, child_rel)),
+                None => {}
             }
         }
     }

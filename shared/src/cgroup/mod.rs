@@ -23,7 +23,7 @@ mod membership;
 pub mod parse;
 mod stats;
 
-pub use classify::{classify, classify_under, is_container_id};
+pub use classify::{classify, classify_under, is_container_id, may_hold_containers};
 pub use discover::{discover, discover_all, Ambiguous, Discovered};
 pub use index::{ContainerIndex, REWALK_AFTER};
 pub use kept::ControlFiles;
