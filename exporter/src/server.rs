@@ -16,7 +16,7 @@ use pidwarden_shared::Roots;
 use tokio::sync::Mutex;
 
 use crate::encode::encode;
-use crate::group_memory::{GroupMemory, REFRESH_EVERY};
+use crate::group_memory::GroupMemory;
 use crate::metrics::{build_families, CommandLabels, RenderOptions, SelfStats};
 use crate::runtime::MetaCache;
 use crate::scrape_errors::{ErrorCounts, LogLimiter};
@@ -109,12 +109,14 @@ pub struct AppState {
 
 impl AppState {
     /// State around a snapshot source and a metadata cache. A scrape waits at
-    /// most `wait` for a running collection to finish, then answers 503.
+    /// most `wait` for a running collection to finish, then answers 503. A
+    /// container's group memory is read once every `group_memory_every`.
     pub fn new(
         source: Box<dyn SnapshotSource>,
         meta: Arc<MetaCache>,
         opts: RenderOptions,
         wait: Duration,
+        group_memory_every: Duration,
     ) -> Self {
         AppState {
             scraper: Arc::new(Mutex::new(Scraper {
@@ -122,7 +124,7 @@ impl AppState {
                 errors: ErrorCounts::default(),
                 limiter: LogLimiter::new(Duration::from_secs(60)),
                 labels: CommandLabels::new(opts.top_commands),
-                memory: GroupMemory::new(REFRESH_EVERY),
+                memory: GroupMemory::new(group_memory_every),
             })),
             meta,
             opts,
@@ -223,7 +225,13 @@ mod tests {
 
     fn state(source: Box<dyn SnapshotSource>, wait: Duration) -> (AppState, Arc<MetaCache>) {
         let cache = MetaCache::new();
-        let st = AppState::new(source, cache.clone(), RenderOptions::default(), wait);
+        let st = AppState::new(
+            source,
+            cache.clone(),
+            RenderOptions::default(),
+            wait,
+            crate::group_memory::DEFAULT_INTERVAL,
+        );
         (st, cache)
     }
 
