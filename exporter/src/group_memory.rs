@@ -14,8 +14,9 @@
 //! A container gone from the collection is forgotten; a group no longer
 //! shown is forgotten at its container's next reading.
 //!
-//! The refresh runs once per scrape: a container is read at the last
-//! refresh before its figures would be one interval old when next served,
+//! The refresh runs once per scrape, after the scrape's answer (which
+//! serves the figures as they stood): a container is read at the last
+//! refresh before its figures would be served more than one interval old,
 //! judged from the time between the last two refreshes. With scrapes at a
 //! steady rate a figure served is at most one interval old.
 
