@@ -524,6 +524,13 @@ fn refused(args: &[&str]) -> String {
 fn bad_flags_are_clear_errors() {
     let err = refused(&["--top-commands", "many"]);
     assert!(err.contains("--top-commands"), "{err}");
+    for bad in ["0", "10m"] {
+        let err = refused(&["--group-memory-interval", bad]);
+        assert!(
+            err.contains("--group-memory-interval") && err.contains("from 1 to 86400"),
+            "{err}"
+        );
+    }
     let err = refused(&["--docker-host", "ftp://x", "--listen", "127.0.0.1:0"]);
     assert!(
         err.contains("--docker-host") && err.contains("ftp://x"),
