@@ -23,10 +23,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
-use pidwarden_shared::groups;
+use pidwarden_shared::groups::{self, Group};
 use pidwarden_shared::procfs::statm::{page_size, read_rss};
 use pidwarden_shared::procfs::Cmdline;
 use pidwarden_shared::Roots;
@@ -37,7 +38,7 @@ use crate::metrics::{top_groups, GroupMemorySource};
 /// figures are kept before they are read again, the most the metric lags
 /// behind the kernel (the reasons for the figure: docs/metrics.md, "Group
 /// memory").
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1200);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1800);
 
 /// A group of a container: parent, command line.
 type GroupKey = (i32, Cmdline);
@@ -55,6 +56,10 @@ struct Figures {
     /// After the first sight, when the second reading is due (the id's
     /// phase): read at the first refresh at or after it.
     phased: Option<Instant>,
+    /// The container's group list whose shown groups all have a figure
+    /// (weak: it keeps the allocation, so its address is not reused, not
+    /// the groups).
+    checked: Weak<Vec<Group>>,
 }
 
 impl Figures {
@@ -169,7 +174,13 @@ impl GroupMemory {
             };
             match self.containers.get_mut(id.as_str()) {
                 Some(f) if !f.due(now, horizon) => {
-                    // Not due: only the groups first shown since its reading.
+                    // Not due: only the groups first shown since its
+                    // reading, looked for only when its groups changed (the
+                    // incremental collection keeps their list while they
+                    // do not).
+                    if std::ptr::eq(f.checked.as_ptr(), Arc::as_ptr(&c.groups)) {
+                        continue;
+                    }
                     for g in top_groups(c, k, max_chars) {
                         let Some(g) = g.group else { continue };
                         if let Entry::Vacant(e) = f.groups.entry((g.ppid, g.cmdline)) {
@@ -177,6 +188,7 @@ impl GroupMemory {
                             done.groups += 1;
                         }
                     }
+                    f.checked = Arc::downgrade(&c.groups);
                 }
                 seen => {
                     // First sight: the second reading at the id's phase.
@@ -196,6 +208,7 @@ impl GroupMemory {
                             read_at: now,
                             next: now + self.every,
                             phased,
+                            checked: Arc::downgrade(&c.groups),
                         },
                     );
                 }
@@ -205,13 +218,16 @@ impl GroupMemory {
         if !snap.containers.is_empty() {
             // The refresh's cost, apart from the rest of the scrape (the
             // benchmark reads it; one line per scrape, reading or not);
-            // `oldest_s`: the oldest figure kept.
-            let oldest = self
-                .containers
-                .values()
-                .map(|f| now.saturating_duration_since(f.read_at))
-                .max()
-                .unwrap_or_default();
+            // `oldest_s`: the oldest figure kept (worked out only when
+            // logged).
+            let containers = &self.containers;
+            let oldest = || {
+                containers
+                    .values()
+                    .map(|f| now.saturating_duration_since(f.read_at))
+                    .max()
+                    .unwrap_or_default()
+            };
             tracing::debug!(
                 containers = done.containers,
                 groups = done.groups,
@@ -219,7 +235,7 @@ impl GroupMemory {
                 cpu_ms =
                     (pidwarden_shared::thread_cpu_time().saturating_sub(cpu0)).as_secs_f64() * 1e3,
                 wall_ms = wall0.elapsed().as_secs_f64() * 1e3,
-                oldest_s = oldest.as_secs_f64(),
+                oldest_s = oldest().as_secs_f64(),
                 "group memory refreshed"
             );
         }
