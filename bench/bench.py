@@ -410,12 +410,15 @@ def cmd_run(args):
     return finish_run(args, records, ids)
 
 
-GROUP_MEMORY_RE = re.compile(r"group memory refreshed.*?processes=(\d+).*?cpu_ms=([0-9.]+)")
+GROUP_MEMORY_RE = re.compile(r"group memory refreshed(.*?)processes=(\d+).*?cpu_ms=([0-9.]+)")
 
 
 def group_memory_refreshes(log_dir, target_name):
-    """(processes, cpu ms) of each group-memory refresh in a pidwarden
-    exporter's log (`<log_dir>/pidwarden-<mode>.log`, debug lines)."""
+    """(processes, cpu ms, per scrape) of each group-memory refresh in a
+    pidwarden exporter's log (`<log_dir>/pidwarden-<mode>.log`, debug lines).
+    `per scrape`: the line is one scrape's refresh of the containers due
+    (it names `containers=`), not a refresh of every container every 30 s
+    (the exporters before `--group-memory-interval`)."""
     m = re.search(r"\((\w+)\)", target_name)
     if not log_dir or not m:
         return []
@@ -425,7 +428,7 @@ def group_memory_refreshes(log_dir, target_name):
             text = re.sub(r"\x1b\[[0-9;]*m", "", f.read())
     except OSError:
         return []
-    return [(int(a), float(b)) for a, b in GROUP_MEMORY_RE.findall(text)]
+    return [(int(p), float(c), "containers=" in pre) for pre, p, c in GROUP_MEMORY_RE.findall(text)]
 
 
 def finish_run(args, records, ids):
@@ -433,11 +436,20 @@ def finish_run(args, records, ids):
         if rec["kind"] == "pidwarden":
             refreshes = group_memory_refreshes(args.log_dir, rec["target"])
             if refreshes:
-                # the first refresh is the exporter's first scrape (warm-up): left out
+                # the first refresh is the exporter's first scrape (warm-up, every
+                # container first seen): left out, stated apart
                 later = refreshes[1:] or refreshes
                 rec["group_memory_refreshes"] = len(refreshes)
-                rec["group_memory_processes_p50"] = int(statistics.median(p for p, _ in later))
-                rec["group_memory_cpu_ms_p50"] = statistics.median(c for _, c in later)
+                rec["group_memory_first_processes"] = refreshes[0][0]
+                rec["group_memory_first_cpu_ms"] = refreshes[0][1]
+                if all(per for _, _, per in refreshes):
+                    # one line per scrape, each reading the containers due: the
+                    # mean is the refresh's CPU per scrape
+                    rec["group_memory_cpu_ms_per_scrape"] = statistics.mean(c for _, c, _ in later)
+                    rec["group_memory_processes_per_scrape"] = statistics.mean(p for p, _, _ in later)
+                else:
+                    rec["group_memory_processes_p50"] = int(statistics.median(p for p, _, _ in later))
+                    rec["group_memory_cpu_ms_p50"] = statistics.median(c for _, c, _ in later)
     if args.snapshot_bin:
         snap = time_snapshot(args.snapshot_bin, args.snapshot_runs, args.snapshot_arg)
         for rec in records:
@@ -701,6 +713,15 @@ def ratio_lines(records):
                     f"- {scn}: {r['target']}: {r['scrapes']} scrapes one every {r['interval_s']:g} s;"
                     f" {r['cpu_ms_in_scrapes_per_scrape']:.1f} ms CPU per scrape inside the scrapes,"
                     f" {r['cpu_ms_between_scrapes_per_scrape']:.1f} ms between them"
+                )
+            if r.get("group_memory_cpu_ms_per_scrape") is not None:
+                out.append(
+                    f"- {scn}: {r['target']}: group-memory refresh (each container once per"
+                    f" --group-memory-interval, after each scrape's answer):"
+                    f" {r['group_memory_cpu_ms_per_scrape']:.2f} ms CPU per scrape on average"
+                    f" ({r['group_memory_processes_per_scrape']:.0f} processes, {r['group_memory_refreshes'] - 1}"
+                    f" scrapes); the first scrape's, every container first seen (left out):"
+                    f" {r['group_memory_first_cpu_ms']:.1f} ms for {r['group_memory_first_processes']} processes"
                 )
             if r.get("group_memory_cpu_ms_p50") is not None:
                 out.append(

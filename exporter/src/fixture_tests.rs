@@ -189,6 +189,7 @@ async fn serves_the_fixture_values() {
         cache,
         RenderOptions::default(),
         Duration::from_secs(5),
+        crate::group_memory::DEFAULT_INTERVAL,
     );
     let body = scrape(&st).await;
     let l = format!("{{id=\"{ID}\",name=\"shop-api-1\"}}");
@@ -264,6 +265,7 @@ async fn serves_the_fixture_values() {
         MetaCache::new(),
         RenderOptions::default(),
         Duration::from_secs(5),
+        crate::group_memory::DEFAULT_INTERVAL,
     );
     let body = scrape(&st).await;
     assert_eq!(value(&body, "pidwarden_containers").as_deref(), Some("0"));

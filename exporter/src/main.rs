@@ -94,6 +94,12 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Seconds between two readings of a container's group memory
+    /// (`pidwarden_container_process_group_memory_bytes`, read from each
+    /// member's `statm`): the most that metric lags. 1 to 86400.
+    #[arg(long, default_value_t = group_memory::DEFAULT_INTERVAL.as_secs(),
+          value_name = "SECS", value_parser = parse_interval)]
+    group_memory_interval: u64,
     /// Seconds a scrape waits for a running collection before answering 503.
     #[arg(long, default_value_t = 10, value_name = "SECS", hide = true)]
     scrape_wait: u64,
@@ -169,6 +175,16 @@ impl Cli {
     }
 }
 
+/// `--group-memory-interval`: whole seconds, from 1 to a day.
+fn parse_interval(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected whole seconds from 1 to 86400 (e.g. 600), found {s:?}"
+        )),
+    }
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -231,6 +247,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Arc::clone(&meta),
         cli.render_options(),
         Duration::from_secs(cli.scrape_wait),
+        Duration::from_secs(cli.group_memory_interval),
     );
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -279,6 +296,14 @@ mod tests {
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["pidwarden-exporter", "--collect-threads", "1"]).unwrap();
         assert_eq!(cli.collector().threads(), 1);
+        let cli = Cli::try_parse_from(["pidwarden-exporter"]).unwrap();
+        assert_eq!(
+            Duration::from_secs(cli.group_memory_interval),
+            group_memory::DEFAULT_INTERVAL
+        );
+        let cli =
+            Cli::try_parse_from(["pidwarden-exporter", "--group-memory-interval", "60"]).unwrap();
+        assert_eq!(cli.group_memory_interval, 60);
 
         let cli = Cli::try_parse_from([
             "pidwarden-exporter",
@@ -324,9 +349,17 @@ mod tests {
             &["pidwarden-exporter", "--log-format", "xml"],
             &["pidwarden-exporter", "--collect-threads", "0"],
             &["pidwarden-exporter", "--collect-mode", "fast"],
+            &["pidwarden-exporter", "--group-memory-interval", "0"],
+            &["pidwarden-exporter", "--group-memory-interval", "5m"],
+            &["pidwarden-exporter", "--group-memory-interval", "1.5"],
+            &["pidwarden-exporter", "--group-memory-interval", "86401"],
+            &["pidwarden-exporter", "--group-memory-interval", ""],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err().to_string();
             assert!(e.contains(bad[1]), "{e}");
+            if bad[1] == "--group-memory-interval" {
+                assert!(e.contains("whole seconds from 1 to 86400"), "{e}");
+            }
         }
         let cli =
             Cli::try_parse_from(["pidwarden-exporter", "--docker-host", "docker.sock"]).unwrap();

@@ -16,7 +16,7 @@ use pidwarden_shared::Roots;
 use tokio::sync::Mutex;
 
 use crate::encode::encode;
-use crate::group_memory::{GroupMemory, REFRESH_EVERY};
+use crate::group_memory::GroupMemory;
 use crate::metrics::{build_families, CommandLabels, RenderOptions, SelfStats};
 use crate::runtime::MetaCache;
 use crate::scrape_errors::{ErrorCounts, LogLimiter};
@@ -51,6 +51,9 @@ struct Scraper {
     labels: CommandLabels,
     /// The shown groups' memory, refreshed on its own schedule.
     memory: GroupMemory,
+    /// The last scrape's collection, kept for the group-memory refresh
+    /// that follows its answer.
+    rendered: Option<Snapshot>,
 }
 
 impl Scraper {
@@ -82,10 +85,8 @@ impl Scraper {
                 meta.report_missing(Kind::of(c.container.runtime), &c.container.id);
             }
         }
-        if let Some(roots) = self.source.roots() {
-            self.memory
-                .refresh(roots, &snap, opts.top_commands, opts.command_max_chars);
-        }
+        // The groups' memory as it stands (the previous refreshes'): the
+        // refresh this collection calls for runs after the answer.
         let families = build_families(
             &snap,
             &known,
@@ -94,7 +95,20 @@ impl Scraper {
             Some(&mut self.labels),
             Some(&self.memory),
         );
+        self.rendered = Some(snap);
         encode(families, format)
+    }
+
+    /// The group-memory refresh due after a scrape, on the collection that
+    /// scrape served: run once its answer is on its way.
+    fn refresh_memory(&mut self, opts: RenderOptions) {
+        let Some(snap) = self.rendered.take() else {
+            return;
+        };
+        if let Some(roots) = self.source.roots() {
+            self.memory
+                .refresh(roots, &snap, opts.top_commands, opts.command_max_chars);
+        }
     }
 }
 
@@ -109,12 +123,14 @@ pub struct AppState {
 
 impl AppState {
     /// State around a snapshot source and a metadata cache. A scrape waits at
-    /// most `wait` for a running collection to finish, then answers 503.
+    /// most `wait` for a running collection to finish, then answers 503. A
+    /// container's group memory is read once every `group_memory_every`.
     pub fn new(
         source: Box<dyn SnapshotSource>,
         meta: Arc<MetaCache>,
         opts: RenderOptions,
         wait: Duration,
+        group_memory_every: Duration,
     ) -> Self {
         AppState {
             scraper: Arc::new(Mutex::new(Scraper {
@@ -122,7 +138,8 @@ impl AppState {
                 errors: ErrorCounts::default(),
                 limiter: LogLimiter::new(Duration::from_secs(60)),
                 labels: CommandLabels::new(opts.top_commands),
-                memory: GroupMemory::new(REFRESH_EVERY),
+                memory: GroupMemory::new(group_memory_every),
+                rendered: None,
             })),
             meta,
             opts,
@@ -181,9 +198,19 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let opts = st.opts;
     let res = tokio::task::spawn_blocking(move || {
         let mut scraper = guard;
-        scraper.scrape(&meta, opts, format)
+        let body = scraper.scrape(&meta, opts, format);
+        (body, scraper)
     })
-    .await;
+    .await
+    .map(|(body, scraper)| {
+        // The group-memory refresh, off the answer's path but under the
+        // same lock: the next scrape waits for it as for a collection.
+        tokio::task::spawn_blocking(move || {
+            let mut scraper = scraper;
+            scraper.refresh_memory(opts);
+        });
+        body
+    });
     match res {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Ok(Err(e)) => {
@@ -223,7 +250,13 @@ mod tests {
 
     fn state(source: Box<dyn SnapshotSource>, wait: Duration) -> (AppState, Arc<MetaCache>) {
         let cache = MetaCache::new();
-        let st = AppState::new(source, cache.clone(), RenderOptions::default(), wait);
+        let st = AppState::new(
+            source,
+            cache.clone(),
+            RenderOptions::default(),
+            wait,
+            crate::group_memory::DEFAULT_INTERVAL,
+        );
         (st, cache)
     }
 
@@ -354,5 +387,105 @@ mod tests {
         let (s, _, body) = first.await.unwrap();
         assert_eq!(s, StatusCode::OK);
         assert!(body.contains("pidwarden_containers 2\n"));
+    }
+
+    /// The hand-built snapshot, its processes under a fake proc root.
+    struct UnderRoot(Roots);
+
+    impl SnapshotSource for UnderRoot {
+        fn collect(&mut self) -> Snapshot {
+            snapshot()
+        }
+
+        fn roots(&self) -> Option<&Roots> {
+            Some(&self.0)
+        }
+    }
+
+    /// Lets a reader blocked opening a FIFO go, with `content`: retried
+    /// while no reader has it open, for at most 5 s.
+    fn feed_fifo(path: &std::path::Path, content: &str) -> bool {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            let open = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+            if let Ok(mut f) = open {
+                return f.write_all(content.as_bytes()).is_ok();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Feeds the FIFO when dropped unless fed before, so that a refresh
+    /// blocked on it never outlives a failed test.
+    struct Release(Option<std::path::PathBuf>);
+
+    impl Release {
+        fn feed(&mut self, content: &str) -> bool {
+            self.0.take().is_some_and(|p| feed_fifo(&p, content))
+        }
+    }
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.feed("100 1 0 0 0 0 0\n");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_answer_does_not_wait_for_the_group_memory_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in &snapshot().containers[0].processes.live {
+            let d = dir.path().join(p.pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("statm"), format!("100 {} 0 0 0 0 0\n", p.pid)).unwrap();
+        }
+        // Reading pid 2's statm blocks until the test writes it.
+        let fifo = dir.path().join("2/statm");
+        std::fs::remove_file(&fifo).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let mut release = Release(Some(fifo));
+        let roots = Roots::new(dir.path(), dir.path());
+        let (st, _) = state(Box::new(UnderRoot(roots)), Duration::from_millis(200));
+        let series = format!(
+            "pidwarden_container_process_group_memory_bytes{{id=\"{ID_A}\",name=\"aaaaaaaaaaaa\",command=\"sleep 1000\"}}"
+        );
+
+        // The first scrape is answered while the refresh it called for is
+        // blocked on the FIFO: no figure yet.
+        let first = tokio::time::timeout(
+            Duration::from_secs(10),
+            get(app(st.clone()), "/metrics", None),
+        )
+        .await;
+        let (s, _, body) = first.expect("the answer waited for the group-memory refresh");
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("pidwarden_container_process_group_processes{"));
+        assert!(!body.contains(&series), "{body}");
+        // The refresh holds the collector: the next scrape waits, then 503.
+        let (s, _, _) = get(app(st.clone()), "/metrics", None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        // Released, the refresh ends; the next scrape serves its figures.
+        let fed = tokio::task::spawn_blocking(move || release.feed("100 1000 0 0 0 0 0\n"))
+            .await
+            .unwrap();
+        assert!(fed, "the refresh never opened pid 2's statm");
+        let page = pidwarden_shared::procfs::statm::page_size();
+        let want = format!("{series} {}\n", (1000 + 3 + 4 + 5) * page);
+        let mut last = String::new();
+        for _ in 0..50 {
+            let (s, _, body) = get(app(st.clone()), "/metrics", None).await;
+            if s == StatusCode::OK {
+                last = body;
+                break;
+            }
+        }
+        assert!(last.contains(&want), "{want}\n{last}");
     }
 }

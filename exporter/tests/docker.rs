@@ -524,6 +524,13 @@ fn refused(args: &[&str]) -> String {
 fn bad_flags_are_clear_errors() {
     let err = refused(&["--top-commands", "many"]);
     assert!(err.contains("--top-commands"), "{err}");
+    for bad in ["0", "10m"] {
+        let err = refused(&["--group-memory-interval", bad]);
+        assert!(
+            err.contains("--group-memory-interval") && err.contains("from 1 to 86400"),
+            "{err}"
+        );
+    }
     let err = refused(&["--docker-host", "ftp://x", "--listen", "127.0.0.1:0"]);
     assert!(
         err.contains("--docker-host") && err.contains("ftp://x"),
@@ -769,6 +776,88 @@ fn group_memory_oldest_copy_zombie_parents_and_pids_peak_match_the_kernel() {
         );
     } else {
         assert_eq!(v("pidwarden_container_pids_peak", &[]), None, "{body}");
+    }
+}
+
+/// A group's figure is kept between its container's readings and follows
+/// the kernel at the next one: three copies of a shell wait for a file,
+/// then each holds an 8 MiB string more. An exporter reading every 2 s
+/// (`--group-memory-interval 2`) shows the growth, as the kernel's VmRSS
+/// says; one reading once a day still shows its first figure.
+#[test]
+fn group_memory_is_read_again_once_per_interval() {
+    if !require_docker() {
+        return;
+    }
+    const COPY: &str =
+        "until [ -e /tmp/go ]; do sleep 1; done; v=$(yes | head -c 8388608); sleep 1000; echo ${#v}";
+    let script = format!("S='{COPY}'; for i in 1 2 3; do sh -c \"$S\" & done; exec sleep 1000");
+    let c = TestContainer::run(&[], &["sh", "-c", &script]);
+    let copy_cmd = format!("sh -c {COPY}");
+    let copies = || -> Vec<u32> {
+        cgroup_pids(&c)
+            .into_iter()
+            .filter(|&p| proc_info(p).is_some_and(|(argv, _, _)| argv == copy_cmd))
+            .collect()
+    };
+    let group_rss = |pids: &[u32]| -> u64 {
+        pids.iter()
+            .map(|&p| vm_rss(p) + children(p).into_iter().map(vm_rss).sum::<u64>())
+            .sum()
+    };
+    assert!(
+        poll_until(WAIT, STEP, || (copies().len() == 3).then_some(())).is_some(),
+        "the copies never started"
+    );
+    let quick = Exporter::start(&["--group-memory-interval", "2"]);
+    let daily = Exporter::start(&["--group-memory-interval", "86400"]);
+    let id = c.id.as_str();
+    let label = [("command", copy_cmd.as_str())];
+    let served = |ex: &Exporter| -> Option<u64> {
+        sample(
+            &ex.metrics(),
+            "pidwarden_container_process_group_memory_bytes",
+            id,
+            &label,
+        )?
+        .parse()
+        .ok()
+    };
+    poll_until(WAIT, STEP, || served(&quick)).expect("the group's memory was never served");
+    let first =
+        poll_until(WAIT, STEP, || served(&daily)).expect("the group's memory was never served");
+    assert!(first < 3 * (8 << 20), "three waiting shells hold {first} B");
+
+    // The copies allocate; the kernel shows each holding its string.
+    let out = c.exec(&["touch", "/tmp/go"]);
+    assert!(out.status.success(), "{out:?}");
+    let grown = poll_until(WAIT, STEP, || {
+        let cs = copies();
+        (cs.len() == 3
+            && cs
+                .iter()
+                .all(|&p| vm_rss(p) > 8 << 20 && children(p).len() == 1))
+        .then_some(())
+    });
+    assert!(grown.is_some(), "the copies never allocated");
+    // Read again within its interval: the kernel's figure.
+    let got = poll_until(WAIT, STEP, || {
+        let before = group_rss(&copies());
+        let v = served(&quick)?;
+        let after = group_rss(&copies());
+        (before == after && v >= first + 2 * (8 << 20) && v.abs_diff(before) <= before / 50)
+            .then_some((v, before))
+    });
+    assert!(
+        got.is_some(),
+        "served {:?} B, kernel VmRSS sum {} B",
+        served(&quick),
+        group_rss(&copies())
+    );
+    // Not due for a day: the figure of the first reading, not re-read at
+    // every scrape (a scrape's refresh shows at the next one: two scrapes).
+    for _ in 0..2 {
+        assert_eq!(served(&daily), Some(first));
     }
 }
 

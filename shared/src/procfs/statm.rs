@@ -3,6 +3,10 @@
 //! members of the groups it shows, on its own schedule (never every process
 //! every collection), and by the kill planner, for the copies it plans.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
 use crate::error::is_vanished;
 use crate::{Error, Result, Roots};
 
@@ -19,35 +23,60 @@ pub fn page_size() -> u64 {
 
 /// The resident memory (RSS, bytes: the kernel's `VmRSS`) of process `pid`;
 /// `Ok(None)` when it vanished. A kernel thread or zombie reads as 0.
+///
+/// This runs for thousands of processes per refresh: the path is built on
+/// the stack (no allocation unless the proc root is very long) and the file
+/// is read with one `read` into a stack buffer. `statm` is one seq_file
+/// record of seven numbers, far below the buffer, which the kernel hands
+/// over whole on the first read; a short read would still parse or fail
+/// as a parse error, never be misread.
 pub fn read_rss(roots: &Roots, pid: i32, page_size: u64) -> Result<Option<u64>> {
-    let path = roots.proc.join(pid.to_string()).join("statm");
-    // Seven numbers: one read into a buffer on the stack (no size probe,
-    // no allocation; this runs for thousands of processes per refresh).
-    let mut buf = [0u8; 256];
-    let read = std::fs::File::open(&path).and_then(|mut f| {
-        let mut n = 0;
-        while n < buf.len() {
-            match std::io::Read::read(&mut f, &mut buf[n..])? {
-                0 => break,
-                k => n += k,
-            }
+    let mut path_buf = [0u8; 256];
+    let owned;
+    let path = match statm_path(&mut path_buf, &roots.proc, pid) {
+        Some(p) => p,
+        None => {
+            owned = roots.proc.join(pid.to_string()).join("statm");
+            owned.as_path()
         }
-        Ok(n)
-    });
-    match read.map(|n| String::from_utf8_lossy(&buf[..n])) {
-        Ok(s) => match parse_statm_resident(&s) {
+    };
+    let mut buf = [0u8; 256];
+    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut buf));
+    match read {
+        Ok(n) => match std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(parse_statm_resident)
+        {
             Some(pages) => Ok(Some(pages.saturating_mul(page_size))),
             None => Err(Error::Parse {
-                path,
+                path: path.to_path_buf(),
                 msg: format!(
                     "expected statm fields, found {:?}",
-                    s.trim().chars().take(40).collect::<String>()
+                    String::from_utf8_lossy(&buf[..n])
+                        .trim()
+                        .chars()
+                        .take(40)
+                        .collect::<String>()
                 ),
             }),
         },
         Err(e) if is_vanished(&e) => Ok(None),
         Err(e) => Err(Error::read(path, e)),
     }
+}
+
+/// `<proc>/<pid>/statm` written into `buf`; `None` when it does not fit.
+fn statm_path<'a>(buf: &'a mut [u8], proc: &Path, pid: i32) -> Option<&'a Path> {
+    let root = proc.as_os_str().as_bytes();
+    let mut pid_text = itoa::Buffer::new();
+    let pid_text = pid_text.format(pid).as_bytes();
+    let parts: [&[u8]; 4] = [root, b"/", pid_text, b"/statm"];
+    let mut n = 0;
+    for part in parts {
+        buf.get_mut(n..n + part.len())?.copy_from_slice(part);
+        n += part.len();
+    }
+    Some(Path::new(OsStr::from_bytes(&buf[..n])))
 }
 
 #[cfg(test)]
@@ -78,5 +107,29 @@ mod tests {
             read_rss(&roots, 42, 4096),
             Err(Error::Parse { .. })
         ));
+        // An empty read (the process exited between open and read) is a
+        // parse error naming the file, not a figure.
+        std::fs::write(dir.path().join("42/statm"), "").unwrap();
+        match read_rss(&roots, 42, 4096) {
+            Err(Error::Parse { path, .. }) => assert_eq!(path, dir.path().join("42/statm")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_proc_root_too_long_for_the_stack_path_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("p".repeat(200)).join("q".repeat(200));
+        std::fs::create_dir_all(long.join("7")).unwrap();
+        std::fs::write(long.join("7/statm"), "10 20 0 0 0 0 0\n").unwrap();
+        let roots = Roots::new(&long, dir.path());
+        let mut buf = [0u8; 256];
+        assert_eq!(statm_path(&mut buf, &long, 7), None);
+        assert_eq!(read_rss(&roots, 7, 4096).unwrap(), Some(20 * 4096));
+        assert_eq!(read_rss(&roots, 8, 4096).unwrap(), None);
+        assert_eq!(
+            statm_path(&mut buf, Path::new("/host/proc"), -1),
+            Some(Path::new("/host/proc/-1/statm"))
+        );
     }
 }
