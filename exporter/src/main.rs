@@ -198,15 +198,35 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    match cli.command {
-        Some(Command::Snapshot { json }) => snapshot::run(&cli, json).await,
-        None => serve(cli).await,
-    }
+    // A scrape builds a snapshot and an exposition of a few MiB and drops
+    // them: keep those pages for the next scrape rather than fault them in
+    // again each time.
+    pidwarden_shared::keep_freed_memory(KEEP_FREED_MEMORY);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // The collection runs on a blocking thread: keep it between scrapes
+        // (Prometheus scrapes every 15-60 s; the default 10 s would start a
+        // thread, with cold caches, for each).
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Some(Command::Snapshot { json }) => snapshot::run(&cli, json).await,
+            None => serve(cli).await,
+        }
+    })
 }
+
+/// Freed memory kept by the allocator for the next scrape (see
+/// [`pidwarden_shared::keep_freed_memory`]).
+const KEEP_FREED_MEMORY: usize = 16 << 20;
+
+/// How long an idle blocking thread (the one a collection ran on) is kept.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     match pidwarden_shared::procfs::raise_nofile_limit() {

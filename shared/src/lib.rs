@@ -30,4 +30,4 @@ pub mod timefmt;
 pub use error::{Error, Result};
 pub use limit::Limit;
 pub use roots::Roots;
-pub use sys::thread_cpu_time;
+pub use sys::{keep_freed_memory, thread_cpu_time};

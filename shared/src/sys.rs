@@ -1,11 +1,38 @@
 //! Every raw system call the crate makes, each behind a safe function with
 //! its `SAFETY` argument: pidfds (open, signal, poll), the epoll set that
-//! learns exits, the open file limit, the filesystem type of a path, and the
-//! clocks of `/proc/<pid>/stat`. The rest of the crate holds no `unsafe`.
+//! learns exits, the open file limit, the filesystem type of a path, a link
+//! count asked relative to a kept directory, the allocator's trim settings,
+//! and the clocks of `/proc/<pid>/stat`. The rest of the crate holds no
+//! `unsafe`.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
+
+/// The link count of `name` in the directory `dir` (not following a
+/// symlink): `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`, a one-component
+/// path walk.
+pub(crate) fn nlink_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is an open descriptor for the duration of the call,
+    // `name` a NUL-terminated string and `st` a writable `stat`.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.st_nlink as u64)
+}
 
 /// `pidfd_open(pid, 0)`.
 pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
@@ -213,4 +240,30 @@ pub fn thread_cpu_time() -> Duration {
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
+}
+
+/// Asks the C allocator to keep the memory a collection freed for the next
+/// one instead of handing it back to the kernel after each: a daemon that
+/// builds and drops a snapshot and a large exposition every scrape
+/// otherwise pays the page faults (and zeroing) of the same pages again at
+/// every scrape. Heap tops up to `keep` bytes stay mapped, and blocks below
+/// `keep` come from the heap (glibc's `M_TRIM_THRESHOLD` and
+/// `M_MMAP_THRESHOLD`; capped by glibc at 32 MiB on 64-bit). Returns whether
+/// the allocator took both; elsewhere than glibc it does nothing.
+pub fn keep_freed_memory(keep: usize) -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        let keep = keep.min(32 << 20) as libc::c_int;
+        // SAFETY: mallopt only sets allocator parameters; called before the
+        // process allocates in earnest, and it is thread-safe in glibc.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, keep) == 1
+                && libc::mallopt(libc::M_MMAP_THRESHOLD, keep) == 1
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = keep;
+        false
+    }
 }

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::hash::BuildHasherDefault;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,9 @@ pub struct ControlFiles {
     files: ByPath<Kept>,
     /// Subdirectory lists read in this collection.
     dirs: ByPath<Option<Vec<String>>>,
+    /// Parents of the directories whose subdirectories were asked, kept
+    /// open (`O_PATH`) to ask their children's link counts.
+    parents: ByPath<KeptDir>,
     open: usize,
     pool: FdPool,
     generation: u64,
@@ -94,6 +98,14 @@ struct Kept {
     read_at: Instant,
 }
 
+/// A directory kept open to ask its children's link counts.
+#[derive(Debug)]
+struct KeptDir {
+    /// `None`: no descriptor to spare; ask by path.
+    fd: Option<File>,
+    generation: u64,
+}
+
 /// What a kept entry gave for a path.
 enum Got {
     /// Its content of this collection is in the entry.
@@ -111,6 +123,7 @@ impl ControlFiles {
         ControlFiles {
             files: ByPath::default(),
             dirs: ByPath::default(),
+            parents: ByPath::default(),
             open: 0,
             pool,
             generation: 0,
@@ -222,15 +235,71 @@ impl ControlFiles {
         }
         // A directory's link count is 2 plus its subdirectories on cgroupfs
         // (kernfs), ext4 and tmpfs: 2 means none, without listing it.
-        use std::os::unix::fs::MetadataExt;
-        let found = match std::fs::metadata(dir) {
-            Ok(m) if m.nlink() == 2 => Some(Vec::new()),
-            Ok(_) => super::discover::subdirs(dir)?,
-            Err(e) if is_vanished(&e) => None,
+        let found = match self.nlink(dir) {
+            Ok(Some(2)) => Some(Vec::new()),
+            Ok(Some(_)) => super::discover::subdirs(dir)?,
+            Ok(None) => None,
             Err(e) => return Err(Error::read(dir, e)),
         };
         self.dirs.insert(key(dir).to_owned(), found.clone());
         Ok(found)
+    }
+
+    /// The link count of `dir`, `None` when it vanished. Asked relative to
+    /// its parent kept open (a one-component walk instead of the whole
+    /// path; every container's directory shares a parent); without a kept
+    /// parent (no descriptor to spare), by the path. A kept parent that was
+    /// removed (and perhaps made again) answers `ENOENT` for every name: the
+    /// path then decides, and a parent found stale is dropped.
+    fn nlink(&mut self, dir: &Path) -> std::io::Result<Option<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        let by_path = |dir: &Path| match std::fs::symlink_metadata(dir) {
+            Ok(m) => Ok(Some(m.nlink())),
+            Err(e) if is_vanished(&e) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return by_path(dir);
+        };
+        let generation = self.generation;
+        if !self.parents.contains_key(key(parent)) {
+            let fd = if self.pool.take() {
+                let opened = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(parent);
+                match opened {
+                    Ok(f) => Some(f),
+                    Err(_) => {
+                        self.pool.give(1);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            self.parents
+                .insert(key(parent).to_owned(), KeptDir { fd, generation });
+        }
+        let kept = self.parents.get_mut(key(parent)).expect("inserted above");
+        kept.generation = generation;
+        let Some(fd) = kept.fd.as_ref() else {
+            return by_path(dir);
+        };
+        match crate::sys::nlink_at(std::os::fd::AsFd::as_fd(fd), name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_vanished(&e) => {
+                let got = by_path(dir)?;
+                if got.is_some() {
+                    // The path names a directory the kept parent does not
+                    // hold: the parent was made again.
+                    self.parents.remove(key(parent));
+                    self.pool.give(1);
+                }
+                Ok(got)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Closes the files (and forgets the missing ones) not read since the
@@ -239,6 +308,15 @@ impl ControlFiles {
         let generation = self.generation;
         let mut closed = 0;
         self.dirs.clear();
+        let mut closed_dirs = 0;
+        self.parents.retain(|_, d| {
+            let keep = d.generation == generation;
+            if !keep && d.fd.is_some() {
+                closed_dirs += 1;
+            }
+            keep
+        });
+        self.pool.give(closed_dirs);
         self.files.retain(|_, k| {
             k.fresh = false;
             let keep = k.generation == generation;
@@ -307,6 +385,44 @@ mod tests {
         // Past the interval (here: none), the limit is read again.
         f.set_limits_every(Duration::ZERO);
         assert_eq!(f.read(&max).unwrap(), Some("200\n"));
+    }
+
+    #[test]
+    fn link_counts_are_asked_through_the_kept_parent_and_a_parent_made_again_is_noticed() {
+        if !pidwarden_tests::require_cgroups() {
+            return;
+        }
+        let cg = pidwarden_tests::TestCgroup::new(&["pids"], "parent");
+        let parent = cg.path("pids").join("parent");
+        let child = parent.join("child");
+        std::fs::create_dir_all(&child).unwrap();
+        let mut f = ControlFiles::new(FdPool::fixed(8));
+        assert_eq!(f.subdirs(&child).unwrap(), Some(Vec::new()));
+        f.end_scrape();
+        std::fs::create_dir(child.join("a")).unwrap();
+        assert_eq!(f.subdirs(&child).unwrap(), Some(vec!["a".to_string()]));
+        f.end_scrape();
+        // The parent is removed and made again, with a child of the same
+        // name that holds a subdirectory: the kept parent (removed) knows
+        // no such child, the path does.
+        std::fs::remove_dir(child.join("a")).unwrap();
+        std::fs::remove_dir(&child).unwrap();
+        std::fs::remove_dir(&parent).unwrap();
+        std::fs::create_dir_all(child.join("b")).unwrap();
+        assert_eq!(f.subdirs(&child).unwrap(), Some(vec!["b".to_string()]));
+        f.end_scrape();
+        // and the parent is opened afresh.
+        std::fs::remove_dir(child.join("b")).unwrap();
+        assert_eq!(f.subdirs(&child).unwrap(), Some(Vec::new()));
+        f.end_scrape();
+        // A child removed is gone, through the kept parent.
+        std::fs::remove_dir(&child).unwrap();
+        assert_eq!(f.subdirs(&child).unwrap(), None);
+        std::fs::remove_dir(&parent).unwrap();
+        // Unused, the parent is closed: every descriptor is back.
+        f.end_scrape();
+        f.end_scrape();
+        assert!(f.parents.is_empty());
     }
 
     #[test]
