@@ -223,6 +223,7 @@ impl GroupMemory {
         let mut budget = self.bound;
         for c in order {
             let id = &c.container.id;
+            let first = !self.containers.contains_key(id.as_str());
             let f = match self.containers.get_mut(id.as_str()) {
                 Some(f) => f,
                 None => {
@@ -239,7 +240,8 @@ impl GroupMemory {
                     })
                 }
             };
-            let due = f.due(now, horizon);
+            // First sight reads every member (all new) already.
+            let due = !first && f.due(now, horizon);
             if !due && !f.waiting && std::ptr::eq(f.checked.as_ptr(), Arc::as_ptr(&c.groups)) {
                 // Nothing changed since the container was last looked at.
                 continue;

@@ -907,11 +907,13 @@ fn a_groups_new_copies_are_counted_within_two_scrapes() {
     let ex = Exporter::start(&["--group-memory-interval", "86400"]);
     let id = c.id.as_str();
     let label = [("command", "sleep 1000")];
-    let served = |body: &str, name: &str| -> Option<u64> {
-        sample(body, name, id, &label)?.parse().ok()
-    };
+    let served =
+        |body: &str, name: &str| -> Option<u64> { sample(body, name, id, &label)?.parse().ok() };
     let first = poll_until(WAIT, STEP, || {
-        served(&ex.metrics(), "pidwarden_container_process_group_memory_bytes")
+        served(
+            &ex.metrics(),
+            "pidwarden_container_process_group_memory_bytes",
+        )
     })
     .expect("the group's memory was never served");
     assert!(
