@@ -1,18 +1,33 @@
 //! The resident memory of the command groups the exporter shows
-//! (`pidwarden_container_process_group_memory_bytes`), read on each
-//! container's own schedule: never every process on every scrape, and
-//! never every container in the same scrape.
+//! (`pidwarden_container_process_group_memory_bytes`): never every process
+//! on every scrape, yet a group's new copies counted at the next scrape.
 //!
-//! A container's shown groups (the top K, each copy with its whole
-//! subtree) have their `/proc/<pid>/statm` read when the container is
-//! first seen, then once every interval. Its second reading is placed at a
-//! phase drawn from a hash of its id, uniform over the interval, so that
-//! containers that started together (a node's reboot) are read a share at
-//! each scrape from then on, not all in one scrape forever. Between its
-//! readings a container's figures are kept, except that a group it shows
-//! with no figure yet (a new leak) is read, alone, at the next refresh.
-//! A container gone from the collection is forgotten; a group no longer
-//! shown is forgotten at its container's next reading.
+//! Each container keeps the RSS of every member of its shown groups (the
+//! top K, each copy with its whole subtree), read from `/proc/<pid>/statm`
+//! with the time it was read, keyed by pid and start time (a reused pid is
+//! a new member, never served the old process's figure). At each refresh
+//! (each scrape) a member not in that cache (a new copy, a new child) is
+//! read, and only it; a member gone (exited, or no longer in a shown
+//! group) is dropped without a read; a group's figure is the sum over its
+//! current members. A container's members are looked at only when its
+//! group list changed (the incremental collection keeps the list while
+//! the processes do not change), when it is due, or while members wait
+//! for their first read.
+//!
+//! All the members of a container are read again on its own schedule: when
+//! it is first seen, then once every interval. Its second reading is placed
+//! at a phase drawn from a hash of its id, uniform over the interval, so
+//! that containers that started together (a node's reboot) are read a share
+//! at each scrape from then on, not all in one scrape forever. A member
+//! that stayed is thus never served older than the interval.
+//!
+//! One refresh reads at most [`MAX_NEW_READS`] new members, containers
+//! whose members waited from the previous refresh first, then in the
+//! collection's order; the rest wait for the next refreshes. A group with a
+//! member not read yet has no figure (its series is left out) until all
+//! its members have one: a partial sum is never shown as the group's.
+//! During a mass start (a deploy, a node's reboot) the figures come in over
+//! a few scrapes.
 //!
 //! The refresh runs once per scrape, after the scrape's answer (which
 //! serves the figures as they stood): a container is read at the last
@@ -20,46 +35,74 @@
 //! judged from the time between the last two refreshes. With scrapes at a
 //! steady rate a figure served is at most one interval old.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use pidwarden_shared::collect::{ContainerSnapshot, Snapshot};
-use pidwarden_shared::groups::{self, Group};
+use pidwarden_shared::groups;
 use pidwarden_shared::procfs::statm::{page_size, read_rss};
 use pidwarden_shared::procfs::Cmdline;
 use pidwarden_shared::Roots;
 
 use crate::metrics::{top_groups, GroupMemorySource};
 
-/// The default of `--group-memory-interval`: how long a container's group
-/// figures are kept before they are read again, the most the metric lags
-/// behind the kernel (the reasons for the figure: docs/metrics.md, "Group
-/// memory").
+/// The default of `--group-memory-interval`: how long a member's figure is
+/// kept before it is read again, the most the metric lags behind the
+/// kernel for members that stayed (the reasons for the figure:
+/// docs/metrics.md, "Group memory").
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1800);
+
+/// The most new members (not in the cache) one refresh reads. At ~10 µs
+/// of CPU per `statm` read that is ≲10 ms per scrape, half of the 20 ms a
+/// scrape may cost on a host whose processes all just started; such a host
+/// of 10,000 processes is read in full within 10 scrapes (2.5 min at 15 s,
+/// far inside the 15 min an alert on the figure waits). A leak adds copies
+/// far more slowly than 1,000 processes per scrape (67 per second at 15 s):
+/// its new copies are read at the next scrape. The 627 copies of the
+/// incident, with a child or two each, would take 2 or 3 scrapes even if
+/// they all appeared at once.
+pub const MAX_NEW_READS: usize = 1000;
 
 /// A group of a container: parent, command line.
 type GroupKey = (i32, Cmdline);
 
+/// A process: pid and start time (clock ticks after boot), so that a pid
+/// reused by a new process is a new key.
+type ProcKey = (i32, u64);
+
+/// A member's figure.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    /// Resident bytes (0 when it vanished or could not be read).
+    bytes: u64,
+    /// When it was read.
+    read_at: Instant,
+}
+
 /// One container's figures.
 #[derive(Debug)]
 struct Figures {
-    /// Bytes per group shown at its last reading (or read since, when new).
+    /// The members of the shown groups as last read.
+    members: HashMap<ProcKey, Member>,
+    /// Bytes per shown group whose members all have a figure, summed at the
+    /// last refresh that looked at the container.
     groups: HashMap<GroupKey, u64>,
-    /// When every group shown was last read.
+    /// When every member was last read (the schedule's reading).
     read_at: Instant,
-    /// One interval after `read_at`: the figures must be read again before
+    /// One interval after `read_at`: the members must be read again before
     /// they are served older than that.
     next: Instant,
     /// After the first sight, when the second reading is due (the id's
     /// phase): read at the first refresh at or after it.
     phased: Option<Instant>,
-    /// The container's group list whose shown groups all have a figure
-    /// (weak: it keeps the allocation, so its address is not reused, not
-    /// the groups).
-    checked: Weak<Vec<Group>>,
+    /// The container's group list whose members were last looked at (weak:
+    /// it keeps the allocation, so its address is not reused, not the
+    /// groups).
+    checked: Weak<Vec<pidwarden_shared::groups::Group>>,
+    /// Members wait for their first read (the bound was reached).
+    waiting: bool,
 }
 
 impl Figures {
@@ -74,12 +117,14 @@ impl Figures {
 /// What one refresh read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Refreshed {
-    /// Containers whose shown groups were all read (due, or first seen).
+    /// Containers whose members were all read again (due, or first seen).
     pub containers: usize,
-    /// Groups read (those of the containers above, and new ones alone).
+    /// Groups with a member read.
     pub groups: usize,
     /// Processes whose `statm` was read.
     pub processes: u64,
+    /// New members left for the next refreshes (the bound was reached).
+    pub waiting: u64,
 }
 
 /// The groups' memory as last read, per container.
@@ -87,6 +132,8 @@ pub struct Refreshed {
 pub struct GroupMemory {
     every: Duration,
     page: u64,
+    /// New members read per refresh at most ([`MAX_NEW_READS`]).
+    bound: usize,
     /// Figures by container id.
     containers: HashMap<String, Figures>,
     /// When the previous refresh ran (the previous scrape).
@@ -106,11 +153,12 @@ fn phase(id: &str, every: Duration) -> Duration {
 }
 
 impl GroupMemory {
-    /// Each container's figures refreshed every `every`.
+    /// Each container's members read again every `every`.
     pub fn new(every: Duration) -> Self {
         GroupMemory {
             every,
             page: page_size(),
+            bound: MAX_NEW_READS,
             containers: HashMap::new(),
             last_refresh: None,
             reads: 0,
@@ -129,12 +177,12 @@ impl GroupMemory {
     }
 
     /// Reads, for the top `k` groups of the containers of `snap` (the groups
-    /// `build_families` shows): every group of a container seen for the
-    /// first time or due, and the groups with no figure yet of the others;
-    /// forgets the containers gone and, in the containers read, the groups
-    /// no longer shown. A process that vanished or cannot be read counts 0
-    /// (logged at debug): the group is still shown. `now` is the time of
-    /// the call (a parameter for the tests).
+    /// `build_families` shows), each copy with its subtree: every member of
+    /// a container due, and the members not read yet of the others (at most
+    /// the bound in all); drops the members and groups gone and forgets the
+    /// containers gone. A process that vanished or cannot be read counts 0
+    /// (logged at debug). `now` is the time of the call (a parameter for
+    /// the tests).
     pub fn refresh_at(
         &mut self,
         now: Instant,
@@ -163,63 +211,98 @@ impl GroupMemory {
             .collect();
         self.containers
             .retain(|id, _| present.contains(id.as_str()));
-        for c in &snap.containers {
+        // Containers whose members waited first, then the collection's
+        // order.
+        let mut order: Vec<&ContainerSnapshot> = snap.containers.iter().collect();
+        order.sort_by_key(|c| {
+            !self
+                .containers
+                .get(c.container.id.as_str())
+                .is_some_and(|f| f.waiting)
+        });
+        let mut budget = self.bound;
+        for c in order {
             let id = &c.container.id;
+            let first = !self.containers.contains_key(id.as_str());
+            let f = match self.containers.get_mut(id.as_str()) {
+                Some(f) => f,
+                None => {
+                    // First sight: the second reading at the id's phase.
+                    done.containers += 1;
+                    self.containers.entry(id.clone()).or_insert(Figures {
+                        members: HashMap::new(),
+                        groups: HashMap::new(),
+                        read_at: now,
+                        next: now + self.every,
+                        phased: Some(now + phase(id, self.every)),
+                        checked: Weak::new(),
+                        waiting: false,
+                    })
+                }
+            };
+            // First sight reads every member (all new) already.
+            let due = !first && f.due(now, horizon);
+            if !due && !f.waiting && std::ptr::eq(f.checked.as_ptr(), Arc::as_ptr(&c.groups)) {
+                // Nothing changed since the container was last looked at.
+                continue;
+            }
+            if due {
+                done.containers += 1;
+                f.read_at = now;
+                f.next = now + self.every;
+                f.phased = None;
+            }
             let mut reader = Reader {
                 roots,
                 page: self.page,
                 reads: &mut self.reads,
-                container: c,
-                children: None,
+                now,
+                reread: due,
+                budget: &mut budget,
             };
-            match self.containers.get_mut(id.as_str()) {
-                Some(f) if !f.due(now, horizon) => {
-                    // Not due: only the groups first shown since its
-                    // reading, looked for only when its groups changed (the
-                    // incremental collection keeps their list while they
-                    // do not).
-                    if std::ptr::eq(f.checked.as_ptr(), Arc::as_ptr(&c.groups)) {
+            let live = &c.processes.live;
+            let kids = groups::children_of(live);
+            let mut members = HashSet::new();
+            let mut figures = HashMap::new();
+            f.waiting = false;
+            for g in top_groups(c, k, max_chars) {
+                let Some(g) = g.group else { continue };
+                let reads = *reader.reads;
+                let mut bytes = Some(0u64);
+                for pid in groups::descendants(&kids, &g.pids) {
+                    // A pid not among the live processes (a zombie, or gone
+                    // since the listing) holds nothing to read.
+                    let Ok(i) = live.binary_search_by_key(&pid, |p| p.pid) else {
                         continue;
-                    }
-                    for g in top_groups(c, k, max_chars) {
-                        let Some(g) = g.group else { continue };
-                        if let Entry::Vacant(e) = f.groups.entry((g.ppid, g.cmdline)) {
-                            e.insert(reader.group(&g.pids));
-                            done.groups += 1;
+                    };
+                    let key = (pid, live[i].start_time);
+                    members.insert(key);
+                    match reader.member(&mut f.members, key) {
+                        Some(b) => bytes = bytes.map(|s| s.saturating_add(b)),
+                        None => {
+                            bytes = None;
+                            f.waiting = true;
+                            done.waiting += 1;
                         }
                     }
-                    f.checked = Arc::downgrade(&c.groups);
                 }
-                seen => {
-                    // First sight: the second reading at the id's phase.
-                    let phased = seen.is_none().then(|| now + phase(id, self.every));
-                    let mut groups = HashMap::new();
-                    for g in top_groups(c, k, max_chars) {
-                        let Some(g) = g.group else { continue };
-                        let bytes = reader.group(&g.pids);
-                        groups.insert((g.ppid, g.cmdline), bytes);
-                        done.groups += 1;
-                    }
-                    done.containers += 1;
-                    self.containers.insert(
-                        id.clone(),
-                        Figures {
-                            groups,
-                            read_at: now,
-                            next: now + self.every,
-                            phased,
-                            checked: Arc::downgrade(&c.groups),
-                        },
-                    );
+                if *reader.reads > reads {
+                    done.groups += 1;
+                }
+                if let Some(bytes) = bytes {
+                    figures.insert((g.ppid, g.cmdline), bytes);
                 }
             }
+            f.members.retain(|key, _| members.contains(key));
+            f.groups = figures;
+            f.checked = Arc::downgrade(&c.groups);
         }
         done.processes = self.reads - reads0;
         if !snap.containers.is_empty() {
             // The refresh's cost, apart from the rest of the scrape (the
             // benchmark reads it; one line per scrape, reading or not);
-            // `oldest_s`: the oldest figure kept (worked out only when
-            // logged).
+            // `oldest_s`: the oldest reading of a container's members kept
+            // (worked out only when logged).
             let containers = &self.containers;
             let oldest = || {
                 containers
@@ -232,6 +315,7 @@ impl GroupMemory {
                 containers = done.containers,
                 groups = done.groups,
                 processes = done.processes,
+                waiting = done.waiting,
                 cpu_ms =
                     (pidwarden_shared::thread_cpu_time().saturating_sub(cpu0)).as_secs_f64() * 1e3,
                 wall_ms = wall0.elapsed().as_secs_f64() * 1e3,
@@ -243,33 +327,53 @@ impl GroupMemory {
     }
 }
 
-/// Reads the groups of one container: its children map built once, when
-/// the first group is read.
+/// Reads members for one container at one refresh.
 struct Reader<'a> {
     roots: &'a Roots,
     page: u64,
     reads: &'a mut u64,
-    container: &'a ContainerSnapshot,
-    children: Option<HashMap<i32, Vec<i32>>>,
+    now: Instant,
+    /// The container is due: members read before this refresh are read
+    /// again.
+    reread: bool,
+    /// New members this refresh may still read.
+    budget: &'a mut usize,
 }
 
 impl Reader<'_> {
-    /// The bytes held by the copies `pids`, each with its subtree.
-    fn group(&mut self, pids: &[i32]) -> u64 {
-        let live = &self.container.processes.live;
-        let kids = self
-            .children
-            .get_or_insert_with(|| groups::children_of(live));
-        let mut bytes = 0u64;
-        for pid in groups::descendants(kids, pids) {
-            *self.reads += 1;
-            match read_rss(self.roots, pid, self.page) {
-                Ok(Some(b)) => bytes = bytes.saturating_add(b),
-                Ok(None) => {}
-                Err(e) => tracing::debug!(pid, error = %e, "statm left out"),
+    /// The figure of member `key`: the cached one, or read (and cached)
+    /// when it has none or the container is due and it was not read at
+    /// this refresh yet (a member in two shown groups' subtrees is read
+    /// once); `None` when it has none and the bound is reached.
+    fn member(&mut self, cache: &mut HashMap<ProcKey, Member>, key: ProcKey) -> Option<u64> {
+        match cache.get(&key) {
+            Some(m) if !self.reread || m.read_at == self.now => return Some(m.bytes),
+            Some(_) => {}
+            None if *self.budget == 0 => return None,
+            None => *self.budget -= 1,
+        }
+        let bytes = self.read(key.0);
+        cache.insert(
+            key,
+            Member {
+                bytes,
+                read_at: self.now,
+            },
+        );
+        Some(bytes)
+    }
+
+    /// The resident bytes of `pid`, 0 when it vanished or cannot be read.
+    fn read(&mut self, pid: i32) -> u64 {
+        *self.reads += 1;
+        match read_rss(self.roots, pid, self.page) {
+            Ok(Some(b)) => b,
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "statm left out");
+                0
             }
         }
-        bytes
     }
 }
 
@@ -357,15 +461,17 @@ mod tests {
         let every = Duration::from_secs(120);
         let mut mem = GroupMemory::new(every);
         let t0 = Instant::now();
-        // First sight: every shown group of A (B shows none): 4 groups, 11
-        // processes (12..=14 vanished: counted 0).
+        // First sight: every shown group of A (B shows none) with a live
+        // member: 3 groups, 8 processes (12..=14 are not live processes:
+        // nothing to read).
         let r = mem.refresh_at(t0, &roots, &snap, 5, 120);
         assert_eq!(
             r,
             Refreshed {
                 containers: 2,
-                groups: 4,
-                processes: 11
+                groups: 3,
+                processes: 8,
+                waiting: 0
             }
         );
         assert_eq!(
@@ -396,7 +502,7 @@ mod tests {
             }
             // At its phase (or before its figures would be served older
             // than the interval) A is read afresh.
-            assert_eq!((r.containers, r.processes), (1, 11), "{r:?}");
+            assert_eq!((r.containers, r.processes), (1, 8), "{r:?}");
             assert!(t < due + SCRAPE);
             break;
         }
@@ -428,6 +534,8 @@ mod tests {
         let dir = proc_root(&snap);
         let roots = Roots::new(dir.path(), dir.path());
         let mut mem = GroupMemory::new(every);
+        // The schedule alone: no bound on the first sight's reads.
+        mem.bound = usize::MAX;
         let t0 = Instant::now();
         let first = mem.refresh_at(t0, &roots, &snap, 5, 120);
         assert_eq!(first.containers, 200);
@@ -442,7 +550,7 @@ mod tests {
             for i in 1..=8u32 {
                 let t = t0 + SCRAPE * (round * 8 + i);
                 let r = mem.refresh_at(t, &roots, &snap, 5, 120);
-                assert_eq!(r.processes, 11 * r.containers as u64);
+                assert_eq!(r.processes, 8 * r.containers as u64);
                 per_scrape.push(r.containers);
             }
             assert_eq!(per_scrape.iter().sum::<usize>(), 200, "{per_scrape:?}");
@@ -498,7 +606,7 @@ mod tests {
         before.containers[0].groups = groups.into();
         let mut mem = GroupMemory::new(every);
         let t0 = Instant::now();
-        assert_eq!(mem.refresh_at(t0, &roots, &before, 5, 120).processes, 8);
+        assert_eq!(mem.refresh_at(t0, &roots, &before, 5, 120).processes, 5);
         assert_eq!(mem.group_memory(ID_A, 1, &worker_cmd(&full)), None);
         // The group shows up: the next refresh reads its copies, only them.
         std::fs::write(dir.path().join("2/statm"), "100 1000 0 0 0 0 0\n").unwrap();
@@ -509,7 +617,8 @@ mod tests {
             Refreshed {
                 containers: 0,
                 groups: 1,
-                processes: 3
+                processes: 3,
+                waiting: 0
             }
         );
         assert_eq!(
@@ -547,15 +656,21 @@ mod tests {
         groups.remove(1);
         after.containers[0].groups = groups.into();
         let t1 = t0 + Duration::from_millis(1);
-        mem.refresh_at(t1, &roots, &after, 5, 120);
+        let r = mem.refresh_at(t1, &roots, &after, 5, 120);
         assert_eq!(mem.group_memory(&ids[1], 1, &sleep), None);
         assert!(!mem.containers.contains_key(&ids[1]));
-        // `worker` is kept until its container's next reading…
-        assert!(mem.group_memory(&ids[0], 1, &worker).is_some());
-        // …which forgets it.
+        // `worker` and its members are dropped at once, without a read.
+        assert_eq!(r, Refreshed::default());
+        assert_eq!(mem.group_memory(&ids[0], 1, &worker), None);
+        assert!(mem.group_memory(&ids[0], 1, &sleep).is_some());
+        assert!(mem.containers[&ids[0]]
+            .members
+            .keys()
+            .all(|&(pid, _)| !(6..=8).contains(&pid)));
+        // Its next reading reads the members shown only.
         let due = mem.containers[&ids[0]].next;
         let r = mem.refresh_at(due + SCRAPE, &roots, &after, 5, 120);
-        assert_eq!(r.containers, 1);
+        assert_eq!((r.containers, r.processes), (1, 5));
         assert_eq!(mem.group_memory(&ids[0], 1, &worker), None);
         assert!(mem.group_memory(&ids[0], 1, &sleep).is_some());
         // A container that comes back is read at once.
@@ -563,5 +678,171 @@ mod tests {
         let r = mem.refresh_at(t3, &roots, &snap, 5, 120);
         assert_eq!(r.containers, 1);
         assert!(mem.group_memory(&ids[1], 1, &worker).is_some());
+    }
+
+    /// Container A holding only `npm exec x` copies under pid 1, each
+    /// `(pid, start time)`, and `children` `(pid, parent)` running `node`.
+    fn leak(copies: &[(i32, u64)], children: &[(i32, i32)]) -> Snapshot {
+        let mut snap = snapshot();
+        snap.containers.truncate(1);
+        let c = &mut snap.containers[0];
+        let init = c.processes.live[0].clone();
+        let mut live = vec![init.clone()];
+        for &(pid, start) in copies {
+            let mut p = init.clone();
+            (p.pid, p.ppid, p.start_time) = (pid, 1, start);
+            p.cmdline = Cmdline::from_args(["npm", "exec", "x"]);
+            live.push(p);
+        }
+        for &(pid, ppid) in children {
+            let mut p = init.clone();
+            (p.pid, p.ppid, p.start_time) = (pid, ppid, 5000 + pid as u64);
+            p.cmdline = Cmdline::from_args(["node", "server.js"]);
+            live.push(p);
+        }
+        live.sort_by_key(|p| p.pid);
+        c.groups = Arc::new(groups::duplicate_groups(&live));
+        c.processes = pidwarden_shared::procfs::ContainerProcesses {
+            live,
+            zombies: Vec::new(),
+        }
+        .into();
+        snap
+    }
+
+    fn npm() -> Cmdline {
+        Cmdline::from_args(["npm", "exec", "x"])
+    }
+
+    fn copies(pids: std::ops::RangeInclusive<i32>) -> Vec<(i32, u64)> {
+        pids.map(|p| (p, 1000 + p as u64)).collect()
+    }
+
+    #[test]
+    fn new_copies_are_read_at_the_next_refresh_only_they_and_exits_cost_no_read() {
+        let big = leak(&copies(10..=15), &[(40, 10)]);
+        let dir = proc_root(&big);
+        let roots = Roots::new(dir.path(), dir.path());
+        let page = page_size();
+        let every = Duration::from_secs(3600);
+        assert!(phase(ID_A, every) > SCRAPE * 4);
+        let mut mem = GroupMemory::new(every);
+        let t0 = Instant::now();
+        // Two copies: read at first sight.
+        let r = mem.refresh_at(t0, &roots, &leak(&copies(10..=11), &[]), 5, 120);
+        assert_eq!(r.processes, 2);
+        assert_eq!(mem.group_memory(ID_A, 1, &npm()), Some((10 + 11) * page));
+        // The copies already read keep their figure until the container is
+        // due (a change to one of them is not seen yet)…
+        std::fs::write(dir.path().join("10/statm"), "100 500 0 0 0 0 0\n").unwrap();
+        // …and the group grows to six copies between two readings: the
+        // next refresh reads the four new ones, only them.
+        let t1 = t0 + SCRAPE;
+        let six = leak(&copies(10..=15), &[]);
+        let r = mem.refresh_at(t1, &roots, &six, 5, 120);
+        assert_eq!((r.containers, r.groups, r.processes), (0, 1, 4), "{r:?}");
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((10 + 11 + 12 + 13 + 14 + 15) * page)
+        );
+        // Nothing new: nothing read.
+        let r = mem.refresh_at(t1 + SCRAPE, &roots, &six, 5, 120);
+        assert_eq!(r, Refreshed::default());
+        // A copy's new child (its subtree) is read alone.
+        let t2 = t1 + SCRAPE * 2;
+        let r = mem.refresh_at(t2, &roots, &big, 5, 120);
+        assert_eq!(r.processes, 1);
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((10 + 11 + 12 + 13 + 14 + 15 + 40) * page)
+        );
+        // A copy exits (13), and the child: dropped, no read.
+        let t3 = t2 + SCRAPE;
+        let five: Vec<_> = copies(10..=15).into_iter().filter(|c| c.0 != 13).collect();
+        let r = mem.refresh_at(t3, &roots, &leak(&five, &[]), 5, 120);
+        assert_eq!(r, Refreshed::default());
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((10 + 11 + 12 + 14 + 15) * page)
+        );
+        assert_eq!(mem.containers[ID_A].members.len(), 5);
+        // At its scheduled reading every member is read again.
+        let due = mem.containers[ID_A].phased.unwrap();
+        let r = mem.refresh_at(due, &roots, &leak(&five, &[]), 5, 120);
+        assert_eq!((r.containers, r.processes), (1, 5), "{r:?}");
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((500 + 11 + 12 + 14 + 15) * page)
+        );
+    }
+
+    #[test]
+    fn a_reused_pid_is_read_afresh() {
+        let before = leak(&copies(10..=12), &[]);
+        let dir = proc_root(&before);
+        let roots = Roots::new(dir.path(), dir.path());
+        let page = page_size();
+        let mut mem = GroupMemory::new(Duration::from_secs(3600));
+        let t0 = Instant::now();
+        mem.refresh_at(t0, &roots, &before, 5, 120);
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((10 + 11 + 12) * page)
+        );
+        // 12 exits and a new copy gets its pid (a later start time) before
+        // the next scrape: the same pid, a new process, read afresh.
+        std::fs::write(dir.path().join("12/statm"), "100 777 0 0 0 0 0\n").unwrap();
+        let after = leak(&[(10, 1010), (11, 1011), (12, 9999)], &[]);
+        let r = mem.refresh_at(t0 + SCRAPE, &roots, &after, 5, 120);
+        assert_eq!(r.processes, 1);
+        assert_eq!(
+            mem.group_memory(ID_A, 1, &npm()),
+            Some((10 + 11 + 777) * page)
+        );
+        assert!(mem.containers[ID_A].members.contains_key(&(12, 9999)));
+        assert!(!mem.containers[ID_A].members.contains_key(&(12, 1012)));
+    }
+
+    #[test]
+    fn one_refresh_reads_at_most_the_bound_and_a_group_waiting_has_no_figure() {
+        // The default bound: a mass start of more new members than it.
+        let n = MAX_NEW_READS as i32 + 500;
+        let mass = leak(&copies(10..=9 + n), &[]);
+        let dir = proc_root(&mass);
+        let roots = Roots::new(dir.path(), dir.path());
+        let page = page_size();
+        let mut mem = GroupMemory::new(Duration::from_secs(3600));
+        let t0 = Instant::now();
+        let r = mem.refresh_at(t0, &roots, &mass, 5, 120);
+        assert_eq!(r.processes, MAX_NEW_READS as u64);
+        assert_eq!(r.waiting, 500);
+        // Not all its members read: no figure, not a partial sum.
+        assert_eq!(mem.group_memory(ID_A, 1, &npm()), None);
+        let r = mem.refresh_at(t0 + SCRAPE, &roots, &mass, 5, 120);
+        assert_eq!((r.processes, r.waiting), (500, 0));
+        let all: u64 = (10..=9 + n as u64).sum();
+        assert_eq!(mem.group_memory(ID_A, 1, &npm()), Some(all * page));
+
+        // A smaller bound, two containers: the members left wait for the
+        // next refreshes, containers whose members waited first.
+        let mut two = leak(&copies(10..=15), &[]);
+        let mut b = two.containers[0].clone();
+        b.container.id = id(2);
+        two.containers.push(b);
+        let mut mem = GroupMemory::new(Duration::from_secs(3600));
+        mem.bound = 4;
+        let r = mem.refresh_at(t0, &roots, &two, 5, 120);
+        assert_eq!((r.processes, r.waiting), (4, 8));
+        assert_eq!(mem.group_memory(ID_A, 1, &npm()), None);
+        assert_eq!(mem.group_memory(&id(2), 1, &npm()), None);
+        let r = mem.refresh_at(t0 + SCRAPE, &roots, &two, 5, 120);
+        assert_eq!((r.processes, r.waiting), (4, 4));
+        let six = (10 + 11 + 12 + 13 + 14 + 15) * page;
+        assert_eq!(mem.group_memory(ID_A, 1, &npm()), Some(six));
+        assert_eq!(mem.group_memory(&id(2), 1, &npm()), None);
+        let r = mem.refresh_at(t0 + SCRAPE * 2, &roots, &two, 5, 120);
+        assert_eq!((r.processes, r.waiting), (4, 0));
+        assert_eq!(mem.group_memory(&id(2), 1, &npm()), Some(six));
+        assert_eq!(mem.reads(), 12);
     }
 }

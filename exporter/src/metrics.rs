@@ -486,7 +486,7 @@ pub fn build_families(
         "pidwarden_container_process_group_memory",
         Some(Bytes),
         Gauge,
-        "Resident memory (RSS) of the group's copies, each copy's whole subtree; same groups and command labels as pidwarden_container_process_group_processes; read once per --group-memory-interval per container, not every scrape.",
+        "Resident memory (RSS) of the group's copies, each copy's whole subtree; same groups and command labels as pidwarden_container_process_group_processes; new copies read at the next scrape, copies already read again once per --group-memory-interval, not every scrape.",
     );
     let mut group_oldest = Family::new(
         "pidwarden_container_process_group_oldest_start_time",

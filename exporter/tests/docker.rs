@@ -783,7 +783,7 @@ fn group_memory_oldest_copy_zombie_parents_and_pids_peak_match_the_kernel() {
 /// the kernel at the next one: three copies of a shell wait for a file,
 /// then each holds an 8 MiB string more. An exporter reading every 2 s
 /// (`--group-memory-interval 2`) shows the growth, as the kernel's VmRSS
-/// says; one reading once a day still shows its first figure.
+/// says; one reading once a day still shows the copies' first figures.
 #[test]
 fn group_memory_is_read_again_once_per_interval() {
     if !require_docker() {
@@ -854,11 +854,93 @@ fn group_memory_is_read_again_once_per_interval() {
         served(&quick),
         group_rss(&copies())
     );
-    // Not due for a day: the figure of the first reading, not re-read at
-    // every scrape (a scrape's refresh shows at the next one: two scrapes).
-    for _ in 0..2 {
-        assert_eq!(served(&daily), Some(first));
+    // Not due for a day: the copies keep the figures of their first
+    // reading, not re-read at any scrape; only their new children (new
+    // members: the `sleep` each waits on) are read, once (a scrape's
+    // refresh shows at the next one).
+    let daily_now: Vec<u64> = (0..3)
+        .map(|_| served(&daily).expect("the group's memory left out"))
+        .collect();
+    assert!(
+        daily_now.iter().all(|&v| v < first + (8 << 20)),
+        "the copies were read again: first {first} B, then {daily_now:?}"
+    );
+    assert_eq!(daily_now[1], daily_now[2], "read again: {daily_now:?}");
+}
+
+/// A group's new copies are counted at the next scrape, however long its
+/// container's interval: two `sleep 1000` copies, then three more. With
+/// `--group-memory-interval 86400` the scrape after the one that first
+/// sees five copies serves their five figures, the sum of the kernel's
+/// VmRSS of the five. No scrape runs while the new copies start, so that
+/// each is read once it has settled (a new member is read once, then at
+/// its container's next reading).
+#[test]
+fn a_groups_new_copies_are_counted_within_two_scrapes() {
+    if !require_docker() {
+        return;
     }
+    let script = "sleep 1000 & sleep 1000 & \
+                  until [ -e /tmp/more ]; do sleep 1; done; \
+                  sleep 1000 & sleep 1000 & sleep 1000 & exec sleep 999";
+    let c = TestContainer::run(&[], &["sh", "-c", script]);
+    let copies = || -> Vec<u32> {
+        cgroup_pids(&c)
+            .into_iter()
+            .filter(|&p| proc_info(p).is_some_and(|(argv, _, _)| argv == "sleep 1000"))
+            .collect()
+    };
+    let rss = |pids: &[u32]| -> u64 { pids.iter().map(|&p| vm_rss(p)).sum() };
+    // The kernel's figure once `n` copies run and hold still.
+    let settled = |n: usize| -> u64 {
+        let mut last = 0;
+        poll_until(WAIT, Duration::from_millis(300), || {
+            let cs = copies();
+            let now = rss(&cs);
+            let done = cs.len() == n && now > 0 && now == last;
+            last = now;
+            done.then_some(now)
+        })
+        .unwrap_or_else(|| panic!("{n} copies never settled: {:?}", copies()))
+    };
+    let two = settled(2);
+    let ex = Exporter::start(&["--group-memory-interval", "86400"]);
+    let id = c.id.as_str();
+    let label = [("command", "sleep 1000")];
+    let served =
+        |body: &str, name: &str| -> Option<u64> { sample(body, name, id, &label)?.parse().ok() };
+    let first = poll_until(WAIT, STEP, || {
+        served(
+            &ex.metrics(),
+            "pidwarden_container_process_group_memory_bytes",
+        )
+    })
+    .expect("the group's memory was never served");
+    assert!(
+        first.abs_diff(two) <= two / 50,
+        "served {first} B, kernel VmRSS sum {two} B"
+    );
+
+    // Three more copies, started and settled between two scrapes.
+    let out = c.exec(&["touch", "/tmp/more"]);
+    assert!(out.status.success(), "{out:?}");
+    let five = settled(5);
+    assert!(five > two, "five copies hold {five} B, two {two} B");
+    // The next scrape sees five copies; its refresh reads the three new
+    // ones; the scrape after serves the five.
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        bodies.push(ex.metrics());
+    }
+    let count = served(&bodies[0], "pidwarden_container_process_group_processes");
+    assert_eq!(count, Some(5), "{}", bodies[0]);
+    let got = served(&bodies[1], "pidwarden_container_process_group_memory_bytes");
+    let got = got.expect("the group's memory left out");
+    assert!(
+        got.abs_diff(five) <= five / 50,
+        "second scrape after the growth: served {got} B, kernel VmRSS sum of five copies {five} B, \
+         of two {two} B (first served {first} B)"
+    );
 }
 
 /// The node's figures equal the kernel's, read at the same moment.
