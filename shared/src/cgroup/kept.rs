@@ -11,8 +11,10 @@
 //! Limits (`pids.max`, `memory.max`) change only when someone writes them:
 //! with [`ControlFiles::set_limits_every`] a kept limit file is re-read at
 //! most once per that interval and its last text served in between (so a
-//! changed limit shows within the interval); every other file is read in
-//! every collection. By default (zero) limits are read every collection too.
+//! changed limit shows within the interval), and so is a file the caller
+//! knows cannot change now ([`ControlFiles::read_settled`]); every other
+//! file is read in every collection. By default (zero) they are read every
+//! collection too.
 //!
 //! The process and thread lists (`cgroup.procs`, `tasks`) are opened afresh
 //! on every collection, never kept: on cgroup v1 an open file keeps serving
@@ -147,6 +149,18 @@ impl ControlFiles {
     /// Reads a control file whole; `Ok(None)` when it (or its cgroup) does
     /// not exist. The text lives until the next read.
     pub fn read(&mut self, path: &Path) -> Result<Option<&str>> {
+        self.read_with(path, is_limit(path))
+    }
+
+    /// [`ControlFiles::read`] of a file the caller knows cannot change
+    /// now (a counter of events that cannot happen): like a limit, a kept
+    /// file's last text is served for up to the limits' interval (so a
+    /// cgroup made again under the same path is read anew within it).
+    pub fn read_settled(&mut self, path: &Path) -> Result<Option<&str>> {
+        self.read_with(path, true)
+    }
+
+    fn read_with(&mut self, path: &Path, settled: bool) -> Result<Option<&str>> {
         let generation = self.generation;
         let limits_every = self.limits_every;
         let got = match self.files.get_mut(key(path)) {
@@ -158,7 +172,7 @@ impl ControlFiles {
                     None => Got::Missing,
                     Some(_)
                         if !limits_every.is_zero()
-                            && is_limit(path)
+                            && settled
                             && k.read_at.elapsed() < limits_every =>
                     {
                         k.fresh = true;

@@ -21,6 +21,12 @@ pub trait Source {
     fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
         subdirs(dir)
     }
+    /// Reads a file the caller knows cannot change now; a source that
+    /// keeps files may serve its last text for a while
+    /// ([`ControlFiles::read_settled`]). By default, [`Source::read_opt`].
+    fn read_settled(&mut self, path: &Path) -> Result<Option<&str>> {
+        self.read_opt(path)
+    }
 }
 
 /// Every read opens the file (into one reused buffer).
@@ -46,6 +52,10 @@ impl Source for ControlFiles {
 
     fn subdirs(&mut self, dir: &Path) -> Result<Option<Vec<String>>> {
         ControlFiles::subdirs(self, dir)
+    }
+
+    fn read_settled(&mut self, path: &Path) -> Result<Option<&str>> {
+        ControlFiles::read_settled(self, path)
     }
 }
 
@@ -166,7 +176,7 @@ pub fn read_pids_from(
         let h = max.saturating_sub(level_current);
         headroom = Some(headroom.map_or(h, |old| old.min(h)));
     }
-    let limit_hits = read_limit_hits(src, layout, dir)?;
+    let limit_hits = read_limit_hits(src, layout, dir, limit == Limit::Unlimited)?;
     let peak = read_u64(src, &dir.join("pids.peak"))?;
     Ok(Some(PidsStats {
         current,
@@ -178,8 +188,14 @@ pub fn read_pids_from(
 }
 
 /// The `max` of a `pids.events` or `pids.events.local` file; 0 when missing.
-fn read_events_max(src: &mut dyn Source, path: &Path) -> Result<u64> {
-    Ok(read_key(src, path, "max")?.flatten().unwrap_or(0))
+/// `settled`: no fork can be refused now (see `read_limit_hits`).
+fn read_events_max(src: &mut dyn Source, path: &Path, settled: bool) -> Result<u64> {
+    let text = if settled {
+        src.read_settled(path)?
+    } else {
+        src.read_opt(path)?
+    };
+    Ok(text.and_then(|s| flat_keyed_value(s, "max")).unwrap_or(0))
 }
 
 /// The forks refused at a pids limit that concern the container at `dir`,
@@ -204,20 +220,38 @@ fn read_events_max(src: &mut dyn Source, path: &Path) -> Result<u64> {
 ///   of its siblings' forks (the kernel does not say which one forked).
 ///
 /// A sub-cgroup removed takes its count with it.
-fn read_limit_hits(src: &mut dyn Source, layout: &Layout, dir: &Path) -> Result<u64> {
-    let hierarchical =
-        !layout.pids_local_events && src.read_opt(&dir.join("pids.events.local"))?.is_some();
+///
+/// `unlimited`: neither the container nor an ancestor has a limit. With no
+/// sub-cgroup either (none could hold a limit of its own), no fork of the
+/// container can be refused and no refusal can be counted in these files:
+/// they are read as settled (a source that keeps files re-reads them once
+/// per its limits' interval; the counts are cumulative, so a refusal after
+/// a limit was set shows, whole, once the limit is seen).
+fn read_limit_hits(
+    src: &mut dyn Source,
+    layout: &Layout,
+    dir: &Path,
+    unlimited: bool,
+) -> Result<u64> {
+    let settled = unlimited && src.subdirs(dir)?.is_some_and(|names| names.is_empty());
+    let hierarchical = !layout.pids_local_events
+        && (if settled {
+            src.read_settled(&dir.join("pids.events.local"))?
+        } else {
+            src.read_opt(&dir.join("pids.events.local"))?
+        })
+        .is_some();
     if hierarchical {
-        let mut hits = read_events_max(src, &dir.join("pids.events"))?;
+        let mut hits = read_events_max(src, &dir.join("pids.events"), settled)?;
         for level in levels(layout, dir).iter().skip(1) {
-            hits += read_events_max(src, &level.join("pids.events.local"))?;
+            hits += read_events_max(src, &level.join("pids.events.local"), settled)?;
         }
         return Ok(hits);
     }
     let mut hits = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        hits += read_events_max(src, &d.join("pids.events"))?;
+        hits += read_events_max(src, &d.join("pids.events"), settled)?;
         if let Some(names) = src.subdirs(&d)? {
             stack.extend(names.into_iter().map(|n| d.join(n)));
         }
@@ -474,6 +508,63 @@ mod tests {
         let pod = t.path().join("kubepods/pod1");
         pod_tree(t.path(), true);
         assert_eq!(hits(&layout(t.path(), true), &pod.join("c1")), 2);
+    }
+
+    #[test]
+    fn refusal_counts_without_any_limit_are_read_once_per_interval() {
+        use crate::procfs::FdPool;
+        use std::time::Duration;
+        let t = tempfile::tempdir().unwrap();
+        let l = layout(t.path(), false);
+        let free = t.path().join("docker/free");
+        let capped = t.path().join("docker/capped");
+        for (dir, max) in [(&free, "max\n"), (&capped, "10\n")] {
+            write(
+                dir,
+                &[
+                    ("pids.current", "3\n"),
+                    ("pids.max", max),
+                    ("pids.events", "max 0\n"),
+                ],
+            );
+        }
+        let mut files = ControlFiles::new(FdPool::fixed(64));
+        files.set_limits_every(Duration::from_secs(3600));
+        let kept = |files: &mut ControlFiles, dir: &Path| {
+            read_pids_from(files, &l, &container(dir))
+                .unwrap()
+                .unwrap()
+                .limit_hits
+        };
+        assert_eq!(kept(&mut files, &free), 0);
+        assert_eq!(kept(&mut files, &capped), 0);
+        files.end_scrape();
+        // The files change (the kernel could not change `free`'s: no limit
+        // applies to it, so none of its forks can be refused).
+        write(&free, &[("pids.events", "max 5\n")]);
+        write(&capped, &[("pids.events", "max 5\n")]);
+        // Under a limit the count is read at every collection; without
+        // one, and with no sub-cgroup, its last reading is served within
+        // the limits' interval.
+        assert_eq!(kept(&mut files, &capped), 5);
+        assert_eq!(kept(&mut files, &free), 0);
+        files.end_scrape();
+        // A sub-cgroup could hold a limit of its own: read again.
+        write(
+            &free.join("sub"),
+            &[("pids.max", "max\n"), ("pids.events", "max 1\n")],
+        );
+        assert_eq!(kept(&mut files, &free), 5 + 1);
+        files.end_scrape();
+        // Files opened afresh are read every time; and a reader that keeps
+        // nothing for an interval reads every collection.
+        assert_eq!(hits(&l, &free), 5 + 1);
+        std::fs::remove_dir_all(free.join("sub")).unwrap();
+        let mut every = ControlFiles::new(FdPool::fixed(64));
+        assert_eq!(kept(&mut every, &free), 5);
+        every.end_scrape();
+        write(&free, &[("pids.events", "max 7\n")]);
+        assert_eq!(kept(&mut every, &free), 7);
     }
 
     /// Reads a fixture tree, refusing the `cgroup.procs` of the `threaded`
