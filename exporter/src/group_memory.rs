@@ -89,8 +89,9 @@ struct Member {
 struct Figures {
     /// The members of the shown groups as last read.
     members: HashMap<ProcKey, Member>,
-    /// Bytes per shown group whose members all have a figure, summed at the
-    /// last refresh that looked at the container.
+    /// Bytes per shown group with at least one member read (the sum over
+    /// its members read), summed at the last refresh that looked at the
+    /// container.
     groups: HashMap<GroupKey, u64>,
     /// When every member was last read (the schedule's reading).
     read_at: Instant,

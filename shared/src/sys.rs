@@ -211,29 +211,23 @@ pub(crate) fn clock_ticks_per_sec() -> u64 {
 /// Time since boot (`CLOCK_BOOTTIME`, the clock of `stat`'s start time);
 /// zero when unreadable.
 pub(crate) fn since_boot() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+    clock_now(libc::CLOCK_BOOTTIME)
 }
 
 /// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): what a
 /// periodic task's log line reports as its cost; zero when unreadable.
 pub fn thread_cpu_time() -> Duration {
+    clock_now(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// `clock_gettime(clock)`; zero when unreadable.
+fn clock_now(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return Duration::ZERO;
     }
     Duration::new(
